@@ -1,0 +1,359 @@
+//! Wire format between the kernel programs (`tracer-ebpf`) and userspace
+//! (`tracer-user`).
+//!
+//! Every record in the ring buffer starts with an [`EventHeader`]; its `kind`
+//! says which struct follows. All structs are `#[repr(C)]`, have explicit
+//! padding, and contain only plain integers so both sides agree on the layout
+//! without any serialisation step. Ports are in host byte order, addresses in
+//! network byte order (as the kernel stores them), IPv4 in the first 4 bytes.
+#![no_std]
+
+pub const TASK_COMM_LEN: usize = 16;
+/// Longest exec filename the kernel side copies (truncated beyond this).
+pub const FILENAME_LEN: usize = 128;
+
+/// `kind` values of [`EventHeader`].
+pub mod kind {
+    pub const TCP_CONNECT: u16 = 1;
+    pub const TCP_STATE: u16 = 2;
+    pub const TCP_RETRANSMIT: u16 = 3;
+    pub const TCP_RESET: u16 = 4;
+    /// A segment reached a prober socket in SYN-SENT (normally the SYN-ACK).
+    pub const TCP_SYN_SENT_RCV: u16 = 5;
+    pub const IPVS_CONN: u16 = 6;
+    pub const PROC_EXEC: u16 = 10;
+    pub const PROC_FORK: u16 = 11;
+    pub const SYSCALL_FAILED: u16 = 12;
+    pub const PROC_EXIT: u16 = 13;
+    pub const SIGNAL: u16 = 14;
+    pub const OOM_KILL: u16 = 15;
+}
+
+/// Which attach mechanism produced an event (also used in the capability report).
+pub mod hook_mode {
+    pub const TRACEPOINT: u8 = 0;
+    pub const KPROBE: u8 = 1;
+    pub const FENTRY: u8 = 2;
+}
+
+/// Which syscall a [`SyscallFailedEvent`] is about.
+pub mod syscall {
+    pub const CLONE: u32 = 1;
+    pub const CLONE3: u32 = 2;
+    pub const FORK: u32 = 3;
+    pub const VFORK: u32 = 4;
+    pub const SETNS: u32 = 5;
+}
+
+/// Common prefix of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u16,
+    pub hook_mode: u8,
+    pub _pad0: u8,
+    /// Thread-group id of the current task (the "pid" users see).
+    pub pid: u32,
+    /// Thread id of the current task.
+    pub tid: u32,
+    pub _pad1: u32,
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// cgroup v2 id of the current task (the inode number of its cgroup dir).
+    pub cgroup_id: u64,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// An IPv4 or IPv6 socket 4-tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// Something happened to a prober's TCP socket. `kind` says what:
+/// connect, state change, retransmit, reset received, segment in SYN-SENT.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpEvent {
+    pub header: EventHeader,
+    /// Kernel address of the `struct sock`: the connection's identity.
+    pub skaddr: u64,
+    pub tuple: Tuple,
+    /// TCP_* states (1 = ESTABLISHED, 2 = SYN_SENT, 7 = CLOSE...); for events
+    /// other than TCP_STATE both hold the socket's current state.
+    pub oldstate: u8,
+    pub newstate: u8,
+    pub _pad: [u8; 6],
+}
+
+/// IPVS created a connection whose client/virtual pair is the reverse of a
+/// prober connection: the prober's reply traffic went into a virtual service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IpvsConnEvent {
+    pub header: EventHeader,
+    pub af: u16,
+    pub protocol: u16,
+    /// Client port (the pod's port: the SYN-ACK's source).
+    pub cport: u16,
+    /// Virtual service port (the prober's source port).
+    pub vport: u16,
+    /// Real server port.
+    pub dport: u16,
+    pub _pad: u16,
+    pub caddr: [u8; 16],
+    pub vaddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub ppid: u32,
+    pub _pad: u32,
+    pub filename: [u8; FILENAME_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    /// Thread id of the new task (its pid when it is a new process).
+    pub child_tid: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallFailedEvent {
+    pub header: EventHeader,
+    /// One of [`syscall`].
+    pub syscall: u32,
+    /// `setns`'s nstype argument (0 for the fork family).
+    pub nstype: i32,
+    /// Negative errno.
+    pub ret: i64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task->exit_code`: wait(2) status (exit code << 8 | terminating signal).
+    pub exit_code: i32,
+    /// Pid of the task inside its own pid namespace (1 = a container's init).
+    pub ns_pid: u32,
+    pub ppid: u32,
+    /// Non-zero when the whole thread group is gone (last thread exiting).
+    pub group_dead: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SignalEvent {
+    /// Header describes the sender.
+    pub header: EventHeader,
+    pub sig: i32,
+    pub errno: i32,
+    pub code: i32,
+    /// Result of the delivery (TRACE_SIGNAL_* in include/trace/events/signal.h).
+    pub result: i32,
+    pub target_pid: u32,
+    pub _pad: u32,
+    pub target_comm: [u8; TASK_COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OomKillEvent {
+    pub header: EventHeader,
+    pub victim_pid: u32,
+    pub _pad: u32,
+    /// Victim's memory at the kill, in pages (0 when the kernel does not say).
+    pub total_vm_pages: u64,
+    pub anon_rss_pages: u64,
+    pub file_rss_pages: u64,
+}
+
+/// Key of the prober-comm filter map: a NUL-padded `comm`.
+pub type CommKey = [u8; TASK_COMM_LEN];
+
+/// Key of the IPVS lookup map: a prober connection as the kernel will see
+/// its *reply*: (remote addr, remote port, local addr, local port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReplyKey {
+    pub caddr: [u8; 16],
+    pub vaddr: [u8; 16],
+    pub cport: u16,
+    pub vport: u16,
+    pub _pad: u32,
+}
+
+
+/// Offset of a field that the running kernel lacks (the program skips it).
+pub const NO_FIELD: u32 = u32::MAX;
+
+/// Field offsets inside one tracepoint's record, read at load time from
+/// `/sys/kernel/tracing/events/<category>/<name>/format`. A field the
+/// tracepoint does not have is [`NO_FIELD`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockTracepointOffsets {
+    pub skaddr: u32,
+    pub oldstate: u32,
+    pub newstate: u32,
+    pub state: u32,
+    pub sport: u32,
+    pub dport: u32,
+    pub family: u32,
+    pub protocol: u32,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub saddr_v6: u32,
+    pub daddr_v6: u32,
+}
+
+impl SockTracepointOffsets {
+    pub const MISSING: Self = Self {
+        skaddr: NO_FIELD,
+        oldstate: NO_FIELD,
+        newstate: NO_FIELD,
+        state: NO_FIELD,
+        sport: NO_FIELD,
+        dport: NO_FIELD,
+        family: NO_FIELD,
+        protocol: NO_FIELD,
+        saddr: NO_FIELD,
+        daddr: NO_FIELD,
+        saddr_v6: NO_FIELD,
+        daddr_v6: NO_FIELD,
+    };
+}
+
+/// Offsets inside `struct sock_common`, from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockOffsets {
+    pub skc_family: u32,
+    pub skc_state: u32,
+    pub skc_num: u32,
+    pub skc_dport: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_v6_daddr: u32,
+}
+
+/// Offsets inside the ip_vs module's `struct ip_vs_conn_param`, from
+/// `/sys/kernel/btf/ip_vs`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpvsParamOffsets {
+    pub caddr: u32,
+    pub vaddr: u32,
+    pub cport: u32,
+    pub vport: u32,
+    pub protocol: u32,
+    pub af: u32,
+}
+
+/// Offsets for the process hooks: tracepoint fields and `task_struct`/
+/// `struct pid` members (from BTF) that tracepoints do not carry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessOffsets {
+    /// sched:sched_process_exec
+    pub exec_filename: u32,
+    /// sched:sched_process_fork
+    pub fork_child_pid: u32,
+    /// syscalls:sys_exit_* `ret`
+    pub sys_exit_ret: u32,
+    /// syscalls:sys_enter_setns `nstype`
+    pub setns_nstype: u32,
+    /// signal:signal_generate
+    pub sig_sig: u32,
+    pub sig_errno: u32,
+    pub sig_code: u32,
+    pub sig_comm: u32,
+    pub sig_pid: u32,
+    pub sig_result: u32,
+    /// oom:mark_victim
+    pub oom_pid: u32,
+    pub oom_total_vm: u32,
+    pub oom_anon_rss: u32,
+    pub oom_file_rss: u32,
+    /// struct task_struct
+    pub task_exit_code: u32,
+    pub task_thread_pid: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_signal: u32,
+    /// struct signal_struct: live thread count (group_dead when it hits 0)
+    pub signal_live: u32,
+    /// struct pid
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    /// struct upid
+    pub upid_size: u32,
+    pub upid_nr: u32,
+}
+
+/// Everything the kernel programs need to know about the running kernel,
+/// written into the object's `CONFIG` global before it is loaded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub set_state: SockTracepointOffsets,
+    pub retransmit: SockTracepointOffsets,
+    pub reset: SockTracepointOffsets,
+    pub sock: SockOffsets,
+    pub ipvs: IpvsParamOffsets,
+    pub process: ProcessOffsets,
+}
+
+/// Index into the `SETTINGS` array map: values userspace changes after load.
+pub mod setting {
+    /// Non-zero once an fentry/kprobe program on `tcp_connect` is attached;
+    /// until then the inet_sock_set_state tracepoint reports connects itself.
+    pub const CONNECT_HOOKED: u32 = 0;
+    pub const COUNT: u32 = 4;
+}
+
+/// Index into the per-CPU `COUNTERS` map.
+pub mod counter {
+    /// Records the ring buffer had no room for (lost events).
+    pub const RINGBUF_FULL: u32 = 0;
+    /// Entries the tracked-socket/pid maps could not take.
+    pub const MAP_FULL: u32 = 1;
+    pub const COUNT: u32 = 4;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)] structs of integers with explicit
+    // padding fields, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for ReplyKey {}
+    unsafe impl aya::Pod for Config {}
+}
+
+/// Copy a record out of a ring-buffer slice if it is long enough.
+///
+/// Returns `None` for a short slice instead of reading out of bounds.
+pub fn read_record<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < core::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked above; read_unaligned has no alignment needs and
+    // every T used here is a plain-integer #[repr(C)] struct.
+    Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const T) })
+}

@@ -1,0 +1,108 @@
+//! probe-tracer's kernel programs.
+//!
+//! One program per hook, and for hooks that have them, one variant per attach
+//! mechanism (fentry, kprobe, tracepoint): userspace loads the best variant
+//! the running kernel accepts. Everything kernel-specific (struct member
+//! offsets, tracepoint field offsets) arrives in the `CONFIG` global, filled
+//! in from BTF and tracepoint formats at load time; nothing here assumes one
+//! kernel's layout.
+//!
+//! Filtering happens here, not in userspace: only prober processes' sockets,
+//! only IPVS connections that answer a prober socket, only the container
+//! runtime's process tree.
+#![no_std]
+#![no_main]
+
+mod ipvs;
+mod process;
+mod tcp;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+};
+use tracer_common::{Config, EventHeader, NO_FIELD, counter, setting};
+
+/// Kernel layout information; userspace overwrites this before load.
+#[unsafe(no_mangle)]
+static CONFIG: Config = unsafe { core::mem::zeroed() };
+
+/// All events go to userspace through this ring buffer. Its size can be
+/// changed at load time (`--ringbuf-size`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Drop and overflow counters (see `tracer_common::counter`).
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Values userspace sets after load (see `tracer_common::setting`).
+#[map]
+static SETTINGS: Array<u32> = Array::with_max_entries(setting::COUNT, 0);
+
+#[inline(always)]
+fn config() -> &'static Config {
+    // Volatile so the compiler does not fold the zeroed initialiser into the
+    // code: the real values are patched into .rodata at load time.
+    unsafe { &*core::ptr::read_volatile(&&CONFIG) }
+}
+
+#[inline(always)]
+fn setting(index: u32) -> u32 {
+    SETTINGS.get(index).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Copies `value` into the ring buffer; a full buffer is counted, never silent.
+#[inline(always)]
+fn emit<T: 'static>(value: &T) {
+    if EVENTS.output::<T>(value, 0).is_err() {
+        bump(counter::RINGBUF_FULL);
+    }
+}
+
+#[inline(always)]
+fn header(kind: u16, hook_mode: u8) -> EventHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    EventHeader {
+        kind,
+        hook_mode,
+        _pad0: 0,
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        _pad1: 0,
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    }
+}
+
+/// Reads a `T` at `base + offset` from kernel memory; `None` when the kernel
+/// lacks the field or the read faults.
+#[inline(always)]
+fn read_kernel<T>(base: *const u8, offset: u32) -> Option<T> {
+    if offset == NO_FIELD || base.is_null() {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T).ok() }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

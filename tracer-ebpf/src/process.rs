@@ -1,0 +1,1 @@
+//! Process and namespace hooks (runc exec failures). See issue 4.

@@ -1,0 +1,270 @@
+//! Prober TCP connections: connect, state changes, SYN retransmits, resets,
+//! and segments arriving in SYN-SENT.
+//!
+//! A socket is *tracked* from the moment a prober process (comm in
+//! `PROBER_COMMS`) connects it until it reaches CLOSE. Every later hook fires
+//! in softirq or timer context where `comm` means nothing, so they filter on
+//! the tracked-socket map instead.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_comm,
+    macros::{fentry, kprobe, map, tracepoint},
+    maps::{HashMap, LruHashMap},
+    programs::{FEntryContext, ProbeContext, TracePointContext},
+};
+use tracer_common::{
+    CommKey, NO_FIELD, ReplyKey, SockTracepointOffsets, TcpEvent, Tuple, counter, hook_mode, kind,
+    setting as settings,
+};
+
+use crate::{bump, config, emit, header, read_kernel, setting};
+
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const TCP_SYN_SENT: u8 = 2;
+const TCP_CLOSE: u8 = 7;
+
+/// Process names whose connections are traced (`--prober-comm`).
+#[map]
+static PROBER_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(16, 0);
+
+/// Tracked prober sockets, by `struct sock` address. LRU so an unseen close
+/// can never fill it.
+#[map]
+static PROBE_SOCKS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65536, 0);
+
+/// Tracked prober sockets by the 4-tuple their *reply* carries, for the IPVS
+/// hook: an IPVS connection with this client/virtual pair took a reply.
+#[map]
+pub(crate) static PROBE_REPLIES: LruHashMap<ReplyKey, u64> =
+    LruHashMap::with_max_entries(65536, 0);
+
+#[inline(always)]
+fn is_prober() -> bool {
+    match bpf_get_current_comm() {
+        Ok(comm) => unsafe { PROBER_COMMS.get(&comm).is_some() },
+        Err(_) => false,
+    }
+}
+
+#[inline(always)]
+fn is_tracked(skaddr: u64) -> bool {
+    unsafe { PROBE_SOCKS.get(&skaddr).is_some() }
+}
+
+fn track(skaddr: u64, tuple: &Tuple) {
+    if PROBE_SOCKS.insert(&skaddr, &1, 0).is_err() {
+        bump(counter::MAP_FULL);
+    }
+    // The reply comes from daddr:dport to saddr:sport. Without a source port
+    // (tracepoint path before the port is bound) there is nothing to match.
+    if tuple.sport != 0 {
+        let key = reply_key(tuple);
+        if PROBE_REPLIES.insert(&key, &skaddr, 0).is_err() {
+            bump(counter::MAP_FULL);
+        }
+    }
+}
+
+fn untrack(skaddr: u64, tuple: &Tuple) {
+    let _ = PROBE_SOCKS.remove(&skaddr);
+    if tuple.sport != 0 {
+        let _ = PROBE_REPLIES.remove(&reply_key(tuple));
+    }
+}
+
+#[inline(always)]
+fn reply_key(tuple: &Tuple) -> ReplyKey {
+    ReplyKey {
+        caddr: tuple.daddr,
+        vaddr: tuple.saddr,
+        cport: tuple.dport,
+        vport: tuple.sport,
+        _pad: 0,
+    }
+}
+
+#[inline(always)]
+fn tcp_event(kind: u16, mode: u8, skaddr: u64, tuple: Tuple, old: u8, new: u8) -> TcpEvent {
+    TcpEvent {
+        header: header(kind, mode),
+        skaddr,
+        tuple,
+        oldstate: old,
+        newstate: new,
+        _pad: [0; 6],
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading a socket's identity from `struct sock` (fentry/kprobe paths).
+
+fn sock_tuple(sk: *const u8) -> Tuple {
+    let off = &config().sock;
+    let mut t = Tuple {
+        family: read_kernel::<u16>(sk, off.skc_family).unwrap_or(0),
+        sport: read_kernel::<u16>(sk, off.skc_num).unwrap_or(0),
+        dport: u16::from_be(read_kernel::<u16>(sk, off.skc_dport).unwrap_or(0)),
+        ..Default::default()
+    };
+    if t.family == AF_INET6 {
+        t.saddr = read_kernel::<[u8; 16]>(sk, off.skc_v6_rcv_saddr).unwrap_or([0; 16]);
+        t.daddr = read_kernel::<[u8; 16]>(sk, off.skc_v6_daddr).unwrap_or([0; 16]);
+    } else {
+        let s = read_kernel::<[u8; 4]>(sk, off.skc_rcv_saddr).unwrap_or([0; 4]);
+        let d = read_kernel::<[u8; 4]>(sk, off.skc_daddr).unwrap_or([0; 4]);
+        t.saddr[..4].copy_from_slice(&s);
+        t.daddr[..4].copy_from_slice(&d);
+    }
+    t
+}
+
+fn sock_state(sk: *const u8) -> u8 {
+    read_kernel::<u8>(sk, config().sock.skc_state).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// Hook: tcp_connect (fentry, kprobe; tracepoint fallback in on_set_state).
+
+fn on_tcp_connect(sk: *const u8, mode: u8) {
+    if sk.is_null() || !is_prober() {
+        return;
+    }
+    let skaddr = sk as u64;
+    let tuple = sock_tuple(sk);
+    track(skaddr, &tuple);
+    emit(&tcp_event(kind::TCP_CONNECT, mode, skaddr, tuple, TCP_SYN_SENT, TCP_SYN_SENT));
+}
+
+#[fentry(function = "tcp_connect")]
+pub fn fentry_tcp_connect(ctx: FEntryContext) -> u32 {
+    on_tcp_connect(ctx.arg::<*const u8>(0), hook_mode::FENTRY);
+    0
+}
+
+#[kprobe(function = "tcp_connect")]
+pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
+    if let Some(sk) = ctx.arg::<*const u8>(0) {
+        on_tcp_connect(sk, hook_mode::KPROBE);
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Hook: tcp_rcv_state_process (fentry, kprobe). A segment reaching a tracked
+// socket in SYN-SENT proves the SYN-ACK arrived; its absence is what a
+// diverted SYN-ACK looks like from the prober's side.
+
+fn on_rcv_state_process(sk: *const u8, mode: u8) {
+    let skaddr = sk as u64;
+    if sk.is_null() || !is_tracked(skaddr) {
+        return;
+    }
+    let state = sock_state(sk);
+    if state != TCP_SYN_SENT {
+        return;
+    }
+    emit(&tcp_event(kind::TCP_SYN_SENT_RCV, mode, skaddr, sock_tuple(sk), state, state));
+}
+
+#[fentry(function = "tcp_rcv_state_process")]
+pub fn fentry_tcp_rcv_state_process(ctx: FEntryContext) -> u32 {
+    on_rcv_state_process(ctx.arg::<*const u8>(0), hook_mode::FENTRY);
+    0
+}
+
+#[kprobe(function = "tcp_rcv_state_process")]
+pub fn kprobe_tcp_rcv_state_process(ctx: ProbeContext) -> u32 {
+    if let Some(sk) = ctx.arg::<*const u8>(0) {
+        on_rcv_state_process(sk, hook_mode::KPROBE);
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Tracepoints. Field offsets come from the tracepoint's format file.
+
+#[inline(always)]
+fn tp_read<T: Default>(ctx: &TracePointContext, offset: u32) -> T {
+    if offset == NO_FIELD {
+        return T::default();
+    }
+    unsafe { ctx.read_at::<T>(offset as usize).unwrap_or_default() }
+}
+
+fn tp_tuple(ctx: &TracePointContext, off: &SockTracepointOffsets) -> Tuple {
+    let mut t = Tuple {
+        family: tp_read::<u16>(ctx, off.family),
+        sport: tp_read::<u16>(ctx, off.sport),
+        dport: tp_read::<u16>(ctx, off.dport),
+        ..Default::default()
+    };
+    if t.family == AF_INET6 {
+        t.saddr = tp_read::<[u8; 16]>(ctx, off.saddr_v6);
+        t.daddr = tp_read::<[u8; 16]>(ctx, off.daddr_v6);
+    } else {
+        t.saddr[..4].copy_from_slice(&tp_read::<[u8; 4]>(ctx, off.saddr));
+        t.daddr[..4].copy_from_slice(&tp_read::<[u8; 4]>(ctx, off.daddr));
+    }
+    t
+}
+
+/// sock:inet_sock_set_state: every TCP state change. For tracked sockets it
+/// reports the transition; while no tcp_connect hook is attached it also
+/// detects prober connects (CLOSE -> SYN_SENT in the prober's context).
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    let off = &config().set_state;
+    if off.protocol != NO_FIELD && tp_read::<u16>(&ctx, off.protocol) != IPPROTO_TCP {
+        return 0;
+    }
+    let skaddr = tp_read::<u64>(&ctx, off.skaddr);
+    let old = tp_read::<u32>(&ctx, off.oldstate) as u8;
+    let new = tp_read::<u32>(&ctx, off.newstate) as u8;
+    if !is_tracked(skaddr) {
+        if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 || !is_prober() {
+            return 0;
+        }
+        let tuple = tp_tuple(&ctx, off);
+        track(skaddr, &tuple);
+        emit(&tcp_event(kind::TCP_CONNECT, hook_mode::TRACEPOINT, skaddr, tuple, old, new));
+        return 0;
+    }
+    let tuple = tp_tuple(&ctx, off);
+    if new == TCP_CLOSE {
+        untrack(skaddr, &tuple);
+    } else if old == TCP_SYN_SENT && tuple.sport != 0 {
+        // The tracepoint connect path saw no source port yet; now that the
+        // connection has one, make it visible to the IPVS hook too.
+        track(skaddr, &tuple);
+    }
+    emit(&tcp_event(kind::TCP_STATE, hook_mode::TRACEPOINT, skaddr, tuple, old, new));
+    0
+}
+
+/// tcp:tcp_retransmit_skb: counts SYN retransmits of tracked sockets.
+#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
+pub fn tp_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    let off = &config().retransmit;
+    let skaddr = tp_read::<u64>(&ctx, off.skaddr);
+    if !is_tracked(skaddr) {
+        return 0;
+    }
+    let state = tp_read::<u32>(&ctx, off.state) as u8;
+    let tuple = tp_tuple(&ctx, off);
+    emit(&tcp_event(kind::TCP_RETRANSMIT, hook_mode::TRACEPOINT, skaddr, tuple, state, state));
+    0
+}
+
+/// tcp:tcp_receive_reset: a tracked socket was refused.
+#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
+pub fn tp_tcp_receive_reset(ctx: TracePointContext) -> u32 {
+    let off = &config().reset;
+    let skaddr = tp_read::<u64>(&ctx, off.skaddr);
+    if !is_tracked(skaddr) {
+        return 0;
+    }
+    let tuple = tp_tuple(&ctx, off);
+    emit(&tcp_event(kind::TCP_RESET, hook_mode::TRACEPOINT, skaddr, tuple, 0, 0));
+    0
+}

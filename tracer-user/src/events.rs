@@ -1,0 +1,308 @@
+//! Ring-buffer records decoded into owned Rust values.
+//!
+//! These are what the diagnosis logic consumes. They serialise to JSON so a
+//! real run can be recorded (`probe-tracer run --record FILE`) and replayed
+//! through the same logic in unit tests (`probe-tracer replay FILE`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+use tracer_common::{
+    EventHeader, ExecEvent, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, SignalEvent,
+    SyscallFailedEvent, TcpEvent, Tuple, hook_mode, kind, read_record, syscall,
+};
+
+const AF_INET6: u16 = 10;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds (kernel's `bpf_ktime_get_ns`).
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub mode: HookMode,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookMode {
+    Tracepoint,
+    Kprobe,
+    Fentry,
+}
+
+impl HookMode {
+    fn from_raw(raw: u8) -> Self {
+        match raw {
+            hook_mode::FENTRY => Self::Fentry,
+            hook_mode::KPROBE => Self::Kprobe,
+            _ => Self::Tracepoint,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tracepoint => "tracepoint",
+            Self::Kprobe => "kprobe",
+            Self::Fentry => "fentry",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Body {
+    TcpConnect(TcpInfo),
+    TcpState(TcpInfo),
+    TcpRetransmit(TcpInfo),
+    TcpReset(TcpInfo),
+    /// A segment (normally the SYN-ACK) reached the socket in SYN-SENT.
+    TcpSynSentRcv(TcpInfo),
+    IpvsConn(IpvsConn),
+    Exec { ppid: u32, filename: String },
+    Fork { child_tid: u32 },
+    SyscallFailed { syscall: String, nstype: i32, errno: i32 },
+    Exit { exit_code: i32, ns_pid: u32, ppid: u32, group_dead: bool },
+    Signal { sig: i32, errno: i32, code: i32, result: i32, target_pid: u32, target_comm: String },
+    OomKill { victim_pid: u32, total_vm_pages: u64, anon_rss_pages: u64, file_rss_pages: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpInfo {
+    pub skaddr: u64,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub oldstate: u8,
+    pub newstate: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpvsConn {
+    pub protocol: u16,
+    /// Client: where the packet IPVS took came from (the pod).
+    pub caddr: IpAddr,
+    pub cport: u16,
+    /// Virtual service address and port (the prober's own address and port).
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    /// Real server the packet was sent to.
+    pub daddr: IpAddr,
+    pub dport: u16,
+}
+
+/// Decodes one ring-buffer record. `None` for a short or unknown record
+/// (the caller counts those).
+pub fn decode(bytes: &[u8]) -> Option<Event> {
+    let header: EventHeader = read_record(bytes)?;
+    let body = match header.kind {
+        kind::TCP_CONNECT | kind::TCP_STATE | kind::TCP_RETRANSMIT | kind::TCP_RESET
+        | kind::TCP_SYN_SENT_RCV => {
+            let e: TcpEvent = read_record(bytes)?;
+            let info = tcp_info(&e);
+            match header.kind {
+                kind::TCP_CONNECT => Body::TcpConnect(info),
+                kind::TCP_STATE => Body::TcpState(info),
+                kind::TCP_RETRANSMIT => Body::TcpRetransmit(info),
+                kind::TCP_RESET => Body::TcpReset(info),
+                _ => Body::TcpSynSentRcv(info),
+            }
+        }
+        kind::IPVS_CONN => {
+            let e: IpvsConnEvent = read_record(bytes)?;
+            Body::IpvsConn(IpvsConn {
+                protocol: e.protocol,
+                caddr: ip(e.af, &e.caddr),
+                cport: e.cport,
+                vaddr: ip(e.af, &e.vaddr),
+                vport: e.vport,
+                daddr: ip(e.af, &e.daddr),
+                dport: e.dport,
+            })
+        }
+        kind::PROC_EXEC => {
+            let e: ExecEvent = read_record(bytes)?;
+            Body::Exec { ppid: e.ppid, filename: c_string(&e.filename) }
+        }
+        kind::PROC_FORK => {
+            let e: ForkEvent = read_record(bytes)?;
+            Body::Fork { child_tid: e.child_tid }
+        }
+        kind::SYSCALL_FAILED => {
+            let e: SyscallFailedEvent = read_record(bytes)?;
+            Body::SyscallFailed {
+                syscall: syscall_name(e.syscall).to_string(),
+                nstype: e.nstype,
+                errno: (-e.ret) as i32,
+            }
+        }
+        kind::PROC_EXIT => {
+            let e: ExitEvent = read_record(bytes)?;
+            Body::Exit {
+                exit_code: e.exit_code,
+                ns_pid: e.ns_pid,
+                ppid: e.ppid,
+                group_dead: e.group_dead != 0,
+            }
+        }
+        kind::SIGNAL => {
+            let e: SignalEvent = read_record(bytes)?;
+            Body::Signal {
+                sig: e.sig,
+                errno: e.errno,
+                code: e.code,
+                result: e.result,
+                target_pid: e.target_pid,
+                target_comm: c_string(&e.target_comm),
+            }
+        }
+        kind::OOM_KILL => {
+            let e: OomKillEvent = read_record(bytes)?;
+            Body::OomKill {
+                victim_pid: e.victim_pid,
+                total_vm_pages: e.total_vm_pages,
+                anon_rss_pages: e.anon_rss_pages,
+                file_rss_pages: e.file_rss_pages,
+            }
+        }
+        _ => return None,
+    };
+    Some(Event {
+        ts_ns: header.ts_ns,
+        pid: header.pid,
+        tid: header.tid,
+        comm: c_string(&header.comm),
+        cgroup_id: header.cgroup_id,
+        mode: HookMode::from_raw(header.hook_mode),
+        body,
+    })
+}
+
+pub fn syscall_name(raw: u32) -> &'static str {
+    match raw {
+        syscall::CLONE => "clone",
+        syscall::CLONE3 => "clone3",
+        syscall::FORK => "fork",
+        syscall::VFORK => "vfork",
+        syscall::SETNS => "setns",
+        _ => "unknown",
+    }
+}
+
+fn tcp_info(e: &TcpEvent) -> TcpInfo {
+    let Tuple { family, sport, dport, saddr, daddr, .. } = e.tuple;
+    TcpInfo {
+        skaddr: e.skaddr,
+        saddr: ip(family, &saddr),
+        sport,
+        daddr: ip(family, &daddr),
+        dport,
+        oldstate: e.oldstate,
+        newstate: e.newstate,
+    }
+}
+
+/// An address as the kernel stored it; IPv4-mapped IPv6 (a dual-stack
+/// socket talking IPv4) is shown as IPv4, as `ss` does.
+pub fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        let v6 = Ipv6Addr::from(*raw);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    } else {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    }
+}
+
+/// A NUL-terminated kernel string (comm, filename) as UTF-8, lossily.
+pub fn c_string(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// TCP state names as in include/net/tcp_states.h.
+pub fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()).to_vec() }
+    }
+
+    #[test]
+    fn decodes_a_tcp_connect_record() {
+        let mut comm = [0u8; 16];
+        comm[..7].copy_from_slice(b"kubelet");
+        let mut raw = TcpEvent::default();
+        raw.header = EventHeader { kind: kind::TCP_CONNECT, hook_mode: hook_mode::FENTRY, pid: 42, tid: 43, ts_ns: 7, comm, ..Default::default() };
+        raw.skaddr = 0xffff_8880_0000_1000;
+        raw.tuple.family = 2;
+        raw.tuple.sport = 31055;
+        raw.tuple.dport = 8080;
+        raw.tuple.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        raw.tuple.daddr[..4].copy_from_slice(&[10, 0, 1, 2]);
+        let ev = decode(&bytes_of(&raw)).unwrap();
+        assert_eq!(ev.comm, "kubelet");
+        assert_eq!(ev.pid, 42);
+        assert_eq!(ev.mode, HookMode::Fentry);
+        let Body::TcpConnect(info) = ev.body else { panic!("wrong body {ev:?}") };
+        assert_eq!(info.saddr, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(info.sport, 31055);
+        assert_eq!(info.daddr, "10.0.1.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn short_or_unknown_records_are_rejected() {
+        let raw = TcpEvent::default();
+        let bytes = bytes_of(&raw);
+        assert!(decode(&bytes[..10]).is_none());
+        let mut unknown = EventHeader::default();
+        unknown.kind = 999;
+        assert!(decode(&bytes_of(&unknown)).is_none());
+    }
+
+    #[test]
+    fn mapped_ipv6_is_shown_as_ipv4() {
+        let mut raw = [0u8; 16];
+        raw[10] = 0xff;
+        raw[11] = 0xff;
+        raw[12..].copy_from_slice(&[192, 0, 2, 1]);
+        assert_eq!(ip(10, &raw), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let ev = Event {
+            ts_ns: 1, pid: 2, tid: 2, comm: "runc".into(), cgroup_id: 9, mode: HookMode::Tracepoint,
+            body: Body::SyscallFailed { syscall: "clone3".into(), nstype: 0, errno: 11 },
+        };
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(json.contains("\"event\":\"syscall_failed\""), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+    }
+}

@@ -1,0 +1,165 @@
+//! Struct member offsets from the running kernel's BTF.
+//!
+//! Rust eBPF programs carry no CO-RE relocations, so the programs read struct
+//! members at offsets userspace computes here, from `/sys/kernel/btf/vmlinux`
+//! (and `/sys/kernel/btf/<module>` for module types such as IPVS').
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use btf_rs::{Btf, BtfType, Type};
+use tracer_common::{IpvsParamOffsets, NO_FIELD, SockOffsets};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Parsed kernel BTF, with a module's split BTF on demand.
+pub struct KernelBtf {
+    vmlinux: Btf,
+}
+
+impl KernelBtf {
+    pub fn load() -> Result<Self> {
+        Self::from_file(VMLINUX_BTF)
+    }
+
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let vmlinux = Btf::from_file(path)
+            .with_context(|| format!("cannot read kernel BTF from {}", path.display()))?;
+        Ok(Self { vmlinux })
+    }
+
+    /// BTF of a loaded module (split on top of vmlinux), if the module is loaded.
+    pub fn module(&self, name: &str) -> Option<Btf> {
+        let path = format!("/sys/kernel/btf/{name}");
+        Btf::from_split_file(&path, &self.vmlinux).ok()
+    }
+
+    pub fn vmlinux(&self) -> &Btf {
+        &self.vmlinux
+    }
+
+    pub fn has_function(&self, name: &str) -> bool {
+        has_function(&self.vmlinux, name)
+    }
+
+    pub fn sock_offsets(&self) -> Result<SockOffsets> {
+        let btf = &self.vmlinux;
+        let field = |name| member_offset(btf, "sock_common", name);
+        let optional = |name| field(name).unwrap_or(NO_FIELD);
+        Ok(SockOffsets {
+            skc_family: field("skc_family")?,
+            skc_state: field("skc_state")?,
+            skc_num: field("skc_num")?,
+            skc_dport: field("skc_dport")?,
+            skc_rcv_saddr: field("skc_rcv_saddr")?,
+            skc_daddr: field("skc_daddr")?,
+            // Only present with CONFIG_IPV6.
+            skc_v6_rcv_saddr: optional("skc_v6_rcv_saddr"),
+            skc_v6_daddr: optional("skc_v6_daddr"),
+        })
+    }
+}
+
+/// Offsets of `struct ip_vs_conn_param` in the ip_vs module's BTF.
+pub fn ipvs_param_offsets(ipvs: &Btf) -> Result<IpvsParamOffsets> {
+    let field = |name| member_offset(ipvs, "ip_vs_conn_param", name);
+    Ok(IpvsParamOffsets {
+        caddr: field("caddr")?,
+        vaddr: field("vaddr")?,
+        cport: field("cport")?,
+        vport: field("vport")?,
+        protocol: field("protocol")?,
+        af: field("af")?,
+    })
+}
+
+pub fn has_function(btf: &Btf, name: &str) -> bool {
+    btf.resolve_types_by_name(name)
+        .map(|types| types.iter().any(|t| matches!(t, Type::Func(_))))
+        .unwrap_or(false)
+}
+
+/// Byte offset of `member` in `struct_name`, looking through anonymous
+/// structs and unions (as in `sock_common`'s `skc_addrpair` union).
+pub fn member_offset(btf: &Btf, struct_name: &str, member: &str) -> Result<u32> {
+    let types = btf
+        .resolve_types_by_name(struct_name)
+        .with_context(|| format!("the kernel's BTF has no type named {struct_name}"))?;
+    for ty in types {
+        if let Type::Struct(s) | Type::Union(s) = ty {
+            if let Some(bits) = find_member_bits(btf, &s, member)? {
+                if bits % 8 != 0 {
+                    bail!("{struct_name}.{member} is a bitfield");
+                }
+                return Ok(bits / 8);
+            }
+        }
+    }
+    Err(anyhow!("struct {struct_name} has no member {member} in this kernel's BTF"))
+}
+
+/// Size in bytes of a struct.
+pub fn struct_size(btf: &Btf, struct_name: &str) -> Result<u32> {
+    for ty in btf.resolve_types_by_name(struct_name)? {
+        if let Type::Struct(s) = ty {
+            return Ok(s.size() as u32);
+        }
+    }
+    Err(anyhow!("the kernel's BTF has no struct {struct_name}"))
+}
+
+fn find_member_bits(btf: &Btf, s: &btf_rs::Struct, wanted: &str) -> Result<Option<u32>> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == wanted {
+            return Ok(Some(m.bit_offset()));
+        }
+        if name.is_empty() {
+            // Anonymous struct/union: search inside, offsets add up.
+            if let Some(inner) = resolve_composite(btf, m)? {
+                if let Some(bits) = find_member_bits(btf, &inner, wanted)? {
+                    return Ok(Some(m.bit_offset() + bits));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The struct or union a member's type is, skipping typedefs and qualifiers.
+fn resolve_composite(btf: &Btf, member: &dyn BtfType) -> Result<Option<btf_rs::Struct>> {
+    let mut ty = btf.resolve_chained_type(member)?;
+    loop {
+        match ty {
+            Type::Struct(s) | Type::Union(s) => return Ok(Some(s)),
+            Type::Typedef(ref t) => ty = btf.resolve_chained_type(t)?,
+            Type::Const(ref t) | Type::Volatile(ref t) => ty = btf.resolve_chained_type(t)?,
+            _ => return Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs against this machine's own kernel BTF when it has one; the
+    /// offsets must be plausible and the nested union members resolved.
+    #[test]
+    fn sock_common_offsets_from_running_kernel() {
+        if !Path::new(VMLINUX_BTF).exists() {
+            eprintln!("no {VMLINUX_BTF}: nothing to check on this kernel");
+            return;
+        }
+        let btf = KernelBtf::load().unwrap();
+        let off = btf.sock_offsets().unwrap();
+        // skc_daddr and skc_rcv_saddr are the first two words of sock_common
+        // on every kernel since 2.6.38 (the skc_addrpair union).
+        assert_eq!(off.skc_daddr, 0);
+        assert_eq!(off.skc_rcv_saddr, 4);
+        assert!(off.skc_dport > off.skc_rcv_saddr && off.skc_num == off.skc_dport + 2);
+        assert!(btf.has_function("tcp_connect"));
+        assert!(!btf.has_function("no_such_function_here"));
+    }
+}

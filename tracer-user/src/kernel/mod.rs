@@ -1,0 +1,4 @@
+//! What the running kernel offers.
+
+pub mod btf;
+pub mod tracefs;

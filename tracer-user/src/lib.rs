@@ -1,0 +1,17 @@
+//! probe-tracer userspace: loader, aggregator, CLI and outputs.
+//!
+//! Layout:
+//! - `kernel`: what the running kernel offers (BTF offsets, tracepoint
+//!   formats, privileges, lockdown) — the inputs to the loader;
+//! - `loader`: loads the eBPF object and attaches each hook with the best
+//!   mechanism available (fentry, kprobe, tracepoint), reporting what it got;
+//! - `events`: ring-buffer records decoded into owned values;
+//! - `diagnose`: correlation and verdicts, pure Rust (unit-tested with
+//!   recorded event sequences);
+//! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
+//! - `output`: JSON lines and one-sentence text.
+
+pub mod diagnose;
+pub mod events;
+pub mod kernel;
+pub mod node;
