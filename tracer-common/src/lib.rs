@@ -266,6 +266,30 @@ pub struct IpvsParamOffsets {
     pub af: u32,
 }
 
+impl IpvsParamOffsets {
+    pub const MISSING: Self = Self {
+        caddr: NO_FIELD,
+        vaddr: NO_FIELD,
+        cport: NO_FIELD,
+        vport: NO_FIELD,
+        protocol: NO_FIELD,
+        af: NO_FIELD,
+    };
+}
+
+impl SockOffsets {
+    pub const MISSING: Self = Self {
+        skc_family: NO_FIELD,
+        skc_state: NO_FIELD,
+        skc_num: NO_FIELD,
+        skc_dport: NO_FIELD,
+        skc_rcv_saddr: NO_FIELD,
+        skc_daddr: NO_FIELD,
+        skc_v6_rcv_saddr: NO_FIELD,
+        skc_v6_daddr: NO_FIELD,
+    };
+}
+
 /// Offsets for the process hooks: tracepoint fields and `task_struct`/
 /// `struct pid` members (from BTF) that tracepoints do not carry.
 #[repr(C)]
@@ -307,6 +331,35 @@ pub struct ProcessOffsets {
     pub upid_nr: u32,
 }
 
+impl ProcessOffsets {
+    pub const MISSING: Self = Self {
+        exec_filename: NO_FIELD,
+        fork_child_pid: NO_FIELD,
+        sys_exit_ret: NO_FIELD,
+        setns_nstype: NO_FIELD,
+        sig_sig: NO_FIELD,
+        sig_errno: NO_FIELD,
+        sig_code: NO_FIELD,
+        sig_comm: NO_FIELD,
+        sig_pid: NO_FIELD,
+        sig_result: NO_FIELD,
+        oom_pid: NO_FIELD,
+        oom_total_vm: NO_FIELD,
+        oom_anon_rss: NO_FIELD,
+        oom_file_rss: NO_FIELD,
+        task_exit_code: NO_FIELD,
+        task_thread_pid: NO_FIELD,
+        task_real_parent: NO_FIELD,
+        task_tgid: NO_FIELD,
+        task_signal: NO_FIELD,
+        signal_live: NO_FIELD,
+        pid_level: NO_FIELD,
+        pid_numbers: NO_FIELD,
+        upid_size: NO_FIELD,
+        upid_nr: NO_FIELD,
+    };
+}
+
 /// Everything the kernel programs need to know about the running kernel,
 /// written into the object's `CONFIG` global before it is loaded.
 #[repr(C)]
@@ -318,6 +371,17 @@ pub struct Config {
     pub sock: SockOffsets,
     pub ipvs: IpvsParamOffsets,
     pub process: ProcessOffsets,
+}
+
+impl Config {
+    pub const MISSING: Self = Self {
+        set_state: SockTracepointOffsets::MISSING,
+        retransmit: SockTracepointOffsets::MISSING,
+        reset: SockTracepointOffsets::MISSING,
+        sock: SockOffsets::MISSING,
+        ipvs: IpvsParamOffsets::MISSING,
+        process: ProcessOffsets::MISSING,
+    };
 }
 
 /// Index into the `SETTINGS` array map: values userspace changes after load.

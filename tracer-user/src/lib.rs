@@ -11,7 +11,11 @@
 //! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
 //! - `output`: JSON lines and one-sentence text.
 
+pub mod cli;
 pub mod diagnose;
 pub mod events;
+pub mod loader;
 pub mod kernel;
 pub mod node;
+pub mod output;
+pub mod run;

@@ -78,3 +78,75 @@ pub const VERDICT_KINDS: &[&str] = &[
     "oom_kill",
     "runtime_slow",
 ];
+
+/// All correlators behind one `handle`: what `run`, `daemon` and `replay`
+/// feed events into.
+pub struct Aggregator<N: crate::node::NodeView> {
+    pub probe: probe::ProbeCorrelator<N>,
+    pub events: u64,
+    pub verdict_counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl<N: crate::node::NodeView> Aggregator<N> {
+    pub fn new(probe_settings: probe::ProbeSettings, node: N) -> Self {
+        Self {
+            probe: probe::ProbeCorrelator::new(probe_settings, node),
+            events: 0,
+            verdict_counts: Default::default(),
+        }
+    }
+
+    pub fn handle(&mut self, ev: &Event) -> Vec<Report> {
+        self.events += 1;
+        let reports = self.probe.handle(ev);
+        self.count(reports)
+    }
+
+    /// Periodic housekeeping: attempts stuck far longer than any prober
+    /// waits are judged now rather than held forever.
+    pub fn expire(&mut self, now_ns: u64, min_age_ns: u64) -> Vec<Report> {
+        let reports = self.probe.expire(now_ns, min_age_ns);
+        self.count(reports)
+    }
+
+    /// End of the run.
+    pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
+        let reports = self.probe.finish(now_ns);
+        self.count(reports)
+    }
+
+    fn count(&mut self, reports: Vec<Report>) -> Vec<Report> {
+        for r in reports.iter().filter(|r| r.is_verdict()) {
+            *self.verdict_counts.entry(r.kind).or_default() += 1;
+        }
+        reports
+    }
+
+    /// Summary fields shared by text and JSON output.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut totals = probe::DestinationStats::default();
+        let destinations: Vec<serde_json::Value> = self
+            .probe
+            .destinations()
+            .iter()
+            .map(|((daddr, dport), s)| {
+                totals.established += s.established;
+                totals.refused += s.refused;
+                totals.timeout += s.timeout;
+                totals.diverted += s.diverted;
+                serde_json::json!({
+                    "daddr": daddr.to_string(), "dport": dport,
+                    "established": s.established, "refused": s.refused,
+                    "timeout": s.timeout, "diverted": s.diverted,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "events": self.events,
+            "attempts": totals,
+            "in_flight": self.probe.in_flight(),
+            "verdicts": self.verdict_counts,
+            "destinations": destinations,
+        })
+    }
+}

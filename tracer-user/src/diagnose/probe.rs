@@ -166,10 +166,15 @@ impl<N: NodeView> ProbeCorrelator<N> {
 
     /// Ends the run: attempts stuck in SYN-SENT long enough are timeouts.
     pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
+        self.expire(now_ns, self.settings.pending_timeout_ns)
+    }
+
+    /// Judges attempts older than `min_age_ns` as timed out (still pending).
+    pub fn expire(&mut self, now_ns: u64, min_age_ns: u64) -> Vec<Report> {
         let stale: Vec<u64> = self
             .attempts
             .iter()
-            .filter(|(_, a)| now_ns.saturating_sub(a.started.ts_ns) >= self.settings.pending_timeout_ns)
+            .filter(|(_, a)| now_ns.saturating_sub(a.started.ts_ns) >= min_age_ns)
             .map(|(k, _)| *k)
             .collect();
         let mut out = Vec::new();

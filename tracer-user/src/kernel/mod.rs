@@ -1,4 +1,5 @@
 //! What the running kernel offers.
 
 pub mod btf;
+pub mod info;
 pub mod tracefs;

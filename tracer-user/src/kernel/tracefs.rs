@@ -3,7 +3,11 @@
 //! Tracepoint fields are a stable interface by name, not by offset: fields
 //! are added over kernel versions. Programs read them at offsets parsed here.
 
-use std::{collections::HashMap, fs, path::PathBuf};
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result, anyhow};
 use tracer_common::{NO_FIELD, SockTracepointOffsets};
@@ -110,6 +114,27 @@ fn format_path(category: &str, name: &str) -> Result<PathBuf> {
         "tracepoint {category}:{name} not found under {} (is tracefs mounted?)",
         TRACEFS_ROOTS.join(" or ")
     ))
+}
+
+/// Mounts tracefs at /sys/kernel/tracing when neither location has it (a
+/// minimal host or container may not mount it); tracepoint formats and
+/// attachment both need it.
+pub fn ensure_mounted() -> Result<()> {
+    if TRACEFS_ROOTS.iter().any(|r| Path::new(r).join("events").is_dir()) {
+        return Ok(());
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(anyhow!(
+            "tracefs is not mounted and mounting it on /sys/kernel/tracing failed ({}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing`",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 pub fn tracepoint_exists(category: &str, name: &str) -> bool {

@@ -1,0 +1,115 @@
+//! Command-line interface. Flag names are a contract: scripts use them.
+
+use std::{ops::RangeInclusive, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Parser, Debug)]
+#[command(name = "probe-tracer", version, about = "Explains Kubernetes health-probe failures from the kernel's point of view.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Report what this kernel allows: which mechanism each hook gets, BTF,
+    /// lockdown, privileges.
+    Check(CheckArgs),
+    /// Trace until --duration or Ctrl-C, printing one line per verdict.
+    Run(RunArgs),
+    /// Run the diagnosis over a recording made with `run --record`.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Output format (default: text on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DiagnoseArgs {
+    /// Kubernetes NodePort range (kube-apiserver --service-node-port-range).
+    #[arg(long, value_name = "LOW-HIGH", default_value = "30000-32767", value_parser = parse_port_range)]
+    pub nodeport_range: RangeInclusive<u16>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Process name whose TCP connections are probes (repeatable).
+    #[arg(long = "prober-comm", value_name = "NAME", default_value = "kubelet")]
+    pub prober_comms: Vec<String>,
+    /// Stop by itself after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Create this file once every program is attached.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Output format (default: text on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Print only verdicts, not a record per prober connection attempt.
+    #[arg(long)]
+    pub verdicts_only: bool,
+    /// Also write every raw event as a JSON line to this file (for replay).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Ring buffer size in bytes (rounded up to a power of two).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub ringbuf_size: u32,
+    #[command(flatten)]
+    pub diagnose: DiagnoseArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A file written by `run --record`.
+    pub file: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Treat the recording as made without the IPVS hook (infer diversions
+    /// from the node's current IPVS table).
+    #[arg(long)]
+    pub ipvs_inferred: bool,
+    #[command(flatten)]
+    pub diagnose: DiagnoseArgs,
+}
+
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not a port range like 30000-32767"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("'{lo}' is not a port number"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("'{hi}' is not a port number"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("'{s}' is empty or reversed; write LOW-HIGH with 1 <= LOW <= HIGH"));
+    }
+    Ok(lo..=hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_parse_and_reject_nonsense() {
+        assert_eq!(parse_port_range("30000-32767").unwrap(), 30000..=32767);
+        assert!(parse_port_range("32767-30000").is_err());
+        assert!(parse_port_range("30000").is_err());
+        assert!(parse_port_range("0-5").is_err());
+    }
+
+    #[test]
+    fn run_defaults_to_kubelet_and_repeats_prober_comm() {
+        let cli = Cli::try_parse_from(["probe-tracer", "run"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!() };
+        assert_eq!(args.prober_comms, ["kubelet"]);
+        let cli = Cli::try_parse_from(["probe-tracer", "run", "--prober-comm", "a", "--prober-comm", "b"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!() };
+        assert_eq!(args.prober_comms, ["a", "b"]);
+    }
+}

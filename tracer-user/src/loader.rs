@@ -1,0 +1,400 @@
+//! Loads the eBPF object and attaches each hook with the best mechanism the
+//! running kernel accepts, in order fentry, kprobe, tracepoint, and reports
+//! what every hook got and why better ones failed.
+//!
+//! The hook table ([`HOOKS`]) is data: adding a hook means adding a row and
+//! its program in `tracer-ebpf`.
+
+use std::fmt;
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{FEntry, KProbe, TracePoint},
+};
+use serde::Serialize;
+use tracer_common::{CommKey, Config, TASK_COMM_LEN, counter, setting};
+
+use crate::kernel::{
+    btf::{KernelBtf, ipvs_param_offsets},
+    tracefs::{self, Format},
+};
+
+/// The eBPF object, built from `tracer-ebpf` by this crate's build script.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+/// Which part of the product a hook serves; `run` loads the groups it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// Prober TCP connections and IPVS (incident 1).
+    Probe,
+    /// runc process tree: exec, fork, setns, exits, signals (incidents 2, 3).
+    Exec,
+    /// Node-level: OOM kills (incident 4).
+    Node,
+}
+
+/// One way to attach a hook.
+#[derive(Debug, Clone, Copy)]
+pub enum Attach {
+    Fentry { program: &'static str, function: &'static str },
+    Kprobe { program: &'static str, function: &'static str },
+    Tracepoint { program: &'static str, category: &'static str, name: &'static str },
+    /// Covered by another hook's program (a tracepoint that sees the same thing).
+    Via { hook: &'static str },
+    /// No program: userspace infers from procfs.
+    Inferred { source: &'static str },
+}
+
+pub struct HookSpec {
+    pub name: &'static str,
+    pub group: Group,
+    /// Best first.
+    pub candidates: &'static [Attach],
+    /// Without it the group cannot work: loading fails.
+    pub required: bool,
+}
+
+pub const HOOKS: &[HookSpec] = &[
+    HookSpec {
+        name: "tcp_state",
+        group: Group::Probe,
+        candidates: &[Attach::Tracepoint {
+            program: "tp_inet_sock_set_state",
+            category: "sock",
+            name: "inet_sock_set_state",
+        }],
+        required: true,
+    },
+    HookSpec {
+        name: "tcp_connect",
+        group: Group::Probe,
+        candidates: &[
+            Attach::Fentry { program: "fentry_tcp_connect", function: "tcp_connect" },
+            Attach::Kprobe { program: "kprobe_tcp_connect", function: "tcp_connect" },
+            Attach::Via { hook: "tcp_state" },
+        ],
+        required: true,
+    },
+    HookSpec {
+        name: "tcp_rcv_state_process",
+        group: Group::Probe,
+        candidates: &[
+            Attach::Fentry { program: "fentry_tcp_rcv_state_process", function: "tcp_rcv_state_process" },
+            Attach::Kprobe { program: "kprobe_tcp_rcv_state_process", function: "tcp_rcv_state_process" },
+            Attach::Via { hook: "tcp_state" },
+        ],
+        required: false,
+    },
+    HookSpec {
+        name: "tcp_retransmit",
+        group: Group::Probe,
+        candidates: &[Attach::Tracepoint {
+            program: "tp_tcp_retransmit_skb",
+            category: "tcp",
+            name: "tcp_retransmit_skb",
+        }],
+        required: false,
+    },
+    HookSpec {
+        name: "tcp_receive_reset",
+        group: Group::Probe,
+        candidates: &[Attach::Tracepoint {
+            program: "tp_tcp_receive_reset",
+            category: "tcp",
+            name: "tcp_receive_reset",
+        }],
+        required: false,
+    },
+    HookSpec {
+        name: "ipvs_conn_new",
+        group: Group::Probe,
+        candidates: &[
+            Attach::Kprobe { program: "kprobe_ip_vs_conn_new", function: "ip_vs_conn_new" },
+            Attach::Inferred { source: "/proc/net/ip_vs" },
+        ],
+        required: false,
+    },
+];
+
+/// How a hook ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+    Inferred,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Fentry => "fentry",
+            Mode::Kprobe => "kprobe",
+            Mode::Tracepoint => "tracepoint",
+            Mode::Inferred => "inferred",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub mode: Mode,
+    pub target: String,
+    pub error: String,
+}
+
+/// What one hook got: the report `check` prints and `run` logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookStatus {
+    pub hook: &'static str,
+    pub group: Group,
+    /// `None`: nothing could attach.
+    pub mode: Option<Mode>,
+    pub target: Option<String>,
+    /// Better mechanisms that were tried first, and why they failed.
+    pub tried: Vec<Failure>,
+}
+
+pub struct LoadOptions {
+    pub groups: Vec<Group>,
+    pub prober_comms: Vec<String>,
+    pub ringbuf_bytes: u32,
+}
+
+/// A loaded, attached tracer. Dropping it detaches everything.
+pub struct Tracer {
+    ebpf: Ebpf,
+    pub hooks: Vec<HookStatus>,
+}
+
+impl Tracer {
+    pub fn load(opts: &LoadOptions) -> Result<Self> {
+        raise_memlock_limit();
+        tracefs::ensure_mounted()?;
+        let kernel_btf = KernelBtf::load()?;
+        let (config, ipvs_problem) = build_config(&kernel_btf, &opts.groups)?;
+        let ringbuf_bytes = opts.ringbuf_bytes.next_power_of_two().max(4096);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", ringbuf_bytes)
+            .load(EBPF_OBJECT)
+            .context("the kernel refused to create probe-tracer's eBPF maps")?;
+
+        let mut comms: HashMap<_, CommKey, u8> =
+            HashMap::try_from(ebpf.map_mut("PROBER_COMMS").context("map PROBER_COMMS missing")?)?;
+        for name in &opts.prober_comms {
+            comms.insert(comm_key(name), 1, 0).with_context(|| format!("cannot add prober comm {name}"))?;
+        }
+
+        let aya_btf = Btf::from_sys_fs().ok();
+        let mut hooks: Vec<HookStatus> = Vec::new();
+        for spec in HOOKS.iter().filter(|h| opts.groups.contains(&h.group)) {
+            let status = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref());
+            if spec.required && status.mode.is_none() {
+                let why = status.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ");
+                return Err(anyhow!("hook {} could not be attached by any mechanism ({why})", spec.name));
+            }
+            hooks.push(status);
+        }
+
+        let connect_hooked = hooks
+            .iter()
+            .any(|h| h.hook == "tcp_connect" && matches!(h.mode, Some(Mode::Fentry | Mode::Kprobe)));
+        let mut settings: Array<_, u32> =
+            Array::try_from(ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
+        settings.set(setting::CONNECT_HOOKED, connect_hooked as u32, 0)?;
+
+        Ok(Self { ebpf, hooks })
+    }
+
+    pub fn hook_mode(&self, hook: &str) -> Option<Mode> {
+        self.hooks.iter().find(|h| h.hook == hook).and_then(|h| h.mode)
+    }
+
+    /// The event ring buffer; call once.
+    pub fn take_ring_buffer(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map("EVENTS").context("ring buffer already taken")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Kernel-side drop counters, summed over CPUs.
+    pub fn counters(&self) -> Result<KernelCounters> {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("map COUNTERS missing")?)?;
+        let sum = |i: u32| -> Result<u64> { Ok(map.get(&i, 0)?.iter().sum()) };
+        Ok(KernelCounters {
+            ringbuf_full: sum(counter::RINGBUF_FULL)?,
+            map_full: sum(counter::MAP_FULL)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct KernelCounters {
+    /// Events the ring buffer had no room for.
+    pub ringbuf_full: u64,
+    /// Sockets or pids the tracking maps could not take.
+    pub map_full: u64,
+}
+
+/// Fills the offsets the programs need. Returns why the IPVS hook cannot
+/// work, if it cannot (module not loaded, or its BTF lacks the struct).
+fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<String>)> {
+    let mut config = Config::MISSING;
+    let mut ipvs_problem = None;
+    if groups.contains(&Group::Probe) {
+        // A tracepoint whose format cannot be read keeps MISSING offsets; its
+        // attach then fails and is reported like any other failure.
+        if let Ok(f) = Format::load("sock", "inet_sock_set_state") {
+            config.set_state = f.sock_offsets().context("sock:inet_sock_set_state has an unexpected format")?;
+        }
+        if let Ok(f) = Format::load("tcp", "tcp_retransmit_skb") {
+            config.retransmit = f.sock_offsets().context("tcp:tcp_retransmit_skb has an unexpected format")?;
+        }
+        if let Ok(f) = Format::load("tcp", "tcp_receive_reset") {
+            config.reset = f.sock_offsets().context("tcp:tcp_receive_reset has an unexpected format")?;
+        }
+        config.sock = btf.sock_offsets()?;
+        match btf.module("ip_vs") {
+            None => ipvs_problem = Some("the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs)".to_string()),
+            Some(ipvs) => match ipvs_param_offsets(&ipvs) {
+                Ok(off) => config.ipvs = off,
+                Err(e) => ipvs_problem = Some(format!("{e:#}")),
+            },
+        }
+    }
+    Ok((config, ipvs_problem))
+}
+
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    spec: &HookSpec,
+    btf: Option<&Btf>,
+    earlier: &[HookStatus],
+    ipvs_problem: Option<&str>,
+) -> HookStatus {
+    let mut status = HookStatus { hook: spec.name, group: spec.group, mode: None, target: None, tried: Vec::new() };
+    for candidate in spec.candidates {
+        let (mode, target, result) = match *candidate {
+            Attach::Fentry { program, function } => {
+                (Mode::Fentry, function.to_string(), attach_fentry(ebpf, program, function, btf))
+            }
+            Attach::Kprobe { program, function } => {
+                let result = match (function, ipvs_problem) {
+                    ("ip_vs_conn_new", Some(problem)) => Err(anyhow!("{problem}")),
+                    _ => attach_kprobe(ebpf, program, function),
+                };
+                (Mode::Kprobe, function.to_string(), result)
+            }
+            Attach::Tracepoint { program, category, name } => {
+                (Mode::Tracepoint, format!("{category}:{name}"), attach_tracepoint(ebpf, program, category, name))
+            }
+            Attach::Via { hook } => {
+                let other = earlier.iter().find(|h| h.hook == hook);
+                match other.and_then(|h| h.mode.zip(h.target.clone())) {
+                    Some((mode, target)) => (mode, target, Ok(())),
+                    None => (Mode::Tracepoint, hook.to_string(), Err(anyhow!("hook {hook} is not attached"))),
+                }
+            }
+            Attach::Inferred { source } => (Mode::Inferred, source.to_string(), Ok(())),
+        };
+        match result {
+            Ok(()) => {
+                status.mode = Some(mode);
+                status.target = Some(target);
+                return status;
+            }
+            Err(e) => status.tried.push(Failure { mode, target, error: format!("{e:#}") }),
+        }
+    }
+    status
+}
+
+fn attach_fentry(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf>) -> Result<()> {
+    let btf = btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
+    let prog: &mut FEntry = program_mut(ebpf, program)?.try_into()?;
+    let result = prog.load(function, btf).map_err(anyhow::Error::from).and_then(|()| {
+        prog.attach()?;
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = prog.unload();
+    }
+    result
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<()> {
+    let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
+    let result = prog.load().map_err(anyhow::Error::from).and_then(|()| {
+        prog.attach(function, 0)?;
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = prog.unload();
+    }
+    result
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<()> {
+    if !tracefs::tracepoint_exists(category, name) {
+        return Err(anyhow!("tracepoint {category}:{name} does not exist on this kernel"));
+    }
+    let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
+    let result = prog.load().map_err(anyhow::Error::from).and_then(|()| {
+        prog.attach(category, name)?;
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = prog.unload();
+    }
+    result
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name).ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
+}
+
+/// A `comm` as the kernel stores it: at most 15 bytes and NUL-padded.
+pub fn comm_key(name: &str) -> CommKey {
+    let mut key = [0u8; TASK_COMM_LEN];
+    let bytes = name.as_bytes();
+    let n = bytes.len().min(TASK_COMM_LEN - 1);
+    key[..n].copy_from_slice(&bytes[..n]);
+    key
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid pointer; failure only matters on old kernels.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_key_truncates_like_the_kernel() {
+        assert_eq!(&comm_key("kubelet")[..8], b"kubelet\0");
+        let long = comm_key("a-very-long-process-name");
+        assert_eq!(&long[..15], b"a-very-long-pro");
+        assert_eq!(long[15], 0);
+    }
+
+    #[test]
+    fn every_hook_has_a_candidate_and_via_points_backwards() {
+        for (i, spec) in HOOKS.iter().enumerate() {
+            assert!(!spec.candidates.is_empty(), "{}", spec.name);
+            for c in spec.candidates {
+                if let Attach::Via { hook } = c {
+                    assert!(HOOKS[..i].iter().any(|h| h.name == *hook), "{} via {hook}", spec.name);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Writing reports: one JSON object per line, or one sentence per line.
+
+use std::{
+    io::{self, IsTerminal, Write},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Result;
+use serde_json::{Map, Value, json};
+
+use crate::diagnose::Report;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    /// Text for a person at a terminal, JSON for a pipe or a log collector.
+    pub fn auto(requested: Option<Format>) -> Format {
+        requested.unwrap_or(if io::stdout().is_terminal() { Format::Text } else { Format::Json })
+    }
+}
+
+/// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    realtime_minus_monotonic_ns: i128,
+}
+
+impl Clock {
+    pub fn now() -> Self {
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        let mono = clock_ns(libc::CLOCK_MONOTONIC);
+        Self { realtime_minus_monotonic_ns: real - mono }
+    }
+
+    pub fn monotonic_now_ns() -> u64 {
+        clock_ns(libc::CLOCK_MONOTONIC) as u64
+    }
+
+    pub fn wall(&self, monotonic_ns: u64) -> SystemTime {
+        let ns = (monotonic_ns as i128 + self.realtime_minus_monotonic_ns).max(0) as u128;
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    }
+
+    /// RFC 3339 UTC with nanoseconds: "2026-11-22T14:40:28.123456789Z".
+    pub fn rfc3339(&self, monotonic_ns: u64) -> String {
+        humantime::format_rfc3339_nanos(self.wall(monotonic_ns)).to_string()
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+pub struct Output {
+    format: Format,
+    clock: Clock,
+    out: Box<dyn Write + Send>,
+}
+
+impl Output {
+    pub fn stdout(format: Format, clock: Clock) -> Self {
+        Self { format, clock, out: Box::new(io::stdout()) }
+    }
+
+    pub fn to_writer(format: Format, clock: Clock, out: Box<dyn Write + Send>) -> Self {
+        Self { format, clock, out }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn report(&mut self, r: &Report) -> Result<()> {
+        match self.format {
+            Format::Json => self.json_line(report_json(r, &self.clock)),
+            Format::Text => {
+                let time = self.clock.rfc3339(r.ts_ns);
+                // HH:MM:SS.mmm is enough on a terminal.
+                let short = time.get(11..23).unwrap_or(&time);
+                writeln!(self.out, "{short} {}: {}", r.kind, r.message)?;
+                self.out.flush()?;
+                Ok(())
+            }
+        }
+    }
+
+    /// A record that is not a report (start, summary): JSON gets the object
+    /// with `kind` and `ts` first; text gets `text`.
+    pub fn record(&mut self, kind: &str, fields: Value, text: &str) -> Result<()> {
+        match self.format {
+            Format::Json => {
+                let mut obj = Map::new();
+                obj.insert("kind".into(), json!(kind));
+                obj.insert("ts".into(), json!(self.clock.rfc3339(Clock::monotonic_now_ns())));
+                if let Value::Object(rest) = fields {
+                    obj.extend(rest);
+                }
+                self.json_line(Value::Object(obj))
+            }
+            Format::Text => {
+                writeln!(self.out, "{text}")?;
+                self.out.flush()?;
+                Ok(())
+            }
+        }
+    }
+
+    fn json_line(&mut self, v: Value) -> Result<()> {
+        serde_json::to_writer(&mut self.out, &v)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// The JSON contract: `kind`, `ts`, `pid`, `comm`, then the kind's fields,
+/// then `message`.
+pub fn report_json(r: &Report, clock: &Clock) -> Value {
+    let mut obj = Map::new();
+    obj.insert("kind".into(), json!(r.kind));
+    obj.insert("ts".into(), json!(clock.rfc3339(r.ts_ns)));
+    obj.insert("pid".into(), json!(r.pid));
+    obj.insert("comm".into(), json!(r.comm));
+    obj.extend(r.fields.clone());
+    obj.insert("message".into(), json!(r.message));
+    Value::Object(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Body, Event, HookMode};
+
+    #[test]
+    fn json_report_has_the_contract_fields_in_order() {
+        let ev = Event { ts_ns: 5, pid: 7, tid: 7, comm: "kubelet".into(), cgroup_id: 0, mode: HookMode::Kprobe, body: Body::Fork { child_tid: 1 } };
+        let r = Report::new("probe_refused", &ev).with("sport", 40000).message("m".into());
+        let v = report_json(&r, &Clock::now());
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["kind", "ts", "pid", "comm", "sport", "message"]);
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn clock_maps_monotonic_now_close_to_wall_now() {
+        let clock = Clock::now();
+        let wall = clock.wall(Clock::monotonic_now_ns());
+        let delta = SystemTime::now().duration_since(wall).unwrap_or_default();
+        assert!(delta < Duration::from_secs(1));
+    }
+}

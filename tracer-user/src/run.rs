@@ -1,0 +1,185 @@
+//! `probe-tracer run`: load, attach, stream events through the aggregator
+//! until --duration, Ctrl-C or SIGTERM, then print a summary.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    time::{Instant, MissedTickBehavior, interval, sleep_until},
+};
+
+use crate::{
+    cli::RunArgs,
+    diagnose::{Aggregator, probe::ProbeSettings},
+    events,
+    kernel::info::KernelInfo,
+    loader::{Group, HookStatus, LoadOptions, Mode, Tracer},
+    node::ProcNode,
+    output::{Clock, Format, Output},
+};
+
+/// Attempts older than this are judged even if the kernel never closed them
+/// (the default SYN retry budget is about two minutes).
+const STALE_ATTEMPT_NS: u64 = 180 * 1_000_000_000;
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let info = KernelInfo::probe();
+    if let Some(blocker) = info.blocker() {
+        anyhow::bail!(blocker);
+    }
+    let mut tracer = Tracer::load(&LoadOptions {
+        groups: vec![Group::Probe],
+        prober_comms: args.prober_comms.clone(),
+        ringbuf_bytes: args.ringbuf_size,
+    })?;
+    let clock = Clock::now();
+    let mut out = Output::stdout(Format::auto(args.format), clock);
+    let mut recorder = match &args.record {
+        Some(path) => Some(BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => None,
+    };
+
+    let ipvs_observed = tracer.hook_mode("ipvs_conn_new") == Some(Mode::Kprobe);
+    let settings = ProbeSettings {
+        nodeport_range: args.diagnose.nodeport_range.clone(),
+        ipvs_observed,
+        attempt_records: !args.verdicts_only,
+        ..Default::default()
+    };
+    let mut agg = Aggregator::new(settings, ProcNode);
+    started(&mut out, &info, &tracer.hooks, &args.prober_comms)?;
+
+    let ring = tracer.take_ring_buffer()?;
+    // SAFETY: the ring buffer owns its fd and moves into the AsyncFd, so the
+    // fd stays open for as long as it is registered.
+    let mut ring = unsafe { AsyncFd::register(ring) }
+        .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
+    if let Some(path) = &args.ready_file {
+        File::create(path).with_context(|| format!("cannot create ready file {}", path.display()))?;
+    }
+
+    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut housekeeping = interval(Duration::from_secs(1));
+    housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut undecodable = 0u64;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    match events::decode(&item) {
+                        Some(ev) => {
+                            if let Some(rec) = recorder.as_mut() {
+                                serde_json::to_writer(&mut *rec, &ev)?;
+                                rec.write_all(b"\n")?;
+                            }
+                            for r in agg.handle(&ev) {
+                                out.report(&r)?;
+                            }
+                        }
+                        None => undecodable += 1,
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = housekeeping.tick() => {
+                for r in agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
+                    out.report(&r)?;
+                }
+            }
+            _ = sleep_until_opt(deadline) => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+
+    // Drain what arrived before we stopped, then judge what is left.
+    let rb = ring.get_mut();
+    while let Some(item) = rb.next() {
+        match events::decode(&item) {
+            Some(ev) => {
+                for r in agg.handle(&ev) {
+                    out.report(&r)?;
+                }
+            }
+            None => undecodable += 1,
+        }
+    }
+    for r in agg.finish(Clock::monotonic_now_ns()) {
+        out.report(&r)?;
+    }
+    if let Some(rec) = recorder.as_mut() {
+        rec.flush()?;
+    }
+    let counters = tracer.counters()?;
+    let mut summary = agg.summary();
+    summary["lost_events"] = json!(counters.ringbuf_full);
+    summary["tracking_map_full"] = json!(counters.map_full);
+    summary["undecodable_events"] = json!(undecodable);
+    let text = summary_text(&summary);
+    out.record("summary", summary, &text)?;
+    Ok(())
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn started(out: &mut Output, info: &KernelInfo, hooks: &[HookStatus], comms: &[String]) -> Result<()> {
+    let mut text = format!(
+        "probe-tracer attached on kernel {} (probers: {}):",
+        info.release,
+        comms.join(", ")
+    );
+    for h in hooks {
+        text.push_str(&format!("\n  {:<22} {}", h.hook, hook_text(h)));
+    }
+    out.record(
+        "tracer_started",
+        json!({ "kernel": info.release, "prober_comms": comms, "hooks": hooks }),
+        &text,
+    )
+}
+
+pub fn hook_text(h: &HookStatus) -> String {
+    match (&h.mode, &h.target) {
+        (Some(mode), Some(target)) => {
+            let mut s = format!("{mode} ({target})");
+            if let Some(first) = h.tried.first() {
+                s.push_str(&format!("; {} unavailable: {}", first.mode, first.error));
+            }
+            s
+        }
+        _ => format!(
+            "NOT ATTACHED: {}",
+            h.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ")
+        ),
+    }
+}
+
+fn summary_text(s: &serde_json::Value) -> String {
+    let a = &s["attempts"];
+    let verdicts: u64 = s["verdicts"].as_object().map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+    format!(
+        "summary: {} prober connections ({} established, {} refused, {} timed out, {} diverted by IPVS); {verdicts} verdicts; {} events lost",
+        a["established"].as_u64().unwrap_or(0)
+            + a["refused"].as_u64().unwrap_or(0)
+            + a["timeout"].as_u64().unwrap_or(0)
+            + a["diverted"].as_u64().unwrap_or(0),
+        a["established"], a["refused"], a["timeout"], a["diverted"], s["lost_events"],
+    )
+}
