@@ -1,0 +1,196 @@
+//! Helpers for the end-to-end tests in `tests/tests/`.
+//!
+//! The tests run the real `probe-tracer` binary against incidents the
+//! scenario scripts in `tests/scenarios/` reproduce. They need root and a
+//! kernel that loads eBPF, so they are `#[ignore]`d for plain `cargo test`
+//! and run by `cargo xtask test` (bare machine) and `cargo xtask vm-test`
+//! (a Debian kernel under QEMU), which set:
+//! - `PROBE_TRACER_BIN`: the binary under test;
+//! - `PROBE_TRACER_ENV`: `bare` or `vm`, for expectations that differ (which
+//!   attach mechanism each hook gets, whether IPVS exists);
+//! - `PROBE_TRACER_ROOT`: the workspace root (scenario scripts live there).
+
+use std::{
+    env,
+    fs,
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// The development machine's own kernel: tracepoints only, no IPVS.
+    Bare,
+    /// A stock Debian kernel in QEMU: kprobes, fentry, IPVS.
+    Vm,
+}
+
+pub fn machine() -> Machine {
+    match env::var("PROBE_TRACER_ENV").as_deref() {
+        Ok("vm") => Machine::Vm,
+        Ok("bare") => Machine::Bare,
+        other => panic!("PROBE_TRACER_ENV must be bare or vm (got {other:?}); run through cargo xtask test"),
+    }
+}
+
+pub fn root() -> PathBuf {
+    env::var_os("PROBE_TRACER_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf())
+}
+
+pub fn binary() -> PathBuf {
+    env::var_os("PROBE_TRACER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/probe-tracer"))
+}
+
+pub fn scenario(name: &str) -> PathBuf {
+    root().join("tests/scenarios").join(name)
+}
+
+/// Runs a scenario script and returns its stdout; panics with its output on
+/// failure.
+pub fn script(scenario_name: &str, script: &str, args: &[&str]) -> String {
+    let path = scenario(scenario_name).join(script);
+    let out = Command::new("bash").arg(&path).args(args).output().expect("bash");
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A scenario that is torn down when the test ends, pass or fail.
+pub struct Scenario {
+    name: &'static str,
+}
+
+impl Scenario {
+    pub fn up(name: &'static str) -> Self {
+        script(name, "setup.sh", &[]);
+        Self { name }
+    }
+
+    pub fn trigger(&self, args: &[&str]) -> String {
+        script(self.name, "trigger.sh", args)
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(scenario(self.name).join("teardown.sh")).output();
+    }
+}
+
+/// A running `probe-tracer run --format json`.
+pub struct Tracer {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+static TRACER_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Tracer {
+    /// Starts `probe-tracer run --format json ARGS` and waits until its
+    /// ready file exists (every program attached).
+    pub fn start(args: &[&str]) -> Self {
+        let dir = env::temp_dir().join(format!(
+            "probe-tracer-e2e-{}-{}",
+            std::process::id(),
+            TRACER_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let ready = dir.join("ready");
+        let stdout = dir.join("stdout.jsonl");
+        let stderr = dir.join("stderr.txt");
+        let child = Command::new(binary())
+            .args(["run", "--format", "json", "--ready-file"])
+            .arg(&ready)
+            .args(args)
+            .stdout(Stdio::from(fs::File::create(&stdout).unwrap()))
+            .stderr(Stdio::from(fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+        let mut tracer = Self { child, stdout, stderr };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ready.exists() {
+            if let Some(status) = tracer.child.try_wait().unwrap() {
+                panic!("probe-tracer exited before attaching ({status}): {}", tracer.stderr_text());
+            }
+            assert!(Instant::now() < deadline, "probe-tracer did not attach within 120 s");
+            thread::sleep(Duration::from_millis(50));
+        }
+        tracer
+    }
+
+    /// Stops it as Ctrl-C would and returns every JSON line it printed.
+    pub fn stop(mut self) -> Output {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        let mut text = String::new();
+        fs::File::open(&self.stdout).unwrap().read_to_string(&mut text).unwrap();
+        assert!(status.success(), "probe-tracer failed ({status}): {}\n{text}", self.stderr_text());
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        Output { lines }
+    }
+
+    fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+/// What a tracer printed.
+#[derive(Debug)]
+pub struct Output {
+    pub lines: Vec<Value>,
+}
+
+impl Output {
+    pub fn kind(&self, kind: &str) -> Vec<&Value> {
+        self.lines.iter().filter(|l| l["kind"] == kind).collect()
+    }
+
+    /// The one line of `kind`, failing with the whole output otherwise.
+    pub fn only(&self, kind: &str) -> &Value {
+        let found = self.kind(kind);
+        assert_eq!(found.len(), 1, "expected exactly one {kind}, got {}:\n{}", found.len(), self.dump());
+        found[0]
+    }
+
+    /// Lines that are verdicts (neither records nor start/summary).
+    pub fn verdicts(&self) -> Vec<&Value> {
+        const RECORDS: &[&str] = &["tracer_started", "summary", "tcp_attempt"];
+        self.lines.iter().filter(|l| !RECORDS.contains(&l["kind"].as_str().unwrap_or(""))).collect()
+    }
+
+    /// The attach mode `tracer_started` reported for `hook`.
+    pub fn hook_mode(&self, hook: &str) -> String {
+        let started = self.only("tracer_started");
+        let h = started["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["hook"] == hook)
+            .unwrap_or_else(|| panic!("no hook {hook} in {started}"));
+        h["mode"].as_str().unwrap_or("none").to_string()
+    }
+
+    pub fn dump(&self) -> String {
+        self.lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
+    }
+}

@@ -23,7 +23,7 @@ use aya_ebpf::{
         bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
 use tracer_common::{Config, EventHeader, NO_FIELD, counter, setting};
 
@@ -69,6 +69,19 @@ fn emit<T: 'static>(value: &T) {
     if EVENTS.output::<T>(value, 0).is_err() {
         bump(counter::RINGBUF_FULL);
     }
+}
+
+/// Reserves room for a `T` in the ring buffer, so large events are built in
+/// place instead of on the 512-byte BPF stack. A full buffer is counted.
+/// The caller must initialise every byte (start from `T::default()`), then
+/// submit.
+#[inline(always)]
+fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        bump(counter::RINGBUF_FULL);
+    }
+    entry
 }
 
 #[inline(always)]

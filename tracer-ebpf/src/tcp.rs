@@ -17,7 +17,7 @@ use tracer_common::{
     setting as settings,
 };
 
-use crate::{bump, config, emit, header, read_kernel, setting};
+use crate::{bump, config, emit, header, read_kernel, reserve, setting};
 
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
@@ -52,6 +52,7 @@ fn is_tracked(skaddr: u64) -> bool {
     unsafe { PROBE_SOCKS.get(&skaddr).is_some() }
 }
 
+#[inline(always)]
 fn track(skaddr: u64, tuple: &Tuple) {
     if PROBE_SOCKS.insert(&skaddr, &1, 0).is_err() {
         bump(counter::MAP_FULL);
@@ -66,6 +67,7 @@ fn track(skaddr: u64, tuple: &Tuple) {
     }
 }
 
+#[inline(always)]
 fn untrack(skaddr: u64, tuple: &Tuple) {
     let _ = PROBE_SOCKS.remove(&skaddr);
     if tuple.sport != 0 {
@@ -99,14 +101,13 @@ fn tcp_event(kind: u16, mode: u8, skaddr: u64, tuple: Tuple, old: u8, new: u8) -
 // ---------------------------------------------------------------------------
 // Reading a socket's identity from `struct sock` (fentry/kprobe paths).
 
-fn sock_tuple(sk: *const u8) -> Tuple {
+/// Fills `t` (zeroed by the caller) from `struct sock_common`.
+#[inline(always)]
+fn sock_tuple(sk: *const u8, t: &mut Tuple) {
     let off = &config().sock;
-    let mut t = Tuple {
-        family: read_kernel::<u16>(sk, off.skc_family).unwrap_or(0),
-        sport: read_kernel::<u16>(sk, off.skc_num).unwrap_or(0),
-        dport: u16::from_be(read_kernel::<u16>(sk, off.skc_dport).unwrap_or(0)),
-        ..Default::default()
-    };
+    t.family = read_kernel::<u16>(sk, off.skc_family).unwrap_or(0);
+    t.sport = read_kernel::<u16>(sk, off.skc_num).unwrap_or(0);
+    t.dport = u16::from_be(read_kernel::<u16>(sk, off.skc_dport).unwrap_or(0));
     if t.family == AF_INET6 {
         t.saddr = read_kernel::<[u8; 16]>(sk, off.skc_v6_rcv_saddr).unwrap_or([0; 16]);
         t.daddr = read_kernel::<[u8; 16]>(sk, off.skc_v6_daddr).unwrap_or([0; 16]);
@@ -116,9 +117,9 @@ fn sock_tuple(sk: *const u8) -> Tuple {
         t.saddr[..4].copy_from_slice(&s);
         t.daddr[..4].copy_from_slice(&d);
     }
-    t
 }
 
+#[inline(always)]
 fn sock_state(sk: *const u8) -> u8 {
     read_kernel::<u8>(sk, config().sock.skc_state).unwrap_or(0)
 }
@@ -126,14 +127,31 @@ fn sock_state(sk: *const u8) -> u8 {
 // ---------------------------------------------------------------------------
 // Hook: tcp_connect (fentry, kprobe; tracepoint fallback in on_set_state).
 
+#[inline(always)]
 fn on_tcp_connect(sk: *const u8, mode: u8) {
     if sk.is_null() || !is_prober() {
         return;
     }
-    let skaddr = sk as u64;
-    let tuple = sock_tuple(sk);
-    track(skaddr, &tuple);
-    emit(&tcp_event(kind::TCP_CONNECT, mode, skaddr, tuple, TCP_SYN_SENT, TCP_SYN_SENT));
+    emit_from_sock(kind::TCP_CONNECT, mode, sk, TCP_SYN_SENT, true);
+}
+
+/// Builds a TcpEvent for `sk` directly in the ring buffer (the fentry and
+/// kprobe paths would otherwise exceed the 512-byte stack).
+#[inline(always)]
+fn emit_from_sock(kind: u16, mode: u8, sk: *const u8, state: u8, start_tracking: bool) {
+    let Some(mut entry) = reserve::<TcpEvent>() else { return };
+    // SAFETY: reserve returned room for a TcpEvent; it is fully written below.
+    let e = unsafe { &mut *entry.as_mut_ptr() };
+    *e = TcpEvent::default();
+    e.header = header(kind, mode);
+    e.skaddr = sk as u64;
+    e.oldstate = state;
+    e.newstate = state;
+    sock_tuple(sk, &mut e.tuple);
+    if start_tracking {
+        track(e.skaddr, &e.tuple);
+    }
+    entry.submit(0);
 }
 
 #[fentry(function = "tcp_connect")]
@@ -155,16 +173,12 @@ pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
 // socket in SYN-SENT proves the SYN-ACK arrived; its absence is what a
 // diverted SYN-ACK looks like from the prober's side.
 
+#[inline(always)]
 fn on_rcv_state_process(sk: *const u8, mode: u8) {
-    let skaddr = sk as u64;
-    if sk.is_null() || !is_tracked(skaddr) {
+    if sk.is_null() || !is_tracked(sk as u64) || sock_state(sk) != TCP_SYN_SENT {
         return;
     }
-    let state = sock_state(sk);
-    if state != TCP_SYN_SENT {
-        return;
-    }
-    emit(&tcp_event(kind::TCP_SYN_SENT_RCV, mode, skaddr, sock_tuple(sk), state, state));
+    emit_from_sock(kind::TCP_SYN_SENT_RCV, mode, sk, TCP_SYN_SENT, false);
 }
 
 #[fentry(function = "tcp_rcv_state_process")]

@@ -58,6 +58,11 @@ pub struct RunArgs {
     /// Also write every raw event as a JSON line to this file (for replay).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Attach mechanisms the loader may use, best first is still preferred
+    /// (comma-separated; e.g. `tracepoint,inferred` to exercise fallbacks).
+    #[arg(long = "allow-mode", value_name = "MODES", value_enum, value_delimiter = ',',
+          default_values_t = crate::loader::Mode::ALL)]
+    pub allowed_modes: Vec<crate::loader::Mode>,
     /// Ring buffer size in bytes (rounded up to a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub ringbuf_size: u32,

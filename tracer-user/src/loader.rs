@@ -48,6 +48,20 @@ pub enum Attach {
     Inferred { source: &'static str },
 }
 
+impl Attach {
+    /// The mechanism this candidate uses; `None` for `Via` (it takes the
+    /// other hook's).
+    pub fn mode(&self) -> Option<Mode> {
+        match self {
+            Attach::Fentry { .. } => Some(Mode::Fentry),
+            Attach::Kprobe { .. } => Some(Mode::Kprobe),
+            Attach::Tracepoint { .. } => Some(Mode::Tracepoint),
+            Attach::Via { .. } => None,
+            Attach::Inferred { .. } => Some(Mode::Inferred),
+        }
+    }
+}
+
 pub struct HookSpec {
     pub name: &'static str,
     pub group: Group,
@@ -120,13 +134,17 @@ pub const HOOKS: &[HookSpec] = &[
 ];
 
 /// How a hook ended up attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Fentry,
     Kprobe,
     Tracepoint,
     Inferred,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Fentry, Mode::Kprobe, Mode::Tracepoint, Mode::Inferred];
 }
 
 impl fmt::Display for Mode {
@@ -161,6 +179,9 @@ pub struct HookStatus {
 
 pub struct LoadOptions {
     pub groups: Vec<Group>,
+    /// Mechanisms the loader may use (all by default); narrowing it lets a
+    /// capable kernel exercise the fallbacks, as tests do.
+    pub allowed_modes: Vec<Mode>,
     pub prober_comms: Vec<String>,
     pub ringbuf_bytes: u32,
 }
@@ -193,7 +214,7 @@ impl Tracer {
         let aya_btf = Btf::from_sys_fs().ok();
         let mut hooks: Vec<HookStatus> = Vec::new();
         for spec in HOOKS.iter().filter(|h| opts.groups.contains(&h.group)) {
-            let status = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref());
+            let status = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), &opts.allowed_modes);
             if spec.required && status.mode.is_none() {
                 let why = status.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ");
                 return Err(anyhow!("hook {} could not be attached by any mechanism ({why})", spec.name));
@@ -276,9 +297,14 @@ fn attach_hook(
     btf: Option<&Btf>,
     earlier: &[HookStatus],
     ipvs_problem: Option<&str>,
+    allowed: &[Mode],
 ) -> HookStatus {
     let mut status = HookStatus { hook: spec.name, group: spec.group, mode: None, target: None, tried: Vec::new() };
     for candidate in spec.candidates {
+        // A disallowed mechanism is not tried at all (and not listed).
+        if candidate.mode().is_some_and(|m| !allowed.contains(&m)) {
+            continue;
+        }
         let (mode, target, result) = match *candidate {
             Attach::Fentry { program, function } => {
                 (Mode::Fentry, function.to_string(), attach_fentry(ebpf, program, function, btf))
@@ -302,6 +328,7 @@ fn attach_hook(
             }
             Attach::Inferred { source } => (Mode::Inferred, source.to_string(), Ok(())),
         };
+
         match result {
             Ok(()) => {
                 status.mode = Some(mode);

@@ -15,7 +15,7 @@ use tracer_user::{
     diagnose::{Aggregator, probe::ProbeSettings},
     events::Event,
     kernel::info::KernelInfo,
-    loader::{Group, LoadOptions, Tracer},
+    loader::{Group, LoadOptions, Mode, Tracer},
     node::ProcNode,
     output::{Clock, Format, Output},
     run::{hook_text, run},
@@ -54,6 +54,7 @@ fn check(args: CheckArgs) -> Result<()> {
         None => {
             let tracer = Tracer::load(&LoadOptions {
                 groups: vec![Group::Probe],
+                allowed_modes: Mode::ALL.to_vec(),
                 prober_comms: vec!["kubelet".into()],
                 ringbuf_bytes: 4096,
             })?;

@@ -36,6 +36,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     let mut tracer = Tracer::load(&LoadOptions {
         groups: vec![Group::Probe],
+        allowed_modes: args.allowed_modes.clone(),
         prober_comms: args.prober_comms.clone(),
         ringbuf_bytes: args.ringbuf_size,
     })?;
@@ -164,6 +165,7 @@ pub fn hook_text(h: &HookStatus) -> String {
             }
             s
         }
+        _ if h.tried.is_empty() => "NOT ATTACHED: no allowed mechanism".to_string(),
         _ => format!(
             "NOT ATTACHED: {}",
             h.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ")

@@ -1,0 +1,43 @@
+# Shared helpers for scenario scripts. Source it; do not run it.
+# Scenarios build their own little cluster out of network namespaces and veth
+# pairs on this machine only (10.200.0.0/16), never touching other addresses.
+set -euo pipefail
+
+SCENARIO_WORK=${SCENARIO_WORK:-/tmp/probe-tracer-scenarios}
+mkdir -p "$SCENARIO_WORK"
+
+log() { printf '[scenario] %s\n' "$*" >&2; }
+
+need() {
+    for cmd in "$@"; do
+        command -v "$cmd" >/dev/null 2>&1 || { echo "scenario needs '$cmd' (run: cargo xtask setup)" >&2; exit 2; }
+    done
+}
+
+# A prober binary whose comm is "kubelet", so probe-tracer's default
+# --prober-comm filter matches it as it would match the real kubelet.
+kubelet_prober() {
+    local bin="$SCENARIO_WORK/kubelet"
+    [ -x "$bin" ] || cp "$(command -v curl)" "$bin"
+    echo "$bin"
+}
+
+# netns_up NAME HOST_IF HOST_ADDR NS_ADDR: a "pod" namespace behind a veth pair.
+netns_up() {
+    local ns=$1 hif=$2 haddr=$3 nsaddr=$4
+    ip netns add "$ns"
+    ip link add "$hif" type veth peer name eth0 netns "$ns"
+    ip addr add "$haddr/24" dev "$hif"
+    ip link set "$hif" up
+    ip -n "$ns" addr add "$nsaddr/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" route add default via "$haddr"
+}
+
+netns_down() {
+    local ns=$1 hif=$2
+    ip link del "$hif" 2>/dev/null || true
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+}

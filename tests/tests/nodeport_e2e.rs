@@ -1,0 +1,146 @@
+//! Incident 1 end to end: a probe whose ephemeral source port is a NodePort
+//! has its SYN-ACK taken by IPVS. Needs IPVS, so it runs in the VM.
+//! Healthy, refused and timed-out probes run on both machines.
+
+use std::process::Command;
+
+use serde_json::Value;
+use tests::{Machine, Scenario, Tracer, machine};
+
+const POD_IP: &str = "10.200.1.2";
+const NODE_IP: &str = "10.200.1.1";
+
+fn attempts_to<'a>(out: &'a tests::Output, daddr: &str, dport: u16) -> Vec<&'a Value> {
+    out.kind("tcp_attempt").into_iter().filter(|a| a["daddr"] == daddr && a["dport"] == dport).collect()
+}
+
+#[test]
+#[ignore = "e2e: needs root and IPVS; run by cargo xtask vm-test"]
+fn vm_only_nodeport_synack_hijack_is_diagnosed_with_observed_ipvs_evidence() {
+    assert_eq!(machine(), Machine::Vm, "needs IPVS: the bare run skips vm_only_ tests");
+    let scenario = Scenario::up("nodeport");
+    let tracer = Tracer::start(&[]);
+    assert_eq!(scenario.trigger(&["healthy"]), "200");
+    assert_eq!(scenario.trigger(&["hijack"]), "000", "the hijacked probe must fail");
+    assert_eq!(scenario.trigger(&["fixed"]), "200", "the fix must make the probe succeed");
+    let out = tracer.stop();
+
+    // Every hook gets the best mechanism a stock Debian kernel offers.
+    assert!(["fentry", "kprobe"].contains(&out.hook_mode("tcp_connect").as_str()), "{}", out.dump());
+    assert!(["fentry", "kprobe"].contains(&out.hook_mode("tcp_rcv_state_process").as_str()));
+    assert_eq!(out.hook_mode("ipvs_conn_new"), "kprobe");
+
+    let d = out.only("synack_diverted");
+    assert_eq!(d["comm"], "kubelet");
+    assert_eq!(d["saddr"], NODE_IP);
+    assert_eq!(d["sport"], 31055);
+    assert_eq!(d["daddr"], POD_IP);
+    assert_eq!(d["dport"], 8080);
+    assert_eq!(d["ipvs_vip"], NODE_IP);
+    assert_eq!(d["ipvs_vport"], 31055);
+    assert_eq!(d["ipvs_rip"], "10.200.2.2");
+    assert_eq!(d["ipvs_rport"], 80);
+    assert_eq!(d["evidence"], "observed");
+    assert_eq!(d["sport_in_nodeport_range"], true);
+    assert_eq!(d["sport_reserved"], false);
+    assert_eq!(d["fix"], "sysctl -w net.ipv4.ip_local_reserved_ports=30000-32767");
+    assert!(d["pid"].as_u64().unwrap() > 0 && d["ts"].as_str().unwrap().ends_with('Z'));
+
+    // The healthy and the fixed probe: established, no verdict.
+    assert_eq!(out.verdicts().len(), 1, "only the hijack is a verdict:\n{}", out.dump());
+    let ok: Vec<_> = attempts_to(&out, POD_IP, 8080).into_iter().filter(|a| a["outcome"] == "established").collect();
+    assert_eq!(ok.len(), 2, "{}", out.dump());
+    assert!(ok.iter().any(|a| a["sport"] == 32768), "the fixed probe used the first port past the reserved range");
+    assert_eq!(out.only("summary")["lost_events"], 0);
+}
+
+#[test]
+#[ignore = "e2e: needs root and IPVS; run by cargo xtask vm-test"]
+fn vm_only_nodeport_hijack_is_inferred_from_the_ipvs_table_without_kprobes() {
+    assert_eq!(machine(), Machine::Vm, "needs IPVS: the bare run skips vm_only_ tests");
+    let scenario = Scenario::up("nodeport");
+    // What a tracepoint-only kernel gets, forced on a capable one.
+    let tracer = Tracer::start(&["--allow-mode", "tracepoint,inferred"]);
+    assert_eq!(scenario.trigger(&["hijack"]), "000");
+    let out = tracer.stop();
+    assert_eq!(out.hook_mode("tcp_connect"), "tracepoint");
+    assert_eq!(out.hook_mode("ipvs_conn_new"), "inferred");
+    let d = out.only("synack_diverted");
+    assert_eq!(d["evidence"], "inferred");
+    assert_eq!(d["sport"], 31055);
+    assert_eq!(d["ipvs_vip"], NODE_IP);
+    assert_eq!(d["ipvs_rip"], "10.200.2.2");
+    assert_eq!(out.verdicts().len(), 1, "{}", out.dump());
+}
+
+/// A pod reachable through a veth pair, without IPVS: works on both machines.
+struct PlainPod;
+
+impl PlainPod {
+    fn up() -> Self {
+        let sh = |cmd: &str| {
+            let s = Command::new("bash").args(["-c", cmd]).status().unwrap();
+            assert!(s.success(), "{cmd}");
+        };
+        PlainPod::down();
+        sh("ip netns add ptplain && ip link add veth-ptplain type veth peer name eth0 netns ptplain \
+            && ip addr add 10.200.5.1/24 dev veth-ptplain && ip link set veth-ptplain up \
+            && ip -n ptplain addr add 10.200.5.2/24 dev eth0 && ip -n ptplain link set eth0 up \
+            && ip -n ptplain link set lo up && mkdir -p /tmp/ptplain && echo ok > /tmp/ptplain/index.html \
+            && ip netns exec ptplain busybox httpd -p 8080 -h /tmp/ptplain");
+        // Wait for the server with a non-prober client, before any tracer runs.
+        sh("for i in $(seq 100); do curl -s -m 1 -o /dev/null http://10.200.5.2:8080/ && exit 0; sleep 0.05; done; exit 1");
+        PlainPod
+    }
+
+    fn down() {
+        let _ = Command::new("bash")
+            .args(["-c", "ip link del veth-ptplain 2>/dev/null; ip netns pids ptplain 2>/dev/null | xargs -r kill; ip netns del ptplain 2>/dev/null"])
+            .status();
+    }
+
+    fn probe(url: &str) -> String {
+        let kubelet = tests::script("nodeport", "../lib/prober.sh", &[]);
+        let out = Command::new(kubelet).args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2", url]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for PlainPod {
+    fn drop(&mut self) {
+        PlainPod::down();
+    }
+}
+
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn healthy_refused_and_timed_out_probes_are_classified() {
+    let _pod = PlainPod::up();
+    let tracer = Tracer::start(&[]);
+    assert_eq!(PlainPod::probe("http://10.200.5.2:8080/"), "200");
+    assert_eq!(PlainPod::probe("http://10.200.5.2:8081/"), "000");
+    assert_eq!(PlainPod::probe("http://10.200.5.99:8080/"), "000");
+    // A non-prober process connecting must be invisible.
+    let _ = Command::new("curl").args(["-s", "-m", "1", "http://10.200.5.2:8081/"]).status();
+    let out = tracer.stop();
+
+    let expected_connect = if machine() == Machine::Vm { vec!["fentry", "kprobe"] } else { vec!["tracepoint"] };
+    assert!(expected_connect.contains(&out.hook_mode("tcp_connect").as_str()), "{}", out.dump());
+    if machine() == Machine::Bare {
+        assert_eq!(out.hook_mode("ipvs_conn_new"), "inferred");
+    }
+
+    assert!(!attempts_to(&out, "10.200.5.2", 8080).is_empty(), "{}", out.dump());
+    assert!(attempts_to(&out, "10.200.5.2", 8080).iter().all(|a| a["outcome"] == "established"));
+    let refused = out.only("probe_refused");
+    assert_eq!(refused["daddr"], "10.200.5.2");
+    assert_eq!(refused["dport"], 8081);
+    assert_eq!(refused["comm"], "kubelet");
+    let timeout = out.only("probe_timeout");
+    assert_eq!(timeout["daddr"], "10.200.5.99");
+    assert!(timeout["elapsed_ms"].as_u64().unwrap() >= 1500, "{timeout}");
+    assert_eq!(out.verdicts().len(), 2, "{}", out.dump());
+    let summary = out.only("summary");
+    assert_eq!(summary["lost_events"], 0);
+    assert_eq!(summary["attempts"]["refused"], 1);
+}
