@@ -124,7 +124,7 @@ fn healthy_refused_and_timed_out_probes_are_classified() {
     let _ = Command::new("curl").args(["-s", "-m", "1", "http://10.200.5.2:8081/"]).status();
     let out = tracer.stop();
 
-    let expected_connect = if machine() == Machine::Vm { vec!["fentry", "kprobe"] } else { vec!["tracepoint"] };
+    let expected_connect = if machine() == Machine::Vm { vec!["fentry", "kprobe"] } else { vec!["raw_tracepoint"] };
     assert!(expected_connect.contains(&out.hook_mode("tcp_connect").as_str()), "{}", out.dump());
     if machine() == Machine::Bare {
         assert_eq!(out.hook_mode("ipvs_conn_new"), "inferred");

@@ -34,6 +34,7 @@ pub mod hook_mode {
     pub const TRACEPOINT: u8 = 0;
     pub const KPROBE: u8 = 1;
     pub const FENTRY: u8 = 2;
+    pub const RAW_TRACEPOINT: u8 = 3;
 }
 
 /// Which syscall a [`SyscallFailedEvent`] is about.
@@ -243,6 +244,8 @@ impl SockTracepointOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SockOffsets {
+    /// `struct sock.sk_protocol` (NO_FIELD where it is a bitfield, < 5.6).
+    pub sk_protocol: u32,
     pub skc_family: u32,
     pub skc_state: u32,
     pub skc_num: u32,
@@ -279,6 +282,7 @@ impl IpvsParamOffsets {
 
 impl SockOffsets {
     pub const MISSING: Self = Self {
+        sk_protocol: NO_FIELD,
         skc_family: NO_FIELD,
         skc_state: NO_FIELD,
         skc_num: NO_FIELD,

@@ -8,9 +8,9 @@
 
 use aya_ebpf::{
     helpers::bpf_get_current_comm,
-    macros::{fentry, kprobe, map, tracepoint},
+    macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{HashMap, LruHashMap},
-    programs::{FEntryContext, ProbeContext, TracePointContext},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
     CommKey, NO_FIELD, ReplyKey, SockTracepointOffsets, TcpEvent, Tuple, counter, hook_mode, kind,
@@ -21,6 +21,7 @@ use crate::{bump, config, emit, header, read_kernel, reserve, setting};
 
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
+const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
 const TCP_CLOSE: u8 = 7;
 
@@ -132,25 +133,54 @@ fn on_tcp_connect(sk: *const u8, mode: u8) {
     if sk.is_null() || !is_prober() {
         return;
     }
-    emit_from_sock(kind::TCP_CONNECT, mode, sk, TCP_SYN_SENT, true);
+    emit_from_sock(kind::TCP_CONNECT, mode, sk, TCP_SYN_SENT, TCP_SYN_SENT, Tracking::Start);
+}
+
+/// What an event does to the tracked-socket maps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tracking {
+    Keep,
+    Start,
+    Stop,
+}
+
+/// After a state change: stop at a final state (ESTABLISHED means the probe
+/// connected; nothing later matters), and once out of SYN-SENT the source
+/// port is known, so (re)start to make the reply key visible to IPVS.
+#[inline(always)]
+fn tracking_after(old: u8, new: u8) -> Tracking {
+    if new == TCP_CLOSE || new == TCP_ESTABLISHED {
+        Tracking::Stop
+    } else if old == TCP_SYN_SENT {
+        Tracking::Start
+    } else {
+        Tracking::Keep
+    }
+}
+
+#[inline(always)]
+fn apply(tracking: Tracking, skaddr: u64, tuple: &Tuple) {
+    match tracking {
+        Tracking::Keep => {}
+        Tracking::Start => track(skaddr, tuple),
+        Tracking::Stop => untrack(skaddr, tuple),
+    }
 }
 
 /// Builds a TcpEvent for `sk` directly in the ring buffer (the fentry and
 /// kprobe paths would otherwise exceed the 512-byte stack).
 #[inline(always)]
-fn emit_from_sock(kind: u16, mode: u8, sk: *const u8, state: u8, start_tracking: bool) {
+fn emit_from_sock(kind: u16, mode: u8, sk: *const u8, old: u8, new: u8, tracking: Tracking) {
     let Some(mut entry) = reserve::<TcpEvent>() else { return };
     // SAFETY: reserve returned room for a TcpEvent; it is fully written below.
     let e = unsafe { &mut *entry.as_mut_ptr() };
     *e = TcpEvent::default();
     e.header = header(kind, mode);
     e.skaddr = sk as u64;
-    e.oldstate = state;
-    e.newstate = state;
+    e.oldstate = old;
+    e.newstate = new;
     sock_tuple(sk, &mut e.tuple);
-    if start_tracking {
-        track(e.skaddr, &e.tuple);
-    }
+    apply(tracking, e.skaddr, &e.tuple);
     entry.submit(0);
 }
 
@@ -178,7 +208,7 @@ fn on_rcv_state_process(sk: *const u8, mode: u8) {
     if sk.is_null() || !is_tracked(sk as u64) || sock_state(sk) != TCP_SYN_SENT {
         return;
     }
-    emit_from_sock(kind::TCP_SYN_SENT_RCV, mode, sk, TCP_SYN_SENT, false);
+    emit_from_sock(kind::TCP_SYN_SENT_RCV, mode, sk, TCP_SYN_SENT, TCP_SYN_SENT, Tracking::Keep);
 }
 
 #[fentry(function = "tcp_rcv_state_process")]
@@ -245,14 +275,34 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let tuple = tp_tuple(&ctx, off);
-    if new == TCP_CLOSE {
-        untrack(skaddr, &tuple);
-    } else if old == TCP_SYN_SENT && tuple.sport != 0 {
-        // The tracepoint connect path saw no source port yet; now that the
-        // connection has one, make it visible to the IPVS hook too.
-        track(skaddr, &tuple);
-    }
+    apply(tracking_after(old, new), skaddr, &tuple);
     emit(&tcp_event(kind::TCP_STATE, hook_mode::TRACEPOINT, skaddr, tuple, old, new));
+    0
+}
+
+/// The same hook as a raw tracepoint (`TP_PROTO(const struct sock *sk, int
+/// oldstate, int newstate)`): the kernel skips assembling the tracepoint
+/// record, which matters because this fires on every TCP state change on
+/// the node, prober or not.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
+    let sk = ctx.arg::<*const u8>(0);
+    let old = ctx.arg::<u64>(1) as u8;
+    let new = ctx.arg::<u64>(2) as u8;
+    let skaddr = sk as u64;
+    let mode = hook_mode::RAW_TRACEPOINT;
+    if is_tracked(skaddr) {
+        emit_from_sock(kind::TCP_STATE, mode, sk, old, new, tracking_after(old, new));
+        return 0;
+    }
+    if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 || !is_prober() {
+        return 0;
+    }
+    let protocol_off = config().sock.sk_protocol;
+    if protocol_off != NO_FIELD && read_kernel::<u16>(sk, protocol_off) != Some(IPPROTO_TCP) {
+        return 0;
+    }
+    emit_from_sock(kind::TCP_CONNECT, mode, sk, old, new, Tracking::Start);
     0
 }
 

@@ -31,6 +31,7 @@ pub struct Event {
 #[serde(rename_all = "snake_case")]
 pub enum HookMode {
     Tracepoint,
+    RawTracepoint,
     Kprobe,
     Fentry,
 }
@@ -40,6 +41,7 @@ impl HookMode {
         match raw {
             hook_mode::FENTRY => Self::Fentry,
             hook_mode::KPROBE => Self::Kprobe,
+            hook_mode::RAW_TRACEPOINT => Self::RawTracepoint,
             _ => Self::Tracepoint,
         }
     }
@@ -47,6 +49,7 @@ impl HookMode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Tracepoint => "tracepoint",
+            Self::RawTracepoint => "raw_tracepoint",
             Self::Kprobe => "kprobe",
             Self::Fentry => "fentry",
         }

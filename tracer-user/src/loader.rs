@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, KProbe, TracePoint},
+    programs::{FEntry, KProbe, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
 use tracer_common::{CommKey, Config, TASK_COMM_LEN, counter, setting};
@@ -42,6 +42,7 @@ pub enum Attach {
     Fentry { program: &'static str, function: &'static str },
     Kprobe { program: &'static str, function: &'static str },
     Tracepoint { program: &'static str, category: &'static str, name: &'static str },
+    RawTracepoint { program: &'static str, name: &'static str },
     /// Covered by another hook's program (a tracepoint that sees the same thing).
     Via { hook: &'static str },
     /// No program: userspace infers from procfs.
@@ -56,6 +57,7 @@ impl Attach {
             Attach::Fentry { .. } => Some(Mode::Fentry),
             Attach::Kprobe { .. } => Some(Mode::Kprobe),
             Attach::Tracepoint { .. } => Some(Mode::Tracepoint),
+            Attach::RawTracepoint { .. } => Some(Mode::RawTracepoint),
             Attach::Via { .. } => None,
             Attach::Inferred { .. } => Some(Mode::Inferred),
         }
@@ -75,11 +77,10 @@ pub const HOOKS: &[HookSpec] = &[
     HookSpec {
         name: "tcp_state",
         group: Group::Probe,
-        candidates: &[Attach::Tracepoint {
-            program: "tp_inet_sock_set_state",
-            category: "sock",
-            name: "inet_sock_set_state",
-        }],
+        candidates: &[
+            Attach::RawTracepoint { program: "raw_tp_inet_sock_set_state", name: "inet_sock_set_state" },
+            Attach::Tracepoint { program: "tp_inet_sock_set_state", category: "sock", name: "inet_sock_set_state" },
+        ],
         required: true,
     },
     HookSpec {
@@ -139,12 +140,13 @@ pub const HOOKS: &[HookSpec] = &[
 pub enum Mode {
     Fentry,
     Kprobe,
+    RawTracepoint,
     Tracepoint,
     Inferred,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Fentry, Mode::Kprobe, Mode::Tracepoint, Mode::Inferred];
+    pub const ALL: [Mode; 5] = [Mode::Fentry, Mode::Kprobe, Mode::RawTracepoint, Mode::Tracepoint, Mode::Inferred];
 }
 
 impl fmt::Display for Mode {
@@ -152,6 +154,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Fentry => "fentry",
             Mode::Kprobe => "kprobe",
+            Mode::RawTracepoint => "raw_tracepoint",
             Mode::Tracepoint => "tracepoint",
             Mode::Inferred => "inferred",
         })
@@ -319,6 +322,9 @@ fn attach_hook(
             Attach::Tracepoint { program, category, name } => {
                 (Mode::Tracepoint, format!("{category}:{name}"), attach_tracepoint(ebpf, program, category, name))
             }
+            Attach::RawTracepoint { program, name } => {
+                (Mode::RawTracepoint, name.to_string(), attach_raw_tracepoint(ebpf, program, name))
+            }
             Attach::Via { hook } => {
                 let other = earlier.iter().find(|h| h.hook == hook);
                 match other.and_then(|h| h.mode.zip(h.target.clone())) {
@@ -373,6 +379,18 @@ fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str)
     let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
     let result = prog.load().map_err(anyhow::Error::from).and_then(|()| {
         prog.attach(category, name)?;
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = prog.unload();
+    }
+    result
+}
+
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<()> {
+    let prog: &mut RawTracePoint = program_mut(ebpf, program)?.try_into()?;
+    let result = prog.load().map_err(anyhow::Error::from).and_then(|()| {
+        prog.attach(name)?;
         Ok(())
     });
     if result.is_err() {

@@ -48,6 +48,8 @@ impl KernelBtf {
         let field = |name| member_offset(btf, "sock_common", name);
         let optional = |name| field(name).unwrap_or(NO_FIELD);
         Ok(SockOffsets {
+            // A bitfield before 5.6: the programs then skip the check.
+            sk_protocol: member_offset(btf, "sock", "sk_protocol").unwrap_or(NO_FIELD),
             skc_family: field("skc_family")?,
             skc_state: field("skc_state")?,
             skc_num: field("skc_num")?,
