@@ -1,0 +1,277 @@
+//! Throughput benchmark for the probe path (issue 3).
+//!
+//! A connect/accept loop on loopback, run in one process for a fixed time,
+//! under three conditions interleaved round by round so drift hits all
+//! alike: no tracer (baseline), `probe-tracer run`, and bpftrace running an
+//! equivalent script (a peer). Two workloads: the connecting thread named
+//! `kubelet` (a prober: every connection is traced, the worst case) and named
+//! `bench-client` (not a prober: the in-kernel filter's cost).
+//!
+//! Reports connections per second, each tracer's ratio to the baseline, and
+//! whether probe-tracer saw every prober connection with no lost events.
+//!
+//! Usage: connect-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
+
+use std::{
+    env, fs,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Condition {
+    Baseline,
+    ProbeTracer,
+    Bpftrace,
+}
+
+impl Condition {
+    fn name(self) -> &'static str {
+        match self {
+            Condition::Baseline => "baseline",
+            Condition::ProbeTracer => "probe-tracer",
+            Condition::Bpftrace => "bpftrace",
+        }
+    }
+}
+
+struct Args {
+    seconds: f64,
+    rounds: usize,
+    tracer: PathBuf,
+    json: Option<PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { seconds: 3.0, rounds: 3, tracer: tests::binary(), json: None };
+    let mut it = env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--seconds" => args.seconds = val().parse().expect("--seconds"),
+            "--rounds" => args.rounds = val().parse().expect("--rounds"),
+            "--tracer" => args.tracer = PathBuf::from(val()),
+            "--json" => args.json = Some(PathBuf::from(val())),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// Sets the calling thread's comm (what the kernel filter matches).
+fn set_thread_name(name: &str) {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: PR_SET_NAME with a valid NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+}
+
+/// Connects and closes as fast as possible for `seconds`; returns the count.
+/// The client closes with RST (SO_LINGER 0) so TIME_WAIT does not exhaust
+/// the ephemeral ports at tens of thousands of connections.
+fn connect_loop(addr: std::net::SocketAddr, comm: &'static str, seconds: f64) -> u64 {
+    thread::spawn(move || {
+        set_thread_name(comm);
+        let end = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut n = 0u64;
+        while Instant::now() < end {
+            // One byte each way: the loop moves in step with accept(), so
+            // the listen backlog never overflows (which would add 1 s SYN
+            // retransmits and measure the backlog, not the tracer).
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(b"?").unwrap();
+            let mut byte = [0u8; 1];
+            s.read_exact(&mut byte).unwrap();
+            set_linger_zero(&s);
+            drop(s);
+            n += 1;
+        }
+        n
+    })
+    .join()
+    .unwrap()
+}
+
+fn set_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid socket fd and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const _ as *const libc::c_void,
+            size_of::<libc::linger>() as u32,
+        )
+    };
+}
+
+fn start_server() -> (std::net::SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    thread::spawn(move || {
+        set_thread_name("bench-server");
+        for conn in listener.incoming() {
+            if stop2.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Ok(mut c) = conn {
+                let mut byte = [0u8; 1];
+                if c.read_exact(&mut byte).is_ok() {
+                    let _ = c.write_all(b"!");
+                }
+            }
+        }
+    });
+    (addr, stop)
+}
+
+/// A tracer running for one measurement.
+enum Running {
+    None,
+    ProbeTracer(tests::Tracer),
+    Bpftrace(Child),
+}
+
+fn start(condition: Condition) -> Running {
+    match condition {
+        Condition::Baseline => Running::None,
+        Condition::ProbeTracer => Running::ProbeTracer(tests::Tracer::start(&["--verdicts-only"])),
+        Condition::Bpftrace => Running::Bpftrace(start_bpftrace()),
+    }
+}
+
+/// bpftrace doing what probe-tracer does on the hot path: filter connects
+/// by comm, and look at every TCP state change.
+fn start_bpftrace() -> Child {
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let connect = if kprobes {
+        r#"kprobe:tcp_connect /comm == "kubelet"/ { @connects = count(); }"#
+    } else {
+        r#"tracepoint:sock:inet_sock_set_state /args->newstate == 2 && comm == "kubelet"/ { @connects = count(); }"#
+    };
+    let script = format!(
+        "{connect}\ntracepoint:sock:inet_sock_set_state /args->protocol == 6/ {{ @states[args->newstate] = count(); }}"
+    );
+    let mut child = Command::new("bpftrace")
+        .args(["-e", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bpftrace (apt-get install bpftrace)");
+    // It prints "Attaching N probes..." once attached.
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("bpftrace exited before attaching");
+        }
+        if line.contains("Attaching") {
+            break;
+        }
+    }
+    thread::sleep(Duration::from_millis(500));
+    thread::spawn(move || for _ in reader.lines() {});
+    child
+}
+
+/// Stops the tracer; for probe-tracer returns (connections it saw, lost events).
+fn stop(running: Running) -> Option<(u64, u64)> {
+    match running {
+        Running::None => None,
+        Running::Bpftrace(mut child) => {
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let _ = child.wait();
+            None
+        }
+        Running::ProbeTracer(t) => {
+            let out = t.stop();
+            let s = out.only("summary");
+            let a = &s["attempts"];
+            let seen = ["established", "refused", "timeout", "diverted"].iter().map(|k| a[k].as_u64().unwrap_or(0)).sum();
+            Some((seen, s["lost_events"].as_u64().unwrap_or(u64::MAX)))
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args = parse_args();
+    // The bench runs probe-tracer through the e2e helper, which reads these.
+    unsafe { env::set_var("PROBE_TRACER_BIN", &args.tracer) };
+    let (addr, stop_server) = start_server();
+    let conditions = [Condition::Baseline, Condition::ProbeTracer, Condition::Bpftrace];
+    let workloads = ["kubelet", "bench-client"];
+    let mut rates: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); conditions.len()]; workloads.len()];
+    let mut accounting = Vec::new();
+
+    for round in 0..args.rounds {
+        for (ci, &condition) in conditions.iter().enumerate() {
+            let running = start(condition);
+            let mut made = Vec::new();
+            for (wi, &comm) in workloads.iter().enumerate() {
+                let n = connect_loop(addr, comm, args.seconds);
+                let rate = n as f64 / args.seconds;
+                rates[wi][ci].push(rate);
+                made.push(n);
+                eprintln!("round {round} {:<13} {comm:<13} {rate:>9.0} conn/s", condition.name());
+            }
+            if let Some((seen, lost)) = stop(running) {
+                // Only the "kubelet" workload is traced.
+                accounting.push(json!({ "round": round, "prober_connections": made[0], "seen": seen, "lost_events": lost }));
+            }
+        }
+    }
+    stop_server.store(true, Ordering::Relaxed);
+    let _ = TcpStream::connect(addr);
+
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let mut results = Vec::new();
+    println!("\nconnect/accept on loopback, kernel {kernel}, {} rounds x {} s, medians:", args.rounds, args.seconds);
+    println!("{:<14} {:>12} {:>14} {:>10} {:>14} {:>10}", "workload", "baseline/s", "probe-tracer/s", "ratio", "bpftrace/s", "ratio");
+    for (wi, comm) in workloads.iter().enumerate() {
+        let base = median(rates[wi][0].clone());
+        let ours = median(rates[wi][1].clone());
+        let peer = median(rates[wi][2].clone());
+        println!(
+            "{:<14} {:>12.0} {:>14.0} {:>10.3} {:>14.0} {:>10.3}",
+            if *comm == "kubelet" { "prober" } else { "non-prober" },
+            base, ours, ours / base, peer, peer / base
+        );
+        results.push(json!({
+            "workload": comm, "baseline_per_s": base, "probe_tracer_per_s": ours,
+            "probe_tracer_ratio": ours / base, "bpftrace_per_s": peer, "bpftrace_ratio": peer / base,
+        }));
+    }
+    let complete = accounting.iter().all(|a| a["seen"] == a["prober_connections"] && a["lost_events"] == 0);
+    println!(
+        "probe-tracer saw every prober connection with no lost events: {}  {}",
+        if complete { "yes" } else { "NO" },
+        Value::Array(accounting.clone())
+    );
+    let report = json!({ "kernel": kernel, "rounds": args.rounds, "seconds": args.seconds, "results": results, "accounting": accounting, "complete": complete });
+    if let Some(path) = &args.json {
+        fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    }
+    if !complete {
+        std::process::exit(1);
+    }
+}
