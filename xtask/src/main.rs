@@ -1,1 +1,294 @@
-fn main(){}
+//! `cargo xtask`: everything beyond `cargo build` — installing the
+//! prerequisites, the bare-machine and VM test suites, the demo, benchmarks.
+
+mod cmd;
+mod setup;
+mod vm;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::cmd::{run, step};
+
+#[derive(Parser)]
+#[command(about = "probe-tracer project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install every prerequisite (apt packages, rust-src, bpf-linker,
+    /// virtme-ng, a Debian kernel for the VM).
+    Setup {
+        /// Kernel package(s) to fetch (default: what linux-image-amd64 depends on).
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+    },
+    /// Build probe-tracer (the eBPF object is built by its build script).
+    Build,
+    /// All tests: unit tests, bare-machine e2e, VM e2e.
+    Test {
+        #[arg(long)]
+        skip_vm: bool,
+        #[arg(long)]
+        skip_bare: bool,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+    /// The e2e tests inside a Debian kernel under QEMU.
+    VmTest {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Extra arguments for the test binaries (e.g. a test name filter).
+        #[arg(last = true)]
+        filter: Vec<String>,
+    },
+    /// Reproduce an incident in the VM and show probe-tracer's diagnosis.
+    Demo {
+        #[arg(default_value = "nodeport")]
+        scenario: String,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+    /// Throughput benchmark (connect/accept loop) on this machine and in the VM.
+    Bench {
+        #[arg(long)]
+        skip_vm: bool,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct VmArgs {
+    /// Kernel release to boot (default: the newest unpacked one).
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Try KVM (hangs on nested setups such as these machines; TCG is default).
+    #[arg(long)]
+    kvm: bool,
+    /// Give up on the guest after this many seconds.
+    #[arg(long, default_value_t = 1500)]
+    vm_timeout: u64,
+}
+
+fn main() -> ExitCode {
+    match run_task(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn run_task(task: Task) -> Result<()> {
+    match task {
+        Task::Setup { kernels } => setup::setup(&kernels),
+        Task::Build => build(),
+        Task::Test { skip_vm, skip_bare, vm } => test(skip_vm, skip_bare, &vm),
+        Task::VmTest { vm, filter } => {
+            let counts = vm_test(&vm, &filter)?;
+            eprintln!("xtask: {} passed, {} failed", counts.0, counts.1);
+            Ok(())
+        }
+        Task::Demo { scenario, vm } => demo(&scenario, &vm),
+        Task::Bench { skip_vm, rounds, seconds, vm } => bench(skip_vm, rounds, seconds, &vm),
+    }
+}
+
+fn build() -> Result<()> {
+    step("building probe-tracer (release; includes the eBPF object)");
+    run(Command::new("cargo").current_dir(root()).args(["build", "--release", "-p", "tracer-user", "-p", "tests", "--bins"]))
+}
+
+/// Absolute paths of the `tests` crate's e2e test binaries.
+fn e2e_binaries() -> Result<Vec<PathBuf>> {
+    step("building the e2e test binaries");
+    let out = Command::new("cargo")
+        .current_dir(root())
+        .args(["test", "--release", "-p", "tests", "--no-run", "--message-format=json"])
+        .output()?;
+    if !out.status.success() {
+        bail!("building the e2e tests failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut bins = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] == "compiler-artifact"
+            && msg["profile"]["test"] == true
+            && msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"))
+        {
+            if let Some(exe) = msg["executable"].as_str() {
+                bins.push(PathBuf::from(exe));
+            }
+        }
+    }
+    if bins.is_empty() {
+        bail!("no e2e test binaries were built");
+    }
+    Ok(bins)
+}
+
+/// Sums "test result: ok. N passed; M failed" lines.
+fn count_results(text: &str) -> (u64, u64) {
+    let mut passed = 0;
+    let mut failed = 0;
+    for line in text.lines().filter(|l| l.starts_with("test result:")) {
+        let num = |word: &str| -> u64 {
+            line.split(';')
+                .find(|part| part.trim().ends_with(word))
+                .and_then(|part| part.split_whitespace().rev().nth(1))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        passed += num("passed");
+        failed += num("failed");
+    }
+    (passed, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_cargo_test_result_lines() {
+        let text = "test result: ok. 27 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
+                    test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out\n";
+        assert_eq!(super::count_results(text), (30, 2));
+    }
+}
+
+fn captured(cmd: &mut Command) -> Result<(bool, String)> {
+    eprintln!("    $ {}", cmd::describe(cmd));
+    let out = cmd.output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprint!("{text}");
+    Ok((out.status.success(), text))
+}
+
+fn test(skip_vm: bool, skip_bare: bool, vm: &VmArgs) -> Result<()> {
+    let mut totals = (0u64, 0u64);
+    let mut stages: Vec<(&str, bool)> = Vec::new();
+    let mut add = |t: (u64, u64)| {
+        totals.0 += t.0;
+        totals.1 += t.1;
+    };
+    let result = (|| -> Result<()> {
+        step("unit tests");
+        let (ok, text) = captured(Command::new("cargo").current_dir(root()).args(["test", "--workspace", "--exclude", "tracer-ebpf"]))?;
+        add(count_results(&text));
+        stages.push(("unit", ok));
+        if !ok {
+            bail!("unit tests failed");
+        }
+        build()?;
+        if !skip_bare {
+            step("e2e tests on this machine's kernel (tracepoints only; vm_only_ tests skipped)");
+            let (ok, text) = captured(
+                Command::new("cargo")
+                    .current_dir(root())
+                    .args(["test", "--release", "-p", "tests", "--", "--ignored", "--test-threads=1", "--skip", "vm_only_"])
+                    .env("PROBE_TRACER_ENV", "bare")
+                    .env("PROBE_TRACER_ROOT", root())
+                    .env("PROBE_TRACER_BIN", root().join("target/release/probe-tracer")),
+            )?;
+            add(count_results(&text));
+            stages.push(("bare e2e", ok));
+            if !ok {
+                bail!("bare-machine e2e tests failed");
+            }
+        }
+        if !skip_vm {
+            let counts = vm_test(vm, &[]);
+            match counts {
+                Ok(c) => {
+                    add(c);
+                    stages.push(("vm e2e", true));
+                }
+                Err(e) => {
+                    stages.push(("vm e2e", false));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    })();
+    for (stage, ok) in &stages {
+        eprintln!("xtask: stage {stage}: {}", if *ok { "passed" } else { "FAILED" });
+    }
+    // The plain closing line CI reads.
+    println!("xtask: {} passed, {} failed", totals.0, totals.1);
+    result
+}
+
+fn vm_test(vm: &VmArgs, filter: &[String]) -> Result<(u64, u64)> {
+    build()?;
+    let bins = e2e_binaries()?;
+    let mut body = String::from("rc=0\n");
+    for bin in &bins {
+        body.push_str(&format!(
+            "{} --ignored --test-threads=1 {} || rc=1\n",
+            bin.display(),
+            filter.join(" ")
+        ));
+    }
+    body.push_str("exit $rc");
+    let run = vm::run_in_vm(&root(), vm.kernel.as_deref(), "vm-test", &body, Duration::from_secs(vm.vm_timeout), vm.kvm)?;
+    eprintln!("{}", run.output);
+    let counts = count_results(&run.output);
+    if run.status != 0 {
+        bail!("e2e tests failed inside the VM (kernel {}, status {}); log: {}", run.kernel, run.status, run.out_dir.join("output.log").display());
+    }
+    if counts.0 == 0 {
+        bail!("the VM ran no test (kernel {})", run.kernel);
+    }
+    Ok(counts)
+}
+
+fn demo(scenario: &str, vm: &VmArgs) -> Result<()> {
+    let script = root().join("tests/scenarios").join(scenario).join("demo.sh");
+    if !script.exists() {
+        bail!("scenario {scenario} has no demo ({} missing)", script.display());
+    }
+    build()?;
+    let run = vm::run_in_vm(&root(), vm.kernel.as_deref(), "demo", &format!("bash {}", script.display()), Duration::from_secs(vm.vm_timeout), vm.kvm)?;
+    println!("{}", run.output);
+    if run.status != 0 {
+        bail!("the demo failed in the VM (status {})", run.status);
+    }
+    Ok(())
+}
+
+fn bench(skip_vm: bool, rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
+    build()?;
+    let bench = root().join("target/release/connect-bench");
+    let args = format!("--rounds {rounds} --seconds {seconds}");
+    step("connect/accept benchmark on this machine");
+    run(Command::new(&bench).args(args.split(' ')).arg("--json").arg(root().join("target/bench-bare.json")))
+        .context("benchmark on the bare machine")?;
+    if !skip_vm {
+        let body = format!("{} {args} --json {}", bench.display(), root().join("target/bench-vm.json").display());
+        let run = vm::run_in_vm(&root(), vm.kernel.as_deref(), "bench", &body, Duration::from_secs(vm.vm_timeout), vm.kvm)?;
+        println!("{}", run.output);
+        if run.status != 0 {
+            bail!("the benchmark failed in the VM");
+        }
+    }
+    Ok(())
+}

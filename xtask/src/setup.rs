@@ -1,0 +1,184 @@
+//! `cargo xtask setup`: installs every prerequisite on a fresh Debian 12
+//! machine, skipping what is already there. See ../shared/TOOLCHAIN.md for
+//! why each piece is done this way.
+
+use std::{fs, path::PathBuf, process::Command};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::cmd::{run, step, stdout, succeeds};
+
+/// Debian packages: QEMU and virtme-ng's needs, the scenarios' tools
+/// (ipvsadm, runc, busybox, curl), bpftrace (the benchmark's peer) and ruby
+/// (checks the Vagrantfile's syntax).
+const APT_PACKAGES: &[&str] = &[
+    "qemu-system-x86", "kmod", "cpio", "busybox-static", "ipvsadm", "iproute2", "runc", "curl",
+    "bpftrace", "ruby",
+];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn setup(kernels: &[String]) -> Result<()> {
+    apt()?;
+    rust_src()?;
+    bpf_linker()?;
+    virtme_ng()?;
+    let packages = if kernels.is_empty() { vec![default_kernel_package()?] } else { kernels.to_vec() };
+    for pkg in packages {
+        let dir = kernel(&pkg)?;
+        eprintln!("    kernel ready: {}", dir.display());
+    }
+    step("setup complete");
+    for (name, args) in [("rustc", "--version"), ("bpf-linker", "--version"), ("vng", "--version"), ("qemu-system-x86_64", "--version")] {
+        let v = stdout(Command::new(name).arg(args)).unwrap_or_else(|e| format!("unavailable: {e}"));
+        eprintln!("    {name}: {}", v.lines().next().unwrap_or(""));
+    }
+    Ok(())
+}
+
+fn apt() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        step("apt packages already installed");
+        return Ok(());
+    }
+    step(&format!("installing Debian packages: {}", missing.join(" ")));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn rust_src() -> Result<()> {
+    let installed = stdout(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        step("rust-src already installed");
+        return Ok(());
+    }
+    step("installing rust-src (the eBPF target builds core from source)");
+    run(Command::new("rustup").args(["component", "add", "rust-src"]))
+}
+
+/// bpf-linker must use an LLVM of rustc's own major version: build it
+/// against the libLLVM that ships in rustc's sysroot.
+fn bpf_linker() -> Result<()> {
+    if succeeds(Command::new("bpf-linker").arg("--version")) {
+        step("bpf-linker already installed");
+        return Ok(());
+    }
+    let sysroot = PathBuf::from(stdout(Command::new("rustc").args(["--print", "sysroot"]))?);
+    let lib_dir = sysroot.join("lib");
+    let llvm = fs::read_dir(&lib_dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM") && n.ends_with(".so"))
+        .ok_or_else(|| anyhow!("no libLLVM-*.so in {}", lib_dir.display()))?;
+    let lib_name = llvm.trim_start_matches("lib").trim_end_matches(".so").to_string();
+    // "LLVM-22-rust-1.95.0-stable" -> 22
+    let major: u32 = lib_name
+        .split('-')
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("cannot read the LLVM version from {llvm}"))?;
+    step(&format!("building bpf-linker {BPF_LINKER_VERSION} against rustc's LLVM {major}"));
+    let rustflags = format!(
+        "-L {lib} -l dylib={lib_name} -C link-arg=-Wl,-rpath,{lib}",
+        lib = lib_dir.display()
+    );
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features"])
+        .arg(format!("llvm-{major},no-llvm-linking"))
+        .env("RUSTFLAGS", rustflags))
+}
+
+fn virtme_ng() -> Result<()> {
+    if succeeds(Command::new("vng").arg("--version")) {
+        step("virtme-ng already installed");
+        return Ok(());
+    }
+    step("installing virtme-ng (boots a kernel over a read-only view of this machine)");
+    run(Command::new("pip").args(["install", "--quiet", "virtme-ng"]))
+}
+
+fn default_kernel_package() -> Result<String> {
+    let deps = stdout(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+    deps.lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit()))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("apt-cache names no kernel for linux-image-amd64 (run apt-get update)"))
+}
+
+/// The cache lives under $HOME: inside a virtme-ng guest /var, /tmp, /usr
+/// and friends are blank overlays, while /root is the host's.
+pub fn kernel_cache() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/probe-tracer/kernels")
+}
+
+/// Downloads and unpacks a Debian kernel package; returns its directory.
+pub fn kernel(package: &str) -> Result<PathBuf> {
+    let release = package.trim_start_matches("linux-image-").to_string();
+    let cache = kernel_cache();
+    let dir = cache.join(&release);
+    let marker = dir.join(".unpacked");
+    if marker.exists() {
+        step(&format!("kernel {release} already unpacked"));
+        return Ok(dir);
+    }
+    fs::create_dir_all(&cache)?;
+    let have_deb = |c: &PathBuf| -> Option<PathBuf> {
+        fs::read_dir(c).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with(&format!("{package}_")) && n.ends_with(".deb")
+            })
+        })
+    };
+    let deb = match have_deb(&cache) {
+        Some(deb) => deb,
+        None => {
+            step(&format!("downloading {package}"));
+            run(Command::new("apt-get").args(["download", package]).current_dir(&cache))?;
+            have_deb(&cache).ok_or_else(|| anyhow!("apt-get download produced no {package} .deb"))?
+        }
+    };
+    step(&format!("unpacking {} and indexing its modules", deb.display()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    // Without modules.dep, modprobe in the guest finds nothing (ip_vs!).
+    run(Command::new("depmod").arg("-b").arg(&dir).arg(&release))?;
+    fs::write(&marker, "")?;
+    Ok(dir)
+}
+
+/// The unpacked kernel to boot: `release` or the only/first one cached.
+pub fn find_kernel(release: Option<&str>) -> Result<(String, PathBuf)> {
+    let cache = kernel_cache();
+    let mut found: Vec<String> = fs::read_dir(&cache)
+        .with_context(|| format!("no kernels in {}: run cargo xtask setup", cache.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(".unpacked").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let release = match release {
+        Some(r) => r.to_string(),
+        None => found.last().cloned().ok_or_else(|| anyhow!("no unpacked kernel: run cargo xtask setup"))?,
+    };
+    let vmlinuz = cache.join(&release).join("boot").join(format!("vmlinuz-{release}"));
+    if !vmlinuz.exists() {
+        bail!("kernel {release} is not unpacked ({} missing): run cargo xtask setup --kernel linux-image-{release}", vmlinuz.display());
+    }
+    Ok((release, vmlinuz))
+}

@@ -1,0 +1,102 @@
+//! Runs a script as root inside a stock Debian kernel under QEMU
+//! (virtme-ng), and brings back its output and real exit status.
+//!
+//! virtme-ng's own exit code is not the guest's (it is 255 without
+//! --verbose), so the guest writes its status into a shared folder; a
+//! missing status file means the guest crashed or timed out.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cmd::step, setup::find_kernel};
+
+pub struct VmRun {
+    pub kernel: String,
+    pub status: i32,
+    pub output: String,
+    pub out_dir: PathBuf,
+}
+
+/// Boots the kernel and runs `body` (bash) as root with the workspace
+/// visible at the same path. Output goes to `<out_dir>/output.log`.
+pub fn run_in_vm(root: &Path, kernel: Option<&str>, name: &str, body: &str, timeout: Duration, kvm: bool) -> Result<VmRun> {
+    let (release, vmlinuz) = find_kernel(kernel)?;
+    let out_dir = root.join("target/vm-out").join(&release).join(name);
+    if out_dir.exists() {
+        fs::remove_dir_all(&out_dir)?;
+    }
+    fs::create_dir_all(&out_dir)?;
+    let log = out_dir.join("output.log");
+    let status_file = out_dir.join("status");
+    let script = out_dir.join("guest.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\n\
+             exec >>{log} 2>&1\n\
+             set -u\n\
+             echo \"guest kernel: $(uname -r)\"\n\
+             mount -t bpf bpf /sys/fs/bpf 2>/dev/null\n\
+             mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null\n\
+             modprobe ip_vs 2>/dev/null\n\
+             cd {root}\n\
+             export PROBE_TRACER_ENV=vm PROBE_TRACER_ROOT={root} PROBE_TRACER_BIN={root}/target/release/probe-tracer\n\
+             ( {body} )\n\
+             echo $? > {status}\n",
+            log = log.display(),
+            root = root.display(),
+            status = status_file.display(),
+        ),
+    )?;
+
+    step(&format!("booting {release} under QEMU ({}) for {name}", if kvm { "KVM" } else { "TCG" }));
+    let console = fs::File::create(out_dir.join("console.log"))?;
+    let mut cmd = Command::new("vng");
+    cmd.arg("--run").arg(&vmlinuz);
+    if !kvm {
+        cmd.arg("--disable-kvm");
+    }
+    cmd.args(["--memory", "2G", "--cpus", "2", "--user", "root"])
+        .arg("--rwdir").arg(&out_dir)
+        // The clone may live under /tmp, which the guest sees as a blank overlay.
+        .arg("--rwdir").arg(root)
+        .arg("--exec").arg(format!("bash {}", script.display()))
+        .stdin(Stdio::null())
+        .stdout(console.try_clone()?)
+        .stderr(console);
+    let started = Instant::now();
+    let mut child = cmd.spawn().context("cannot start vng (run cargo xtask setup)")?;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("    VM finished in {:.0} s", started.elapsed().as_secs_f64());
+    let output = fs::read_to_string(&log).unwrap_or_default();
+    let status = match fs::read_to_string(&status_file) {
+        Ok(s) => s.trim().parse().unwrap_or(1),
+        Err(_) => {
+            let console = fs::read_to_string(out_dir.join("console.log")).unwrap_or_default();
+            eprintln!("{output}\n--- guest console ---\n{console}");
+            bail!(
+                "the guest never reported a status (crashed, or timed out after {} s); see {}",
+                timeout.as_secs(),
+                out_dir.display()
+            );
+        }
+    };
+    Ok(VmRun { kernel: release, status, output, out_dir })
+}
