@@ -55,7 +55,7 @@ impl KernelInfo {
     pub fn blocker(&self) -> Option<String> {
         if !self.privileged {
             return Some(format!(
-                "probe-tracer needs root or the capabilities {} to load eBPF programs; run it with sudo (or as a privileged DaemonSet)",
+                "loading eBPF programs needs root or the capabilities {}; run probe-tracer with sudo (or as a privileged DaemonSet)",
                 self.missing_capabilities.join(", ")
             ));
         }
@@ -77,8 +77,16 @@ fn effective_capabilities() -> Option<u64> {
 }
 
 /// The bracketed mode of /sys/kernel/security/lockdown ("none [integrity] ...").
+/// Mounts securityfs first if nobody has (a root-only, harmless mount).
 fn lockdown_mode() -> String {
-    fs::read_to_string("/sys/kernel/security/lockdown")
+    const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
+    if !Path::new(LOCKDOWN).exists() {
+        // SAFETY: valid NUL-terminated strings; failure leaves "unknown".
+        unsafe {
+            libc::mount(c"securityfs".as_ptr(), c"/sys/kernel/security".as_ptr(), c"securityfs".as_ptr(), 0, std::ptr::null())
+        };
+    }
+    fs::read_to_string(LOCKDOWN)
         .ok()
         .and_then(|s| parse_lockdown(&s))
         .unwrap_or_else(|| "unknown".into())
