@@ -11,6 +11,8 @@
 pub const TASK_COMM_LEN: usize = 16;
 /// Longest exec filename the kernel side copies (truncated beyond this).
 pub const FILENAME_LEN: usize = 128;
+/// How much of an exec's argv (NUL-separated) the kernel side copies.
+pub const ARGS_LEN: usize = 256;
 
 /// `kind` values of [`EventHeader`].
 pub mod kind {
@@ -114,20 +116,43 @@ pub struct IpvsConnEvent {
     pub daddr: [u8; 16],
 }
 
+/// A task of the container runtime's tree exec'd (or a runtime binary was
+/// exec'd anywhere).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecEvent {
     pub header: EventHeader,
     pub ppid: u32,
+    /// Pid inside the task's own pid namespace, and that namespace's depth
+    /// (0 = the host's).
+    pub ns_pid: u32,
+    pub ns_level: u32,
+    /// Bytes of argv the process has (may exceed what `args` holds).
+    pub args_len: u32,
+    /// One of [`role`]: what the tracer now considers this process.
+    pub role: u32,
     pub _pad: u32,
     pub filename: [u8; FILENAME_LEN],
+    /// argv, NUL-separated, truncated at ARGS_LEN.
+    pub args: [u8; ARGS_LEN],
 }
 
+/// What a process in the runtime-tracking map is.
+pub mod role {
+    /// The runtime itself or one of its helpers (runc, runc init...):
+    /// its children are tracked too.
+    pub const RUNTIME: u32 = 1;
+    /// A container's command started by the runtime: its own exit is
+    /// reported, its children are not tracked.
+    pub const CONTAINER: u32 = 2;
+}
+
+/// A tracked process created a new process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ForkEvent {
     pub header: EventHeader,
-    /// Thread id of the new task (its pid when it is a new process).
+    /// Pid of the new process.
     pub child_tid: u32,
     pub _pad: u32,
 }
@@ -155,6 +180,10 @@ pub struct ExitEvent {
     pub ppid: u32,
     /// Non-zero when the whole thread group is gone (last thread exiting).
     pub group_dead: u32,
+    /// Depth of the task's pid namespace (0 = the host's).
+    pub ns_level: u32,
+    /// One of [`role`], or 0 for an untracked container init.
+    pub role: u32,
 }
 
 #[repr(C)]
@@ -299,13 +328,13 @@ impl SockOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessOffsets {
-    /// sched:sched_process_exec
+    /// sched:sched_process_exec `filename` (a __data_loc field)
     pub exec_filename: u32,
-    /// sched:sched_process_fork
+    /// sched:sched_process_fork `child_pid`
     pub fork_child_pid: u32,
     /// syscalls:sys_exit_* `ret`
     pub sys_exit_ret: u32,
-    /// syscalls:sys_enter_setns `nstype`
+    /// syscalls:sys_enter_setns `flags` (`nstype` on older kernels)
     pub setns_nstype: u32,
     /// signal:signal_generate
     pub sig_sig: u32,
@@ -324,9 +353,15 @@ pub struct ProcessOffsets {
     pub task_thread_pid: u32,
     pub task_real_parent: u32,
     pub task_tgid: u32,
+    pub task_pid: u32,
     pub task_signal: u32,
-    /// struct signal_struct: live thread count (group_dead when it hits 0)
+    pub task_mm: u32,
+    pub task_comm: u32,
+    /// struct signal_struct: live thread count (the group is dead at 0)
     pub signal_live: u32,
+    /// struct mm_struct
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
     /// struct pid
     pub pid_level: u32,
     pub pid_numbers: u32,
@@ -355,8 +390,13 @@ impl ProcessOffsets {
         task_thread_pid: NO_FIELD,
         task_real_parent: NO_FIELD,
         task_tgid: NO_FIELD,
+        task_pid: NO_FIELD,
         task_signal: NO_FIELD,
+        task_mm: NO_FIELD,
+        task_comm: NO_FIELD,
         signal_live: NO_FIELD,
+        mm_arg_start: NO_FIELD,
+        mm_arg_end: NO_FIELD,
         pid_level: NO_FIELD,
         pid_numbers: NO_FIELD,
         upid_size: NO_FIELD,

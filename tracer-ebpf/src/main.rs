@@ -110,6 +110,16 @@ fn read_kernel<T>(base: *const u8, offset: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T).ok() }
 }
 
+/// Reads a tracepoint record field at an offset taken from its format file;
+/// the default value when the running kernel's tracepoint lacks the field.
+#[inline(always)]
+fn tp_read<T: Default>(ctx: &aya_ebpf::programs::TracePointContext, offset: u32) -> T {
+    if offset == NO_FIELD {
+        return T::default();
+    }
+    unsafe { ctx.read_at::<T>(offset as usize).unwrap_or_default() }
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

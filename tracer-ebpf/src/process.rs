@@ -1,1 +1,407 @@
-//! Process and namespace hooks (runc exec failures). See issue 4.
+//! The container runtime's process tree: execs, forks, failed
+//! clone/clone3/fork/vfork/setns calls, exits and fatal signals.
+//!
+//! A process is *tracked* (in `RUNTIME_TASKS`) once it execs a binary whose
+//! name is in `RUNTIME_COMMS` (`--runtime-comm`, default `runc`); its new
+//! processes inherit the tracking, so `runc init` and its `runc:[0:PARENT]`,
+//! `runc:[1:CHILD]`, `runc:[2:INIT]` stages are covered whatever they call
+//! themselves. When a tracked process execs a non-runtime binary inside a
+//! deeper pid namespace than the runtime started in, that is the container's
+//! own command: it keeps being tracked for its exit, but its children are
+//! not, so a fork storm inside a container (or anywhere else) costs one map
+//! lookup per fork.
+//!
+//! Independently of tracking, the exit of any container init (pid 1 of a
+//! non-root pid namespace) and fatal signals sent to one are reported:
+//! a container whose init died is what "cannot exec in a stopped state"
+//! is about, and that container may predate the tracer.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes,
+        generated::{bpf_get_current_task, bpf_probe_read_user},
+    },
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::{HashMap, LruHashMap},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use tracer_common::{
+    ARGS_LEN, CommKey, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, SignalEvent,
+    SyscallFailedEvent, counter, hook_mode, kind, role, syscall,
+};
+
+use crate::{bump, config, emit, header, read_kernel, reserve, tp_read};
+
+/// Runtime binary names (`--runtime-comm`).
+#[map]
+static RUNTIME_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(16, 0);
+
+/// Tracked processes by tgid. Value: role | (pid-namespace level the
+/// runtime started in) << 8. LRU so a missed exit can never fill it.
+#[map]
+static RUNTIME_TASKS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// `setns` calls in flight by tracked threads: tid -> nstype argument.
+#[map]
+static SETNS_CALLS: LruHashMap<u32, i32> = LruHashMap::with_max_entries(1024, 0);
+
+#[inline(always)]
+fn pack(role: u32, level: u32) -> u32 {
+    role | (level << 8)
+}
+
+#[inline(always)]
+fn role_of(value: u32) -> u32 {
+    value & 0xff
+}
+
+#[inline(always)]
+fn level_of(value: u32) -> u32 {
+    value >> 8
+}
+
+#[inline(always)]
+fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+#[inline(always)]
+fn tracked(tgid: u32) -> Option<u32> {
+    unsafe { RUNTIME_TASKS.get(&tgid).copied() }
+}
+
+#[inline(always)]
+fn track(tgid: u32, value: u32) {
+    if RUNTIME_TASKS.insert(&tgid, &value, 0).is_err() {
+        bump(counter::MAP_FULL);
+    }
+}
+
+#[inline(always)]
+fn current_task() -> *const u8 {
+    unsafe { bpf_get_current_task() as *const u8 }
+}
+
+/// A task's pid as seen in its own pid namespace, and that namespace's depth.
+#[derive(Clone, Copy, Default)]
+struct NsPid {
+    nr: u32,
+    level: u32,
+}
+
+/// `task->thread_pid->numbers[level].nr` and `->level`.
+#[inline(always)]
+fn ns_pid(task: *const u8) -> NsPid {
+    let off = &config().process;
+    let Some(pid) = read_kernel::<*const u8>(task, off.task_thread_pid) else {
+        return NsPid::default();
+    };
+    let level = read_kernel::<u32>(pid, off.pid_level).unwrap_or(0);
+    if off.pid_numbers == NO_FIELD || off.upid_size == NO_FIELD || off.upid_nr == NO_FIELD {
+        return NsPid { nr: 0, level };
+    }
+    // Nesting is limited to 32 levels (MAX_PID_NS_LEVEL); clamp for safety.
+    let level = if level > 32 { 32 } else { level };
+    let nr_offset = off.pid_numbers + level * off.upid_size + off.upid_nr;
+    NsPid { nr: read_kernel::<u32>(pid, nr_offset).unwrap_or(0), level }
+}
+
+#[inline(always)]
+fn task_tgid(task: *const u8) -> u32 {
+    read_kernel::<u32>(task, config().process.task_tgid).unwrap_or(0)
+}
+
+#[inline(always)]
+fn parent_tgid(task: *const u8) -> u32 {
+    match read_kernel::<*const u8>(task, config().process.task_real_parent) {
+        Some(parent) => task_tgid(parent),
+        None => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hook: exec (sched:sched_process_exec). By now `comm` is the new binary's.
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn tp_sched_process_exec(ctx: TracePointContext) -> u32 {
+    let tgid = current_tgid();
+    let comm = bpf_get_current_comm().unwrap_or_default();
+    let is_runtime = unsafe { RUNTIME_COMMS.get(&comm).is_some() };
+    let previous = tracked(tgid);
+    if !is_runtime && previous.is_none() {
+        return 0;
+    }
+    let task = current_task();
+    let ns = ns_pid(task);
+    let value = match previous {
+        None => pack(role::RUNTIME, ns.level),
+        Some(v) if is_runtime => pack(role::RUNTIME, level_of(v)),
+        // runc init exec'ing the container's command: it runs in the
+        // container's (deeper) pid namespace.
+        Some(v) if role_of(v) == role::RUNTIME && ns.level > level_of(v) => {
+            pack(role::CONTAINER, level_of(v))
+        }
+        Some(v) => v,
+    };
+    track(tgid, value);
+
+    let Some(mut entry) = reserve::<ExecEvent>() else { return 0 };
+    // SAFETY: reserve returned room for an ExecEvent; every field is set below.
+    let e = unsafe { &mut *entry.as_mut_ptr() };
+    e.header = header(kind::PROC_EXEC, hook_mode::TRACEPOINT);
+    e.ppid = parent_tgid(task);
+    e.ns_pid = ns.nr;
+    e.ns_level = ns.level;
+    e.role = role_of(value);
+    e._pad = 0;
+    e.filename = [0; tracer_common::FILENAME_LEN];
+    e.args = [0; ARGS_LEN];
+    e.args_len = 0;
+    // __data_loc: low 16 bits are the string's offset in the record.
+    let loc = tp_read::<u32>(&ctx, config().process.exec_filename);
+    if loc != 0 {
+        let src = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut e.filename) };
+    }
+    read_args(task, e);
+    entry.submit(0);
+    0
+}
+
+/// Copies argv from the new image's stack (`mm->arg_start..arg_end`).
+#[inline(always)]
+fn read_args(task: *const u8, e: &mut ExecEvent) {
+    let off = &config().process;
+    let Some(mm) = read_kernel::<*const u8>(task, off.task_mm) else { return };
+    let start = read_kernel::<u64>(mm, off.mm_arg_start).unwrap_or(0);
+    let end = read_kernel::<u64>(mm, off.mm_arg_end).unwrap_or(0);
+    if start == 0 || end <= start {
+        return;
+    }
+    let total = end - start;
+    e.args_len = if total > u32::MAX as u64 { u32::MAX } else { total as u32 };
+    let mut len = total as u32;
+    if len > ARGS_LEN as u32 {
+        len = ARGS_LEN as u32;
+    }
+    // SAFETY: len is at most ARGS_LEN, the size of the destination.
+    unsafe { bpf_probe_read_user(e.args.as_mut_ptr().cast(), len, start as *const _) };
+}
+
+// ---------------------------------------------------------------------------
+// Hook: fork. New processes (not threads) of tracked runtime processes
+// inherit the tracking.
+
+#[inline(always)]
+fn on_fork(child_pid: u32, mode: u8) {
+    let Some(value) = tracked(current_tgid()) else { return };
+    if role_of(value) != role::RUNTIME {
+        return;
+    }
+    track(child_pid, value);
+    emit(&ForkEvent { header: header(kind::PROC_FORK, mode), child_tid: child_pid, _pad: 0 });
+}
+
+/// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`: the
+/// child's pid and tgid tell a process from a thread.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn raw_tp_sched_process_fork(ctx: RawTracePointContext) -> u32 {
+    let child = ctx.arg::<*const u8>(1);
+    let pid = read_kernel::<u32>(child, config().process.task_pid).unwrap_or(0);
+    if pid == 0 || pid != task_tgid(child) {
+        return 0;
+    }
+    on_fork(pid, hook_mode::RAW_TRACEPOINT);
+    0
+}
+
+/// Tracepoint fallback: it cannot tell threads from processes, so thread
+/// ids of tracked processes are tracked too (harmless, LRU-bounded).
+#[tracepoint(category = "sched", name = "sched_process_fork")]
+pub fn tp_sched_process_fork(ctx: TracePointContext) -> u32 {
+    let pid = tp_read::<u32>(&ctx, config().process.fork_child_pid);
+    if pid != 0 {
+        on_fork(pid, hook_mode::TRACEPOINT);
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Hook: failed clone / clone3 / fork / vfork / setns (syscalls:sys_exit_*).
+
+#[inline(always)]
+fn on_syscall_exit(ctx: &TracePointContext, which: u32) {
+    let ret = tp_read::<i64>(ctx, config().process.sys_exit_ret);
+    if ret >= 0 || tracked(current_tgid()).is_none() {
+        return;
+    }
+    emit(&SyscallFailedEvent {
+        header: header(kind::SYSCALL_FAILED, hook_mode::TRACEPOINT),
+        syscall: which,
+        nstype: 0,
+        ret,
+    });
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_clone")]
+pub fn tp_sys_exit_clone(ctx: TracePointContext) -> u32 {
+    on_syscall_exit(&ctx, syscall::CLONE);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_clone3")]
+pub fn tp_sys_exit_clone3(ctx: TracePointContext) -> u32 {
+    on_syscall_exit(&ctx, syscall::CLONE3);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_fork")]
+pub fn tp_sys_exit_fork(ctx: TracePointContext) -> u32 {
+    on_syscall_exit(&ctx, syscall::FORK);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_vfork")]
+pub fn tp_sys_exit_vfork(ctx: TracePointContext) -> u32 {
+    on_syscall_exit(&ctx, syscall::VFORK);
+    0
+}
+
+/// Remembers which namespace type a tracked thread asks `setns` for.
+#[tracepoint(category = "syscalls", name = "sys_enter_setns")]
+pub fn tp_sys_enter_setns(ctx: TracePointContext) -> u32 {
+    if tracked(current_tgid()).is_none() {
+        return 0;
+    }
+    let nstype = tp_read::<u64>(&ctx, config().process.setns_nstype) as i32;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let _ = SETNS_CALLS.insert(&tid, &nstype, 0);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_setns")]
+pub fn tp_sys_exit_setns(ctx: TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(nstype) = (unsafe { SETNS_CALLS.get(&tid).copied() }) else { return 0 };
+    let _ = SETNS_CALLS.remove(&tid);
+    let ret = tp_read::<i64>(&ctx, config().process.sys_exit_ret);
+    if ret < 0 {
+        emit(&SyscallFailedEvent {
+            header: header(kind::SYSCALL_FAILED, hook_mode::TRACEPOINT),
+            syscall: syscall::SETNS,
+            nstype,
+            ret,
+        });
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Hook: process exit. Runs in the exiting task, so `current` is the task in
+// both the raw tracepoint and the tracepoint.
+
+#[inline(always)]
+fn on_exit(mode: u8) {
+    let off = &config().process;
+    let task = current_task();
+    // Only the last thread of a process: signal->live has dropped to 0.
+    let Some(signal) = read_kernel::<*const u8>(task, off.task_signal) else { return };
+    if read_kernel::<i32>(signal, off.signal_live).unwrap_or(1) != 0 {
+        return;
+    }
+    let tgid = current_tgid();
+    let previous = tracked(tgid);
+    let ns = ns_pid(task);
+    let container_init = ns.level > 0 && ns.nr == 1;
+    if previous.is_none() && !container_init {
+        return;
+    }
+    if previous.is_some() {
+        let _ = RUNTIME_TASKS.remove(&tgid);
+    }
+    emit(&ExitEvent {
+        header: header(kind::PROC_EXIT, mode),
+        exit_code: read_kernel::<i32>(task, off.task_exit_code).unwrap_or(0),
+        ns_pid: ns.nr,
+        ppid: parent_tgid(task),
+        group_dead: 1,
+        ns_level: ns.level,
+        role: previous.map(role_of).unwrap_or(0),
+    });
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn raw_tp_sched_process_exit(_ctx: RawTracePointContext) -> u32 {
+    on_exit(hook_mode::RAW_TRACEPOINT);
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn tp_sched_process_exit(_ctx: TracePointContext) -> u32 {
+    on_exit(hook_mode::TRACEPOINT);
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Hook: fatal signals sent to tracked processes or container inits (who
+// killed runc init, who killed the container's pid 1).
+
+#[inline(always)]
+fn is_fatal(sig: i32) -> bool {
+    // SIGHUP INT QUIT ILL ABRT BUS FPE KILL SEGV TERM XCPU XFSZ SYS
+    matches!(sig, 1 | 2 | 3 | 4 | 6 | 7 | 8 | 9 | 11 | 15 | 24 | 25 | 31)
+}
+
+#[inline(always)]
+fn emit_signal(mode: u8, sig: i32, result: i32, target_pid: u32, target_comm: CommKey) {
+    emit(&SignalEvent {
+        header: header(kind::SIGNAL, mode),
+        sig,
+        errno: 0,
+        code: 0,
+        result,
+        target_pid,
+        _pad: 0,
+        target_comm,
+    });
+}
+
+/// `TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task,
+/// int group, int result)`.
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn raw_tp_signal_generate(ctx: RawTracePointContext) -> u32 {
+    let sig = ctx.arg::<u64>(0) as i32;
+    if !is_fatal(sig) {
+        return 0;
+    }
+    let task = ctx.arg::<*const u8>(2);
+    let tgid = task_tgid(task);
+    if tracked(tgid).is_none() {
+        let ns = ns_pid(task);
+        if !(ns.level > 0 && ns.nr == 1) {
+            return 0;
+        }
+    }
+    let comm = read_kernel::<CommKey>(task, config().process.task_comm).unwrap_or_default();
+    emit_signal(hook_mode::RAW_TRACEPOINT, sig, ctx.arg::<u64>(4) as i32, tgid, comm);
+    0
+}
+
+/// Tracepoint fallback: sees the target's pid only, so it reports signals
+/// to tracked processes (not to container inits the tracer did not see start).
+#[tracepoint(category = "signal", name = "signal_generate")]
+pub fn tp_signal_generate(ctx: TracePointContext) -> u32 {
+    let off = &config().process;
+    let sig = tp_read::<i32>(&ctx, off.sig_sig);
+    if !is_fatal(sig) {
+        return 0;
+    }
+    let pid = tp_read::<u32>(&ctx, off.sig_pid);
+    if tracked(pid).is_none() {
+        return 0;
+    }
+    let comm = tp_read::<CommKey>(&ctx, off.sig_comm);
+    emit_signal(hook_mode::TRACEPOINT, sig, tp_read::<i32>(&ctx, off.sig_result), pid, comm);
+    0
+}

@@ -17,7 +17,7 @@ use tracer_common::{
     setting as settings,
 };
 
-use crate::{bump, config, emit, header, read_kernel, reserve, setting};
+use crate::{bump, config, emit, header, read_kernel, reserve, setting, tp_read};
 
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
@@ -227,14 +227,6 @@ pub fn kprobe_tcp_rcv_state_process(ctx: ProbeContext) -> u32 {
 
 // ---------------------------------------------------------------------------
 // Tracepoints. Field offsets come from the tracepoint's format file.
-
-#[inline(always)]
-fn tp_read<T: Default>(ctx: &TracePointContext, offset: u32) -> T {
-    if offset == NO_FIELD {
-        return T::default();
-    }
-    unsafe { ctx.read_at::<T>(offset as usize).unwrap_or_default() }
-}
 
 fn tp_tuple(ctx: &TracePointContext, off: &SockTracepointOffsets) -> Tuple {
     let mut t = Tuple {

@@ -33,6 +33,15 @@ pub struct CheckArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DiagnoseArgs {
+    /// Container runtime binary whose process tree is traced for exec-probe
+    /// failures (repeatable).
+    #[arg(long = "runtime-comm", value_name = "NAME", default_value = "runc")]
+    pub runtime_comms: Vec<String>,
+    /// Runtime state directory holding <container-id>/state.json (repeatable;
+    /// default: runc's and containerd's usual roots, plus any --root runc
+    /// was started with).
+    #[arg(long = "runtime-root", value_name = "DIR")]
+    pub runtime_roots: Vec<PathBuf>,
     /// Kubernetes NodePort range (kube-apiserver --service-node-port-range).
     #[arg(long, value_name = "LOW-HIGH", default_value = "30000-32767", value_parser = parse_port_range)]
     pub nodeport_range: RangeInclusive<u16>,
@@ -43,6 +52,11 @@ pub struct RunArgs {
     /// Process name whose TCP connections are probes (repeatable).
     #[arg(long = "prober-comm", value_name = "NAME", default_value = "kubelet")]
     pub prober_comms: Vec<String>,
+    /// Which parts to trace (comma-separated): probe (TCP probes, IPVS),
+    /// exec (the runtime's process tree), node (OOM kills).
+    #[arg(long, value_name = "GROUPS", value_enum, value_delimiter = ',',
+          default_values_t = [crate::loader::Group::Probe, crate::loader::Group::Exec])]
+    pub groups: Vec<crate::loader::Group>,
     /// Stop by itself after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -82,6 +96,20 @@ pub struct ReplayArgs {
     pub ipvs_inferred: bool,
     #[command(flatten)]
     pub diagnose: DiagnoseArgs,
+}
+
+impl DiagnoseArgs {
+    pub fn exec_settings(&self) -> crate::diagnose::exec::ExecSettings {
+        let mut settings = crate::diagnose::exec::ExecSettings {
+            runtime_comms: self.runtime_comms.clone(),
+            ..Default::default()
+        };
+        // Roots given on the command line are searched first.
+        let mut roots = self.runtime_roots.clone();
+        roots.append(&mut settings.runtime_roots);
+        settings.runtime_roots = roots;
+        settings
+    }
 }
 
 pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{
-    EventHeader, ExecEvent, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, SignalEvent,
-    SyscallFailedEvent, TcpEvent, Tuple, hook_mode, kind, read_record, syscall,
+    ARGS_LEN, EventHeader, ExecEvent, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, SignalEvent,
+    SyscallFailedEvent, TcpEvent, Tuple, hook_mode, kind, read_record, role, syscall,
 };
 
 const AF_INET6: u16 = 10;
@@ -66,10 +66,10 @@ pub enum Body {
     /// A segment (normally the SYN-ACK) reached the socket in SYN-SENT.
     TcpSynSentRcv(TcpInfo),
     IpvsConn(IpvsConn),
-    Exec { ppid: u32, filename: String },
+    Exec(ExecInfo),
     Fork { child_tid: u32 },
     SyscallFailed { syscall: String, nstype: i32, errno: i32 },
-    Exit { exit_code: i32, ns_pid: u32, ppid: u32, group_dead: bool },
+    Exit { exit_code: i32, ns_pid: u32, ppid: u32, group_dead: bool, ns_level: u32, role: Role },
     Signal { sig: i32, errno: i32, code: i32, result: i32, target_pid: u32, target_comm: String },
     OomKill { victim_pid: u32, total_vm_pages: u64, anon_rss_pages: u64, file_rss_pages: u64 },
 }
@@ -83,6 +83,43 @@ pub struct TcpInfo {
     pub dport: u16,
     pub oldstate: u8,
     pub newstate: u8,
+}
+
+/// What the kernel's runtime filter considers a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Not tracked (a container init the tracer did not see start).
+    #[default]
+    Untracked,
+    /// The runtime or one of its stages (runc, runc init).
+    Runtime,
+    /// The container's command the runtime started.
+    Container,
+}
+
+impl Role {
+    fn from_raw(raw: u32) -> Self {
+        match raw {
+            role::RUNTIME => Self::Runtime,
+            role::CONTAINER => Self::Container,
+            _ => Self::Untracked,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInfo {
+    pub ppid: u32,
+    pub ns_pid: u32,
+    pub ns_level: u32,
+    pub role: Role,
+    pub filename: String,
+    /// argv as far as the kernel copied it.
+    pub args: Vec<String>,
+    /// argv was longer than what the kernel copied.
+    #[serde(default)]
+    pub args_truncated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +167,16 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         }
         kind::PROC_EXEC => {
             let e: ExecEvent = read_record(bytes)?;
-            Body::Exec { ppid: e.ppid, filename: c_string(&e.filename) }
+            let copied = (e.args_len as usize).min(ARGS_LEN);
+            Body::Exec(ExecInfo {
+                ppid: e.ppid,
+                ns_pid: e.ns_pid,
+                ns_level: e.ns_level,
+                role: Role::from_raw(e.role),
+                filename: c_string(&e.filename),
+                args: split_args(&e.args[..copied]),
+                args_truncated: e.args_len as usize > ARGS_LEN,
+            })
         }
         kind::PROC_FORK => {
             let e: ForkEvent = read_record(bytes)?;
@@ -151,6 +197,8 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
                 ns_pid: e.ns_pid,
                 ppid: e.ppid,
                 group_dead: e.group_dead != 0,
+                ns_level: e.ns_level,
+                role: Role::from_raw(e.role),
             }
         }
         kind::SIGNAL => {
@@ -224,6 +272,15 @@ pub fn ip(family: u16, raw: &[u8; 16]) -> IpAddr {
     }
 }
 
+/// argv as the kernel lays it out: NUL-terminated strings back to back.
+fn split_args(raw: &[u8]) -> Vec<String> {
+    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
 /// A NUL-terminated kernel string (comm, filename) as UTF-8, lossily.
 pub fn c_string(raw: &[u8]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
@@ -287,6 +344,25 @@ mod tests {
         let mut unknown = EventHeader::default();
         unknown.kind = 999;
         assert!(decode(&bytes_of(&unknown)).is_none());
+    }
+
+    #[test]
+    fn decodes_exec_argv() {
+        let mut raw = ExecEvent {
+            header: EventHeader { kind: kind::PROC_EXEC, pid: 5, ..Default::default() },
+            ppid: 4, ns_pid: 5, ns_level: 0, args_len: 0, role: role::RUNTIME, _pad: 0,
+            filename: [0; tracer_common::FILENAME_LEN], args: [0; ARGS_LEN],
+        };
+        let argv = b"runc\0exec\0c1\0true\0";
+        raw.args[..argv.len()].copy_from_slice(argv);
+        raw.args_len = argv.len() as u32;
+        raw.filename[..14].copy_from_slice(b"/usr/sbin/runc");
+        let ev = decode(&bytes_of(&raw)).unwrap();
+        let Body::Exec(info) = ev.body else { panic!("{ev:?}") };
+        assert_eq!(info.args, ["runc", "exec", "c1", "true"]);
+        assert_eq!(info.filename, "/usr/sbin/runc");
+        assert_eq!(info.role, Role::Runtime);
+        assert!(!info.args_truncated);
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //! - `diagnose`: correlation and verdicts, pure Rust (unit-tested with
 //!   recorded event sequences);
 //! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
+//! - `host`: process facts the exec verdicts cite (pids cgroups,
+//!   threads-max, runc state files);
 //! - `output`: JSON lines and one-sentence text.
 
 pub mod cli;
 pub mod diagnose;
 pub mod events;
+pub mod host;
 pub mod loader;
 pub mod kernel;
 pub mod node;

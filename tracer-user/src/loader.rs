@@ -14,7 +14,7 @@ use aya::{
     programs::{FEntry, KProbe, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
-use tracer_common::{CommKey, Config, TASK_COMM_LEN, counter, setting};
+use tracer_common::{CommKey, Config, NO_FIELD, ProcessOffsets, TASK_COMM_LEN, counter, setting};
 
 use crate::kernel::{
     btf::{KernelBtf, ipvs_param_offsets},
@@ -25,7 +25,7 @@ use crate::kernel::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
 /// Which part of the product a hook serves; `run` loads the groups it needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Group {
     /// Prober TCP connections and IPVS (incident 1).
@@ -132,6 +132,75 @@ pub const HOOKS: &[HookSpec] = &[
         ],
         required: false,
     },
+    HookSpec {
+        name: "runtime_exec",
+        group: Group::Exec,
+        candidates: &[Attach::Tracepoint { program: "tp_sched_process_exec", category: "sched", name: "sched_process_exec" }],
+        required: true,
+    },
+    HookSpec {
+        name: "runtime_fork",
+        group: Group::Exec,
+        candidates: &[
+            Attach::RawTracepoint { program: "raw_tp_sched_process_fork", name: "sched_process_fork" },
+            Attach::Tracepoint { program: "tp_sched_process_fork", category: "sched", name: "sched_process_fork" },
+        ],
+        required: true,
+    },
+    HookSpec {
+        name: "clone_failed",
+        group: Group::Exec,
+        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_clone", category: "syscalls", name: "sys_exit_clone" }],
+        required: false,
+    },
+    HookSpec {
+        name: "clone3_failed",
+        group: Group::Exec,
+        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_clone3", category: "syscalls", name: "sys_exit_clone3" }],
+        required: false,
+    },
+    HookSpec {
+        name: "fork_failed",
+        group: Group::Exec,
+        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_fork", category: "syscalls", name: "sys_exit_fork" }],
+        required: false,
+    },
+    HookSpec {
+        name: "vfork_failed",
+        group: Group::Exec,
+        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_vfork", category: "syscalls", name: "sys_exit_vfork" }],
+        required: false,
+    },
+    HookSpec {
+        name: "setns_enter",
+        group: Group::Exec,
+        candidates: &[Attach::Tracepoint { program: "tp_sys_enter_setns", category: "syscalls", name: "sys_enter_setns" }],
+        required: false,
+    },
+    HookSpec {
+        name: "setns_failed",
+        group: Group::Exec,
+        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_setns", category: "syscalls", name: "sys_exit_setns" }],
+        required: false,
+    },
+    HookSpec {
+        name: "process_exit",
+        group: Group::Exec,
+        candidates: &[
+            Attach::RawTracepoint { program: "raw_tp_sched_process_exit", name: "sched_process_exit" },
+            Attach::Tracepoint { program: "tp_sched_process_exit", category: "sched", name: "sched_process_exit" },
+        ],
+        required: true,
+    },
+    HookSpec {
+        name: "fatal_signal",
+        group: Group::Exec,
+        candidates: &[
+            Attach::RawTracepoint { program: "raw_tp_signal_generate", name: "signal_generate" },
+            Attach::Tracepoint { program: "tp_signal_generate", category: "signal", name: "signal_generate" },
+        ],
+        required: false,
+    },
 ];
 
 /// How a hook ended up attached.
@@ -186,6 +255,8 @@ pub struct LoadOptions {
     /// capable kernel exercise the fallbacks, as tests do.
     pub allowed_modes: Vec<Mode>,
     pub prober_comms: Vec<String>,
+    /// Container runtime binaries whose process trees are traced.
+    pub runtime_comms: Vec<String>,
     pub ringbuf_bytes: u32,
 }
 
@@ -208,11 +279,8 @@ impl Tracer {
             .load(EBPF_OBJECT)
             .context("the kernel refused to create probe-tracer's eBPF maps")?;
 
-        let mut comms: HashMap<_, CommKey, u8> =
-            HashMap::try_from(ebpf.map_mut("PROBER_COMMS").context("map PROBER_COMMS missing")?)?;
-        for name in &opts.prober_comms {
-            comms.insert(comm_key(name), 1, 0).with_context(|| format!("cannot add prober comm {name}"))?;
-        }
+        fill_comms(&mut ebpf, "PROBER_COMMS", &opts.prober_comms)?;
+        fill_comms(&mut ebpf, "RUNTIME_COMMS", &opts.runtime_comms)?;
 
         let aya_btf = Btf::from_sys_fs().ok();
         let mut hooks: Vec<HookStatus> = Vec::new();
@@ -291,7 +359,53 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
             },
         }
     }
+    if groups.contains(&Group::Exec) || groups.contains(&Group::Node) {
+        process_tracepoint_offsets(&mut config.process);
+        btf.process_offsets(&mut config.process)?;
+    }
     Ok((config, ipvs_problem))
+}
+
+fn fill_comms(ebpf: &mut Ebpf, map: &str, names: &[String]) -> Result<()> {
+    let mut comms: HashMap<_, CommKey, u8> =
+        HashMap::try_from(ebpf.map_mut(map).with_context(|| format!("map {map} missing"))?)?;
+    for name in names {
+        comms.insert(comm_key(name), 1, 0).with_context(|| format!("cannot add {name} to {map}"))?;
+    }
+    Ok(())
+}
+
+/// Tracepoint fields the process hooks read; a tracepoint whose format is
+/// unreadable keeps MISSING offsets (its attach then fails and is reported).
+fn process_tracepoint_offsets(off: &mut ProcessOffsets) {
+    if let Ok(f) = Format::load("sched", "sched_process_exec") {
+        off.exec_filename = f.offset_or_missing("filename");
+    }
+    if let Ok(f) = Format::load("sched", "sched_process_fork") {
+        off.fork_child_pid = f.offset_or_missing("child_pid");
+    }
+    // Every syscalls:sys_exit_* record is (common fields, __syscall_nr, ret).
+    if let Ok(f) = Format::load("syscalls", "sys_exit_clone") {
+        off.sys_exit_ret = f.offset_or_missing("ret");
+    }
+    if let Ok(f) = Format::load("syscalls", "sys_enter_setns") {
+        // Renamed from nstype to flags in 5.8.
+        off.setns_nstype = f.field("flags").or_else(|| f.field("nstype")).map_or(NO_FIELD, |x| x.offset);
+    }
+    if let Ok(f) = Format::load("signal", "signal_generate") {
+        off.sig_sig = f.offset_or_missing("sig");
+        off.sig_errno = f.offset_or_missing("errno");
+        off.sig_code = f.offset_or_missing("code");
+        off.sig_comm = f.offset_or_missing("comm");
+        off.sig_pid = f.offset_or_missing("pid");
+        off.sig_result = f.offset_or_missing("result");
+    }
+    if let Ok(f) = Format::load("oom", "mark_victim") {
+        off.oom_pid = f.offset_or_missing("pid");
+        off.oom_total_vm = f.offset_or_missing("total_vm");
+        off.oom_anon_rss = f.offset_or_missing("anon_rss");
+        off.oom_file_rss = f.offset_or_missing("file_rss");
+    }
 }
 
 fn attach_hook(

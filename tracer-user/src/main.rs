@@ -16,6 +16,7 @@ use tracer_user::{
     events::Event,
     kernel::info::KernelInfo,
     loader::{Group, LoadOptions, Mode, Tracer},
+    host::ProcHost,
     node::ProcNode,
     output::{Clock, Format, Output},
     run::{hook_text, run},
@@ -53,9 +54,10 @@ fn check(args: CheckArgs) -> Result<()> {
         Some(_) => Vec::new(),
         None => {
             let tracer = Tracer::load(&LoadOptions {
-                groups: vec![Group::Probe],
+                groups: vec![Group::Probe, Group::Exec],
                 allowed_modes: Mode::ALL.to_vec(),
                 prober_comms: vec!["kubelet".into()],
+                runtime_comms: vec!["runc".into()],
                 ringbuf_bytes: 4096,
             })?;
             tracer.hooks.clone()
@@ -88,7 +90,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
         ipvs_observed: !args.ipvs_inferred,
         ..Default::default()
     };
-    let mut agg = Aggregator::new(settings, ProcNode);
+    let mut agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
     let mut out = Output::stdout(Format::auto(args.format), Clock::now());
     let mut last_ts = 0;
     for (n, line) in BufReader::new(file).lines().enumerate() {

@@ -80,6 +80,8 @@ impl Output {
     pub fn report(&mut self, r: &Report) -> Result<()> {
         match self.format {
             Format::Json => self.json_line(report_json(r, &self.clock)),
+            // The story report that follows says it in one line.
+            Format::Text if r.grouped => Ok(()),
             Format::Text => {
                 let time = self.clock.rfc3339(r.ts_ns);
                 // HH:MM:SS.mmm is enough on a terminal.

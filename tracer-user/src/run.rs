@@ -20,7 +20,8 @@ use crate::{
     diagnose::{Aggregator, probe::ProbeSettings},
     events,
     kernel::info::KernelInfo,
-    loader::{Group, HookStatus, LoadOptions, Mode, Tracer},
+    loader::{HookStatus, LoadOptions, Mode, Tracer},
+    host::ProcHost,
     node::ProcNode,
     output::{Clock, Format, Output},
 };
@@ -35,9 +36,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
         anyhow::bail!(blocker);
     }
     let mut tracer = Tracer::load(&LoadOptions {
-        groups: vec![Group::Probe],
+        groups: args.groups.clone(),
         allowed_modes: args.allowed_modes.clone(),
         prober_comms: args.prober_comms.clone(),
+        runtime_comms: args.diagnose.runtime_comms.clone(),
         ringbuf_bytes: args.ringbuf_size,
     })?;
     let clock = Clock::now();
@@ -56,7 +58,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         attempt_records: !args.verdicts_only,
         ..Default::default()
     };
-    let mut agg = Aggregator::new(settings, ProcNode);
+    let mut agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
     started(&mut out, &info, &tracer.hooks, &args.prober_comms)?;
 
     let ring = tracer.take_ring_buffer()?;

@@ -41,3 +41,12 @@ netns_down() {
     ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
 }
+
+# runc helpers (runc scenario; RUNC_ROOT and BUNDLE come from its env.sh).
+start_container() {
+    runc --root "$RUNC_ROOT" run -d --bundle "$BUNDLE" "$1" </dev/null >/dev/null 2>>"$SCENARIO_WORK/runc-exec.log"
+}
+
+container_pid() {
+    runc --root "$RUNC_ROOT" state "$1" | jq -r .pid
+}

@@ -2,6 +2,7 @@
 //! in the loop. Each correlator turns a stream of events into [`Report`]s:
 //! verdicts (something failed, and why) and per-attempt records.
 
+pub mod exec;
 pub mod probe;
 
 use std::net::IpAddr;
@@ -9,7 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::events::Event;
+use crate::events::{Body, Event};
 
 /// One line of output: a verdict or a record, with the fields every kind
 /// shares and kind-specific ones in `fields`.
@@ -27,6 +28,10 @@ pub struct Report {
     pub fields: Map<String, Value>,
     /// The one sentence a person on call reads.
     pub message: String,
+    /// Part of a story told by a later report (`runc_failed`): JSON output
+    /// writes it, text output leaves it to the story.
+    #[serde(skip)]
+    pub grouped: bool,
 }
 
 impl Report {
@@ -38,7 +43,13 @@ impl Report {
             comm: ev.comm.clone(),
             fields: Map::new(),
             message: String::new(),
+            grouped: false,
         }
+    }
+
+    pub fn grouped(mut self) -> Self {
+        self.grouped = true;
+        self
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -75,22 +86,25 @@ pub const VERDICT_KINDS: &[&str] = &[
     "runc_init_died",
     "container_init_exit",
     "exec_into_stopped_container",
+    "runc_failed",
     "oom_kill",
     "runtime_slow",
 ];
 
 /// All correlators behind one `handle`: what `run`, `daemon` and `replay`
 /// feed events into.
-pub struct Aggregator<N: crate::node::NodeView> {
+pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView> {
     pub probe: probe::ProbeCorrelator<N>,
+    pub exec: exec::ExecCorrelator<H>,
     pub events: u64,
     pub verdict_counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
-impl<N: crate::node::NodeView> Aggregator<N> {
-    pub fn new(probe_settings: probe::ProbeSettings, node: N) -> Self {
+impl<N: crate::node::NodeView, H: crate::host::HostView> Aggregator<N, H> {
+    pub fn new(probe_settings: probe::ProbeSettings, node: N, exec_settings: exec::ExecSettings, host: H) -> Self {
         Self {
             probe: probe::ProbeCorrelator::new(probe_settings, node),
+            exec: exec::ExecCorrelator::new(exec_settings, host),
             events: 0,
             verdict_counts: Default::default(),
         }
@@ -98,20 +112,27 @@ impl<N: crate::node::NodeView> Aggregator<N> {
 
     pub fn handle(&mut self, ev: &Event) -> Vec<Report> {
         self.events += 1;
-        let reports = self.probe.handle(ev);
+        let reports = match &ev.body {
+            Body::Exec(_) | Body::Fork { .. } | Body::SyscallFailed { .. } | Body::Exit { .. } | Body::Signal { .. } => {
+                self.exec.handle(ev)
+            }
+            _ => self.probe.handle(ev),
+        };
         self.count(reports)
     }
 
     /// Periodic housekeeping: attempts stuck far longer than any prober
     /// waits are judged now rather than held forever.
     pub fn expire(&mut self, now_ns: u64, min_age_ns: u64) -> Vec<Report> {
-        let reports = self.probe.expire(now_ns, min_age_ns);
+        let mut reports = self.probe.expire(now_ns, min_age_ns);
+        reports.extend(self.exec.expire(now_ns));
         self.count(reports)
     }
 
     /// End of the run.
     pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
-        let reports = self.probe.finish(now_ns);
+        let mut reports = self.probe.finish(now_ns);
+        reports.extend(self.exec.finish());
         self.count(reports)
     }
 
@@ -145,6 +166,7 @@ impl<N: crate::node::NodeView> Aggregator<N> {
             "events": self.events,
             "attempts": totals,
             "in_flight": self.probe.in_flight(),
+            "runtime_invocations": { "judged": self.exec.finished, "failed": self.exec.failed, "in_flight": self.exec.in_flight() },
             "verdicts": self.verdict_counts,
             "destinations": destinations,
         })

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use btf_rs::{Btf, BtfType, Type};
-use tracer_common::{IpvsParamOffsets, NO_FIELD, SockOffsets};
+use tracer_common::{IpvsParamOffsets, NO_FIELD, ProcessOffsets, SockOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -60,6 +60,32 @@ impl KernelBtf {
             skc_v6_rcv_saddr: optional("skc_v6_rcv_saddr"),
             skc_v6_daddr: optional("skc_v6_daddr"),
         })
+    }
+}
+
+impl KernelBtf {
+    /// Fills the `task_struct`, `signal_struct`, `mm_struct` and `struct pid`
+    /// members of `off`; tracepoint fields are left as they are.
+    pub fn process_offsets(&self, off: &mut ProcessOffsets) -> Result<()> {
+        let btf = &self.vmlinux;
+        let task = |name| member_offset(btf, "task_struct", name);
+        off.task_exit_code = task("exit_code")?;
+        off.task_thread_pid = task("thread_pid")?;
+        off.task_real_parent = task("real_parent")?;
+        off.task_tgid = task("tgid")?;
+        off.task_pid = task("pid")?;
+        off.task_signal = task("signal")?;
+        off.task_mm = task("mm")?;
+        off.task_comm = task("comm")?;
+        // atomic_t live: its `counter` is its only member, at offset 0.
+        off.signal_live = member_offset(btf, "signal_struct", "live")?;
+        off.mm_arg_start = member_offset(btf, "mm_struct", "arg_start")?;
+        off.mm_arg_end = member_offset(btf, "mm_struct", "arg_end")?;
+        off.pid_level = member_offset(btf, "pid", "level")?;
+        off.pid_numbers = member_offset(btf, "pid", "numbers")?;
+        off.upid_size = struct_size(btf, "upid")?;
+        off.upid_nr = member_offset(btf, "upid", "nr")?;
+        Ok(())
     }
 }
 
@@ -162,6 +188,12 @@ mod tests {
         assert_eq!(off.skc_rcv_saddr, 4);
         assert!(off.skc_dport > off.skc_rcv_saddr && off.skc_num == off.skc_dport + 2);
         assert!(btf.has_function("tcp_connect"));
+        let mut p = ProcessOffsets::MISSING;
+        btf.process_offsets(&mut p).unwrap();
+        // struct upid { int nr; struct pid_namespace *ns; } on every kernel.
+        assert_eq!((p.upid_nr, p.upid_size), (0, 16));
+        assert_eq!(p.task_tgid, p.task_pid + 4);
+        assert!(p.mm_arg_end == p.mm_arg_start + 8);
         assert!(!btf.has_function("no_such_function_here"));
     }
 }

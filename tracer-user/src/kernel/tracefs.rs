@@ -54,10 +54,11 @@ impl Format {
                 }
             }
             let (Some(offset), Some(size)) = (offset, size) else { continue };
-            // The name is the last identifier of the C declaration, before
-            // any array suffix: "__u8 saddr[4]" -> "saddr".
-            let decl = decl.split('[').next().unwrap_or(decl);
-            if let Some(name) = decl.split_whitespace().last() {
+            // The name is the last word of the C declaration without any
+            // array suffix: "__u8 saddr[4]" -> "saddr",
+            // "__data_loc char[] filename" -> "filename".
+            if let Some(last) = decl.split_whitespace().last() {
+                let name = last.split('[').next().unwrap_or(last);
                 fields.insert(name.to_string(), Field { offset, size });
             }
         }
@@ -188,5 +189,20 @@ print fmt: \"family=%s protocol=%s\"
         assert!(f.sock_offsets().is_err());
         assert_eq!(f.required("x", 4).unwrap(), 8);
         assert!(f.required("x", 8).is_err());
+    }
+}
+
+#[cfg(test)]
+mod process_format_tests {
+    use super::*;
+
+    #[test]
+    fn data_loc_and_array_fields_are_named_by_their_last_word() {
+        let f = Format::parse(
+            "\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\
+             \tfield:char comm[16];\toffset:20;\tsize:16;\tsigned:0;\n",
+        );
+        assert_eq!(f.field("filename").map(|x| x.offset), Some(8));
+        assert_eq!(f.field("comm").map(|x| (x.offset, x.size)), Some((20, 16)));
     }
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs what an exec probe runs (`runc exec`), in one of four situations, and
+# prints runc's exit status for each attempt (0 = the probe command ran):
+#   healthy   runc exec into a running container
+#   pids      the container's pids limit is exhausted (incident 2:
+#             "read init-p: connection reset by peer"); retries until one
+#             attempt fails, at most 10
+#   setns     runc run into a pod network namespace that was torn down
+#             (setns returns EINVAL)
+#   stopped   the container's init was killed behind runc's back, then
+#             runc exec (incident 3: "cannot exec in a stopped container")
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib/common.sh"
+. "$here/env.sh"
+set +e
+
+runc_exec() {
+    runc --root "$RUNC_ROOT" exec "$1" true >>"$SCENARIO_WORK/runc-exec.log" 2>&1
+    echo $?
+}
+
+case ${1:-} in
+healthy)
+    runc_exec "$CONTAINER"
+    ;;
+pids)
+    # Only the container's init fits: runc init's own threads cannot be
+    # created once it has joined the container's cgroup. Whether the Go
+    # runtime starts its threads before or after runc moves it into the
+    # cgroup is a race, so retry until an attempt fails.
+    runc --root "$RUNC_ROOT" update --pids-limit 1 "$CONTAINER"
+    statuses=()
+    for _ in $(seq 10); do
+        status=$(runc_exec "$CONTAINER")
+        statuses+=("$status")
+        [ "$status" != 0 ] && break
+    done
+    runc --root "$RUNC_ROOT" update --pids-limit 1000 "$CONTAINER"
+    echo "${statuses[*]}"
+    ;;
+setns)
+    # Kubernetes containers join their pod sandbox's network namespace by
+    # path. Unmount it (as a sandbox teardown does) and leave the file.
+    ip netns add "$GONE_NETNS"
+    umount "/run/netns/$GONE_NETNS"
+    rm -rf "$BUNDLE-netns"
+    cp -a "$BUNDLE" "$BUNDLE-netns"
+    jq --arg p "/run/netns/$GONE_NETNS" '.process.args = ["true"]
+        | .linux.namespaces |= map(if .type == "network" then .path = $p else . end)' \
+        "$BUNDLE/config.json" >"$BUNDLE-netns/config.json"
+    runc --root "$RUNC_ROOT" run --bundle "$BUNDLE-netns" "$NETNS_CONTAINER" \
+        </dev/null >>"$SCENARIO_WORK/runc-exec.log" 2>&1
+    echo $?
+    runc --root "$RUNC_ROOT" delete -f "$NETNS_CONTAINER" >/dev/null 2>&1
+    rm -f "/run/netns/$GONE_NETNS"
+    ;;
+stopped)
+    start_container "$STOPPED_CONTAINER"
+    kill -KILL "$(container_pid "$STOPPED_CONTAINER")"
+    # Wait until runc sees it stopped, as the kubelet's next probe would.
+    for _ in $(seq 50); do
+        runc --root "$RUNC_ROOT" state "$STOPPED_CONTAINER" 2>/dev/null | grep -q '"stopped"' && break
+        sleep 0.1
+    done
+    runc_exec "$STOPPED_CONTAINER"
+    runc --root "$RUNC_ROOT" delete -f "$STOPPED_CONTAINER" >/dev/null 2>&1
+    ;;
+*)
+    echo "usage: $0 healthy|pids|setns|stopped" >&2
+    exit 2
+    ;;
+esac

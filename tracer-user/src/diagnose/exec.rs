@@ -1,0 +1,681 @@
+//! Exec probes inside the container runtime: what made a `runc exec` (or
+//! `runc run`) fail, told as one story per invocation.
+//!
+//! An *invocation* starts when a runtime binary (`runc`) is exec'd by a
+//! process outside any invocation, and takes in every process it forks (runc
+//! init and its `runc:[0:PARENT]`, `[1:CHILD]`, `[2:INIT]` stages). It ends
+//! when that first runc process exits. Its failures become verdicts:
+//! - `fork_failed`: clone/clone3/fork/vfork returned an error (EAGAIN at a
+//!   pids limit), with the pids cgroup's counters read at that moment;
+//! - `setns_failed`: joining a namespace failed;
+//! - `runc_init_died`: a runc init stage died (signal or non-zero exit)
+//!   before the container's command ran: runc's "read init-p: connection
+//!   reset by peer";
+//! - `exec_into_stopped_container`: `runc exec` into a container whose init
+//!   is gone (incident 3).
+//!
+//! `container_init_exit` is reported as it happens, for any container init
+//! (pid 1 of a pid namespace), with who signalled it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+};
+
+use serde_json::json;
+
+use super::Report;
+use crate::{
+    events::{Body, Event, ExecInfo, Role},
+    host::{DEFAULT_RUNTIME_ROOTS, HostView, PidsLimit, ThreadCount},
+};
+
+const EAGAIN: i32 = 11;
+
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    /// Runtime binary names (`--runtime-comm`).
+    pub runtime_comms: Vec<String>,
+    /// Where runc state files are looked for (`--runtime-root`, defaults,
+    /// and every `--root` a traced runc was given).
+    pub runtime_roots: Vec<PathBuf>,
+    /// An invocation with failures and no activity this long is judged even
+    /// if its first process has not exited.
+    pub idle_ns: u64,
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        Self {
+            runtime_comms: vec!["runc".into()],
+            runtime_roots: DEFAULT_RUNTIME_ROOTS.iter().map(PathBuf::from).collect(),
+            idle_ns: 10_000_000_000,
+        }
+    }
+}
+
+/// What a runc command line asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuncCommand {
+    pub subcommand: Option<String>,
+    pub container: Option<String>,
+    /// `--root`: where this runc keeps its state.
+    pub root: Option<String>,
+}
+
+/// runc options that take a value (global and per-subcommand), so the
+/// container id is not mistaken for one of their values.
+const RUNC_VALUE_OPTIONS: &[&str] = &[
+    "--root", "--log", "--log-format", "--criu", "--rootless", "--bundle", "-b", "--console-socket",
+    "--pidfd-socket", "--pid-file", "--preserve-fds", "--cwd", "--env", "-e", "--user", "-u",
+    "--additional-gids", "-g", "--process", "-p", "--apparmor", "--process-label", "--cap", "-c",
+    "--cgroup", "--signal", "-s",
+];
+
+/// Parses `runc [global options] <subcommand> [options] <container-id> ...`.
+pub fn parse_runc_args(args: &[String]) -> RuncCommand {
+    let mut cmd = RuncCommand::default();
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if let Some(opt) = a.strip_prefix("--").map(|_| a).or_else(|| a.starts_with('-').then_some(a)) {
+            let (name, inline_value) = match opt.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (opt, None),
+            };
+            let takes_value = RUNC_VALUE_OPTIONS.contains(&name);
+            let value = match inline_value {
+                Some(v) => Some(v.to_string()),
+                None if takes_value => {
+                    i += 1;
+                    args.get(i).cloned()
+                }
+                None => None,
+            };
+            if name == "--root" && cmd.subcommand.is_none() {
+                cmd.root = value;
+            }
+        } else if cmd.subcommand.is_none() {
+            cmd.subcommand = Some(a.to_string());
+        } else {
+            cmd.container = Some(a.to_string());
+            break;
+        }
+        i += 1;
+    }
+    cmd
+}
+
+/// `errno` number to its name (EAGAIN...).
+pub fn errno_name(errno: i32) -> String {
+    format!("{:?}", nix::errno::Errno::from_raw(errno))
+}
+
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// Namespace type names for setns's nstype (CLONE_NEW* flags).
+pub fn namespace_name(nstype: i32) -> &'static str {
+    match nstype {
+        0 => "any",
+        0x0002_0000 => "mnt",
+        0x0200_0000 => "cgroup",
+        0x0400_0000 => "uts",
+        0x0800_0000 => "ipc",
+        0x1000_0000 => "user",
+        0x2000_0000 => "pid",
+        0x4000_0000 => "net",
+        0x0000_0080 => "time",
+        _ => "several",
+    }
+}
+
+/// A wait(2) status as people say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub code: i32,
+    pub signal: i32,
+}
+
+impl ExitStatus {
+    pub fn from_raw(raw: i32) -> Self {
+        Self { code: (raw >> 8) & 0xff, signal: raw & 0x7f }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.code != 0 || self.signal != 0
+    }
+
+    pub fn describe(&self) -> String {
+        if self.signal != 0 { format!("was killed by {}", signal_name(self.signal)) } else { format!("exited with code {}", self.code) }
+    }
+
+    fn fields(&self, r: Report) -> Report {
+        let r = r.with("exit_code", self.code);
+        if self.signal != 0 { r.with("signal", signal_name(self.signal)) } else { r.with("signal", serde_json::Value::Null) }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ForkFailure {
+    first: Event,
+    syscall: String,
+    errno: i32,
+    count: u32,
+    pids: Option<PidsLimit>,
+    threads: Option<ThreadCount>,
+}
+
+#[derive(Debug, Clone)]
+struct SetnsFailure {
+    ev: Event,
+    nstype: i32,
+    errno: i32,
+}
+
+#[derive(Debug, Clone)]
+struct Death {
+    ev: Event,
+    status: ExitStatus,
+    /// A fatal signal the process got (or raised) before it died: a Go
+    /// runtime abort ends as exit code 2 after SIGABRT.
+    signal_before: Option<i32>,
+}
+
+#[derive(Debug, Clone)]
+struct Invocation {
+    started: Event,
+    command: RuncCommand,
+    fork_failures: Vec<ForkFailure>,
+    setns_failures: Vec<SetnsFailure>,
+    deaths: Vec<Death>,
+    /// Fatal signals to processes of this invocation, by target pid.
+    signals: HashMap<u32, i32>,
+    forked: bool,
+    command_started: bool,
+    last_ts: u64,
+}
+
+/// A container init that exited, kept to explain later execs into it.
+#[derive(Debug, Clone)]
+struct InitExit {
+    ts_ns: u64,
+    pid: u32,
+    status: ExitStatus,
+    killer: Option<(u32, String, i32)>,
+}
+
+pub struct ExecCorrelator<H: HostView> {
+    settings: ExecSettings,
+    host: H,
+    invocations: HashMap<u32, Invocation>,
+    /// pid -> the invocation (its first runc pid) it belongs to.
+    members: HashMap<u32, u32>,
+    /// Fatal signals sent to container inits: target pid -> (sender pid, comm, sig).
+    init_signals: HashMap<u32, (u32, String, i32)>,
+    stopped: BTreeMap<String, InitExit>,
+    /// Container inits started by a traced `runc run`/`create`: pid -> id.
+    known_inits: HashMap<u32, String>,
+    /// Processes that outlived their invocation's runc (`runc run -d`
+    /// returns before runc init execs the container's command).
+    lingering: HashMap<u32, RuncCommand>,
+    /// Invocations judged so far (for the summary).
+    pub finished: u64,
+    pub failed: u64,
+}
+
+impl<H: HostView> ExecCorrelator<H> {
+    pub fn new(settings: ExecSettings, host: H) -> Self {
+        Self {
+            settings,
+            host,
+            invocations: HashMap::new(),
+            members: HashMap::new(),
+            init_signals: HashMap::new(),
+            stopped: BTreeMap::new(),
+            known_inits: HashMap::new(),
+            lingering: HashMap::new(),
+            finished: 0,
+            failed: 0,
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.invocations.len()
+    }
+
+    pub fn handle(&mut self, ev: &Event) -> Vec<Report> {
+        match &ev.body {
+            Body::Exec(info) => {
+                self.on_exec(ev, info);
+                Vec::new()
+            }
+            Body::Fork { child_tid } => {
+                if let Some(&root) = self.members.get(&ev.pid) {
+                    self.members.insert(*child_tid, root);
+                    if let Some(inv) = self.invocations.get_mut(&root) {
+                        inv.forked = true;
+                        inv.last_ts = ev.ts_ns;
+                    }
+                }
+                Vec::new()
+            }
+            Body::SyscallFailed { syscall, nstype, errno } => {
+                self.on_syscall_failed(ev, syscall, *nstype, *errno);
+                Vec::new()
+            }
+            Body::Signal { sig, target_pid, .. } => {
+                match self.members.get(target_pid).and_then(|root| self.invocations.get_mut(root)) {
+                    Some(inv) => {
+                        inv.signals.insert(*target_pid, *sig);
+                    }
+                    None => {
+                        self.init_signals.insert(*target_pid, (ev.pid, ev.comm.clone(), *sig));
+                    }
+                }
+                Vec::new()
+            }
+            Body::Exit { exit_code, ns_pid, ns_level, role, .. } => {
+                self.on_exit(ev, ExitStatus::from_raw(*exit_code), *ns_pid, *ns_level, *role)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_exec(&mut self, ev: &Event, info: &ExecInfo) {
+        if let Some(command) = self.lingering.remove(&ev.pid) {
+            self.note_container_init(ev, info, &command);
+            return;
+        }
+        if let Some(&root) = self.members.get(&ev.pid) {
+            if let Some(inv) = self.invocations.get_mut(&root) {
+                inv.last_ts = ev.ts_ns;
+                if info.role == Role::Container {
+                    inv.command_started = true;
+                }
+                let command = inv.command.clone();
+                self.note_container_init(ev, info, &command);
+            }
+            return;
+        }
+        if !self.settings.runtime_comms.iter().any(|c| c.as_str() == ev.comm) {
+            return;
+        }
+        let command = parse_runc_args(&info.args);
+        if let Some(root) = &command.root {
+            let root = PathBuf::from(root);
+            if !self.settings.runtime_roots.contains(&root) {
+                self.settings.runtime_roots.push(root);
+            }
+        }
+        self.members.insert(ev.pid, ev.pid);
+        self.invocations.insert(
+            ev.pid,
+            Invocation {
+                started: ev.clone(),
+                command,
+                fork_failures: Vec::new(),
+                setns_failures: Vec::new(),
+                deaths: Vec::new(),
+                signals: HashMap::new(),
+                forked: false,
+                command_started: false,
+                last_ts: ev.ts_ns,
+            },
+        );
+    }
+
+    /// Remembers which container a `runc run`/`create` init belongs to.
+    fn note_container_init(&mut self, ev: &Event, info: &ExecInfo, command: &RuncCommand) {
+        let creates = matches!(command.subcommand.as_deref(), Some("run" | "create"));
+        if let (Role::Container, true, 1, Some(id)) = (info.role, creates, info.ns_pid, &command.container) {
+            // Bounded: a node runs far fewer containers.
+            if self.known_inits.len() >= 65536 {
+                self.known_inits.clear();
+            }
+            self.known_inits.insert(ev.pid, id.clone());
+        }
+    }
+
+    /// Ends an invocation: its processes still alive become lingering.
+    fn close_invocation(&mut self, root: u32) -> Option<Invocation> {
+        let inv = self.invocations.remove(&root)?;
+        let mut remaining = Vec::new();
+        self.members.retain(|pid, r| {
+            if *r == root {
+                remaining.push(*pid);
+                false
+            } else {
+                true
+            }
+        });
+        if self.lingering.len() >= 65536 {
+            self.lingering.clear();
+        }
+        for pid in remaining.into_iter().filter(|p| *p != root) {
+            self.lingering.insert(pid, inv.command.clone());
+        }
+        Some(inv)
+    }
+
+    fn on_syscall_failed(&mut self, ev: &Event, syscall: &str, nstype: i32, errno: i32) {
+        let Some(&root) = self.members.get(&ev.pid) else { return };
+        let Some(inv) = self.invocations.get_mut(&root) else { return };
+        inv.last_ts = ev.ts_ns;
+        if syscall == "setns" {
+            inv.setns_failures.push(SetnsFailure { ev: ev.clone(), nstype, errno });
+            return;
+        }
+        // The Go runtime retries thread creation in a loop: one verdict per
+        // (process, syscall, errno), with a count.
+        if let Some(f) = inv
+            .fork_failures
+            .iter_mut()
+            .find(|f| f.first.pid == ev.pid && f.syscall == syscall && f.errno == errno)
+        {
+            f.count += 1;
+            return;
+        }
+        // Read the limits now, while the failing process still exists.
+        let container = inv.command.container.clone();
+        let state = container.and_then(|id| self.host.container_state(&self.settings.runtime_roots, &id));
+        let pids = self.host.pids_limit(ev.pid, ev.cgroup_id, state.as_ref());
+        let threads = self.host.thread_count();
+        let inv = self.invocations.get_mut(&root).expect("present");
+        inv.fork_failures.push(ForkFailure {
+            first: ev.clone(),
+            syscall: syscall.to_string(),
+            errno,
+            count: 1,
+            pids,
+            threads,
+        });
+    }
+
+    fn on_exit(&mut self, ev: &Event, status: ExitStatus, ns_pid: u32, ns_level: u32, role: Role) -> Vec<Report> {
+        let mut out = Vec::new();
+        self.lingering.remove(&ev.pid);
+        let root = self.members.get(&ev.pid).copied();
+        if root != Some(ev.pid) {
+            self.members.remove(&ev.pid);
+        }
+        if ns_pid == 1 && ns_level > 0 {
+            out.push(self.container_init_exit(ev, status, root));
+        }
+        let Some(root) = root else { return out };
+        if root == ev.pid {
+            if let Some(inv) = self.close_invocation(root) {
+                out.extend(self.judge(inv, Some((ev, status))));
+            }
+            return out;
+        }
+        if let Some(inv) = self.invocations.get_mut(&root) {
+            inv.last_ts = ev.ts_ns;
+            // A runtime stage (never exec'd the container's command) that
+            // died: the container's command will not run.
+            if role == Role::Runtime && status.failed() {
+                let signal_before = inv.signals.get(&ev.pid).copied();
+                inv.deaths.push(Death { ev: ev.clone(), status, signal_before });
+            }
+        }
+        out
+    }
+
+    fn container_init_exit(&mut self, ev: &Event, status: ExitStatus, root: Option<u32>) -> Report {
+        // Which container: the traced runc that created it, else runc's
+        // state files (they keep the pid until the container is deleted).
+        let _ = root;
+        let container = self
+            .known_inits
+            .remove(&ev.pid)
+            .or_else(|| self.host.container_by_init_pid(&self.settings.runtime_roots, ev.pid).map(|s| s.id));
+        let killer = self.init_signals.remove(&ev.pid);
+        let cgroup = self.host.cgroup_path(ev.cgroup_id);
+        let name = container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        let how = match (&killer, status.signal) {
+            (Some((pid, comm, _)), s) if s != 0 => format!("was killed by {} sent by {comm} (pid {pid})", signal_name(s)),
+            _ => status.describe(),
+        };
+        let message = format!(
+            "the init process of {name} ({}, pid {}) {how}; the container is stopped, and execs into it (exec probes) now fail with \"cannot exec in a stopped state\" until the runtime notices",
+            ev.comm, ev.pid
+        );
+        if let Some(c) = &container {
+            self.stopped.insert(c.clone(), InitExit { ts_ns: ev.ts_ns, pid: ev.pid, status, killer: killer.clone() });
+        }
+        let r = Report::new("container_init_exit", ev).with("container", json!(container));
+        let r = status.fields(r);
+        r.with("killed_by_pid", json!(killer.as_ref().map(|k| k.0)))
+            .with("killed_by_comm", json!(killer.as_ref().map(|k| k.1.clone())))
+            .with("cgroup", json!(cgroup))
+            .with("cgroup_id", ev.cgroup_id)
+            .message(message)
+    }
+
+    /// Judges invocations with failures that went quiet (their runc may
+    /// linger, e.g. a foreground `runc run`).
+    pub fn expire(&mut self, now_ns: u64) -> Vec<Report> {
+        let idle = self.settings.idle_ns;
+        let stale: Vec<u32> = self
+            .invocations
+            .iter()
+            .filter(|(_, inv)| {
+                let has_failures = !inv.fork_failures.is_empty() || !inv.setns_failures.is_empty() || !inv.deaths.is_empty();
+                let age = now_ns.saturating_sub(inv.last_ts);
+                (has_failures && age >= idle) || age >= idle * 360
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::new();
+        for root in stale {
+            if let Some(inv) = self.close_invocation(root) {
+                out.extend(self.judge(inv, None));
+            }
+        }
+        out
+    }
+
+    /// End of the run: judge whatever has failures.
+    pub fn finish(&mut self) -> Vec<Report> {
+        let roots: Vec<u32> = self.invocations.keys().copied().collect();
+        let mut out = Vec::new();
+        for root in roots {
+            if let Some(inv) = self.invocations.remove(&root) {
+                out.extend(self.judge(inv, None));
+            }
+        }
+        self.members.clear();
+        out
+    }
+
+    /// The verdicts of one invocation, then the one-line story that ties
+    /// them together. `end` is the first runc process's exit, if seen.
+    fn judge(&mut self, inv: Invocation, end: Option<(&Event, ExitStatus)>) -> Vec<Report> {
+        self.finished += 1;
+        let sub = inv.command.subcommand.clone().unwrap_or_else(|| "?".into());
+        let container = inv.command.container.clone();
+        let runc_failed = end.is_some_and(|(_, s)| s.failed());
+        let mut verdicts: Vec<Report> = Vec::new();
+        let mut causes: Vec<String> = Vec::new();
+
+        for f in &inv.fork_failures {
+            let (r, cause) = fork_failed(&inv, f);
+            verdicts.push(r);
+            causes.push(cause);
+        }
+        for s in &inv.setns_failures {
+            let ns = namespace_name(s.nstype);
+            let why = match s.errno {
+                22 => "the file it was given is not a namespace of that type (a torn-down pod sandbox leaves an empty placeholder behind)",
+                2 | 3 => "the process or namespace to join is gone",
+                1 => "not permitted (a user namespace or security module refused it)",
+                _ => "the kernel refused it",
+            };
+            let cause = format!("setns({ns}) returned {}", errno_name(s.errno));
+            let message = format!("{} (pid {}) could not join the container's {ns} namespace: {cause}: {why}", s.ev.comm, s.ev.pid);
+            verdicts.push(
+                common(Report::new("setns_failed", &s.ev), &inv)
+                    .with("errno", s.errno)
+                    .with("errno_name", errno_name(s.errno))
+                    .with("nstype", s.nstype)
+                    .with("namespace", ns)
+                    .message(message),
+            );
+            causes.push(cause);
+        }
+        // The first stage to die is the one that matters; later ones are
+        // its parents noticing.
+        if let Some(d) = inv.deaths.iter().min_by_key(|d| d.ev.ts_ns) {
+            let how = match (d.status.signal, d.signal_before) {
+                (0, Some(sig)) => format!("died after {} (exit code {})", signal_name(sig), d.status.code),
+                _ => d.status.describe().replacen("was killed", "died", 1).replacen("exited", "died", 1),
+            };
+            let because = causes.first().map(|c| format!(" after {c}")).unwrap_or_default();
+            let message = format!(
+                "runc init stage {} (pid {}) {how}{because}, before starting the container's command; runc reports this as \"read init-p: connection reset by peer\" (or an EOF from its init pipe)",
+                d.ev.comm, d.ev.pid
+            );
+            let r = common(Report::new("runc_init_died", &d.ev), &inv);
+            let r = d.status.fields(r)
+                .with("signal_before", json!(d.signal_before.map(signal_name)))
+                .with("stage", d.ev.comm.clone())
+                .with("caused_by", json!(causes.first()))
+                .message(message);
+            causes.push(format!("runc init {how}"));
+            verdicts.push(r);
+        }
+        if sub == "exec" && runc_failed {
+            if let Some(r) = self.exec_into_stopped(&inv, end.map(|(e, _)| e)) {
+                causes.push(r.field_str("cause").unwrap_or("its init is gone").to_string());
+                verdicts.push(r);
+            }
+        }
+
+        if verdicts.is_empty() && !runc_failed {
+            return Vec::new();
+        }
+        self.failed += 1;
+        // The story: one line a person reads. Verdict lines are still
+        // written in JSON; text output shows the story instead of them.
+        let target = container.as_deref().map_or_else(String::new, |c| format!(" into container {c}"));
+        let exit = match end {
+            Some((_, s)) if s.failed() => format!(" ({})", s.describe().replace("exited with", "exit")),
+            Some(_) => String::new(),
+            None => " (runc still running)".to_string(),
+        };
+        let story = if causes.is_empty() {
+            format!("runc {sub}{target} failed{exit}; no fork, setns or init failure was seen (see runc's own error)")
+        } else {
+            format!("runc {sub}{target} failed{exit}: {}", causes.join("; "))
+        };
+        let anchor = end.map_or(&inv.started, |(e, _)| e);
+        let mut story_report = common(Report::new("runc_failed", anchor), &inv)
+            .with("causes", json!(verdicts.iter().map(|v| v.kind).collect::<Vec<_>>()));
+        if let Some((_, s)) = end {
+            story_report = s.fields(story_report);
+        }
+        story_report.pid = inv.started.pid;
+        story_report.comm = inv.started.comm.clone();
+        let mut out: Vec<Report> = verdicts.into_iter().map(|r| r.grouped()).collect();
+        out.push(story_report.message(story));
+        out
+    }
+
+    fn exec_into_stopped(&self, inv: &Invocation, end: Option<&Event>) -> Option<Report> {
+        let id = inv.command.container.as_deref()?;
+        let anchor = end.unwrap_or(&inv.started);
+        let (evidence, cause, detail) = if let Some(x) = self.stopped.get(id) {
+            let killer = x.killer.as_ref().map(|(pid, comm, _)| format!(" by {comm} (pid {pid})")).unwrap_or_default();
+            (
+                "observed",
+                format!("container {id}'s init (pid {}) {}{killer}", x.pid, x.status.describe()),
+                Some(x),
+            )
+        } else if !inv.forked {
+            // runc refused before starting runc init: check its state file.
+            let state = self.host.container_state(&self.settings.runtime_roots, id)?;
+            if state.init_alive {
+                return None;
+            }
+            ("state", format!("container {id}'s init (pid {}) is no longer running", state.init_pid), None)
+        } else {
+            return None;
+        };
+        let ago = detail.map(|x| anchor.ts_ns.saturating_sub(x.ts_ns) / 1_000_000_000);
+        let message = format!(
+            "runc exec into stopped container {id}: {cause}{}; the runtime still treats it as running, so every exec probe fails (\"cannot exec in a stopped state\"): restart the pod and find out why its init died",
+            ago.map(|s| format!(" {s} s earlier")).unwrap_or_default()
+        );
+        Some(
+            common(Report::new("exec_into_stopped_container", anchor), inv)
+                .with("evidence", evidence)
+                .with("init_pid", json!(detail.map(|x| x.pid)))
+                .with("cause", cause)
+                .message(message)
+                .grouped(),
+        )
+    }
+}
+
+/// Fields every exec verdict carries.
+fn common(r: Report, inv: &Invocation) -> Report {
+    r.with("container", json!(inv.command.container))
+        .with("runtime_pid", inv.started.pid)
+        .with("subcommand", json!(inv.command.subcommand))
+        .with("cgroup_id", inv.started.cgroup_id)
+}
+
+fn fork_failed(inv: &Invocation, f: &ForkFailure) -> (Report, String) {
+    let errno = errno_name(f.errno);
+    let mut cause = format!("{} returned {errno}", f.syscall);
+    let mut limit_sentence = String::new();
+    let mut r = common(Report::new("fork_failed", &f.first), inv)
+        .with("syscall", f.syscall.clone())
+        .with("errno", f.errno)
+        .with("errno_name", errno.clone())
+        .with("count", f.count);
+    let max_text = |l: &PidsLimit| l.max.map_or("max".to_string(), |m| m.to_string());
+    if let Some(l) = &f.pids {
+        r = r
+            .with("cgroup", l.cgroup.clone())
+            .with("pids_current", l.current)
+            .with("pids_max", json!(l.max));
+        if l.exhausted() {
+            cause.push_str(&format!(" (pids.current {} = pids.max {} in {})", l.current, max_text(l), l.cgroup));
+            limit_sentence = format!("the pids limit of cgroup {} is exhausted; raise it (the pod's pids limit, kubelet podPidsLimit) or find what fills it", l.cgroup);
+        }
+    } else {
+        r = r.with("cgroup", json!(null)).with("pids_current", json!(null)).with("pids_max", json!(null));
+    }
+    if let Some(t) = f.threads {
+        // Node-wide limit: relevant when it is (nearly) reached.
+        if t.threads * 10 >= t.threads_max * 9 {
+            r = r.with("threads", t.threads).with("threads_max", t.threads_max);
+            cause.push_str(&format!(" ({} tasks of kernel.threads-max {})", t.threads, t.threads_max));
+            if limit_sentence.is_empty() {
+                limit_sentence = "the node is at kernel.threads-max; raise it or find the process leaking threads".into();
+            }
+        }
+    }
+    if limit_sentence.is_empty() {
+        limit_sentence = match (f.errno, &f.pids) {
+            (EAGAIN, Some(l)) => format!(
+                "EAGAIN with pids.current {} of pids.max {} in {} (the limit may have been reached only briefly, or RLIMIT_NPROC applies)",
+                l.current, max_text(l), l.cgroup
+            ),
+            (EAGAIN, None) => "EAGAIN: a pids cgroup limit, kernel.threads-max or RLIMIT_NPROC was reached".into(),
+            (12, _) => "ENOMEM: the kernel could not allocate the new task (memory pressure or the cgroup's memory limit)".into(),
+            _ => "the kernel refused to create a process".into(),
+        };
+    }
+    let times = if f.count > 1 { format!(" {} times", f.count) } else { String::new() };
+    let message = format!(
+        "{} (pid {}) could not create a process or thread: {} failed with {errno}{times}: {limit_sentence}",
+        f.first.comm, f.first.pid, f.syscall
+    );
+    (r.message(message), cause)
+}
+
+#[cfg(test)]
+mod tests;

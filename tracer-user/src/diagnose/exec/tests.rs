@@ -1,0 +1,223 @@
+//! The exec correlator over recorded event sequences: `runc_bare_6.18.jsonl`
+//! is a real `probe-tracer run --record` of the runc scenario (healthy exec,
+//! pids-limited exec, setns into a torn-down netns, exec into a container
+//! whose init was killed) on the bare 6.18 kernel.
+
+use super::*;
+use crate::{
+    events::HookMode,
+    host::{ContainerState, StaticHost},
+};
+
+const RECORDED: &str = include_str!("runc_bare_6.18.jsonl");
+
+fn recorded() -> Vec<Event> {
+    RECORDED.lines().map(|l| serde_json::from_str(l).expect("recorded event")).collect()
+}
+
+fn exhausted_host() -> StaticHost {
+    StaticHost {
+        pids: Some(PidsLimit { cgroup: "/sys/fs/cgroup/pids/pt-probe".into(), current: 1, max: Some(1) }),
+        threads: Some(ThreadCount { threads: 300, threads_max: 200_000 }),
+        ..Default::default()
+    }
+}
+
+fn run_all(host: StaticHost, events: &[Event]) -> Vec<Report> {
+    let mut c = ExecCorrelator::new(ExecSettings::default(), host);
+    let mut out: Vec<Report> = events.iter().flat_map(|e| c.handle(e)).collect();
+    out.extend(c.finish());
+    out
+}
+
+fn only<'a>(reports: &'a [Report], kind: &str) -> Vec<&'a Report> {
+    reports.iter().filter(|r| r.kind == kind).collect()
+}
+
+#[test]
+fn recorded_scenario_gives_one_story_per_failed_invocation() {
+    let reports = run_all(exhausted_host(), &recorded());
+    let kinds: Vec<&str> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "fork_failed", "runc_init_died", "runc_failed", // pids limit
+            "setns_failed", "runc_init_died", "runc_failed", // torn-down netns
+            "container_init_exit", "exec_into_stopped_container", "runc_failed", // stopped
+        ]
+    );
+    // Components are grouped under their story; the story and the
+    // independent init exit are not.
+    for r in &reports {
+        assert_eq!(r.grouped, !matches!(r.kind, "runc_failed" | "container_init_exit"), "{}", r.kind);
+    }
+}
+
+#[test]
+fn pids_limit_fork_failure_names_the_cgroup_and_counts_retries() {
+    let reports = run_all(exhausted_host(), &recorded());
+    let f = only(&reports, "fork_failed")[0];
+    assert_eq!(f.comm, "runc:[2:INIT]");
+    assert_eq!(f.fields["syscall"], "clone3");
+    assert_eq!(f.fields["errno"], 11);
+    assert_eq!(f.fields["errno_name"], "EAGAIN");
+    assert_eq!(f.fields["count"], 20);
+    assert_eq!(f.fields["pids_current"], 1);
+    assert_eq!(f.fields["pids_max"], 1);
+    assert_eq!(f.fields["container"], "pt-probe");
+    assert!(f.message.contains("pids limit of cgroup /sys/fs/cgroup/pids/pt-probe is exhausted"), "{}", f.message);
+    // threads-max is far away: not mentioned.
+    assert!(!f.fields.contains_key("threads_max"));
+
+    let died = only(&reports, "runc_init_died")[0];
+    assert_eq!(died.pid, f.pid);
+    assert_eq!(died.fields["signal_before"], "SIGABRT");
+    assert_eq!(died.fields["exit_code"], 2);
+    assert_eq!(died.fields["caused_by"], "clone3 returned EAGAIN (pids.current 1 = pids.max 1 in /sys/fs/cgroup/pids/pt-probe)");
+    assert!(died.message.contains("read init-p: connection reset by peer"));
+
+    let story = only(&reports, "runc_failed")[0];
+    assert_eq!(story.comm, "runc");
+    assert_eq!(
+        story.message,
+        "runc exec into container pt-probe failed (exit code 255): clone3 returned EAGAIN \
+         (pids.current 1 = pids.max 1 in /sys/fs/cgroup/pids/pt-probe); runc init died after SIGABRT (exit code 2)"
+    );
+}
+
+#[test]
+fn setns_failure_names_the_namespace_and_errno() {
+    let reports = run_all(exhausted_host(), &recorded());
+    let s = only(&reports, "setns_failed")[0];
+    assert_eq!(s.comm, "runc:[1:CHILD]");
+    assert_eq!(s.fields["namespace"], "net");
+    assert_eq!(s.fields["errno_name"], "EINVAL");
+    assert_eq!(s.fields["subcommand"], "run");
+    assert_eq!(s.fields["container"], "pt-netns");
+    let died = only(&reports, "runc_init_died")[1];
+    assert_eq!(died.fields["stage"], "runc:[1:CHILD]");
+    assert_eq!(died.fields["exit_code"], 1);
+}
+
+#[test]
+fn killed_container_init_then_exec_into_it() {
+    let reports = run_all(exhausted_host(), &recorded());
+    let exit = only(&reports, "container_init_exit")[0];
+    assert_eq!(exit.comm, "sleep");
+    assert_eq!(exit.fields["container"], "pt-stopped");
+    assert_eq!(exit.fields["signal"], "SIGKILL");
+    assert_eq!(exit.fields["killed_by_comm"], "bash");
+    let stopped = only(&reports, "exec_into_stopped_container")[0];
+    assert_eq!(stopped.fields["container"], "pt-stopped");
+    assert_eq!(stopped.fields["evidence"], "observed");
+    assert_eq!(stopped.fields["init_pid"], exit.pid);
+}
+
+#[test]
+fn successful_and_non_exec_invocations_say_nothing() {
+    let events = recorded();
+    // The first invocation (up to the first runc exit) is a healthy exec.
+    let end = events
+        .iter()
+        .position(|e| e.comm == "runc" && matches!(e.body, Body::Exit { .. }))
+        .unwrap();
+    assert!(run_all(exhausted_host(), &events[..=end]).is_empty());
+}
+
+fn ev(ts_ns: u64, pid: u32, comm: &str, body: Body) -> Event {
+    Event { ts_ns, pid, tid: pid, comm: comm.into(), cgroup_id: 7, mode: HookMode::Tracepoint, body }
+}
+
+fn runc_exec(ts: u64, pid: u32, args: &[&str]) -> Event {
+    ev(
+        ts,
+        pid,
+        "runc",
+        Body::Exec(ExecInfo {
+            ppid: 1,
+            ns_pid: pid,
+            ns_level: 0,
+            role: Role::Runtime,
+            filename: "/usr/sbin/runc".into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            args_truncated: false,
+        }),
+    )
+}
+
+fn exit(ts: u64, pid: u32, comm: &str, raw: i32) -> Event {
+    ev(ts, pid, comm, Body::Exit { exit_code: raw, ns_pid: pid, ppid: 1, group_dead: true, ns_level: 0, role: Role::Runtime })
+}
+
+#[test]
+fn exec_into_a_container_stopped_before_the_tracer_started() {
+    let host = StaticHost {
+        containers: vec![ContainerState { id: "c9".into(), init_pid: 4242, init_alive: false, pids_cgroup: None }],
+        ..Default::default()
+    };
+    let events = [runc_exec(1, 100, &["runc", "--root", "/run/x", "exec", "c9", "cat", "/ready"]), exit(2, 100, "runc", 255 << 8)];
+    let reports = run_all(host.clone(), &events);
+    let stopped = only(&reports, "exec_into_stopped_container");
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0].fields["evidence"], "state");
+    assert!(stopped[0].message.contains("pid 4242"));
+
+    // Same, but the container is alive: a failure with no known cause.
+    let alive = StaticHost {
+        containers: vec![ContainerState { id: "c9".into(), init_pid: 4242, init_alive: true, pids_cgroup: None }],
+        ..Default::default()
+    };
+    let reports = run_all(alive, &events);
+    assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["runc_failed"]);
+}
+
+#[test]
+fn quiet_failed_invocation_is_judged_by_expire() {
+    let mut c = ExecCorrelator::new(ExecSettings::default(), exhausted_host());
+    c.handle(&runc_exec(1_000, 100, &["runc", "exec", "c1", "true"]));
+    c.handle(&ev(2_000, 100, "runc", Body::Fork { child_tid: 101 }));
+    c.handle(&ev(3_000, 101, "runc", Body::SyscallFailed { syscall: "clone".into(), nstype: 0, errno: 11 }));
+    assert!(c.expire(5_000).is_empty(), "too early");
+    let reports = c.expire(3_000 + ExecSettings::default().idle_ns);
+    assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["fork_failed", "runc_failed"]);
+    assert!(reports[1].message.contains("runc still running"), "{}", reports[1].message);
+    assert_eq!(c.in_flight(), 0);
+}
+
+#[test]
+fn node_wide_thread_limit_is_named_when_reached() {
+    let host = StaticHost { threads: Some(ThreadCount { threads: 9_990, threads_max: 10_000 }), ..Default::default() };
+    let events = [
+        runc_exec(1, 100, &["runc", "exec", "c1", "true"]),
+        ev(2, 100, "runc", Body::SyscallFailed { syscall: "clone".into(), nstype: 0, errno: 11 }),
+        exit(3, 100, "runc", 1 << 8),
+    ];
+    let reports = run_all(host, &events);
+    let f = only(&reports, "fork_failed")[0];
+    assert_eq!(f.fields["threads_max"], 10_000);
+    assert!(f.message.contains("kernel.threads-max"), "{}", f.message);
+}
+
+#[test]
+fn runc_command_lines() {
+    let parse = |s: &str| parse_runc_args(&s.split(' ').map(String::from).collect::<Vec<_>>());
+    // What containerd's shim runs for an exec probe.
+    let c = parse("runc --root /run/containerd/runc/k8s.io --log /run/x/log.json --log-format json exec --process /tmp/runc-process1 --detach --pid-file /run/x/p.pid 3f2a9c");
+    assert_eq!(c.subcommand.as_deref(), Some("exec"));
+    assert_eq!(c.container.as_deref(), Some("3f2a9c"));
+    assert_eq!(c.root.as_deref(), Some("/run/containerd/runc/k8s.io"));
+    let c = parse("runc --root=/r run -d --bundle /b pt-probe");
+    assert_eq!((c.subcommand.as_deref(), c.container.as_deref(), c.root.as_deref()), (Some("run"), Some("pt-probe"), Some("/r")));
+    let c = parse("runc init");
+    assert_eq!((c.subcommand.as_deref(), c.container), (Some("init"), None));
+}
+
+#[test]
+fn names_for_people() {
+    assert_eq!(errno_name(11), "EAGAIN");
+    assert_eq!(errno_name(22), "EINVAL");
+    assert_eq!(signal_name(9), "SIGKILL");
+    assert_eq!(namespace_name(0x4000_0000), "net");
+    assert_eq!(ExitStatus::from_raw(9).describe(), "was killed by SIGKILL");
+    assert_eq!(ExitStatus::from_raw(2 << 8).describe(), "exited with code 2");
+}

@@ -1,0 +1,330 @@
+//! Facts about processes, cgroups and the container runtime that explain an
+//! exec-probe verdict: which pids limit was hit, whether a container's init
+//! is still alive. Read from procfs, cgroupfs and runc's state files; behind
+//! a trait so the diagnosis logic is tested with recorded values.
+
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use serde::Serialize;
+
+/// Where runc keeps `<id>/state.json` under the usual runtimes.
+pub const DEFAULT_RUNTIME_ROOTS: &[&str] = &[
+    "/run/runc",
+    "/run/containerd/runc/k8s.io",
+    "/run/containerd/runc/default",
+    "/run/containerd/runc/moby",
+    "/run/docker/runtime-runc/moby",
+];
+
+/// A pids cgroup level and its counters at the moment they were read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PidsLimit {
+    /// The cgroup directory whose limit applies.
+    pub cgroup: String,
+    pub current: u64,
+    /// `None` when this level has no limit (`max`).
+    pub max: Option<u64>,
+}
+
+impl PidsLimit {
+    pub fn exhausted(&self) -> bool {
+        self.max.is_some_and(|max| self.current >= max)
+    }
+}
+
+/// The node-wide task limit and usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ThreadCount {
+    pub threads: u64,
+    pub threads_max: u64,
+}
+
+/// What runc's state file says about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    pub id: String,
+    pub init_pid: u32,
+    /// The init process is still the one runc started (same start time).
+    pub init_alive: bool,
+    /// cgroup directory of the container's pids controller, if recorded.
+    pub pids_cgroup: Option<PathBuf>,
+}
+
+pub trait HostView {
+    /// The pids limit that applies to `pid` (or, once it is gone, to the
+    /// cgroup `cgroup_id` or the container's recorded cgroup): the first
+    /// level, walking up, that is exhausted, else the nearest one with a limit.
+    fn pids_limit(&self, pid: u32, cgroup_id: u64, container: Option<&ContainerState>) -> Option<PidsLimit>;
+    fn thread_count(&self) -> Option<ThreadCount>;
+    /// runc's state for container `id` under one of `roots`.
+    fn container_state(&self, roots: &[PathBuf], id: &str) -> Option<ContainerState>;
+    /// The container whose init process is `pid`, from runc's state files.
+    fn container_by_init_pid(&self, roots: &[PathBuf], pid: u32) -> Option<ContainerState>;
+    /// Path of the cgroup v2 directory with id `cgroup_id`.
+    fn cgroup_path(&self, cgroup_id: u64) -> Option<String>;
+}
+
+/// The real host: procfs, cgroupfs, runc state files.
+#[derive(Default)]
+pub struct ProcHost {
+    /// cgroup id -> path, filled by walking the cgroup2 tree once per miss.
+    cgroup_paths: Mutex<HashMap<u64, String>>,
+}
+
+impl HostView for ProcHost {
+    fn pids_limit(&self, pid: u32, cgroup_id: u64, container: Option<&ContainerState>) -> Option<PidsLimit> {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+            candidates.extend(pids_dirs_from_proc_cgroup(&text));
+        }
+        if let Some(dir) = container.and_then(|c| c.pids_cgroup.clone()) {
+            candidates.push(dir);
+        }
+        if let Some(path) = self.cgroup_path(cgroup_id) {
+            candidates.push(PathBuf::from(path));
+        }
+        candidates.iter().find_map(|dir| limit_walking_up(dir))
+    }
+
+    fn thread_count(&self) -> Option<ThreadCount> {
+        let loadavg = fs::read_to_string("/proc/loadavg").ok()?;
+        // "0.00 0.01 0.05 1/123 4567": running/total scheduling entities.
+        let total = loadavg.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok()?;
+        let max = fs::read_to_string("/proc/sys/kernel/threads-max").ok()?.trim().parse().ok()?;
+        Some(ThreadCount { threads: total, threads_max: max })
+    }
+
+    fn container_state(&self, roots: &[PathBuf], id: &str) -> Option<ContainerState> {
+        if id.is_empty() || id.contains('/') {
+            return None;
+        }
+        roots.iter().find_map(|root| read_state(&root.join(id).join("state.json")))
+    }
+
+    fn container_by_init_pid(&self, roots: &[PathBuf], pid: u32) -> Option<ContainerState> {
+        roots.iter().find_map(|root| {
+            fs::read_dir(root).ok()?.flatten().find_map(|entry| {
+                read_state(&entry.path().join("state.json")).filter(|s| s.init_pid == pid)
+            })
+        })
+    }
+
+    fn cgroup_path(&self, cgroup_id: u64) -> Option<String> {
+        if cgroup_id == 0 {
+            return None;
+        }
+        let mut cache = self.cgroup_paths.lock().ok()?;
+        if let Some(p) = cache.get(&cgroup_id) {
+            return Some(p.clone());
+        }
+        let root = cgroup2_mount()?;
+        // Walk the tree, caching everything seen: later lookups are free.
+        let mut stack = vec![root];
+        let mut found = None;
+        while let Some(dir) = stack.pop() {
+            let Ok(meta) = fs::metadata(&dir) else { continue };
+            let path = dir.to_string_lossy().into_owned();
+            if meta.ino() == cgroup_id {
+                found = Some(path.clone());
+            }
+            cache.insert(meta.ino(), path);
+            if let Ok(entries) = fs::read_dir(&dir) {
+                stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            }
+        }
+        found
+    }
+}
+
+/// Where the cgroup2 hierarchy is mounted (pure v2, or "unified" in hybrid).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut cols = line.split_whitespace();
+        let (_, dir, fstype) = (cols.next()?, cols.next()?, cols.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(dir))
+    })
+}
+
+/// The v1 pids controller mount point, if any.
+fn pids_v1_mount() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.len() > 3 && cols[2] == "cgroup" && cols[3].split(',').any(|o| o == "pids"))
+            .then(|| PathBuf::from(cols[1]))
+    })
+}
+
+/// Directories of a process's pids cgroup from `/proc/PID/cgroup`: the v1
+/// `pids` controller line, else the v2 (`0::`) line.
+fn pids_dirs_from_proc_cgroup(text: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        let rel = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "pids") {
+            if let Some(mount) = pids_v1_mount() {
+                dirs.insert(0, mount.join(rel));
+            }
+        } else if controllers.is_empty() {
+            if let Some(mount) = cgroup2_mount() {
+                dirs.push(mount.join(rel));
+            }
+        }
+    }
+    dirs
+}
+
+/// Reads pids.current/pids.max from `dir` up to the hierarchy's root.
+fn limit_walking_up(dir: &Path) -> Option<PidsLimit> {
+    let mut levels = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        match (fs::read_to_string(d.join("pids.current")), fs::read_to_string(d.join("pids.max"))) {
+            (Ok(current), Ok(max)) => levels.push(PidsLimit {
+                cgroup: d.to_string_lossy().into_owned(),
+                current: current.trim().parse().unwrap_or(0),
+                max: max.trim().parse().ok(),
+            }),
+            // The root of a hierarchy has neither file: stop there.
+            _ if !levels.is_empty() => break,
+            _ => {}
+        }
+        cur = d.parent();
+    }
+    pick_limit(levels)
+}
+
+/// The exhausted level nearest the process, else the nearest limited one,
+/// else the process's own level (unlimited).
+pub fn pick_limit(levels: Vec<PidsLimit>) -> Option<PidsLimit> {
+    if let Some(l) = levels.iter().find(|l| l.exhausted()) {
+        return Some(l.clone());
+    }
+    if let Some(l) = levels.iter().find(|l| l.max.is_some()) {
+        return Some(l.clone());
+    }
+    levels.into_iter().next()
+}
+
+/// Parses runc's `state.json`; checks the init is the same process runc
+/// started by comparing its start time with `/proc/PID/stat`.
+fn read_state(path: &Path) -> Option<ContainerState> {
+    let text = fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let id = v["id"].as_str()?.to_string();
+    let init_pid = v["init_process_pid"].as_u64()? as u32;
+    let start = v["init_process_start"].as_u64().or_else(|| v["init_process_start"].as_str()?.parse().ok());
+    let init_alive = init_pid != 0 && process_start_time(init_pid).is_some_and(|t| start.is_none_or(|s| s == t));
+    let paths = &v["cgroup_paths"];
+    let pids_cgroup = paths["pids"].as_str().or_else(|| paths[""].as_str()).map(PathBuf::from);
+    Some(ContainerState { id, init_pid, init_alive, pids_cgroup })
+}
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks), robust to
+/// spaces and parentheses in comm.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    // after_comm starts at field 3 (state); start time is field 22.
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Fixed answers for tests.
+#[derive(Debug, Clone, Default)]
+pub struct StaticHost {
+    pub pids: Option<PidsLimit>,
+    pub threads: Option<ThreadCount>,
+    pub containers: Vec<ContainerState>,
+    pub cgroups: HashMap<u64, String>,
+}
+
+impl HostView for StaticHost {
+    fn pids_limit(&self, _pid: u32, _cgroup_id: u64, _c: Option<&ContainerState>) -> Option<PidsLimit> {
+        self.pids.clone()
+    }
+    fn thread_count(&self) -> Option<ThreadCount> {
+        self.threads
+    }
+    fn container_state(&self, _roots: &[PathBuf], id: &str) -> Option<ContainerState> {
+        self.containers.iter().find(|c| c.id == id).cloned()
+    }
+    fn container_by_init_pid(&self, _roots: &[PathBuf], pid: u32) -> Option<ContainerState> {
+        self.containers.iter().find(|c| c.init_pid == pid).cloned()
+    }
+    fn cgroup_path(&self, cgroup_id: u64) -> Option<String> {
+        self.cgroups.get(&cgroup_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(cgroup: &str, current: u64, max: Option<u64>) -> PidsLimit {
+        PidsLimit { cgroup: cgroup.into(), current, max }
+    }
+
+    #[test]
+    fn picks_the_exhausted_level_then_the_nearest_limit() {
+        let pod = level("/pod/c", 3, Some(3));
+        let slice = level("/pod", 10, Some(100));
+        assert_eq!(pick_limit(vec![level("/pod/c", 3, None), pod.clone(), slice.clone()]), Some(pod));
+        assert_eq!(pick_limit(vec![level("/c", 1, None), slice.clone()]), Some(slice));
+        assert_eq!(pick_limit(vec![level("/c", 1, None)]).unwrap().cgroup, "/c");
+        assert_eq!(pick_limit(vec![]), None);
+    }
+
+    #[test]
+    fn proc_cgroup_prefers_the_v1_pids_line() {
+        // Only meaningful where a pids v1 controller is mounted; the v2 line
+        // must always produce a candidate when cgroup2 is mounted.
+        let text = "8:pids:/c1\n0::/user.slice\n";
+        let dirs = pids_dirs_from_proc_cgroup(text);
+        if let Some(m) = pids_v1_mount() {
+            assert_eq!(dirs[0], m.join("c1"));
+        }
+        if let Some(m) = cgroup2_mount() {
+            assert!(dirs.contains(&m.join("user.slice")));
+        }
+    }
+
+    #[test]
+    fn own_start_time_and_threads_are_readable() {
+        assert!(process_start_time(std::process::id()).is_some());
+        let t = ProcHost::default().thread_count().unwrap();
+        assert!(t.threads > 0 && t.threads_max > t.threads);
+    }
+
+    #[test]
+    fn reads_a_runc_state_file() {
+        let dir = std::env::temp_dir().join(format!("pt-state-{}", std::process::id()));
+        fs::create_dir_all(dir.join("c1")).unwrap();
+        let me = std::process::id();
+        let start = process_start_time(me).unwrap();
+        fs::write(
+            dir.join("c1/state.json"),
+            format!(r#"{{"id":"c1","init_process_pid":{me},"init_process_start":{start},"cgroup_paths":{{"pids":"/sys/fs/cgroup/pids/c1"}}}}"#),
+        )
+        .unwrap();
+        let host = ProcHost::default();
+        let roots = vec![dir.clone()];
+        let s = host.container_state(&roots, "c1").unwrap();
+        assert!(s.init_alive);
+        assert_eq!(s.pids_cgroup, Some(PathBuf::from("/sys/fs/cgroup/pids/c1")));
+        assert_eq!(host.container_by_init_pid(&roots, me).unwrap().id, "c1");
+        assert!(host.container_state(&roots, "../etc").is_none());
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
