@@ -1,0 +1,106 @@
+//! Incidents 2 and 3 end to end, with the real runc on both machines:
+//! an exec probe failing at the container's pids limit ("read init-p:
+//! connection reset by peer"), a container joining a torn-down network
+//! namespace (setns EINVAL), and an exec into a container whose init was
+//! killed ("cannot exec in a stopped state").
+
+use std::process::Command;
+
+use serde_json::Value;
+use tests::{Scenario, Tracer};
+
+fn with<'a>(out: &'a tests::Output, kind: &str, container: &str) -> Vec<&'a Value> {
+    out.kind(kind).into_iter().filter(|v| v["container"] == container).collect()
+}
+
+#[test]
+#[ignore = "e2e: needs root and runc; run by cargo xtask test"]
+fn runc_exec_failures_are_diagnosed_one_story_each() {
+    let scenario = Scenario::up("runc");
+    let tracer = Tracer::start(&["--groups", "exec"]);
+    assert_eq!(scenario.trigger(&["healthy"]), "0");
+    let pids_statuses: Vec<String> = scenario.trigger(&["pids"]).split(' ').map(String::from).collect();
+    assert_ne!(pids_statuses.last().unwrap(), "0", "no exec failed at the pids limit: {pids_statuses:?}");
+    assert_ne!(scenario.trigger(&["setns"]), "0", "runc run into a torn-down netns must fail");
+    assert_ne!(scenario.trigger(&["stopped"]), "0", "exec into a stopped container must fail");
+    let out = tracer.stop();
+
+    assert_eq!(out.hook_mode("runtime_exec"), "tracepoint", "{}", out.dump());
+    assert_eq!(out.hook_mode("runtime_fork"), "raw_tracepoint");
+    assert_eq!(out.hook_mode("process_exit"), "raw_tracepoint");
+    assert_eq!(out.hook_mode("clone3_failed"), "tracepoint");
+
+    // Incident 2: one story for the failed exec, none for the ones that worked.
+    let stories = with(&out, "runc_failed", "pt-probe");
+    assert_eq!(stories.len(), 1, "{}", out.dump());
+    let story = stories[0];
+    assert_eq!(story["subcommand"], "exec");
+    assert_eq!(story["comm"], "runc");
+    let fork = with(&out, "fork_failed", "pt-probe");
+    assert_eq!(fork.len(), 1, "{}", out.dump());
+    let fork = fork[0];
+    assert_eq!(fork["comm"], "runc:[2:INIT]");
+    assert_eq!(fork["errno"], 11);
+    assert_eq!(fork["errno_name"], "EAGAIN");
+    assert!(["clone", "clone3"].contains(&fork["syscall"].as_str().unwrap()));
+    assert_eq!(fork["pids_max"], 1, "{fork}");
+    assert!(fork["pids_current"].as_u64().unwrap() >= 1);
+    assert!(fork["cgroup"].as_str().unwrap().contains("pt-probe"), "{fork}");
+    assert_eq!(fork["runtime_pid"], story["pid"]);
+    let died = with(&out, "runc_init_died", "pt-probe");
+    assert_eq!(died.len(), 1, "{}", out.dump());
+    assert_eq!(died[0]["pid"], fork["pid"]);
+    assert!(story["message"].as_str().unwrap().contains("EAGAIN (pids.current"), "{story}");
+
+    // setns into a network namespace that is no longer one.
+    let setns = with(&out, "setns_failed", "pt-netns");
+    assert_eq!(setns.len(), 1, "{}", out.dump());
+    assert_eq!(setns[0]["namespace"], "net");
+    assert_eq!(setns[0]["errno_name"], "EINVAL");
+    assert_eq!(setns[0]["comm"], "runc:[1:CHILD]");
+    assert_eq!(with(&out, "runc_failed", "pt-netns").len(), 1);
+
+    // Incident 3: the init's death, who caused it, and the exec that followed.
+    let exit = with(&out, "container_init_exit", "pt-stopped");
+    assert_eq!(exit.len(), 1, "{}", out.dump());
+    assert_eq!(exit[0]["signal"], "SIGKILL");
+    assert_eq!(exit[0]["comm"], "sleep");
+    assert!(exit[0]["killed_by_pid"].as_u64().is_some(), "{}", exit[0]);
+    let stopped = with(&out, "exec_into_stopped_container", "pt-stopped");
+    assert_eq!(stopped.len(), 1, "{}", out.dump());
+    assert_eq!(stopped[0]["evidence"], "observed");
+    assert_eq!(stopped[0]["init_pid"], exit[0]["pid"]);
+
+    let summary = out.only("summary");
+    assert_eq!(summary["lost_events"], 0);
+    assert_eq!(summary["tracking_map_full"], 0);
+}
+
+#[test]
+#[ignore = "e2e: needs root and runc; run by cargo xtask test"]
+fn successful_runc_execs_produce_no_verdict() {
+    let scenario = Scenario::up("runc");
+    let tracer = Tracer::start(&["--groups", "exec"]);
+    for _ in 0..3 {
+        assert_eq!(scenario.trigger(&["healthy"]), "0");
+    }
+    let out = tracer.stop();
+    assert!(out.verdicts().is_empty(), "{}", out.dump());
+    // Every invocation was seen and judged: the exec, fork and exit hooks work.
+    let judged = out.only("summary")["runtime_invocations"]["judged"].as_u64().unwrap();
+    assert!(judged >= 3, "{}", out.dump());
+}
+
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn a_fork_storm_outside_runc_costs_no_events() {
+    let tracer = Tracer::start(&["--groups", "exec"]);
+    let status = Command::new("busybox")
+        .args(["sh", "-c", "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tracer.stop();
+    let events = out.only("summary")["events"].as_u64().unwrap();
+    assert!(events < 10, "300 unrelated fork+execs produced {events} events:\n{}", out.dump());
+}
