@@ -4,7 +4,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq build-essential curl ipvsadm iproute2 runc busybox-static kmod
+apt-get install -y -qq build-essential curl ipvsadm iproute2 runc busybox-static kmod jq
 if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
 fi

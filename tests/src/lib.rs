@@ -23,6 +23,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod bench;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
     /// The development machine's own kernel: tracepoints only, no IPVS.

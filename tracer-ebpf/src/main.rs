@@ -63,12 +63,36 @@ fn bump(index: u32) {
     }
 }
 
+/// Unread bytes in the ring buffer past which a new record wakes the reader.
+const WAKEUP_BATCH_BYTES: u64 = 32 * 1024;
+
+/// Waking the reader for every record costs a context switch per event,
+/// which at tens of thousands of probe connections a second competes with
+/// the workload itself. Records are committed without a wakeup until a
+/// batch has built up; userspace also drains on a short timer, which bounds
+/// the latency of a lone verdict.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BATCH_BYTES {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
 /// Copies `value` into the ring buffer; a full buffer is counted, never silent.
 #[inline(always)]
 fn emit<T: 'static>(value: &T) {
-    if EVENTS.output::<T>(value, 0).is_err() {
+    if EVENTS.output::<T>(value, wakeup_flags()).is_err() {
         bump(counter::RINGBUF_FULL);
     }
+}
+
+/// Commits a record built in place with [`reserve`].
+#[inline(always)]
+fn submit<T: 'static>(entry: RingBufEntry<T>) {
+    entry.submit(wakeup_flags());
 }
 
 /// Reserves room for a `T` in the ring buffer, so large events are built in

@@ -31,7 +31,7 @@ use tracer_common::{
     SyscallFailedEvent, counter, hook_mode, kind, role, syscall,
 };
 
-use crate::{bump, config, emit, header, read_kernel, reserve, tp_read};
+use crate::{bump, config, emit, header, read_kernel, reserve, submit, tp_read};
 
 /// Runtime binary names (`--runtime-comm`).
 #[map]
@@ -165,7 +165,7 @@ pub fn tp_sched_process_exec(ctx: TracePointContext) -> u32 {
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut e.filename) };
     }
     read_args(task, e);
-    entry.submit(0);
+    submit(entry);
     0
 }
 

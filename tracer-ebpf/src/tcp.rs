@@ -17,7 +17,7 @@ use tracer_common::{
     setting as settings,
 };
 
-use crate::{bump, config, emit, header, read_kernel, reserve, setting, tp_read};
+use crate::{bump, config, emit, header, read_kernel, reserve, setting, submit, tp_read};
 
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
@@ -181,7 +181,7 @@ fn emit_from_sock(kind: u16, mode: u8, sk: *const u8, old: u8, new: u8, tracking
     e.newstate = new;
     sock_tuple(sk, &mut e.tuple);
     apply(tracking, e.skaddr, &e.tuple);
-    entry.submit(0);
+    submit(entry);
 }
 
 #[fentry(function = "tcp_connect")]

@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
@@ -30,6 +31,9 @@ use crate::{
 /// (the default SYN retry budget is about two minutes).
 const STALE_ATTEMPT_NS: u64 = 180 * 1_000_000_000;
 
+/// How often the ring buffer is drained without a wakeup from the kernel.
+const DRAIN_PERIOD: Duration = Duration::from_millis(50);
+
 pub async fn run(args: RunArgs) -> Result<()> {
     let info = KernelInfo::probe();
     if let Some(blocker) = info.blocker() {
@@ -44,7 +48,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     })?;
     let clock = Clock::now();
     let mut out = Output::stdout(Format::auto(args.format), clock);
-    let mut recorder = match &args.record {
+    let recorder = match &args.record {
         Some(path) => Some(BufWriter::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
         )),
@@ -58,7 +62,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         attempt_records: !args.verdicts_only,
         ..Default::default()
     };
-    let mut agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
+    let agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
     started(&mut out, &info, &tracer.hooks, &args.prober_comms)?;
 
     let ring = tracer.take_ring_buffer()?;
@@ -74,31 +78,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut housekeeping = interval(Duration::from_secs(1));
     housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut undecodable = 0u64;
+    // The kernel side wakes us only once a batch has built up; this timer
+    // picks up the rest, so a lone verdict is printed within DRAIN_PERIOD.
+    let mut drain = interval(DRAIN_PERIOD);
+    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut sink = Sink { agg, out, recorder, undecodable: 0 };
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    match events::decode(&item) {
-                        Some(ev) => {
-                            if let Some(rec) = recorder.as_mut() {
-                                serde_json::to_writer(&mut *rec, &ev)?;
-                                rec.write_all(b"\n")?;
-                            }
-                            for r in agg.handle(&ev) {
-                                out.report(&r)?;
-                            }
-                        }
-                        None => undecodable += 1,
-                    }
-                }
+                sink.drain(guard.get_inner_mut())?;
                 guard.clear_ready();
             }
+            _ = drain.tick() => sink.drain(ring.get_mut())?,
             _ = housekeeping.tick() => {
-                for r in agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
-                    out.report(&r)?;
+                for r in sink.agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
+                    sink.out.report(&r)?;
                 }
             }
             _ = sleep_until_opt(deadline) => break,
@@ -108,17 +103,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
 
     // Drain what arrived before we stopped, then judge what is left.
-    let rb = ring.get_mut();
-    while let Some(item) = rb.next() {
-        match events::decode(&item) {
-            Some(ev) => {
-                for r in agg.handle(&ev) {
-                    out.report(&r)?;
-                }
-            }
-            None => undecodable += 1,
-        }
-    }
+    sink.drain(ring.get_mut())?;
+    let Sink { mut agg, mut out, mut recorder, undecodable } = sink;
     for r in agg.finish(Clock::monotonic_now_ns()) {
         out.report(&r)?;
     }
@@ -133,6 +119,34 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let text = summary_text(&summary);
     out.record("summary", summary, &text)?;
     Ok(())
+}
+
+/// Where ring-buffer records go: decoded, recorded if asked, diagnosed,
+/// and the resulting reports written.
+struct Sink {
+    agg: Aggregator<ProcNode, ProcHost>,
+    out: Output,
+    recorder: Option<BufWriter<File>>,
+    undecodable: u64,
+}
+
+impl Sink {
+    fn drain(&mut self, rb: &mut RingBuf<MapData>) -> Result<()> {
+        while let Some(item) = rb.next() {
+            let Some(ev) = events::decode(&item) else {
+                self.undecodable += 1;
+                continue;
+            };
+            if let Some(rec) = self.recorder.as_mut() {
+                serde_json::to_writer(&mut *rec, &ev)?;
+                rec.write_all(b"\n")?;
+            }
+            for r in self.agg.handle(&ev) {
+                self.out.report(&r)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

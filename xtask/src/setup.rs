@@ -13,7 +13,7 @@ use crate::cmd::{run, step, stdout, succeeds};
 /// (checks the Vagrantfile's syntax).
 const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86", "kmod", "cpio", "busybox-static", "ipvsadm", "iproute2", "runc", "curl",
-    "bpftrace", "ruby",
+    "bpftrace", "ruby", "jq",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -14,10 +14,10 @@
 
 use std::{
     env, fs,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -27,23 +27,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Condition {
-    Baseline,
-    ProbeTracer,
-    Bpftrace,
-}
-
-impl Condition {
-    fn name(self) -> &'static str {
-        match self {
-            Condition::Baseline => "baseline",
-            Condition::ProbeTracer => "probe-tracer",
-            Condition::Bpftrace => "bpftrace",
-        }
-    }
-}
+use tests::bench::{self, Condition, median};
 
 struct Args {
     seconds: f64,
@@ -162,40 +146,17 @@ fn start_bpftrace() -> Child {
     } else {
         r#"tracepoint:sock:inet_sock_set_state /args->newstate == 2 && comm == "kubelet"/ { @connects = count(); }"#
     };
-    let script = format!(
+    bench::start_bpftrace(&format!(
         "{connect}\ntracepoint:sock:inet_sock_set_state /args->protocol == 6/ {{ @states[args->newstate] = count(); }}"
-    );
-    let mut child = Command::new("bpftrace")
-        .args(["-e", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bpftrace (apt-get install bpftrace)");
-    // It prints "Attaching N probes..." once attached.
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("bpftrace exited before attaching");
-        }
-        if line.contains("Attaching") {
-            break;
-        }
-    }
-    thread::sleep(Duration::from_millis(500));
-    thread::spawn(move || for _ in reader.lines() {});
-    child
+    ))
 }
 
 /// Stops the tracer; for probe-tracer returns (connections it saw, lost events).
 fn stop(running: Running) -> Option<(u64, u64)> {
     match running {
         Running::None => None,
-        Running::Bpftrace(mut child) => {
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-            let _ = child.wait();
+        Running::Bpftrace(child) => {
+            bench::stop_bpftrace(child);
             None
         }
         Running::ProbeTracer(t) => {
@@ -208,17 +169,12 @@ fn stop(running: Running) -> Option<(u64, u64)> {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     let args = parse_args();
     // The bench runs probe-tracer through the e2e helper, which reads these.
     unsafe { env::set_var("PROBE_TRACER_BIN", &args.tracer) };
     let (addr, stop_server) = start_server();
-    let conditions = [Condition::Baseline, Condition::ProbeTracer, Condition::Bpftrace];
+    let conditions = Condition::ALL;
     let workloads = ["kubelet", "bench-client"];
     let mut rates: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); conditions.len()]; workloads.len()];
     let mut accounting = Vec::new();
