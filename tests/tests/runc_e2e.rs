@@ -104,3 +104,26 @@ fn a_fork_storm_outside_runc_costs_no_events() {
     let events = out.only("summary")["events"].as_u64().unwrap();
     assert!(events < 10, "300 unrelated fork+execs produced {events} events:\n{}", out.dump());
 }
+
+#[test]
+#[ignore = "e2e: needs root and runc; run by cargo xtask test"]
+fn a_stalling_runtime_raises_runtime_slow_and_normal_calls_do_not() {
+    let scenario = Scenario::up("runc");
+    // Normal runc activity first, in its own run: no runtime_slow.
+    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "3000"]);
+    for _ in 0..3 {
+        assert_eq!(scenario.trigger(&["healthy"]), "0");
+    }
+    let out = tracer.stop();
+    assert!(out.kind("runtime_slow").is_empty(), "{}", out.dump());
+    assert!(out.only("summary")["runtime_latency"]["exec"]["count"].as_u64().unwrap() >= 3);
+
+    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "3000"]);
+    assert_eq!(scenario.trigger(&["slow", "3.5", "2"]), "0 0");
+    let out = tracer.stop();
+    let slow = out.only("runtime_slow");
+    assert_eq!(slow["latency"]["state"]["count"], 2, "{slow}");
+    assert!(slow["latency"]["state"]["p99_ms"].as_f64().unwrap() >= 3500.0, "{slow}");
+    assert_eq!(slow["slowest"][0]["subcommand"], "state");
+    assert_eq!(slow["threshold_ms"], 3000.0);
+}

@@ -42,6 +42,10 @@ pub struct DiagnoseArgs {
     /// was started with).
     #[arg(long = "runtime-root", value_name = "DIR")]
     pub runtime_roots: Vec<PathBuf>,
+    /// A runc call slower than this (99th percentile of a 10 s interval, or
+    /// still running) raises `runtime_slow`.
+    #[arg(long = "runtime-slow-ms", value_name = "MS", default_value_t = 1000)]
+    pub runtime_slow_ms: u64,
     /// Kubernetes NodePort range (kube-apiserver --service-node-port-range).
     #[arg(long, value_name = "LOW-HIGH", default_value = "30000-32767", value_parser = parse_port_range)]
     pub nodeport_range: RangeInclusive<u16>,
@@ -102,6 +106,7 @@ impl DiagnoseArgs {
     pub fn exec_settings(&self) -> crate::diagnose::exec::ExecSettings {
         let mut settings = crate::diagnose::exec::ExecSettings {
             runtime_comms: self.runtime_comms.clone(),
+            slow_threshold_ns: self.runtime_slow_ms.saturating_mul(1_000_000),
             ..Default::default()
         };
         // Roots given on the command line are searched first.

@@ -51,14 +51,16 @@ enum Task {
         #[arg(last = true)]
         filter: Vec<String>,
     },
-    /// Reproduce an incident in the VM and show probe-tracer's diagnosis.
+    /// Reproduce an incident in the VM and show probe-tracer's diagnosis
+    /// (scenarios: nodeport, runc).
     Demo {
         #[arg(default_value = "nodeport")]
         scenario: String,
         #[command(flatten)]
         vm: VmArgs,
     },
-    /// Throughput benchmark (connect/accept loop) on this machine and in the VM.
+    /// Benchmarks on this machine and in the VM: connect/accept loop (probe
+    /// path) and fork/exec storm (exec path), each against a baseline and bpftrace.
     Bench {
         #[arg(long)]
         skip_vm: bool,
@@ -279,11 +281,21 @@ fn bench(skip_vm: bool, rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
     build()?;
     let bench = root().join("target/release/connect-bench");
     let args = format!("--rounds {rounds} --seconds {seconds}");
+    let forkstorm = root().join("target/release/forkstorm-bench");
     step("connect/accept benchmark on this machine");
     run(Command::new(&bench).args(args.split(' ')).arg("--json").arg(root().join("target/bench-bare.json")))
         .context("benchmark on the bare machine")?;
+    step("fork/exec storm benchmark on this machine");
+    run(Command::new(&forkstorm).args(args.split(' ')).arg("--json").arg(root().join("target/forkstorm-bare.json")))
+        .context("fork storm benchmark on the bare machine")?;
     if !skip_vm {
-        let body = format!("{} {args} --json {}", bench.display(), root().join("target/bench-vm.json").display());
+        let body = format!(
+            "{} {args} --json {} && {} {args} --json {}",
+            bench.display(),
+            root().join("target/bench-vm.json").display(),
+            forkstorm.display(),
+            root().join("target/forkstorm-vm.json").display()
+        );
         let run = vm::run_in_vm(&root(), vm.kernel.as_deref(), "bench", &body, Duration::from_secs(vm.vm_timeout), vm.kvm)?;
         println!("{}", run.output);
         if run.status != 0 {

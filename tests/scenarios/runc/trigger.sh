@@ -9,6 +9,8 @@
 #             (setns returns EINVAL)
 #   stopped   the container's init was killed behind runc's back, then
 #             runc exec (incident 3: "cannot exec in a stopped container")
+#   slow [SECS] [N]  N `runc state` calls through a runtime that stalls SECS
+#             seconds first (incident 5: the calls kubelet's relist waits on)
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/common.sh"
 . "$here/env.sh"
@@ -65,8 +67,22 @@ stopped)
     runc_exec "$STOPPED_CONTAINER"
     runc --root "$RUNC_ROOT" delete -f "$STOPPED_CONTAINER" >/dev/null 2>&1
     ;;
+slow)
+    # A wrapper named runc, like a runtime stuck on I/O or a lock: it sleeps,
+    # then execs the real runc (same process, so one invocation).
+    wrapper="$SCENARIO_WORK/slow-runtime"
+    mkdir -p "$wrapper"
+    printf '#!/bin/sh\nsleep %s\nexec %s "$@"\n' "${2:-1.5}" "$(command -v runc)" >"$wrapper/runc"
+    chmod +x "$wrapper/runc"
+    statuses=()
+    for _ in $(seq "${3:-2}"); do
+        "$wrapper/runc" --root "$RUNC_ROOT" state "$CONTAINER" >/dev/null 2>&1
+        statuses+=("$?")
+    done
+    echo "${statuses[*]}"
+    ;;
 *)
-    echo "usage: $0 healthy|pids|setns|stopped" >&2
+    echo "usage: $0 healthy|pids|setns|stopped|slow [SECS] [N]" >&2
     exit 2
     ;;
 esac

@@ -42,6 +42,11 @@ pub struct ExecSettings {
     /// An invocation with failures and no activity this long is judged even
     /// if its first process has not exited.
     pub idle_ns: u64,
+    /// A runc call slower than this at the 99th percentile of an interval
+    /// (or still running after it) is a `runtime_slow` verdict.
+    pub slow_threshold_ns: u64,
+    /// Length of a latency interval.
+    pub latency_interval_ns: u64,
 }
 
 impl Default for ExecSettings {
@@ -50,6 +55,8 @@ impl Default for ExecSettings {
             runtime_comms: vec!["runc".into()],
             runtime_roots: DEFAULT_RUNTIME_ROOTS.iter().map(PathBuf::from).collect(),
             idle_ns: 10_000_000_000,
+            slow_threshold_ns: 1_000_000_000,
+            latency_interval_ns: 10_000_000_000,
         }
     }
 }
@@ -73,9 +80,13 @@ const RUNC_VALUE_OPTIONS: &[&str] = &[
 ];
 
 /// Parses `runc [global options] <subcommand> [options] <container-id> ...`.
-pub fn parse_runc_args(args: &[String]) -> RuncCommand {
+/// `comm` is the runtime's name: a wrapper script's argv starts with its
+/// interpreter (`/bin/sh /usr/local/bin/runc ...`), so parsing starts after
+/// the argument that names the runtime.
+pub fn parse_runc_args(args: &[String], comm: &str) -> RuncCommand {
     let mut cmd = RuncCommand::default();
-    let mut i = 1;
+    let named = |a: &String| a.rsplit('/').next() == Some(comm);
+    let mut i = args.iter().position(named).unwrap_or(0) + 1;
     while i < args.len() {
         let a = args[i].as_str();
         if let Some(opt) = a.strip_prefix("--").map(|_| a).or_else(|| a.starts_with('-').then_some(a)) {
@@ -220,9 +231,60 @@ pub struct ExecCorrelator<H: HostView> {
     /// Processes that outlived their invocation's runc (`runc run -d`
     /// returns before runc init execs the container's command).
     lingering: HashMap<u32, RuncCommand>,
+    /// Durations of the runc calls that ended in the current interval.
+    interval: LatencyWindow,
+    /// Durations over the whole run, for the summary.
+    total: LatencyWindow,
     /// Invocations judged so far (for the summary).
     pub finished: u64,
     pub failed: u64,
+}
+
+/// Durations of runc calls by subcommand, with the slowest few.
+#[derive(Debug, Clone, Default)]
+struct LatencyWindow {
+    started_ns: u64,
+    by_subcommand: BTreeMap<String, Vec<u64>>,
+    /// (duration, pid, container) of the slowest calls, slowest first.
+    slowest: Vec<(u64, u32, String, Option<String>)>,
+}
+
+impl LatencyWindow {
+    fn add(&mut self, sub: &str, ns: u64, pid: u32, container: Option<String>) {
+        self.by_subcommand.entry(sub.to_string()).or_default().push(ns);
+        self.slowest.push((ns, pid, sub.to_string(), container));
+        self.slowest.sort_by(|a, b| b.0.cmp(&a.0));
+        self.slowest.truncate(3);
+    }
+
+    /// `{subcommand: {count, p50_ms, p99_ms, max_ms}}`.
+    fn stats(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (sub, durations) in &self.by_subcommand {
+            let mut d = durations.clone();
+            d.sort_unstable();
+            map.insert(sub.clone(), json!({
+                "count": d.len(),
+                "p50_ms": ms(percentile(&d, 50)),
+                "p99_ms": ms(percentile(&d, 99)),
+                "max_ms": ms(*d.last().unwrap_or(&0)),
+            }));
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e6 * 10.0).round() / 10.0
 }
 
 impl<H: HostView> ExecCorrelator<H> {
@@ -236,6 +298,8 @@ impl<H: HostView> ExecCorrelator<H> {
             stopped: BTreeMap::new(),
             known_inits: HashMap::new(),
             lingering: HashMap::new(),
+            interval: LatencyWindow::default(),
+            total: LatencyWindow::default(),
             finished: 0,
             failed: 0,
         }
@@ -302,7 +366,7 @@ impl<H: HostView> ExecCorrelator<H> {
         if !self.settings.runtime_comms.iter().any(|c| c.as_str() == ev.comm) {
             return;
         }
-        let command = parse_runc_args(&info.args);
+        let command = parse_runc_args(&info.args, &ev.comm);
         if let Some(root) = &command.root {
             let root = PathBuf::from(root);
             if !self.settings.runtime_roots.contains(&root) {
@@ -456,6 +520,7 @@ impl<H: HostView> ExecCorrelator<H> {
     /// Judges invocations with failures that went quiet (their runc may
     /// linger, e.g. a foreground `runc run`).
     pub fn expire(&mut self, now_ns: u64) -> Vec<Report> {
+        let mut out: Vec<Report> = self.tick(now_ns).into_iter().collect();
         let idle = self.settings.idle_ns;
         let stale: Vec<u32> = self
             .invocations
@@ -467,7 +532,6 @@ impl<H: HostView> ExecCorrelator<H> {
             })
             .map(|(k, _)| *k)
             .collect();
-        let mut out = Vec::new();
         for root in stale {
             if let Some(inv) = self.close_invocation(root) {
                 out.extend(self.judge(inv, None));
@@ -476,10 +540,11 @@ impl<H: HostView> ExecCorrelator<H> {
         out
     }
 
-    /// End of the run: judge whatever has failures.
-    pub fn finish(&mut self) -> Vec<Report> {
+    /// End of the run: judge whatever has failures, and the last latency
+    /// interval.
+    pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
+        let mut out: Vec<Report> = self.close_latency_interval(now_ns).into_iter().collect();
         let roots: Vec<u32> = self.invocations.keys().copied().collect();
-        let mut out = Vec::new();
         for root in roots {
             if let Some(inv) = self.invocations.remove(&root) {
                 out.extend(self.judge(inv, None));
@@ -489,11 +554,105 @@ impl<H: HostView> ExecCorrelator<H> {
         out
     }
 
+    /// Runtime latency over the whole run, for the summary.
+    pub fn latency_summary(&self) -> serde_json::Value {
+        self.total.stats()
+    }
+
+    /// Called periodically: closes the latency interval once it is long
+    /// enough and judges it.
+    pub fn tick(&mut self, now_ns: u64) -> Option<Report> {
+        let started = self.interval.started_ns;
+        if self.interval.by_subcommand.is_empty() && self.backlog(now_ns).is_empty() {
+            return None;
+        }
+        if started != 0 && now_ns.saturating_sub(started) < self.settings.latency_interval_ns {
+            return None;
+        }
+        self.close_latency_interval(now_ns)
+    }
+
+    /// runc calls still running past the slow threshold: (pid, subcommand, age).
+    fn backlog(&self, now_ns: u64) -> Vec<(u32, String, u64)> {
+        self.invocations
+            .values()
+            .map(|inv| (inv.started.pid, inv.command.subcommand.clone().unwrap_or_default(), now_ns.saturating_sub(inv.started.ts_ns)))
+            .filter(|(_, sub, age)| *age >= self.settings.slow_threshold_ns && !matches!(sub.as_str(), "run" | "events"))
+            .collect()
+    }
+
+    /// `runtime_slow` when a subcommand's p99 in the interval, or a call
+    /// still running, is past the threshold: kubelet's relist (PLEG) waits
+    /// on these calls, and the node goes NotReady when a relist takes more
+    /// than 3 minutes.
+    fn close_latency_interval(&mut self, now_ns: u64) -> Option<Report> {
+        let window = std::mem::take(&mut self.interval);
+        let threshold = self.settings.slow_threshold_ns;
+        let backlog = self.backlog(now_ns);
+        let slow: Vec<(String, u64, usize)> = window
+            .by_subcommand
+            .iter()
+            .map(|(sub, d)| {
+                let mut d = d.clone();
+                d.sort_unstable();
+                (sub.clone(), percentile(&d, 99), d.len())
+            })
+            .filter(|(_, p99, _)| *p99 >= threshold)
+            .collect();
+        if slow.is_empty() && backlog.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = slow
+            .iter()
+            .map(|(sub, p99, n)| format!("runc {sub} p99 {} ms over {n} calls", ms(*p99)))
+            .collect();
+        if !backlog.is_empty() {
+            let oldest = backlog.iter().map(|b| b.2).max().unwrap_or(0);
+            parts.push(format!("{} runc calls still running, the oldest for {} ms", backlog.len(), ms(oldest)));
+        }
+        let slowest: Vec<serde_json::Value> = window
+            .slowest
+            .iter()
+            .map(|(d, pid, sub, c)| json!({ "pid": pid, "subcommand": sub, "container": c, "ms": ms(*d) }))
+            .collect();
+        let message = format!(
+            "the container runtime is slow: {} (threshold {} ms); kubelet's pod lifecycle relist waits on such calls and the node turns NotReady (\"PLEG is not healthy\") when a relist passes 3 minutes: look at the runtime's load, its disk and the number of containers",
+            parts.join("; "),
+            ms(threshold)
+        );
+        let anchor = Event {
+            ts_ns: now_ns,
+            pid: window.slowest.first().map_or(0, |s| s.1),
+            tid: 0,
+            comm: "runc".into(),
+            cgroup_id: 0,
+            mode: crate::events::HookMode::Tracepoint,
+            body: Body::Fork { child_tid: 0 },
+        };
+        Some(
+            Report::new("runtime_slow", &anchor)
+                .with("threshold_ms", ms(threshold))
+                .with("interval_ms", ms(now_ns.saturating_sub(window.started_ns.min(now_ns))))
+                .with("latency", window.stats())
+                .with("slowest", slowest)
+                .with("backlog", backlog.len())
+                .message(message),
+        )
+    }
+
     /// The verdicts of one invocation, then the one-line story that ties
     /// them together. `end` is the first runc process's exit, if seen.
     fn judge(&mut self, inv: Invocation, end: Option<(&Event, ExitStatus)>) -> Vec<Report> {
         self.finished += 1;
         let sub = inv.command.subcommand.clone().unwrap_or_else(|| "?".into());
+        if let Some((e, _)) = end {
+            let took = e.ts_ns.saturating_sub(inv.started.ts_ns);
+            if self.interval.by_subcommand.is_empty() {
+                self.interval.started_ns = inv.started.ts_ns;
+            }
+            self.interval.add(&sub, took, inv.started.pid, inv.command.container.clone());
+            self.total.add(&sub, took, inv.started.pid, inv.command.container.clone());
+        }
         let container = inv.command.container.clone();
         let runc_failed = end.is_some_and(|(_, s)| s.failed());
         let mut verdicts: Vec<Report> = Vec::new();

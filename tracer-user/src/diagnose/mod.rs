@@ -132,7 +132,7 @@ impl<N: crate::node::NodeView, H: crate::host::HostView> Aggregator<N, H> {
     /// End of the run.
     pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
         let mut reports = self.probe.finish(now_ns);
-        reports.extend(self.exec.finish());
+        reports.extend(self.exec.finish(now_ns));
         self.count(reports)
     }
 
@@ -167,6 +167,7 @@ impl<N: crate::node::NodeView, H: crate::host::HostView> Aggregator<N, H> {
             "attempts": totals,
             "in_flight": self.probe.in_flight(),
             "runtime_invocations": { "judged": self.exec.finished, "failed": self.exec.failed, "in_flight": self.exec.in_flight() },
+            "runtime_latency": self.exec.latency_summary(),
             "verdicts": self.verdict_counts,
             "destinations": destinations,
         })

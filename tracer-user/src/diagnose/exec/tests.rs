@@ -26,7 +26,8 @@ fn exhausted_host() -> StaticHost {
 fn run_all(host: StaticHost, events: &[Event]) -> Vec<Report> {
     let mut c = ExecCorrelator::new(ExecSettings::default(), host);
     let mut out: Vec<Report> = events.iter().flat_map(|e| c.handle(e)).collect();
-    out.extend(c.finish());
+    let last = events.last().map_or(0, |e| e.ts_ns);
+    out.extend(c.finish(last));
     out
 }
 
@@ -173,7 +174,8 @@ fn exec_into_a_container_stopped_before_the_tracer_started() {
 
 #[test]
 fn quiet_failed_invocation_is_judged_by_expire() {
-    let mut c = ExecCorrelator::new(ExecSettings::default(), exhausted_host());
+    let settings = ExecSettings { slow_threshold_ns: u64::MAX / 2, ..Default::default() };
+    let mut c = ExecCorrelator::new(settings, exhausted_host());
     c.handle(&runc_exec(1_000, 100, &["runc", "exec", "c1", "true"]));
     c.handle(&ev(2_000, 100, "runc", Body::Fork { child_tid: 101 }));
     c.handle(&ev(3_000, 101, "runc", Body::SyscallFailed { syscall: "clone".into(), nstype: 0, errno: 11 }));
@@ -200,7 +202,7 @@ fn node_wide_thread_limit_is_named_when_reached() {
 
 #[test]
 fn runc_command_lines() {
-    let parse = |s: &str| parse_runc_args(&s.split(' ').map(String::from).collect::<Vec<_>>());
+    let parse = |s: &str| parse_runc_args(&s.split(' ').map(String::from).collect::<Vec<_>>(), "runc");
     // What containerd's shim runs for an exec probe.
     let c = parse("runc --root /run/containerd/runc/k8s.io --log /run/x/log.json --log-format json exec --process /tmp/runc-process1 --detach --pid-file /run/x/p.pid 3f2a9c");
     assert_eq!(c.subcommand.as_deref(), Some("exec"));
@@ -208,6 +210,9 @@ fn runc_command_lines() {
     assert_eq!(c.root.as_deref(), Some("/run/containerd/runc/k8s.io"));
     let c = parse("runc --root=/r run -d --bundle /b pt-probe");
     assert_eq!((c.subcommand.as_deref(), c.container.as_deref(), c.root.as_deref()), (Some("run"), Some("pt-probe"), Some("/r")));
+    // A wrapper script: argv starts with the interpreter.
+    let c = parse("/bin/sh /usr/local/bin/runc --root /r state c1");
+    assert_eq!((c.subcommand.as_deref(), c.container.as_deref()), (Some("state"), Some("c1")));
     let c = parse("runc init");
     assert_eq!((c.subcommand.as_deref(), c.container), (Some("init"), None));
 }
@@ -220,4 +225,52 @@ fn names_for_people() {
     assert_eq!(namespace_name(0x4000_0000), "net");
     assert_eq!(ExitStatus::from_raw(9).describe(), "was killed by SIGKILL");
     assert_eq!(ExitStatus::from_raw(2 << 8).describe(), "exited with code 2");
+}
+
+fn runc_call(c: &mut ExecCorrelator<StaticHost>, start: u64, pid: u32, sub: &str, took: u64) -> Vec<Report> {
+    let mut out = c.handle(&runc_exec(start, pid, &["runc", sub, "c1"]));
+    out.extend(c.handle(&exit(start + took, pid, "runc", 0)));
+    out
+}
+
+#[test]
+fn slow_runtime_calls_raise_runtime_slow_with_percentiles() {
+    const MS: u64 = 1_000_000;
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    let mut t = 1_000 * MS;
+    // 20 fast `runc state` calls, then 3 that take 1.5 s (a stuck runtime).
+    for i in 0..20 {
+        assert!(runc_call(&mut c, t, 100 + i, "state", 20 * MS).is_empty());
+        t += 100 * MS;
+    }
+    assert!(c.tick(t).is_none(), "interval not over yet");
+    for i in 0..3 {
+        assert!(runc_call(&mut c, t, 200 + i, "state", 1_500 * MS).is_empty());
+        t += 1_600 * MS;
+    }
+    let r = c.tick(t + 10_000 * MS).expect("runtime_slow");
+    assert_eq!(r.kind, "runtime_slow");
+    assert_eq!(r.fields["latency"]["state"]["count"], 23);
+    assert_eq!(r.fields["latency"]["state"]["p99_ms"], 1500.0);
+    assert_eq!(r.fields["latency"]["state"]["p50_ms"], 20.0);
+    assert_eq!(r.fields["slowest"][0]["ms"], 1500.0);
+    assert!(r.message.contains("PLEG is not healthy"), "{}", r.message);
+    // The next interval is quiet.
+    assert!(c.tick(t + 30_000 * MS).is_none());
+    assert_eq!(c.latency_summary()["state"]["count"], 23);
+}
+
+#[test]
+fn fast_runtime_calls_are_not_slow_and_a_stuck_call_is() {
+    const MS: u64 = 1_000_000;
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    for i in 0..50 {
+        runc_call(&mut c, 1_000 * MS + i * 50 * MS, 100 + i as u32, "exec", 30 * MS);
+    }
+    assert!(c.tick(20_000 * MS).is_none());
+    // A `runc exec` that never returns is backlog.
+    c.handle(&runc_exec(30_000 * MS, 500, &["runc", "exec", "c1", "true"]));
+    let r = c.tick(45_000 * MS).expect("stuck call");
+    assert_eq!(r.fields["backlog"], 1);
+    assert!(r.message.contains("1 runc calls still running"), "{}", r.message);
 }
