@@ -145,6 +145,8 @@ pub mod role {
     /// A container's command started by the runtime: its own exit is
     /// reported, its children are not tracked.
     pub const CONTAINER: u32 = 2;
+    /// Chosen by the OOM killer: its exit is reported.
+    pub const OOM_VICTIM: u32 = 3;
 }
 
 /// A tracked process created a new process.
@@ -204,13 +206,19 @@ pub struct SignalEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OomKillEvent {
+    /// Describes the task that ran the OOM killer (its cgroup is the one
+    /// whose limit was hit, for a cgroup OOM).
     pub header: EventHeader,
     pub victim_pid: u32,
     pub _pad: u32,
-    /// Victim's memory at the kill, in pages (0 when the kernel does not say).
-    pub total_vm_pages: u64,
-    pub anon_rss_pages: u64,
-    pub file_rss_pages: u64,
+    /// Victim's memory at the kill in KiB (0 where the kernel's tracepoint
+    /// does not say: before 6.8 it carries only the pid).
+    pub total_vm_kb: u64,
+    pub anon_rss_kb: u64,
+    pub file_rss_kb: u64,
+    pub shmem_rss_kb: u64,
+    /// The victim's comm, when the tracepoint has it.
+    pub victim_comm: [u8; TASK_COMM_LEN],
 }
 
 /// Key of the prober-comm filter map: a NUL-padded `comm`.
@@ -348,6 +356,8 @@ pub struct ProcessOffsets {
     pub oom_total_vm: u32,
     pub oom_anon_rss: u32,
     pub oom_file_rss: u32,
+    pub oom_shmem_rss: u32,
+    pub oom_comm: u32,
     /// struct task_struct
     pub task_exit_code: u32,
     pub task_thread_pid: u32,
@@ -386,6 +396,8 @@ impl ProcessOffsets {
         oom_total_vm: NO_FIELD,
         oom_anon_rss: NO_FIELD,
         oom_file_rss: NO_FIELD,
+        oom_shmem_rss: NO_FIELD,
+        oom_comm: NO_FIELD,
         task_exit_code: NO_FIELD,
         task_thread_pid: NO_FIELD,
         task_real_parent: NO_FIELD,

@@ -89,6 +89,13 @@ fn emit<T: 'static>(value: &T) {
     }
 }
 
+/// Commits a record that should reach userspace at once (an OOM kill:
+/// userspace reads the victim's cgroup before it disappears).
+#[inline(always)]
+fn submit_now<T: 'static>(entry: RingBufEntry<T>) {
+    entry.submit(aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP as u64);
+}
+
 /// Commits a record built in place with [`reserve`].
 #[inline(always)]
 fn submit<T: 'static>(entry: RingBufEntry<T>) {

@@ -27,11 +27,11 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    ARGS_LEN, CommKey, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, SignalEvent,
-    SyscallFailedEvent, counter, hook_mode, kind, role, syscall,
+    ARGS_LEN, CommKey, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, OomKillEvent, SignalEvent,
+    SyscallFailedEvent, TASK_COMM_LEN, counter, hook_mode, kind, role, syscall,
 };
 
-use crate::{bump, config, emit, header, read_kernel, reserve, submit, tp_read};
+use crate::{bump, config, emit, header, read_kernel, reserve, submit, submit_now, tp_read};
 
 /// Runtime binary names (`--runtime-comm`).
 #[map]
@@ -41,6 +41,10 @@ static RUNTIME_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(16, 0);
 /// runtime started in) << 8. LRU so a missed exit can never fill it.
 #[map]
 static RUNTIME_TASKS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Processes the OOM killer chose, until they exit (their exit is reported).
+#[map]
+static OOM_VICTIMS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(1024, 0);
 
 /// `setns` calls in flight by tracked threads: tid -> nstype argument.
 #[map]
@@ -314,12 +318,21 @@ fn on_exit(mode: u8) {
     let previous = tracked(tgid);
     let ns = ns_pid(task);
     let container_init = ns.level > 0 && ns.nr == 1;
-    if previous.is_none() && !container_init {
+    let oom_victim = unsafe { OOM_VICTIMS.get(&tgid).is_some() };
+    if previous.is_none() && !container_init && !oom_victim {
         return;
     }
     if previous.is_some() {
         let _ = RUNTIME_TASKS.remove(&tgid);
     }
+    if oom_victim {
+        let _ = OOM_VICTIMS.remove(&tgid);
+    }
+    let role = match previous {
+        Some(v) => role_of(v),
+        None if oom_victim => role::OOM_VICTIM,
+        None => 0,
+    };
     emit(&ExitEvent {
         header: header(kind::PROC_EXIT, mode),
         exit_code: read_kernel::<i32>(task, off.task_exit_code).unwrap_or(0),
@@ -327,7 +340,7 @@ fn on_exit(mode: u8) {
         ppid: parent_tgid(task),
         group_dead: 1,
         ns_level: ns.level,
-        role: previous.map(role_of).unwrap_or(0),
+        role,
     });
 }
 
@@ -403,5 +416,37 @@ pub fn tp_signal_generate(ctx: TracePointContext) -> u32 {
     }
     let comm = tp_read::<CommKey>(&ctx, off.sig_comm);
     emit_signal(hook_mode::TRACEPOINT, sig, tp_read::<i32>(&ctx, off.sig_result), pid, comm);
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Hook: OOM kills (oom:mark_victim). Its fields grew over time: before 6.8
+// only the pid; the loader fills the offsets the running kernel has.
+
+#[tracepoint(category = "oom", name = "mark_victim")]
+pub fn tp_mark_victim(ctx: TracePointContext) -> u32 {
+    let off = &config().process;
+    let victim = tp_read::<u32>(&ctx, off.oom_pid);
+    if victim == 0 {
+        return 0;
+    }
+    let _ = OOM_VICTIMS.insert(&victim, &1, 0);
+    let Some(mut entry) = reserve::<OomKillEvent>() else { return 0 };
+    // SAFETY: reserve returned room for an OomKillEvent; every field is set below.
+    let e = unsafe { &mut *entry.as_mut_ptr() };
+    e.header = header(kind::OOM_KILL, hook_mode::TRACEPOINT);
+    e.victim_pid = victim;
+    e._pad = 0;
+    e.total_vm_kb = tp_read::<u64>(&ctx, off.oom_total_vm);
+    e.anon_rss_kb = tp_read::<u64>(&ctx, off.oom_anon_rss);
+    e.file_rss_kb = tp_read::<u64>(&ctx, off.oom_file_rss);
+    e.shmem_rss_kb = tp_read::<u64>(&ctx, off.oom_shmem_rss);
+    e.victim_comm = [0; TASK_COMM_LEN];
+    if off.oom_comm != NO_FIELD {
+        let loc = tp_read::<u32>(&ctx, off.oom_comm);
+        let src = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut e.victim_comm) };
+    }
+    submit_now(entry);
     0
 }

@@ -59,7 +59,7 @@ pub struct RunArgs {
     /// Which parts to trace (comma-separated): probe (TCP probes, IPVS),
     /// exec (the runtime's process tree), node (OOM kills).
     #[arg(long, value_name = "GROUPS", value_enum, value_delimiter = ',',
-          default_values_t = [crate::loader::Group::Probe, crate::loader::Group::Exec])]
+          default_values_t = [crate::loader::Group::Probe, crate::loader::Group::Exec, crate::loader::Group::Node])]
     pub groups: Vec<crate::loader::Group>,
     /// Stop by itself after this many seconds.
     #[arg(long, value_name = "SECS")]

@@ -71,7 +71,7 @@ pub enum Body {
     SyscallFailed { syscall: String, nstype: i32, errno: i32 },
     Exit { exit_code: i32, ns_pid: u32, ppid: u32, group_dead: bool, ns_level: u32, role: Role },
     Signal { sig: i32, errno: i32, code: i32, result: i32, target_pid: u32, target_comm: String },
-    OomKill { victim_pid: u32, total_vm_pages: u64, anon_rss_pages: u64, file_rss_pages: u64 },
+    OomKill(OomKill),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +85,19 @@ pub struct TcpInfo {
     pub newstate: u8,
 }
 
+/// The OOM killer chose a victim. The event's own pid/comm/cgroup are the
+/// task that ran the OOM killer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OomKill {
+    pub victim_pid: u32,
+    /// Empty where the kernel's tracepoint lacks it (before 6.8).
+    pub victim_comm: String,
+    pub total_vm_kb: u64,
+    pub anon_rss_kb: u64,
+    pub file_rss_kb: u64,
+    pub shmem_rss_kb: u64,
+}
+
 /// What the kernel's runtime filter considers a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -96,6 +109,8 @@ pub enum Role {
     Runtime,
     /// The container's command the runtime started.
     Container,
+    /// Chosen by the OOM killer.
+    OomVictim,
 }
 
 impl Role {
@@ -103,6 +118,7 @@ impl Role {
         match raw {
             role::RUNTIME => Self::Runtime,
             role::CONTAINER => Self::Container,
+            role::OOM_VICTIM => Self::OomVictim,
             _ => Self::Untracked,
         }
     }
@@ -214,12 +230,14 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         }
         kind::OOM_KILL => {
             let e: OomKillEvent = read_record(bytes)?;
-            Body::OomKill {
+            Body::OomKill(OomKill {
                 victim_pid: e.victim_pid,
-                total_vm_pages: e.total_vm_pages,
-                anon_rss_pages: e.anon_rss_pages,
-                file_rss_pages: e.file_rss_pages,
-            }
+                victim_comm: c_string(&e.victim_comm),
+                total_vm_kb: e.total_vm_kb,
+                anon_rss_kb: e.anon_rss_kb,
+                file_rss_kb: e.file_rss_kb,
+                shmem_rss_kb: e.shmem_rss_kb,
+            })
         }
         _ => return None,
     };

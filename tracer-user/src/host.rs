@@ -8,7 +8,7 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use serde::Serialize;
@@ -56,6 +56,43 @@ pub struct ContainerState {
     pub pids_cgroup: Option<PathBuf>,
 }
 
+/// A memory cgroup's usage and limit, read when an OOM kill is seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemoryUsage {
+    /// The cgroup directory whose limit applies (or the victim's own).
+    pub cgroup: String,
+    pub usage_bytes: u64,
+    /// High-water mark where the kernel keeps one (memory.peak,
+    /// memory.max_usage_in_bytes): usage drops as soon as the victim dies.
+    pub peak_bytes: Option<u64>,
+    /// `None`: no limit at this level or above.
+    pub limit_bytes: Option<u64>,
+}
+
+/// Pod UID and container ID in a Kubernetes cgroup path, for the systemd
+/// driver (`kubepods-burstable-pod<uid>.slice/cri-containerd-<id>.scope`,
+/// also `docker-`, `crio-`) and the cgroupfs driver
+/// (`/kubepods/burstable/pod<uid>/<id>`).
+pub fn kubernetes_ids(path: &str) -> (Option<String>, Option<String>) {
+    let mut pod = None;
+    let mut container = None;
+    for part in path.split('/') {
+        let name = part.strip_suffix(".slice").or_else(|| part.strip_suffix(".scope")).unwrap_or(part);
+        if let Some(idx) = name.rfind("pod") {
+            let uid = &name[idx + 3..];
+            if uid.len() >= 32 && uid.chars().all(|c| c.is_ascii_hexdigit() || c == '_' || c == '-') {
+                pod = Some(uid.replace('_', "-"));
+                continue;
+            }
+        }
+        let id = name.rsplit('-').next().unwrap_or(name);
+        if id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+            container = Some(id.to_string());
+        }
+    }
+    (pod, container)
+}
+
 pub trait HostView {
     /// The pids limit that applies to `pid` (or, once it is gone, to the
     /// cgroup `cgroup_id` or the container's recorded cgroup): the first
@@ -68,13 +105,17 @@ pub trait HostView {
     fn container_by_init_pid(&self, roots: &[PathBuf], pid: u32) -> Option<ContainerState>;
     /// Path of the cgroup v2 directory with id `cgroup_id`.
     fn cgroup_path(&self, cgroup_id: u64) -> Option<String>;
+    /// Memory usage and the limit that applies to `pid` (or to `other_pid`,
+    /// or the cgroup `cgroup_id`, once it is gone).
+    fn memory_usage(&self, pid: u32, other_pid: u32, cgroup_id: u64) -> Option<MemoryUsage>;
 }
 
-/// The real host: procfs, cgroupfs, runc state files.
-#[derive(Default)]
+/// The real host: procfs, cgroupfs, runc state files. Clones share the
+/// cgroup path cache.
+#[derive(Default, Clone)]
 pub struct ProcHost {
     /// cgroup id -> path, filled by walking the cgroup2 tree once per miss.
-    cgroup_paths: Mutex<HashMap<u64, String>>,
+    cgroup_paths: Arc<Mutex<HashMap<u64, String>>>,
 }
 
 impl HostView for ProcHost {
@@ -140,6 +181,78 @@ impl HostView for ProcHost {
         }
         found
     }
+
+    fn memory_usage(&self, pid: u32, other_pid: u32, cgroup_id: u64) -> Option<MemoryUsage> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for p in [pid, other_pid] {
+            if let Ok(text) = fs::read_to_string(format!("/proc/{p}/cgroup")) {
+                dirs.extend(controller_dirs(&text, "memory"));
+            }
+        }
+        if let Some(path) = self.cgroup_path(cgroup_id) {
+            dirs.push(PathBuf::from(path));
+        }
+        dirs.iter().find_map(|d| memory_walking_up(d))
+    }
+}
+
+/// Directories of a process's cgroup for `controller`: its v1 hierarchy's
+/// line first, then the v2 (`0::`) line.
+fn controller_dirs(proc_cgroup: &str, controller: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let rel = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == controller) {
+            if let Some(mount) = v1_mount(controller) {
+                dirs.insert(0, mount.join(rel));
+            }
+        } else if controllers.is_empty() {
+            if let Some(mount) = cgroup2_mount() {
+                dirs.push(mount.join(rel));
+            }
+        }
+    }
+    dirs
+}
+
+/// Reads usage and limit from `dir`, walking up to the first level with a
+/// limit (v2 `memory.max`, v1 `memory.limit_in_bytes` below the "unlimited"
+/// sentinel).
+fn memory_walking_up(dir: &Path) -> Option<MemoryUsage> {
+    let read = |d: &Path, f: &str| fs::read_to_string(d.join(f)).ok().map(|s| s.trim().to_string());
+    let num = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok());
+    let mut own: Option<MemoryUsage> = None;
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        let level = if let Some(usage) = num(read(d, "memory.current")) {
+            Some(MemoryUsage {
+                cgroup: d.to_string_lossy().into_owned(),
+                usage_bytes: usage,
+                peak_bytes: num(read(d, "memory.peak")),
+                limit_bytes: num(read(d, "memory.max")),
+            })
+        } else if let Some(usage) = num(read(d, "memory.usage_in_bytes")) {
+            Some(MemoryUsage {
+                cgroup: d.to_string_lossy().into_owned(),
+                usage_bytes: usage,
+                peak_bytes: num(read(d, "memory.max_usage_in_bytes")),
+                // v1 says "unlimited" with a huge page-rounded number.
+                limit_bytes: num(read(d, "memory.limit_in_bytes")).filter(|l| *l < 1 << 62),
+            })
+        } else {
+            None
+        };
+        match level {
+            Some(l) if l.limit_bytes.is_some() => return Some(l),
+            Some(l) if own.is_none() => own = Some(l),
+            None if own.is_some() => break,
+            _ => {}
+        }
+        cur = d.parent();
+    }
+    own
 }
 
 /// Where the cgroup2 hierarchy is mounted (pure v2, or "unified" in hybrid).
@@ -154,10 +267,15 @@ fn cgroup2_mount() -> Option<PathBuf> {
 
 /// The v1 pids controller mount point, if any.
 fn pids_v1_mount() -> Option<PathBuf> {
+    v1_mount("pids")
+}
+
+/// Mount point of a cgroup v1 controller, if it is mounted.
+fn v1_mount(controller: &str) -> Option<PathBuf> {
     let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
     mounts.lines().find_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        (cols.len() > 3 && cols[2] == "cgroup" && cols[3].split(',').any(|o| o == "pids"))
+        (cols.len() > 3 && cols[2] == "cgroup" && cols[3].split(',').any(|o| o == controller))
             .then(|| PathBuf::from(cols[1]))
     })
 }
@@ -248,6 +366,7 @@ pub struct StaticHost {
     pub threads: Option<ThreadCount>,
     pub containers: Vec<ContainerState>,
     pub cgroups: HashMap<u64, String>,
+    pub memory: Option<MemoryUsage>,
 }
 
 impl HostView for StaticHost {
@@ -265,6 +384,9 @@ impl HostView for StaticHost {
     }
     fn cgroup_path(&self, cgroup_id: u64) -> Option<String> {
         self.cgroups.get(&cgroup_id).cloned()
+    }
+    fn memory_usage(&self, _pid: u32, _other: u32, _cgroup_id: u64) -> Option<MemoryUsage> {
+        self.memory.clone()
     }
 }
 
@@ -298,6 +420,29 @@ mod tests {
         if let Some(m) = cgroup2_mount() {
             assert!(dirs.contains(&m.join("user.slice")));
         }
+    }
+
+    #[test]
+    fn kubernetes_ids_from_cgroup_paths() {
+        let id = "3f2a9c".repeat(10) + "abcd";
+        let systemd = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a1b2c3d_1111_2222_3333_444455556666.slice/cri-containerd-{id}.scope"
+        );
+        assert_eq!(
+            kubernetes_ids(&systemd),
+            (Some("0a1b2c3d-1111-2222-3333-444455556666".into()), Some(id.clone()))
+        );
+        let cgroupfs = format!("/kubepods/besteffort/pod0a1b2c3d-1111-2222-3333-444455556666/{id}");
+        assert_eq!(kubernetes_ids(&cgroupfs).1, Some(id));
+        assert_eq!(kubernetes_ids("/user.slice/user-0.slice/session-1.scope"), (None, None));
+    }
+
+    #[test]
+    fn memory_usage_of_this_process_is_readable() {
+        // Whatever the hierarchy (v1, v2, hybrid), our own cgroup reports usage.
+        let me = std::process::id();
+        let m = ProcHost::default().memory_usage(me, me, 0).expect("memory cgroup");
+        assert!(m.usage_bytes > 0, "{m:?}");
     }
 
     #[test]

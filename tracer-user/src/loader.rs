@@ -66,7 +66,8 @@ impl Attach {
 
 pub struct HookSpec {
     pub name: &'static str,
-    pub group: Group,
+    /// The parts of the product that need it (the first is reported).
+    pub groups: &'static [Group],
     /// Best first.
     pub candidates: &'static [Attach],
     /// Without it the group cannot work: loading fails.
@@ -76,7 +77,7 @@ pub struct HookSpec {
 pub const HOOKS: &[HookSpec] = &[
     HookSpec {
         name: "tcp_state",
-        group: Group::Probe,
+        groups: &[Group::Probe],
         candidates: &[
             Attach::RawTracepoint { program: "raw_tp_inet_sock_set_state", name: "inet_sock_set_state" },
             Attach::Tracepoint { program: "tp_inet_sock_set_state", category: "sock", name: "inet_sock_set_state" },
@@ -85,7 +86,7 @@ pub const HOOKS: &[HookSpec] = &[
     },
     HookSpec {
         name: "tcp_connect",
-        group: Group::Probe,
+        groups: &[Group::Probe],
         candidates: &[
             Attach::Fentry { program: "fentry_tcp_connect", function: "tcp_connect" },
             Attach::Kprobe { program: "kprobe_tcp_connect", function: "tcp_connect" },
@@ -95,7 +96,7 @@ pub const HOOKS: &[HookSpec] = &[
     },
     HookSpec {
         name: "tcp_rcv_state_process",
-        group: Group::Probe,
+        groups: &[Group::Probe],
         candidates: &[
             Attach::Fentry { program: "fentry_tcp_rcv_state_process", function: "tcp_rcv_state_process" },
             Attach::Kprobe { program: "kprobe_tcp_rcv_state_process", function: "tcp_rcv_state_process" },
@@ -105,7 +106,7 @@ pub const HOOKS: &[HookSpec] = &[
     },
     HookSpec {
         name: "tcp_retransmit",
-        group: Group::Probe,
+        groups: &[Group::Probe],
         candidates: &[Attach::Tracepoint {
             program: "tp_tcp_retransmit_skb",
             category: "tcp",
@@ -115,7 +116,7 @@ pub const HOOKS: &[HookSpec] = &[
     },
     HookSpec {
         name: "tcp_receive_reset",
-        group: Group::Probe,
+        groups: &[Group::Probe],
         candidates: &[Attach::Tracepoint {
             program: "tp_tcp_receive_reset",
             category: "tcp",
@@ -125,7 +126,7 @@ pub const HOOKS: &[HookSpec] = &[
     },
     HookSpec {
         name: "ipvs_conn_new",
-        group: Group::Probe,
+        groups: &[Group::Probe],
         candidates: &[
             Attach::Kprobe { program: "kprobe_ip_vs_conn_new", function: "ip_vs_conn_new" },
             Attach::Inferred { source: "/proc/net/ip_vs" },
@@ -134,13 +135,13 @@ pub const HOOKS: &[HookSpec] = &[
     },
     HookSpec {
         name: "runtime_exec",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[Attach::Tracepoint { program: "tp_sched_process_exec", category: "sched", name: "sched_process_exec" }],
         required: true,
     },
     HookSpec {
         name: "runtime_fork",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[
             Attach::RawTracepoint { program: "raw_tp_sched_process_fork", name: "sched_process_fork" },
             Attach::Tracepoint { program: "tp_sched_process_fork", category: "sched", name: "sched_process_fork" },
@@ -149,43 +150,44 @@ pub const HOOKS: &[HookSpec] = &[
     },
     HookSpec {
         name: "clone_failed",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[Attach::Tracepoint { program: "tp_sys_exit_clone", category: "syscalls", name: "sys_exit_clone" }],
         required: false,
     },
     HookSpec {
         name: "clone3_failed",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[Attach::Tracepoint { program: "tp_sys_exit_clone3", category: "syscalls", name: "sys_exit_clone3" }],
         required: false,
     },
     HookSpec {
         name: "fork_failed",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[Attach::Tracepoint { program: "tp_sys_exit_fork", category: "syscalls", name: "sys_exit_fork" }],
         required: false,
     },
     HookSpec {
         name: "vfork_failed",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[Attach::Tracepoint { program: "tp_sys_exit_vfork", category: "syscalls", name: "sys_exit_vfork" }],
         required: false,
     },
     HookSpec {
         name: "setns_enter",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[Attach::Tracepoint { program: "tp_sys_enter_setns", category: "syscalls", name: "sys_enter_setns" }],
         required: false,
     },
     HookSpec {
         name: "setns_failed",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[Attach::Tracepoint { program: "tp_sys_exit_setns", category: "syscalls", name: "sys_exit_setns" }],
         required: false,
     },
     HookSpec {
         name: "process_exit",
-        group: Group::Exec,
+        // Also reports OOM victims' exits.
+        groups: &[Group::Exec, Group::Node],
         candidates: &[
             Attach::RawTracepoint { program: "raw_tp_sched_process_exit", name: "sched_process_exit" },
             Attach::Tracepoint { program: "tp_sched_process_exit", category: "sched", name: "sched_process_exit" },
@@ -194,12 +196,18 @@ pub const HOOKS: &[HookSpec] = &[
     },
     HookSpec {
         name: "fatal_signal",
-        group: Group::Exec,
+        groups: &[Group::Exec],
         candidates: &[
             Attach::RawTracepoint { program: "raw_tp_signal_generate", name: "signal_generate" },
             Attach::Tracepoint { program: "tp_signal_generate", category: "signal", name: "signal_generate" },
         ],
         required: false,
+    },
+    HookSpec {
+        name: "oom_kill",
+        groups: &[Group::Node],
+        candidates: &[Attach::Tracepoint { program: "tp_mark_victim", category: "oom", name: "mark_victim" }],
+        required: true,
     },
 ];
 
@@ -284,7 +292,7 @@ impl Tracer {
 
         let aya_btf = Btf::from_sys_fs().ok();
         let mut hooks: Vec<HookStatus> = Vec::new();
-        for spec in HOOKS.iter().filter(|h| opts.groups.contains(&h.group)) {
+        for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
             let status = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), &opts.allowed_modes);
             if spec.required && status.mode.is_none() {
                 let why = status.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ");
@@ -405,6 +413,8 @@ fn process_tracepoint_offsets(off: &mut ProcessOffsets) {
         off.oom_total_vm = f.offset_or_missing("total_vm");
         off.oom_anon_rss = f.offset_or_missing("anon_rss");
         off.oom_file_rss = f.offset_or_missing("file_rss");
+        off.oom_shmem_rss = f.offset_or_missing("shmem_rss");
+        off.oom_comm = f.offset_or_missing("comm");
     }
 }
 
@@ -416,7 +426,7 @@ fn attach_hook(
     ipvs_problem: Option<&str>,
     allowed: &[Mode],
 ) -> HookStatus {
-    let mut status = HookStatus { hook: spec.name, group: spec.group, mode: None, target: None, tried: Vec::new() };
+    let mut status = HookStatus { hook: spec.name, group: spec.groups[0], mode: None, target: None, tried: Vec::new() };
     for candidate in spec.candidates {
         // A disallowed mechanism is not tried at all (and not listed).
         if candidate.mode().is_some_and(|m| !allowed.contains(&m)) {

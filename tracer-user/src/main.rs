@@ -54,7 +54,7 @@ fn check(args: CheckArgs) -> Result<()> {
         Some(_) => Vec::new(),
         None => {
             let tracer = Tracer::load(&LoadOptions {
-                groups: vec![Group::Probe, Group::Exec],
+                groups: vec![Group::Probe, Group::Exec, Group::Node],
                 allowed_modes: Mode::ALL.to_vec(),
                 prober_comms: vec!["kubelet".into()],
                 runtime_comms: vec!["runc".into()],

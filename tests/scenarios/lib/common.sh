@@ -50,3 +50,20 @@ start_container() {
 container_pid() {
     runc --root "$RUNC_ROOT" state "$1" | jq -r .pid
 }
+
+# set_limit MIB: the OOM scenario cgroup's memory limit, without swap.
+set_limit() {
+    local bytes=$(($1 * 1024 * 1024))
+    if [ -e "$OOM_CGROUP/memory.max" ]; then
+        echo "$bytes" >"$OOM_CGROUP/memory.max"
+        [ -e "$OOM_CGROUP/memory.swap.max" ] && echo 0 >"$OOM_CGROUP/memory.swap.max"
+    else
+        # v1: memsw must stay >= the limit; raise it first, lower it last.
+        if [ -e "$OOM_CGROUP/memory.memsw.limit_in_bytes" ]; then
+            echo -1 >"$OOM_CGROUP/memory.memsw.limit_in_bytes" 2>/dev/null
+        fi
+        echo "$bytes" >"$OOM_CGROUP/memory.limit_in_bytes"
+        [ -e "$OOM_CGROUP/memory.memsw.limit_in_bytes" ] && echo "$bytes" >"$OOM_CGROUP/memory.memsw.limit_in_bytes"
+    fi
+    return 0
+}

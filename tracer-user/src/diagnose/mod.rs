@@ -3,6 +3,7 @@
 //! verdicts (something failed, and why) and per-attempt records.
 
 pub mod exec;
+pub mod oom;
 pub mod probe;
 
 use std::net::IpAddr;
@@ -93,18 +94,20 @@ pub const VERDICT_KINDS: &[&str] = &[
 
 /// All correlators behind one `handle`: what `run`, `daemon` and `replay`
 /// feed events into.
-pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView> {
+pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView + Clone> {
     pub probe: probe::ProbeCorrelator<N>,
     pub exec: exec::ExecCorrelator<H>,
+    pub oom: oom::OomCorrelator<H>,
     pub events: u64,
     pub verdict_counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
-impl<N: crate::node::NodeView, H: crate::host::HostView> Aggregator<N, H> {
+impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H> {
     pub fn new(probe_settings: probe::ProbeSettings, node: N, exec_settings: exec::ExecSettings, host: H) -> Self {
         Self {
             probe: probe::ProbeCorrelator::new(probe_settings, node),
-            exec: exec::ExecCorrelator::new(exec_settings, host),
+            exec: exec::ExecCorrelator::new(exec_settings, host.clone()),
+            oom: oom::OomCorrelator::new(host),
             events: 0,
             verdict_counts: Default::default(),
         }
@@ -112,6 +115,9 @@ impl<N: crate::node::NodeView, H: crate::host::HostView> Aggregator<N, H> {
 
     pub fn handle(&mut self, ev: &Event) -> Vec<Report> {
         self.events += 1;
+        if let Some(reports) = self.oom.handle(ev) {
+            return self.count(reports);
+        }
         let reports = match &ev.body {
             Body::Exec(_) | Body::Fork { .. } | Body::SyscallFailed { .. } | Body::Exit { .. } | Body::Signal { .. } => {
                 self.exec.handle(ev)
@@ -126,6 +132,7 @@ impl<N: crate::node::NodeView, H: crate::host::HostView> Aggregator<N, H> {
     pub fn expire(&mut self, now_ns: u64, min_age_ns: u64) -> Vec<Report> {
         let mut reports = self.probe.expire(now_ns, min_age_ns);
         reports.extend(self.exec.expire(now_ns));
+        reports.extend(self.oom.expire(now_ns));
         self.count(reports)
     }
 
@@ -133,6 +140,7 @@ impl<N: crate::node::NodeView, H: crate::host::HostView> Aggregator<N, H> {
     pub fn finish(&mut self, now_ns: u64) -> Vec<Report> {
         let mut reports = self.probe.finish(now_ns);
         reports.extend(self.exec.finish(now_ns));
+        reports.extend(self.oom.finish());
         self.count(reports)
     }
 
