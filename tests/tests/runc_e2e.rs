@@ -121,9 +121,14 @@ fn a_stalling_runtime_raises_runtime_slow_and_normal_calls_do_not() {
     let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "3000"]);
     assert_eq!(scenario.trigger(&["slow", "3.5", "2"]), "0 0");
     let out = tracer.stop();
-    let slow = out.only("runtime_slow");
-    assert_eq!(slow["latency"]["state"]["count"], 2, "{slow}");
-    assert!(slow["latency"]["state"]["p99_ms"].as_f64().unwrap() >= 3500.0, "{slow}");
-    assert_eq!(slow["slowest"][0]["subcommand"], "state");
-    assert_eq!(slow["threshold_ms"], 3000.0);
+    // Under emulation a window may close between the two calls: then the
+    // second is reported as still running, and again when it ends.
+    let slow = out.kind("runtime_slow");
+    assert!(!slow.is_empty(), "{}", out.dump());
+    let states: u64 = slow.iter().filter_map(|s| s["latency"]["state"]["count"].as_u64()).sum();
+    assert_eq!(states, 2, "{}", out.dump());
+    let worst = slow.iter().filter_map(|s| s["latency"]["state"]["p99_ms"].as_f64()).fold(0.0, f64::max);
+    assert!(worst >= 3500.0, "{}", out.dump());
+    assert_eq!(slow[0]["slowest"][0]["subcommand"], "state");
+    assert_eq!(slow[0]["threshold_ms"], 3000.0);
 }

@@ -9,6 +9,10 @@ if ! grep -q cgroup /proc/mounts; then
     mount -t cgroup2 none /sys/fs/cgroup
     . "$here/env.sh"
 fi
+if [ -e /sys/fs/cgroup/cgroup.subtree_control ]; then
+    # cgroup v2: children get memory.max only with the controller enabled.
+    grep -qw memory /sys/fs/cgroup/cgroup.subtree_control || echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+fi
 mkdir -p "$OOM_CGROUP"
 set_limit "$LIMIT_MIB"
 log "cgroup $OOM_CGROUP limited to $LIMIT_MIB MiB"

@@ -562,11 +562,15 @@ impl<H: HostView> ExecCorrelator<H> {
     /// Called periodically: closes the latency interval once it is long
     /// enough and judges it.
     pub fn tick(&mut self, now_ns: u64) -> Option<Report> {
-        let started = self.interval.started_ns;
-        if self.interval.by_subcommand.is_empty() && self.backlog(now_ns).is_empty() {
+        if self.interval.started_ns == 0 {
+            // Nothing ended yet: a stuck call opens the interval, so it is
+            // reported once per interval, not on every tick.
+            if !self.backlog(now_ns).is_empty() {
+                self.interval.started_ns = now_ns;
+            }
             return None;
         }
-        if started != 0 && now_ns.saturating_sub(started) < self.settings.latency_interval_ns {
+        if now_ns.saturating_sub(self.interval.started_ns) < self.settings.latency_interval_ns {
             return None;
         }
         self.close_latency_interval(now_ns)

@@ -270,6 +270,8 @@ fn fast_runtime_calls_are_not_slow_and_a_stuck_call_is() {
     assert!(c.tick(20_000 * MS).is_none());
     // A `runc exec` that never returns is backlog.
     c.handle(&runc_exec(30_000 * MS, 500, &["runc", "exec", "c1", "true"]));
+    assert!(c.tick(32_000 * MS).is_none(), "opens the interval");
+    assert!(c.tick(33_000 * MS).is_none(), "once per interval");
     let r = c.tick(45_000 * MS).expect("stuck call");
     assert_eq!(r.fields["backlog"], 1);
     assert!(r.message.contains("1 runc calls still running"), "{}", r.message);
