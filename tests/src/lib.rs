@@ -176,7 +176,7 @@ impl Output {
 
     /// Lines that are verdicts (neither records nor start/summary).
     pub fn verdicts(&self) -> Vec<&Value> {
-        const RECORDS: &[&str] = &["tracer_started", "summary", "tcp_attempt"];
+        const RECORDS: &[&str] = &["tracer_started", "summary", "tcp_attempt", "container_stopped"];
         self.lines.iter().filter(|l| !RECORDS.contains(&l["kind"].as_str().unwrap_or(""))).collect()
     }
 

@@ -80,7 +80,8 @@ fn runc_exec_failures_are_diagnosed_one_story_each() {
 #[ignore = "e2e: needs root and runc; run by cargo xtask test"]
 fn successful_runc_execs_produce_no_verdict() {
     let scenario = Scenario::up("runc");
-    let tracer = Tracer::start(&["--groups", "exec"]);
+    // Latency is not the point here (and runc is slow under emulation).
+    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000"]);
     for _ in 0..3 {
         assert_eq!(scenario.trigger(&["healthy"]), "0");
     }
@@ -131,4 +132,19 @@ fn a_stalling_runtime_raises_runtime_slow_and_normal_calls_do_not() {
     assert!(worst >= 3500.0, "{}", out.dump());
     assert_eq!(slow[0]["slowest"][0]["subcommand"], "state");
     assert_eq!(slow[0]["threshold_ms"], 3000.0);
+}
+
+#[test]
+#[ignore = "e2e: needs root and runc; run by cargo xtask test"]
+fn the_same_situations_with_the_fix_applied_produce_no_verdict() {
+    let scenario = Scenario::up("runc");
+    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000"]);
+    assert_eq!(scenario.trigger(&["pids-fixed"]), "0", "pids limit raised");
+    assert_eq!(scenario.trigger(&["setns-fixed"]), "0", "pod netns mounted");
+    assert_eq!(scenario.trigger(&["stopped-fixed"]), "0", "container restarted");
+    let out = tracer.stop();
+    assert!(out.verdicts().is_empty(), "{}", out.dump());
+    // The restarted container's deletion is an orderly stop: a record.
+    assert!(!out.kind("container_stopped").is_empty(), "{}", out.dump());
+    assert!(out.only("summary")["runtime_invocations"]["judged"].as_u64().unwrap() >= 3);
 }

@@ -229,8 +229,11 @@ pub fn kprobe_tcp_rcv_state_process(ctx: ProbeContext) -> u32 {
 // Tracepoints. Field offsets come from the tracepoint's format file.
 
 fn tp_tuple(ctx: &TracePointContext, off: &SockTracepointOffsets) -> Tuple {
+    // No family field (tcp_retransmit_skb before 5.11): the v6 fields are
+    // filled for both families, IPv4 as v4-mapped.
+    let family = if off.family == NO_FIELD { AF_INET6 } else { tp_read::<u16>(ctx, off.family) };
     let mut t = Tuple {
-        family: tp_read::<u16>(ctx, off.family),
+        family,
         sport: tp_read::<u16>(ctx, off.sport),
         dport: tp_read::<u16>(ctx, off.dport),
         ..Default::default()

@@ -67,6 +67,10 @@ pub struct MemoryUsage {
     pub peak_bytes: Option<u64>,
     /// `None`: no limit at this level or above.
     pub limit_bytes: Option<u64>,
+    /// OOM kills the cgroup has counted (memory.events `oom_kill`, v1
+    /// memory.oom_control `oom_kill`): proof of a cgroup OOM on kernels
+    /// without a usage high-water mark.
+    pub oom_kills: Option<u64>,
 }
 
 /// Pod UID and container ID in a Kubernetes cgroup path, for the systemd
@@ -232,6 +236,7 @@ fn memory_walking_up(dir: &Path) -> Option<MemoryUsage> {
                 usage_bytes: usage,
                 peak_bytes: num(read(d, "memory.peak")),
                 limit_bytes: num(read(d, "memory.max")),
+                oom_kills: keyed(read(d, "memory.events"), "oom_kill"),
             })
         } else if let Some(usage) = num(read(d, "memory.usage_in_bytes")) {
             Some(MemoryUsage {
@@ -240,6 +245,7 @@ fn memory_walking_up(dir: &Path) -> Option<MemoryUsage> {
                 peak_bytes: num(read(d, "memory.max_usage_in_bytes")),
                 // v1 says "unlimited" with a huge page-rounded number.
                 limit_bytes: num(read(d, "memory.limit_in_bytes")).filter(|l| *l < 1 << 62),
+                oom_kills: keyed(read(d, "memory.oom_control"), "oom_kill"),
             })
         } else {
             None
@@ -253,6 +259,11 @@ fn memory_walking_up(dir: &Path) -> Option<MemoryUsage> {
         cur = d.parent();
     }
     own
+}
+
+/// The value of `key` in a flat-keyed cgroup file ("oom_kill 3\n...").
+fn keyed(text: Option<String>, key: &str) -> Option<u64> {
+    text?.lines().find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
 }
 
 /// Where the cgroup2 hierarchy is mounted (pure v2, or "unified" in hybrid).

@@ -186,7 +186,7 @@ fn captured(cmd: &mut Command) -> Result<(bool, String)> {
 
 fn test(skip_vm: bool, skip_bare: bool, vm: &VmArgs) -> Result<()> {
     let mut totals = (0u64, 0u64);
-    let mut stages: Vec<(&str, bool)> = Vec::new();
+    let mut stages: Vec<(String, bool)> = Vec::new();
     let mut add = |t: (u64, u64)| {
         totals.0 += t.0;
         totals.1 += t.1;
@@ -195,11 +195,12 @@ fn test(skip_vm: bool, skip_bare: bool, vm: &VmArgs) -> Result<()> {
         step("unit tests");
         let (ok, text) = captured(Command::new("cargo").current_dir(root()).args(["test", "--workspace", "--exclude", "tracer-ebpf"]))?;
         add(count_results(&text));
-        stages.push(("unit", ok));
+        stages.push(("unit".into(), ok));
         if !ok {
             bail!("unit tests failed");
         }
         build()?;
+        let mut failed = Vec::new();
         if !skip_bare {
             step("e2e tests on this machine's kernel (tracepoints only; vm_only_ tests skipped)");
             let (ok, text) = captured(
@@ -211,23 +212,42 @@ fn test(skip_vm: bool, skip_bare: bool, vm: &VmArgs) -> Result<()> {
                     .env("PROBE_TRACER_BIN", root().join("target/release/probe-tracer")),
             )?;
             add(count_results(&text));
-            stages.push(("bare e2e", ok));
+            stages.push(("bare e2e".into(), ok));
             if !ok {
-                bail!("bare-machine e2e tests failed");
+                failed.push("bare-machine e2e".to_string());
             }
         }
         if !skip_vm {
-            let counts = vm_test(vm, &[]);
-            match counts {
-                Ok(c) => {
-                    add(c);
-                    stages.push(("vm e2e", true));
-                }
-                Err(e) => {
-                    stages.push(("vm e2e", false));
-                    return Err(e);
+            // Every kernel `setup` unpacked (or the one asked for): a
+            // failure on one does not hide the others' results.
+            let kernels = match &vm.kernel {
+                Some(k) => vec![k.clone()],
+                None => setup::cached_kernels()?,
+            };
+            for kernel in kernels {
+                let one = VmArgs { kernel: Some(kernel.clone()), ..vm.clone() };
+                let ok = match vm_test(&one, &[]) {
+                    Ok(c) => {
+                        add(c);
+                        true
+                    }
+                    Err(e) => {
+                        eprintln!("xtask: {e:#}");
+                        add((0, 1));
+                        false
+                    }
+                };
+                stages.push((format!("vm e2e on {kernel}"), ok));
+                if !ok {
+                    failed.push(format!("VM e2e on {kernel}"));
                 }
             }
+        }
+        if !skip_vm {
+            print_hook_table();
+        }
+        if !failed.is_empty() {
+            bail!("failed: {}", failed.join(", "));
         }
         Ok(())
     })();
@@ -237,6 +257,33 @@ fn test(skip_vm: bool, skip_bare: bool, vm: &VmArgs) -> Result<()> {
     // The plain closing line CI reads.
     println!("xtask: {} passed, {} failed", totals.0, totals.1);
     result
+}
+
+/// The hook mode each kernel gave each hook, from the `check` every VM run
+/// writes first (a Markdown table, as in the README).
+fn print_hook_table() {
+    let Ok(kernels) = setup::cached_kernels() else { return };
+    let mut columns: Vec<(String, serde_json::Value)> = Vec::new();
+    for k in kernels {
+        let path = root().join("target/vm-out").join(&k).join("vm-test/check.json");
+        if let Ok(v) = std::fs::read_to_string(&path).map_err(anyhow::Error::from).and_then(|t| Ok(serde_json::from_str(&t)?)) {
+            columns.push((k, v));
+        }
+    }
+    let Some((_, first)) = columns.first() else { return };
+    let hooks: Vec<String> = first["hooks"].as_array().into_iter().flatten().filter_map(|h| h["hook"].as_str().map(String::from)).collect();
+    println!("\n| hook | {} |", columns.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}", "---|".repeat(columns.len()));
+    for hook in hooks {
+        let modes: Vec<String> = columns
+            .iter()
+            .map(|(_, v)| {
+                v["hooks"].as_array().into_iter().flatten().find(|h| h["hook"] == hook.as_str())
+                    .and_then(|h| h["mode"].as_str()).unwrap_or("none").to_string()
+            })
+            .collect();
+        println!("| {hook} | {} |", modes.join(" | "));
+    }
 }
 
 fn vm_test(vm: &VmArgs, filter: &[String]) -> Result<(u64, u64)> {

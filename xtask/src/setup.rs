@@ -22,7 +22,7 @@ pub fn setup(kernels: &[String]) -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     virtme_ng()?;
-    let packages = if kernels.is_empty() { vec![default_kernel_package()?] } else { kernels.to_vec() };
+    let packages = if kernels.is_empty() { default_kernel_packages()? } else { kernels.to_vec() };
     for pkg in packages {
         let dir = kernel(&pkg)?;
         eprintln!("    kernel ready: {}", dir.display());
@@ -108,6 +108,66 @@ fn virtme_ng() -> Result<()> {
     run(Command::new("pip").args(["install", "--quiet", "virtme-ng"]))
 }
 
+/// The kernels the VM suite runs on: Debian 12's own (6.1), Debian 12
+/// backports' 6.12 and Debian 11's 5.10.
+fn default_kernel_packages() -> Result<Vec<String>> {
+    let mut packages = vec![default_kernel_package()?];
+    for series in ["6.12", "5.10"] {
+        packages.push(other_release_kernel(series)?);
+    }
+    Ok(packages)
+}
+
+/// A private apt configuration that sees bullseye and bookworm-backports,
+/// so the machine's own sources stay as they are.
+fn other_releases_apt() -> Result<Vec<String>> {
+    let dir = kernel_cache().parent().unwrap().join("apt");
+    fs::create_dir_all(dir.join("lists/partial"))?;
+    let list = dir.join("sources.list");
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    fs::write(
+        &list,
+        format!(
+            "deb [signed-by={keyring}] http://deb.debian.org/debian bullseye main\n\
+             deb [signed-by={keyring}] http://deb.debian.org/debian-security bullseye-security main\n\
+             deb [signed-by={keyring}] http://deb.debian.org/debian bookworm-backports main\n"
+        ),
+    )?;
+    let opts = vec![
+        format!("Dir::Etc::SourceList={}", list.display()),
+        "Dir::Etc::SourceParts=/dev/null".to_string(),
+        format!("Dir::State::Lists={}", dir.join("lists").display()),
+        "Dir::Cache::pkgcache=".to_string(),
+        "Dir::Cache::srcpkgcache=".to_string(),
+        "APT::Sandbox::User=root".to_string(),
+    ];
+    Ok(opts.iter().flat_map(|o| ["-o".to_string(), o.clone()]).collect())
+}
+
+/// The newest `linux-image-<series>...-amd64` that a `linux-image-amd64`
+/// of another Debian release depends on.
+fn other_release_kernel(series: &str) -> Result<String> {
+    let cached = kernel_cache();
+    if let Ok(entries) = fs::read_dir(&cached) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(series) && e.path().join(".unpacked").exists() {
+                return Ok(format!("linux-image-{name}"));
+            }
+        }
+    }
+    let apt = other_releases_apt()?;
+    step(&format!("looking up Debian's {series} kernel (bullseye / bookworm-backports)"));
+    run(Command::new("apt-get").args(&apt).args(["update", "-qq"]))?;
+    let show = stdout(Command::new("apt-cache").args(&apt).args(["show", "linux-image-amd64"]))?;
+    show.lines()
+        .filter_map(|l| l.strip_prefix("Depends: "))
+        .filter_map(|d| d.split_whitespace().next())
+        .find(|p| p.starts_with(&format!("linux-image-{series}")))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no linux-image-{series} kernel found in bullseye or bookworm-backports"))
+}
+
 fn default_kernel_package() -> Result<String> {
     let deps = stdout(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
     deps.lines()
@@ -147,7 +207,12 @@ pub fn kernel(package: &str) -> Result<PathBuf> {
         Some(deb) => deb,
         None => {
             step(&format!("downloading {package}"));
-            run(Command::new("apt-get").args(["download", package]).current_dir(&cache))?;
+            // Debian 12's own kernels come from the machine's sources; the
+            // others (bullseye, backports) through a private configuration.
+            let from_own_sources = succeeds(Command::new("apt-get").args(["download", package]).current_dir(&cache));
+            if !from_own_sources {
+                run(Command::new("apt-get").args(other_releases_apt()?).args(["download", package]).current_dir(&cache))?;
+            }
             have_deb(&cache).ok_or_else(|| anyhow!("apt-get download produced no {package} .deb"))?
         }
     };
@@ -162,8 +227,8 @@ pub fn kernel(package: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The unpacked kernel to boot: `release` or the only/first one cached.
-pub fn find_kernel(release: Option<&str>) -> Result<(String, PathBuf)> {
+/// Every unpacked kernel, Debian 12's own first.
+pub fn cached_kernels() -> Result<Vec<String>> {
     let cache = kernel_cache();
     let mut found: Vec<String> = fs::read_dir(&cache)
         .with_context(|| format!("no kernels in {}: run cargo xtask setup", cache.display()))?
@@ -171,10 +236,29 @@ pub fn find_kernel(release: Option<&str>) -> Result<(String, PathBuf)> {
         .filter(|e| e.path().join(".unpacked").exists())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    found.sort();
+    // Debian 12's 6.1 first (the demo's default), then newest to oldest.
+    found.sort_by_key(|r| (!r.starts_with("6.1.0"), std::cmp::Reverse(version_key(r))));
+    if found.is_empty() {
+        bail!("no unpacked kernel in {}: run cargo xtask setup", cache.display());
+    }
+    Ok(found)
+}
+
+/// "6.12.95+deb12-amd64" -> [6, 12, 95] for ordering.
+fn version_key(release: &str) -> Vec<u32> {
+    release
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The unpacked kernel to boot: `release`, else Debian 12's own.
+pub fn find_kernel(release: Option<&str>) -> Result<(String, PathBuf)> {
+    let cache = kernel_cache();
     let release = match release {
         Some(r) => r.to_string(),
-        None => found.last().cloned().ok_or_else(|| anyhow!("no unpacked kernel: run cargo xtask setup"))?,
+        None => cached_kernels()?.remove(0),
     };
     let vmlinuz = cache.join(&release).join("boot").join(format!("vmlinuz-{release}"));
     if !vmlinuz.exists() {

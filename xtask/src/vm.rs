@@ -47,12 +47,14 @@ pub fn run_in_vm(root: &Path, kernel: Option<&str>, name: &str, body: &str, time
              mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null\n\
              modprobe ip_vs 2>/dev/null\n\
              cd {root}\n\
+             [ -x target/release/probe-tracer ] && target/release/probe-tracer check --format json >{check} 2>&1\n\
              export PROBE_TRACER_ENV=vm PROBE_TRACER_ROOT={root} PROBE_TRACER_BIN={root}/target/release/probe-tracer\n\
              ( {body} )\n\
              echo $? > {status}\n",
             log = log.display(),
             root = root.display(),
             status = status_file.display(),
+            check = out_dir.join("check.json").display(),
         ),
     )?;
 

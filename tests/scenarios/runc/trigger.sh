@@ -9,6 +9,9 @@
 #             (setns returns EINVAL)
 #   stopped   the container's init was killed behind runc's back, then
 #             runc exec (incident 3: "cannot exec in a stopped container")
+#   pids-fixed, setns-fixed, stopped-fixed   the same with the fix applied
+#             (pids limit raised; the pod's netns mounted; the container
+#             restarted): each must succeed and produce no verdict
 #   slow [SECS] [N]  N `runc state` calls through a runtime that stalls SECS
 #             seconds first (incident 5: the calls kubelet's relist waits on)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,6 +70,29 @@ stopped)
     runc_exec "$STOPPED_CONTAINER"
     runc --root "$RUNC_ROOT" delete -f "$STOPPED_CONTAINER" >/dev/null 2>&1
     ;;
+pids-fixed)
+    runc --root "$RUNC_ROOT" update --pids-limit 1000 "$CONTAINER"
+    runc_exec "$CONTAINER"
+    ;;
+setns-fixed)
+    ip netns add "$GONE_NETNS"
+    rm -rf "$BUNDLE-netns"
+    cp -a "$BUNDLE" "$BUNDLE-netns"
+    jq --arg p "/run/netns/$GONE_NETNS" '.process.args = ["true"]
+        | .linux.namespaces |= map(if .type == "network" then .path = $p else . end)' \
+        "$BUNDLE/config.json" >"$BUNDLE-netns/config.json"
+    runc --root "$RUNC_ROOT" run --bundle "$BUNDLE-netns" "$NETNS_CONTAINER" \
+        </dev/null >>"$SCENARIO_WORK/runc-exec.log" 2>&1
+    echo $?
+    runc --root "$RUNC_ROOT" delete -f "$NETNS_CONTAINER" >/dev/null 2>&1
+    ip netns del "$GONE_NETNS"
+    ;;
+stopped-fixed)
+    # What restarting the pod does: a fresh container with a live init.
+    start_container "$STOPPED_CONTAINER"
+    runc_exec "$STOPPED_CONTAINER"
+    runc --root "$RUNC_ROOT" delete -f "$STOPPED_CONTAINER" >/dev/null 2>&1
+    ;;
 slow)
     # A wrapper named runc, like a runtime stuck on I/O or a lock: it sleeps,
     # then execs the real runc (same process, so one invocation).
@@ -82,7 +108,7 @@ slow)
     echo "${statuses[*]}"
     ;;
 *)
-    echo "usage: $0 healthy|pids|setns|stopped|slow [SECS] [N]" >&2
+    echo "usage: $0 healthy|pids|setns|stopped|pids-fixed|setns-fixed|stopped-fixed|slow [SECS] [N]" >&2
     exit 2
     ;;
 esac

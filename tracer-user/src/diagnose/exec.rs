@@ -15,7 +15,9 @@
 //!   is gone (incident 3).
 //!
 //! `container_init_exit` is reported as it happens, for any container init
-//! (pid 1 of a pid namespace), with who signalled it.
+//! (pid 1 of a pid namespace) that dies on a signal or a non-zero code, with
+//! who signalled it; an init the runtime itself stopped (runc kill/delete)
+//! or one that exited 0 is a `container_stopped` record instead.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -508,7 +510,18 @@ impl<H: HostView> ExecCorrelator<H> {
         if let Some(c) = &container {
             self.stopped.insert(c.clone(), InitExit { ts_ns: ev.ts_ns, pid: ev.pid, status, killer: killer.clone() });
         }
-        let r = Report::new("container_init_exit", ev).with("container", json!(container));
+        // Stopped by the runtime itself (runc kill/delete: a pod being
+        // deleted or restarted) is a record, not a verdict.
+        let by_runtime = killer.as_ref().is_some_and(|(_, comm, _)| self.settings.runtime_comms.iter().any(|c| c == comm));
+        let (kind, message) = if by_runtime {
+            ("container_stopped", format!("{name} ({}, pid {}) was stopped by the runtime: its init {how}", ev.comm, ev.pid))
+        } else if !status.failed() {
+            // A command that finished (a job, a one-shot container).
+            ("container_stopped", format!("{name} ({}, pid {}) completed: its init exited with code 0", ev.comm, ev.pid))
+        } else {
+            ("container_init_exit", message)
+        };
+        let r = Report::new(kind, ev).with("container", json!(container));
         let r = status.fields(r);
         r.with("killed_by_pid", json!(killer.as_ref().map(|k| k.0)))
             .with("killed_by_comm", json!(killer.as_ref().map(|k| k.1.clone())))

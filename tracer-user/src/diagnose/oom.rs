@@ -97,9 +97,15 @@ fn verdict(p: Pending, exit: Option<(&Event, i32)>) -> Report {
     let (constraint, usage_text) = match &p.memory {
         Some(m) => {
             let used = m.peak_bytes.unwrap_or(m.usage_bytes).max(m.usage_bytes);
+            let counted = m.oom_kills.is_some_and(|n| n > 0);
             match m.limit_bytes {
                 Some(limit) if used * 100 >= limit * 95 => {
                     ("cgroup", format!("its cgroup {} used {} of its {} limit", m.cgroup, mib(used), mib(limit)))
+                }
+                // No high-water mark (before 5.19) and usage already freed:
+                // the cgroup's own OOM counter says it was its limit.
+                Some(limit) if counted => {
+                    ("cgroup", format!("its cgroup {} hit its {} limit", m.cgroup, mib(limit)))
                 }
                 Some(limit) => ("node", format!("its cgroup {} used {} of {} (the node ran out)", m.cgroup, mib(used), mib(limit))),
                 None => ("node", format!("its cgroup {} has no limit (the node ran out)", m.cgroup)),
@@ -175,7 +181,7 @@ mod tests {
             "ab".repeat(32)
         );
         StaticHost {
-            memory: Some(MemoryUsage { cgroup: path, usage_bytes: 1 << 20, peak_bytes: Some(16 << 20), limit_bytes: Some(16 << 20) }),
+            memory: Some(MemoryUsage { cgroup: path, usage_bytes: 1 << 20, peak_bytes: Some(16 << 20), limit_bytes: Some(16 << 20), oom_kills: None }),
             ..Default::default()
         }
     }
@@ -207,6 +213,19 @@ mod tests {
         assert_eq!(r.fields["runtime_component"], true);
         assert!(r.message.contains("stay Terminating"), "{}", r.message);
         assert!(c.finish().is_empty());
+    }
+
+    #[test]
+    fn without_a_peak_the_cgroup_oom_counter_decides() {
+        let host = StaticHost {
+            memory: Some(MemoryUsage { cgroup: "/sys/fs/cgroup/pt-oom".into(), usage_bytes: 24_576, peak_bytes: None, limit_bytes: Some(32 << 20), oom_kills: Some(1) }),
+            ..Default::default()
+        };
+        let mut c = OomCorrelator::new(host);
+        c.handle(&ev(1, 50, "memhog", kill(50, "")));
+        let r = c.handle(&exit(2, 50, "memhog")).unwrap().remove(0);
+        assert_eq!(r.fields["constraint"], "cgroup");
+        assert!(r.message.contains("hit its 32.0 MiB limit"), "{}", r.message);
     }
 
     #[test]

@@ -94,7 +94,9 @@ impl Format {
             state: self.offset_or_missing("state"),
             sport: self.required("sport", 2)?,
             dport: self.required("dport", 2)?,
-            family: self.required("family", 2)?,
+            // tcp_retransmit_skb only gained it in 5.11: without it the
+            // programs read the v6 fields, which hold v4-mapped addresses.
+            family: self.offset_or_missing("family"),
             protocol: self.offset_or_missing("protocol"),
             saddr: self.required("saddr", 4)?,
             daddr: self.required("daddr", 4)?,

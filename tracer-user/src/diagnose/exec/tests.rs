@@ -276,3 +276,14 @@ fn fast_runtime_calls_are_not_slow_and_a_stuck_call_is() {
     assert_eq!(r.fields["backlog"], 1);
     assert!(r.message.contains("1 runc calls still running"), "{}", r.message);
 }
+
+#[test]
+fn a_container_stopped_by_the_runtime_is_a_record() {
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    c.handle(&runc_exec(1, 100, &["runc", "delete", "-f", "c1"]));
+    c.handle(&ev(2, 100, "runc", Body::Signal { sig: 9, errno: 0, code: 0, result: 0, target_pid: 40, target_comm: "sleep".into() }));
+    let out = c.handle(&ev(3, 40, "sleep", Body::Exit { exit_code: 9, ns_pid: 1, ppid: 1, group_dead: true, ns_level: 1, role: Role::Untracked }));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].kind, "container_stopped");
+    assert!(!out[0].is_verdict());
+}
