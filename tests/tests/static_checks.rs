@@ -45,3 +45,75 @@ fn every_scenario_has_setup_trigger_teardown_and_demo() {
         }
     }
 }
+
+/// The deploy manifests as JSON values, parsed by Ruby's YAML library (Psych,
+/// in Debian's ruby package) so a syntax or indentation error fails here.
+fn manifests() -> Vec<serde_json::Value> {
+    let file = tests::root().join("deploy/probe-tracer.yaml");
+    let out = Command::new("ruby")
+        .args(["-ryaml", "-rjson", "-e", "puts JSON.generate(YAML.load_stream(File.read(ARGV[0])).compact)"])
+        .arg(&file)
+        .output()
+        .expect("ruby");
+    assert!(out.status.success(), "{} does not parse: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+}
+
+fn find<'a>(docs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("no {kind} in deploy/probe-tracer.yaml"))
+}
+
+#[test]
+fn daemonset_manifest_is_least_privilege_and_probed() {
+    let docs = manifests();
+    for d in &docs {
+        assert!(d["apiVersion"].is_string() && d["kind"].is_string() && d["metadata"]["name"].is_string(), "{d}");
+    }
+    let ds = find(&docs, "DaemonSet");
+    assert_eq!(ds["apiVersion"], "apps/v1");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(ds["spec"]["selector"]["matchLabels"], ds["spec"]["template"]["metadata"]["labels"]);
+    assert_eq!(pod["hostPID"], true);
+    assert_eq!(pod["hostNetwork"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["args"][0], "daemon");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    let caps: Vec<&str> = sc["capabilities"]["add"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(caps.contains(&"BPF") && caps.contains(&"PERFMON"), "{caps:?}");
+    assert!(!caps.contains(&"SYS_ADMIN"), "SYS_ADMIN is not needed for tracepoints");
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{probe}");
+    }
+    // The port the probes and the ServiceMonitor use is the one the daemon serves.
+    assert_eq!(c["ports"][0]["name"], "metrics");
+    assert_eq!(c["ports"][0]["containerPort"], 9464);
+    for r in ["requests", "limits"] {
+        assert!(c["resources"][r]["cpu"].is_string() && c["resources"][r]["memory"].is_string(), "{r}");
+    }
+    // Every volume mount has a volume.
+    let volumes: Vec<&str> = pod["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    for m in c["volumeMounts"].as_array().unwrap() {
+        assert!(volumes.contains(&m["name"].as_str().unwrap()), "{m}");
+    }
+    let sa = find(&docs, "ServiceAccount");
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    // RBAC: read-only.
+    for rule in find(&docs, "ClusterRole")["rules"].as_array().unwrap() {
+        for verb in rule["verbs"].as_array().unwrap() {
+            assert!(["get", "list", "watch"].contains(&verb.as_str().unwrap()), "{rule}");
+        }
+    }
+    let sm = find(&docs, "ServiceMonitor");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm["spec"]["selector"]["matchLabels"], find(&docs, "Service")["metadata"]["labels"]);
+}
+
+#[test]
+fn dockerfile_ships_the_built_binary() {
+    let text = fs::read_to_string(tests::root().join("deploy/Dockerfile")).unwrap();
+    assert!(text.contains("COPY target/release/probe-tracer /usr/local/bin/probe-tracer"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("ENTRYPOINT")));
+}

@@ -454,6 +454,9 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 0;
     /// Entries the tracked-socket/pid maps could not take.
     pub const MAP_FULL: u32 = 1;
+    /// Highest number of unread bytes seen in the ring buffer (a gauge
+    /// userspace reads and resets).
+    pub const RINGBUF_HIGH_WATER: u32 = 2;
     pub const COUNT: u32 = 4;
 }
 

@@ -74,7 +74,16 @@ const WAKEUP_BATCH_BYTES: u64 = 32 * 1024;
 #[inline(always)]
 fn wakeup_flags() -> u64 {
     use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BATCH_BYTES {
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if let Some(high) = COUNTERS.get_ptr_mut(counter::RINGBUF_HIGH_WATER) {
+        // Per-CPU slot: no atomics needed.
+        unsafe {
+            if avail > *high {
+                *high = avail;
+            }
+        }
+    }
+    if avail >= WAKEUP_BATCH_BYTES {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

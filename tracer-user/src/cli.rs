@@ -20,8 +20,20 @@ pub enum Command {
     Check(CheckArgs),
     /// Trace until --duration or Ctrl-C, printing one line per verdict.
     Run(RunArgs),
+    /// Run continuously (a DaemonSet): JSON verdicts on stdout, Prometheus
+    /// metrics and /healthz over HTTP, until SIGTERM.
+    Daemon(DaemonArgs),
     /// Run the diagnosis over a recording made with `run --record`.
     Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// Where to serve /metrics and /healthz.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]

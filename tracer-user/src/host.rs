@@ -212,11 +212,10 @@ fn controller_dirs(proc_cgroup: &str, controller: &str) -> Vec<PathBuf> {
             if let Some(mount) = v1_mount(controller) {
                 dirs.insert(0, mount.join(rel));
             }
-        } else if controllers.is_empty() {
-            if let Some(mount) = cgroup2_mount() {
+        } else if controllers.is_empty()
+            && let Some(mount) = cgroup2_mount() {
                 dirs.push(mount.join(rel));
             }
-        }
     }
     dirs
 }
@@ -238,18 +237,14 @@ fn memory_walking_up(dir: &Path) -> Option<MemoryUsage> {
                 limit_bytes: num(read(d, "memory.max")),
                 oom_kills: keyed(read(d, "memory.events"), "oom_kill"),
             })
-        } else if let Some(usage) = num(read(d, "memory.usage_in_bytes")) {
-            Some(MemoryUsage {
+        } else { num(read(d, "memory.usage_in_bytes")).map(|usage| MemoryUsage {
                 cgroup: d.to_string_lossy().into_owned(),
                 usage_bytes: usage,
                 peak_bytes: num(read(d, "memory.max_usage_in_bytes")),
                 // v1 says "unlimited" with a huge page-rounded number.
                 limit_bytes: num(read(d, "memory.limit_in_bytes")).filter(|l| *l < 1 << 62),
                 oom_kills: keyed(read(d, "memory.oom_control"), "oom_kill"),
-            })
-        } else {
-            None
-        };
+            }) };
         match level {
             Some(l) if l.limit_bytes.is_some() => return Some(l),
             Some(l) if own.is_none() => own = Some(l),
@@ -306,11 +301,10 @@ fn pids_dirs_from_proc_cgroup(text: &str) -> Vec<PathBuf> {
             if let Some(mount) = pids_v1_mount() {
                 dirs.insert(0, mount.join(rel));
             }
-        } else if controllers.is_empty() {
-            if let Some(mount) = cgroup2_mount() {
+        } else if controllers.is_empty()
+            && let Some(mount) = cgroup2_mount() {
                 dirs.push(mount.join(rel));
             }
-        }
     }
     dirs
 }

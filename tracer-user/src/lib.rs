@@ -11,13 +11,15 @@
 //! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
 //! - `host`: process facts the exec verdicts cite (pids cgroups,
 //!   threads-max, runc state files);
-//! - `output`: JSON lines and one-sentence text.
+//! - `output`: JSON lines and one-sentence text;
+//! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
 pub mod cli;
 pub mod diagnose;
 pub mod events;
 pub mod host;
 pub mod loader;
+pub mod metrics;
 pub mod kernel;
 pub mod node;
 pub mod output;

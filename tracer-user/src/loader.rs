@@ -272,6 +272,7 @@ pub struct LoadOptions {
 pub struct Tracer {
     ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
+    ringbuf_bytes: u32,
 }
 
 impl Tracer {
@@ -308,7 +309,7 @@ impl Tracer {
             Array::try_from(ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
         settings.set(setting::CONNECT_HOOKED, connect_hooked as u32, 0)?;
 
-        Ok(Self { ebpf, hooks })
+        Ok(Self { ebpf, hooks, ringbuf_bytes })
     }
 
     pub fn hook_mode(&self, hook: &str) -> Option<Mode> {
@@ -326,10 +327,25 @@ impl Tracer {
         let map: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("map COUNTERS missing")?)?;
         let sum = |i: u32| -> Result<u64> { Ok(map.get(&i, 0)?.iter().sum()) };
+        let high_water = map.get(&counter::RINGBUF_HIGH_WATER, 0)?.iter().copied().max().unwrap_or(0);
         Ok(KernelCounters {
             ringbuf_full: sum(counter::RINGBUF_FULL)?,
             map_full: sum(counter::MAP_FULL)?,
+            ringbuf_high_water: high_water,
         })
+    }
+
+    /// Starts a new ring-buffer high-water period.
+    pub fn reset_high_water(&mut self) -> Result<()> {
+        let mut map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map_mut("COUNTERS").context("map COUNTERS missing")?)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        map.set(counter::RINGBUF_HIGH_WATER, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        Ok(())
+    }
+
+    pub fn ringbuf_bytes(&self) -> u32 {
+        self.ringbuf_bytes
     }
 }
 
@@ -339,6 +355,8 @@ pub struct KernelCounters {
     pub ringbuf_full: u64,
     /// Sockets or pids the tracking maps could not take.
     pub map_full: u64,
+    /// Most unread bytes seen in the ring buffer since the last reset.
+    pub ringbuf_high_water: u64,
 }
 
 /// Fills the offsets the programs need. Returns why the IPVS hook cannot

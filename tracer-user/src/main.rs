@@ -19,7 +19,7 @@ use tracer_user::{
     host::ProcHost,
     node::ProcNode,
     output::{Clock, Format, Output},
-    run::{hook_text, run},
+    run::{daemon, hook_text, run},
 };
 
 fn main() -> ExitCode {
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(args),
         Command::Run(args) => tokio_runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Daemon(args) => tokio_runtime().and_then(|rt| rt.block_on(daemon(args))),
         Command::Replay(args) => replay(args),
     };
     match result {

@@ -16,8 +16,12 @@ use tokio::{
     time::{Instant, MissedTickBehavior, interval, sleep_until},
 };
 
+use std::sync::Arc;
+
 use crate::{
-    cli::RunArgs,
+    cli::{DaemonArgs, RunArgs},
+    diagnose::Report,
+    metrics::Metrics,
     diagnose::{Aggregator, probe::ProbeSettings},
     events,
     kernel::info::KernelInfo,
@@ -35,6 +39,21 @@ const STALE_ATTEMPT_NS: u64 = 180 * 1_000_000_000;
 const DRAIN_PERIOD: Duration = Duration::from_millis(50);
 
 pub async fn run(args: RunArgs) -> Result<()> {
+    session(args, None).await
+}
+
+/// `probe-tracer daemon`: `run` without an end, JSON verdicts on stdout,
+/// Prometheus metrics and /healthz on `metrics_addr`.
+pub async fn daemon(args: DaemonArgs) -> Result<()> {
+    let metrics = Metrics::new();
+    crate::metrics::serve(args.metrics_addr, metrics.clone()).await?;
+    let mut run = args.run;
+    run.format = Some(Format::Json);
+    run.verdicts_only = true;
+    session(run, Some(metrics)).await
+}
+
+async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     let info = KernelInfo::probe();
     if let Some(blocker) = info.blocker() {
         anyhow::bail!(blocker);
@@ -59,7 +78,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let settings = ProbeSettings {
         nodeport_range: args.diagnose.nodeport_range.clone(),
         ipvs_observed,
-        attempt_records: !args.verdicts_only,
+        // The daemon counts every attempt's outcome without printing it.
+        attempt_records: !args.verdicts_only || metrics.is_some(),
         ..Default::default()
     };
     let agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
@@ -82,7 +102,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // picks up the rest, so a lone verdict is printed within DRAIN_PERIOD.
     let mut drain = interval(DRAIN_PERIOD);
     drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut sink = Sink { agg, out, recorder, undecodable: 0 };
+    if let Some(m) = &metrics {
+        m.hooks(&tracer.hooks);
+    }
+    let print_attempts = !args.verdicts_only;
+    let mut sink = Sink { agg, out, recorder, undecodable: 0, metrics, print_attempts };
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -93,7 +117,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
             _ = drain.tick() => sink.drain(ring.get_mut())?,
             _ = housekeeping.tick() => {
                 for r in sink.agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
-                    sink.out.report(&r)?;
+                    sink.emit(&r)?;
+                }
+                if let Some(m) = &sink.metrics {
+                    let c = tracer.counters()?;
+                    m.kernel(c.ringbuf_full, c.map_full, c.ringbuf_high_water as f64 / tracer.ringbuf_bytes() as f64);
+                    tracer.reset_high_water()?;
+                    m.heartbeat();
                 }
             }
             _ = sleep_until_opt(deadline) => break,
@@ -104,10 +134,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     // Drain what arrived before we stopped, then judge what is left.
     sink.drain(ring.get_mut())?;
-    let Sink { mut agg, mut out, mut recorder, undecodable } = sink;
-    for r in agg.finish(Clock::monotonic_now_ns()) {
-        out.report(&r)?;
+    for r in sink.agg.finish(Clock::monotonic_now_ns()) {
+        sink.emit(&r)?;
     }
+    let Sink { agg, mut out, mut recorder, undecodable, .. } = sink;
     if let Some(rec) = recorder.as_mut() {
         rec.flush()?;
     }
@@ -128,6 +158,9 @@ struct Sink {
     out: Output,
     recorder: Option<BufWriter<File>>,
     undecodable: u64,
+    metrics: Option<Arc<Metrics>>,
+    /// Print `tcp_attempt` records (not with --verdicts-only).
+    print_attempts: bool,
 }
 
 impl Sink {
@@ -142,10 +175,30 @@ impl Sink {
                 rec.write_all(b"\n")?;
             }
             for r in self.agg.handle(&ev) {
-                self.out.report(&r)?;
+                self.emit(&r)?;
             }
         }
+        if let Some(m) = &self.metrics {
+            for (sub, ns) in self.agg.exec.take_durations() {
+                m.runtime_call(&sub, ns);
+            }
+            m.events(self.agg.events.saturating_sub(self.counted_events()));
+        }
         Ok(())
+    }
+
+    fn counted_events(&self) -> u64 {
+        self.metrics.as_ref().map_or(0, |m| m.events_seen())
+    }
+
+    fn emit(&mut self, r: &Report) -> Result<()> {
+        if let Some(m) = &self.metrics {
+            m.report(r);
+        }
+        if r.kind == "tcp_attempt" && !self.print_attempts {
+            return Ok(());
+        }
+        self.out.report(r)
     }
 }
 

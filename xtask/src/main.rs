@@ -136,11 +136,9 @@ fn e2e_binaries() -> Result<Vec<PathBuf>> {
         if msg["reason"] == "compiler-artifact"
             && msg["profile"]["test"] == true
             && msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"))
-        {
-            if let Some(exe) = msg["executable"].as_str() {
+            && let Some(exe) = msg["executable"].as_str() {
                 bins.push(PathBuf::from(exe));
             }
-        }
     }
     if bins.is_empty() {
         bail!("no e2e test binaries were built");

@@ -237,6 +237,8 @@ pub struct ExecCorrelator<H: HostView> {
     interval: LatencyWindow,
     /// Durations over the whole run, for the summary.
     total: LatencyWindow,
+    /// Durations not yet taken by the metrics (daemon mode).
+    recent: Vec<(String, u64)>,
     /// Invocations judged so far (for the summary).
     pub finished: u64,
     pub failed: u64,
@@ -253,7 +255,13 @@ struct LatencyWindow {
 
 impl LatencyWindow {
     fn add(&mut self, sub: &str, ns: u64, pid: u32, container: Option<String>) {
-        self.by_subcommand.entry(sub.to_string()).or_default().push(ns);
+        let samples = self.by_subcommand.entry(sub.to_string()).or_default();
+        // Bounded for a daemon that runs for weeks: percentiles over the
+        // most recent calls.
+        if samples.len() >= MAX_SAMPLES {
+            samples.drain(..MAX_SAMPLES / 2);
+        }
+        samples.push(ns);
         self.slowest.push((ns, pid, sub.to_string(), container));
         self.slowest.sort_by(|a, b| b.0.cmp(&a.0));
         self.slowest.truncate(3);
@@ -275,6 +283,9 @@ impl LatencyWindow {
         serde_json::Value::Object(map)
     }
 }
+
+/// Durations kept per subcommand.
+const MAX_SAMPLES: usize = 10_000;
 
 /// Nearest-rank percentile of sorted values.
 fn percentile(sorted: &[u64], p: usize) -> u64 {
@@ -302,6 +313,7 @@ impl<H: HostView> ExecCorrelator<H> {
             lingering: HashMap::new(),
             interval: LatencyWindow::default(),
             total: LatencyWindow::default(),
+            recent: Vec::new(),
             finished: 0,
             failed: 0,
         }
@@ -567,6 +579,11 @@ impl<H: HostView> ExecCorrelator<H> {
         out
     }
 
+    /// Durations of runc calls that ended since the last call.
+    pub fn take_durations(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.recent)
+    }
+
     /// Runtime latency over the whole run, for the summary.
     pub fn latency_summary(&self) -> serde_json::Value {
         self.total.stats()
@@ -669,6 +686,9 @@ impl<H: HostView> ExecCorrelator<H> {
             }
             self.interval.add(&sub, took, inv.started.pid, inv.command.container.clone());
             self.total.add(&sub, took, inv.started.pid, inv.command.container.clone());
+            if self.recent.len() < 100_000 {
+                self.recent.push((sub.clone(), took));
+            }
         }
         let container = inv.command.container.clone();
         let runc_failed = end.is_some_and(|(_, s)| s.failed());
@@ -721,12 +741,11 @@ impl<H: HostView> ExecCorrelator<H> {
             causes.push(format!("runc init {how}"));
             verdicts.push(r);
         }
-        if sub == "exec" && runc_failed {
-            if let Some(r) = self.exec_into_stopped(&inv, end.map(|(e, _)| e)) {
+        if sub == "exec" && runc_failed
+            && let Some(r) = self.exec_into_stopped(&inv, end.map(|(e, _)| e)) {
                 causes.push(r.field_str("cause").unwrap_or("its init is gone").to_string());
                 verdicts.push(r);
             }
-        }
 
         if verdicts.is_empty() && !runc_failed {
             return Vec::new();

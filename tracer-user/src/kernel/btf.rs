@@ -115,14 +115,13 @@ pub fn member_offset(btf: &Btf, struct_name: &str, member: &str) -> Result<u32> 
         .resolve_types_by_name(struct_name)
         .with_context(|| format!("the kernel's BTF has no type named {struct_name}"))?;
     for ty in types {
-        if let Type::Struct(s) | Type::Union(s) = ty {
-            if let Some(bits) = find_member_bits(btf, &s, member)? {
+        if let Type::Struct(s) | Type::Union(s) = ty
+            && let Some(bits) = find_member_bits(btf, &s, member)? {
                 if bits % 8 != 0 {
                     bail!("{struct_name}.{member} is a bitfield");
                 }
                 return Ok(bits / 8);
             }
-        }
     }
     Err(anyhow!("struct {struct_name} has no member {member} in this kernel's BTF"))
 }
@@ -145,11 +144,10 @@ fn find_member_bits(btf: &Btf, s: &btf_rs::Struct, wanted: &str) -> Result<Optio
         }
         if name.is_empty() {
             // Anonymous struct/union: search inside, offsets add up.
-            if let Some(inner) = resolve_composite(btf, m)? {
-                if let Some(bits) = find_member_bits(btf, &inner, wanted)? {
+            if let Some(inner) = resolve_composite(btf, m)?
+                && let Some(bits) = find_member_bits(btf, &inner, wanted)? {
                     return Ok(Some(m.bit_offset() + bits));
                 }
-            }
         }
     }
     Ok(None)

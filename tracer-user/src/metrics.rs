@@ -1,0 +1,225 @@
+//! Prometheus metrics and `/healthz` for `probe-tracer daemon`.
+//!
+//! The registry is filled from the reports the aggregator produces and from
+//! the kernel-side counters; it is served over HTTP by hyper.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tokio::net::TcpListener;
+
+use crate::{diagnose::Report, loader::HookStatus};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub kind: String,
+    /// The kind's cause in one word: errno name, evidence, OOM constraint...
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    pub hook: String,
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubcommandLabels {
+    pub subcommand: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    verdicts: Family<VerdictLabels, Counter>,
+    connections: Family<OutcomeLabels, Counter>,
+    events: Counter,
+    lost_events: Counter,
+    tracking_map_full: Counter,
+    hooks: Family<HookLabels, Gauge>,
+    ringbuf_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
+    runtime_calls: Family<SubcommandLabels, Histogram>,
+    /// Kernel counters are cumulative; the Prometheus counters get deltas.
+    last_kernel: Mutex<(u64, u64)>,
+    /// Unix seconds of the last pass of the event loop (for /healthz).
+    last_loop: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("probe_tracer");
+        let verdicts = Family::<VerdictLabels, Counter>::default();
+        let connections = Family::<OutcomeLabels, Counter>::default();
+        let events = Counter::default();
+        let lost_events = Counter::default();
+        let tracking_map_full = Counter::default();
+        let hooks = Family::<HookLabels, Gauge>::default();
+        let ringbuf_fill = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let runtime_calls = Family::<SubcommandLabels, Histogram>::new_with_constructor(|| {
+            // 1 ms .. ~65 s: a runc call past a few seconds is the PLEG's problem.
+            Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+        });
+        registry.register("verdicts", "Verdicts by kind and reason", verdicts.clone());
+        registry.register("probe_connections", "Prober TCP connections by outcome", connections.clone());
+        registry.register("events", "Events received from the kernel", events.clone());
+        registry.register("lost_events", "Events the ring buffer had no room for", lost_events.clone());
+        registry.register("tracking_map_full", "Sockets or pids the tracking maps could not take", tracking_map_full.clone());
+        registry.register("hook_attached", "1 for the mechanism each hook got", hooks.clone());
+        registry.register("ringbuf_fill_ratio", "Highest ring buffer fill since the last update (0..1)", ringbuf_fill.clone());
+        registry.register("runtime_call_duration_seconds", "Duration of container runtime (runc) calls", runtime_calls.clone());
+        Arc::new(Self {
+            registry,
+            verdicts,
+            connections,
+            events,
+            lost_events,
+            tracking_map_full,
+            hooks,
+            ringbuf_fill,
+            runtime_calls,
+            last_kernel: Mutex::new((0, 0)),
+            last_loop: AtomicU64::new(now_secs()),
+        })
+    }
+
+    pub fn hooks(&self, hooks: &[HookStatus]) {
+        for h in hooks {
+            let mode = h.mode.map_or("none".to_string(), |m| m.to_string());
+            self.hooks.get_or_create(&HookLabels { hook: h.hook.to_string(), mode }).set(1);
+        }
+    }
+
+    pub fn report(&self, r: &Report) {
+        if r.kind == "tcp_attempt" {
+            let outcome = r.field_str("outcome").unwrap_or("unknown").to_string();
+            self.connections.get_or_create(&OutcomeLabels { outcome }).inc();
+        } else if r.is_verdict() {
+            let reason = ["errno_name", "evidence", "constraint", "namespace"]
+                .iter()
+                .find_map(|k| r.field_str(k))
+                .unwrap_or("")
+                .to_string();
+            self.verdicts.get_or_create(&VerdictLabels { kind: r.kind.to_string(), reason }).inc();
+        }
+    }
+
+    pub fn events(&self, n: u64) {
+        self.events.inc_by(n);
+    }
+
+    pub fn events_seen(&self) -> u64 {
+        self.events.get()
+    }
+
+    pub fn runtime_call(&self, subcommand: &str, ns: u64) {
+        self.runtime_calls
+            .get_or_create(&SubcommandLabels { subcommand: subcommand.to_string() })
+            .observe(ns as f64 / 1e9);
+    }
+
+    /// Kernel counters (cumulative) and the ring buffer's fill high-water.
+    pub fn kernel(&self, ringbuf_full: u64, map_full: u64, fill_ratio: f64) {
+        let mut last = self.last_kernel.lock().expect("metrics lock");
+        self.lost_events.inc_by(ringbuf_full.saturating_sub(last.0));
+        self.tracking_map_full.inc_by(map_full.saturating_sub(last.1));
+        *last = (ringbuf_full.max(last.0), map_full.max(last.1));
+        self.ringbuf_fill.set(fill_ratio);
+    }
+
+    /// The event loop is alive.
+    pub fn heartbeat(&self) {
+        self.last_loop.store(now_secs(), Ordering::Relaxed);
+    }
+
+    pub fn healthy(&self) -> bool {
+        now_secs().saturating_sub(self.last_loop.load(Ordering::Relaxed)) <= 10
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("encoding to a String cannot fail");
+        text
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+}
+
+/// Serves `/metrics` and `/healthz` until the task is dropped.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics (--metrics-addr)"))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let metrics = metrics.clone();
+                    async move { Ok::<_, std::convert::Infallible>(respond(&metrics, req.uri().path())) }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode()),
+        "/healthz" if metrics.healthy() => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/healthz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "event loop stalled\n".to_string()),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "try /metrics or /healthz\n".to_string()),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Body, Event, HookMode};
+
+    #[test]
+    fn verdicts_and_outcomes_are_counted_with_reasons() {
+        let m = Metrics::new();
+        let ev = Event { ts_ns: 1, pid: 1, tid: 1, comm: "runc".into(), cgroup_id: 0, mode: HookMode::Tracepoint, body: Body::Fork { child_tid: 2 } };
+        m.report(&Report::new("fork_failed", &ev).with("errno_name", "EAGAIN"));
+        m.report(&Report::new("tcp_attempt", &ev).with("outcome", "established"));
+        m.kernel(5, 0, 0.25);
+        m.kernel(7, 0, 0.5);
+        m.runtime_call("state", 1_500_000_000);
+        let text = m.encode();
+        assert!(text.contains(r#"probe_tracer_verdicts_total{kind="fork_failed",reason="EAGAIN"} 1"#), "{text}");
+        assert!(text.contains(r#"probe_tracer_probe_connections_total{outcome="established"} 1"#), "{text}");
+        assert!(text.contains("probe_tracer_lost_events_total 7"), "{text}");
+        assert!(text.contains("probe_tracer_ringbuf_fill_ratio 0.5"), "{text}");
+        assert!(text.contains(r#"probe_tracer_runtime_call_duration_seconds_bucket{le="2.5",subcommand="state"} 1"#), "{text}");
+        assert!(m.healthy());
+    }
+}
