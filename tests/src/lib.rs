@@ -24,6 +24,7 @@ use std::{
 use serde_json::Value;
 
 pub mod bench;
+pub mod fake_api;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tests::{Scenario, Tracer};
 
 fn with<'a>(out: &'a tests::Output, kind: &str, container: &str) -> Vec<&'a Value> {
-    out.kind(kind).into_iter().filter(|v| v["container"] == container).collect()
+    out.kind(kind).into_iter().filter(|v| v["container_id"] == container).collect()
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn runc_exec_failures_are_diagnosed_one_story_each() {
     // setns into a network namespace that is no longer one.
     let setns = with(&out, "setns_failed", "pt-netns");
     assert_eq!(setns.len(), 1, "{}", out.dump());
-    assert_eq!(setns[0]["namespace"], "net");
+    assert_eq!(setns[0]["namespace_type"], "net");
     assert_eq!(setns[0]["errno_name"], "EINVAL");
     assert_eq!(setns[0]["comm"], "runc:[1:CHILD]");
     assert_eq!(with(&out, "runc_failed", "pt-netns").len(), 1);

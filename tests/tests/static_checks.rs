@@ -100,12 +100,17 @@ fn daemonset_manifest_is_least_privilege_and_probed() {
     }
     let sa = find(&docs, "ServiceAccount");
     assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
-    // RBAC: read-only.
+    // RBAC: read-only on pods and services; Events may only be created.
     for rule in find(&docs, "ClusterRole")["rules"].as_array().unwrap() {
+        let resources: Vec<&str> = rule["resources"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let allowed: &[&str] = if resources == ["events"] { &["create"] } else { &["get", "list", "watch"] };
         for verb in rule["verbs"].as_array().unwrap() {
-            assert!(["get", "list", "watch"].contains(&verb.as_str().unwrap()), "{rule}");
+            assert!(allowed.contains(&verb.as_str().unwrap()), "{rule}");
         }
     }
+    // The pod list is filtered by the node's name, which the downward API gives.
+    let env = c["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "NODE_NAME" && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"), "{env:?}");
     let sm = find(&docs, "ServiceMonitor");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(sm["spec"]["selector"]["matchLabels"], find(&docs, "Service")["metadata"]["labels"]);

@@ -63,6 +63,42 @@ pub struct DiagnoseArgs {
     pub nodeport_range: RangeInclusive<u16>,
 }
 
+/// Where pod names come from. Without any of these, probe-tracer uses the
+/// in-cluster service account or ~/.kube/config when present, and cgroup
+/// paths (pod UID, container ID) otherwise.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubernetesArgs {
+    /// Kubernetes API server URL (e.g. http://127.0.0.1:8001 for
+    /// `kubectl proxy`).
+    #[arg(long, value_name = "URL")]
+    pub kube_api: Option<String>,
+    /// kubeconfig file to reach the API server with.
+    #[arg(long, value_name = "FILE", conflicts_with = "kube_api")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Never contact the API server.
+    #[arg(long, conflicts_with_all = ["kube_api", "kubeconfig", "emit_events"])]
+    pub no_kubernetes: bool,
+    /// This node's name, to list its pods (default: $NODE_NAME, else the
+    /// hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Post a Kubernetes Event on the affected pod for each verdict
+    /// (reason ProbeSynAckDiverted, ExecProbeForkFailed, ...).
+    #[arg(long)]
+    pub emit_events: bool,
+}
+
+impl KubernetesArgs {
+    pub fn options(&self) -> crate::k8s::client::KubeOptions {
+        crate::k8s::client::KubeOptions {
+            disabled: self.no_kubernetes,
+            api_url: self.kube_api.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+            node_name: self.node_name.clone(),
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Process name whose TCP connections are probes (repeatable).
@@ -98,6 +134,8 @@ pub struct RunArgs {
     pub ringbuf_size: u32,
     #[command(flatten)]
     pub diagnose: DiagnoseArgs,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
 }
 
 #[derive(Args, Debug)]

@@ -73,30 +73,6 @@ pub struct MemoryUsage {
     pub oom_kills: Option<u64>,
 }
 
-/// Pod UID and container ID in a Kubernetes cgroup path, for the systemd
-/// driver (`kubepods-burstable-pod<uid>.slice/cri-containerd-<id>.scope`,
-/// also `docker-`, `crio-`) and the cgroupfs driver
-/// (`/kubepods/burstable/pod<uid>/<id>`).
-pub fn kubernetes_ids(path: &str) -> (Option<String>, Option<String>) {
-    let mut pod = None;
-    let mut container = None;
-    for part in path.split('/') {
-        let name = part.strip_suffix(".slice").or_else(|| part.strip_suffix(".scope")).unwrap_or(part);
-        if let Some(idx) = name.rfind("pod") {
-            let uid = &name[idx + 3..];
-            if uid.len() >= 32 && uid.chars().all(|c| c.is_ascii_hexdigit() || c == '_' || c == '-') {
-                pod = Some(uid.replace('_', "-"));
-                continue;
-            }
-        }
-        let id = name.rsplit('-').next().unwrap_or(name);
-        if id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
-            container = Some(id.to_string());
-        }
-    }
-    (pod, container)
-}
-
 pub trait HostView {
     /// The pids limit that applies to `pid` (or, once it is gone, to the
     /// cgroup `cgroup_id` or the container's recorded cgroup): the first
@@ -425,21 +401,6 @@ mod tests {
         if let Some(m) = cgroup2_mount() {
             assert!(dirs.contains(&m.join("user.slice")));
         }
-    }
-
-    #[test]
-    fn kubernetes_ids_from_cgroup_paths() {
-        let id = "3f2a9c".repeat(10) + "abcd";
-        let systemd = format!(
-            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a1b2c3d_1111_2222_3333_444455556666.slice/cri-containerd-{id}.scope"
-        );
-        assert_eq!(
-            kubernetes_ids(&systemd),
-            (Some("0a1b2c3d-1111-2222-3333-444455556666".into()), Some(id.clone()))
-        );
-        let cgroupfs = format!("/kubepods/besteffort/pod0a1b2c3d-1111-2222-3333-444455556666/{id}");
-        assert_eq!(kubernetes_ids(&cgroupfs).1, Some(id));
-        assert_eq!(kubernetes_ids("/user.slice/user-0.slice/session-1.scope"), (None, None));
     }
 
     #[test]

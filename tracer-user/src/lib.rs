@@ -12,12 +12,15 @@
 //! - `host`: process facts the exec verdicts cite (pids cgroups,
 //!   threads-max, runc state files);
 //! - `output`: JSON lines and one-sentence text;
+//! - `k8s`: pod and container names for verdicts (cgroup paths, the API
+//!   server) and Kubernetes Events;
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
 pub mod cli;
 pub mod diagnose;
 pub mod events;
 pub mod host;
+pub mod k8s;
 pub mod loader;
 pub mod metrics;
 pub mod kernel;

@@ -44,6 +44,11 @@ pub struct HookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SubcommandLabels {
     pub subcommand: String,
 }
@@ -58,6 +63,7 @@ pub struct Metrics {
     hooks: Family<HookLabels, Gauge>,
     ringbuf_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     runtime_calls: Family<SubcommandLabels, Histogram>,
+    kubernetes_events: Family<ResultLabels, Counter>,
     /// Kernel counters are cumulative; the Prometheus counters get deltas.
     last_kernel: Mutex<(u64, u64)>,
     /// Unix seconds of the last pass of the event loop (for /healthz).
@@ -78,6 +84,12 @@ impl Metrics {
             // 1 ms .. ~65 s: a runc call past a few seconds is the PLEG's problem.
             Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
         });
+        let kubernetes_events = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "kubernetes_events",
+            "Kubernetes Events for verdicts (--emit-events): posted, deduplicated, failed, dropped",
+            kubernetes_events.clone(),
+        );
         registry.register("verdicts", "Verdicts by kind and reason", verdicts.clone());
         registry.register("probe_connections", "Prober TCP connections by outcome", connections.clone());
         registry.register("events", "Events received from the kernel", events.clone());
@@ -96,6 +108,7 @@ impl Metrics {
             hooks,
             ringbuf_fill,
             runtime_calls,
+            kubernetes_events,
             last_kernel: Mutex::new((0, 0)),
             last_loop: AtomicU64::new(now_secs()),
         })
@@ -113,7 +126,7 @@ impl Metrics {
             let outcome = r.field_str("outcome").unwrap_or("unknown").to_string();
             self.connections.get_or_create(&OutcomeLabels { outcome }).inc();
         } else if r.is_verdict() {
-            let reason = ["errno_name", "evidence", "constraint", "namespace"]
+            let reason = ["errno_name", "evidence", "constraint", "namespace_type"]
                 .iter()
                 .find_map(|k| r.field_str(k))
                 .unwrap_or("")
@@ -134,6 +147,10 @@ impl Metrics {
         self.runtime_calls
             .get_or_create(&SubcommandLabels { subcommand: subcommand.to_string() })
             .observe(ns as f64 / 1e9);
+    }
+
+    pub fn kubernetes_event(&self, result: &str) {
+        self.kubernetes_events.get_or_create(&ResultLabels { result: result.to_string() }).inc();
     }
 
     /// Kernel counters (cumulative) and the ring buffer's fill high-water.

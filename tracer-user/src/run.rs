@@ -27,6 +27,11 @@ use crate::{
     kernel::info::KernelInfo,
     loader::{HookStatus, LoadOptions, Mode, Tracer},
     host::ProcHost,
+    k8s::{
+        client::{EventPoster, Kube},
+        directory::Directory,
+        enrich::Enricher,
+    },
     node::ProcNode,
     output::{Clock, Format, Output},
 };
@@ -34,6 +39,11 @@ use crate::{
 /// Attempts older than this are judged even if the kernel never closed them
 /// (the default SYN retry budget is about two minutes).
 const STALE_ATTEMPT_NS: u64 = 180 * 1_000_000_000;
+
+/// How long startup waits for the first pod list; later ones are fetched
+/// every KUBE_REFRESH in the background.
+const KUBE_FIRST_WAIT: Duration = Duration::from_secs(5);
+const KUBE_REFRESH: Duration = Duration::from_secs(30);
 
 /// How often the ring buffer is drained without a wakeup from the kernel.
 const DRAIN_PERIOD: Duration = Duration::from_millis(50);
@@ -82,7 +92,23 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         attempt_records: !args.verdicts_only || metrics.is_some(),
         ..Default::default()
     };
-    let agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
+    let host = ProcHost::default();
+    let agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), host.clone());
+
+    // Pod names from the API server, when there is one.
+    let directory = Arc::new(std::sync::RwLock::new(Directory::default()));
+    let kube = Kube::connect(&args.kubernetes.options()).await?;
+    let (mut poster, mut poster_task, mut refresh_task) = (None, None, None);
+    if let Some(kube) = kube {
+        if args.kubernetes.emit_events {
+            let (p, task) = EventPoster::spawn(kube.clone(), metrics.clone());
+            (poster, poster_task) = (Some(p), Some(task));
+        }
+        refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT, KUBE_REFRESH).await);
+    } else if args.kubernetes.emit_events {
+        anyhow::bail!("--emit-events needs the Kubernetes API: run in a pod with a service account, or pass --kubeconfig or --kube-api");
+    }
+    let enricher = Enricher::new(directory, host);
     started(&mut out, &info, &tracer.hooks, &args.prober_comms)?;
 
     let ring = tracer.take_ring_buffer()?;
@@ -106,7 +132,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         m.hooks(&tracer.hooks);
     }
     let print_attempts = !args.verdicts_only;
-    let mut sink = Sink { agg, out, recorder, undecodable: 0, metrics, print_attempts };
+    let mut sink = Sink { agg, out, recorder, undecodable: 0, metrics, print_attempts, enricher, poster };
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -137,7 +163,16 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     for r in sink.agg.finish(Clock::monotonic_now_ns()) {
         sink.emit(&r)?;
     }
-    let Sink { agg, mut out, mut recorder, undecodable, .. } = sink;
+    let Sink { agg, mut out, mut recorder, undecodable, poster, .. } = sink;
+    // Queued Events get a moment to reach the API server, no more: SIGTERM
+    // must finish within a second.
+    drop(poster);
+    if let Some(task) = refresh_task {
+        task.abort();
+    }
+    if let Some(task) = poster_task {
+        let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+    }
     if let Some(rec) = recorder.as_mut() {
         rec.flush()?;
     }
@@ -161,6 +196,9 @@ struct Sink {
     metrics: Option<Arc<Metrics>>,
     /// Print `tcp_attempt` records (not with --verdicts-only).
     print_attempts: bool,
+    enricher: Enricher<ProcHost>,
+    /// Set with --emit-events.
+    poster: Option<EventPoster>,
 }
 
 impl Sink {
@@ -198,7 +236,12 @@ impl Sink {
         if r.kind == "tcp_attempt" && !self.print_attempts {
             return Ok(());
         }
-        self.out.report(r)
+        let mut r = r.clone();
+        let event = self.enricher.enrich(&mut r);
+        if let (Some(poster), Some(event)) = (&self.poster, event) {
+            poster.post(event);
+        }
+        self.out.report(&r)
     }
 }
 

@@ -533,7 +533,7 @@ impl<H: HostView> ExecCorrelator<H> {
         } else {
             ("container_init_exit", message)
         };
-        let r = Report::new(kind, ev).with("container", json!(container));
+        let r = Report::new(kind, ev).with("container_id", json!(container));
         let r = status.fields(r);
         r.with("killed_by_pid", json!(killer.as_ref().map(|k| k.0)))
             .with("killed_by_comm", json!(killer.as_ref().map(|k| k.1.clone())))
@@ -647,7 +647,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let slowest: Vec<serde_json::Value> = window
             .slowest
             .iter()
-            .map(|(d, pid, sub, c)| json!({ "pid": pid, "subcommand": sub, "container": c, "ms": ms(*d) }))
+            .map(|(d, pid, sub, c)| json!({ "pid": pid, "subcommand": sub, "container_id": c, "ms": ms(*d) }))
             .collect();
         let message = format!(
             "the container runtime is slow: {} (threshold {} ms); kubelet's pod lifecycle relist waits on such calls and the node turns NotReady (\"PLEG is not healthy\") when a relist passes 3 minutes: look at the runtime's load, its disk and the number of containers",
@@ -715,7 +715,7 @@ impl<H: HostView> ExecCorrelator<H> {
                     .with("errno", s.errno)
                     .with("errno_name", errno_name(s.errno))
                     .with("nstype", s.nstype)
-                    .with("namespace", ns)
+                    .with("namespace_type", ns)
                     .message(message),
             );
             causes.push(cause);
@@ -815,7 +815,7 @@ impl<H: HostView> ExecCorrelator<H> {
 
 /// Fields every exec verdict carries.
 fn common(r: Report, inv: &Invocation) -> Report {
-    r.with("container", json!(inv.command.container))
+    r.with("container_id", json!(inv.command.container))
         .with("runtime_pid", inv.started.pid)
         .with("subcommand", json!(inv.command.subcommand))
         .with("cgroup_id", inv.started.cgroup_id)

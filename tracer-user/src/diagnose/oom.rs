@@ -13,7 +13,8 @@ use serde_json::json;
 use super::Report;
 use crate::{
     events::{Body, Event, OomKill, Role},
-    host::{HostView, MemoryUsage, kubernetes_ids},
+    host::{HostView, MemoryUsage},
+    k8s::cgroup::ContainerRef,
 };
 
 /// Processes whose death breaks the runtime's bookkeeping.
@@ -92,7 +93,8 @@ fn verdict(p: Pending, exit: Option<(&Event, i32)>) -> Report {
     };
     let runtime_component = RUNTIME_COMPONENTS.contains(&comm.as_str());
     let cgroup_path = p.memory.as_ref().map(|m| m.cgroup.clone()).or(p.cgroup.clone());
-    let (pod_uid, container_id) = cgroup_path.as_deref().map(kubernetes_ids).unwrap_or((None, None));
+    let ids = cgroup_path.as_deref().map(ContainerRef::from_cgroup_path).unwrap_or_default();
+    let (pod_uid, container_id) = (ids.pod_uid, ids.container_id);
     // A cgroup OOM when the usage reached a limit; otherwise the node ran out.
     let (constraint, usage_text) = match &p.memory {
         Some(m) => {

@@ -65,7 +65,7 @@ fn pids_limit_fork_failure_names_the_cgroup_and_counts_retries() {
     assert_eq!(f.fields["count"], 20);
     assert_eq!(f.fields["pids_current"], 1);
     assert_eq!(f.fields["pids_max"], 1);
-    assert_eq!(f.fields["container"], "pt-probe");
+    assert_eq!(f.fields["container_id"], "pt-probe");
     assert!(f.message.contains("pids limit of cgroup /sys/fs/cgroup/pids/pt-probe is exhausted"), "{}", f.message);
     // threads-max is far away: not mentioned.
     assert!(!f.fields.contains_key("threads_max"));
@@ -91,10 +91,10 @@ fn setns_failure_names_the_namespace_and_errno() {
     let reports = run_all(exhausted_host(), &recorded());
     let s = only(&reports, "setns_failed")[0];
     assert_eq!(s.comm, "runc:[1:CHILD]");
-    assert_eq!(s.fields["namespace"], "net");
+    assert_eq!(s.fields["namespace_type"], "net");
     assert_eq!(s.fields["errno_name"], "EINVAL");
     assert_eq!(s.fields["subcommand"], "run");
-    assert_eq!(s.fields["container"], "pt-netns");
+    assert_eq!(s.fields["container_id"], "pt-netns");
     let died = only(&reports, "runc_init_died")[1];
     assert_eq!(died.fields["stage"], "runc:[1:CHILD]");
     assert_eq!(died.fields["exit_code"], 1);
@@ -105,11 +105,11 @@ fn killed_container_init_then_exec_into_it() {
     let reports = run_all(exhausted_host(), &recorded());
     let exit = only(&reports, "container_init_exit")[0];
     assert_eq!(exit.comm, "sleep");
-    assert_eq!(exit.fields["container"], "pt-stopped");
+    assert_eq!(exit.fields["container_id"], "pt-stopped");
     assert_eq!(exit.fields["signal"], "SIGKILL");
     assert_eq!(exit.fields["killed_by_comm"], "bash");
     let stopped = only(&reports, "exec_into_stopped_container")[0];
-    assert_eq!(stopped.fields["container"], "pt-stopped");
+    assert_eq!(stopped.fields["container_id"], "pt-stopped");
     assert_eq!(stopped.fields["evidence"], "observed");
     assert_eq!(stopped.fields["init_pid"], exit.pid);
 }

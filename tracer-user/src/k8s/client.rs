@@ -1,0 +1,305 @@
+//! The API server, through kube-rs: the pods on this node and the cluster's
+//! NodePort services (refreshed in the background into a [`Directory`]),
+//! and Events posted on the pods a verdict is about. Optional: without a
+//! configured cluster probe-tracer works as before, and an unreachable API
+//! server costs a warning, never the tracing.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use k8s_openapi::{
+    api::core::v1::{Event, EventSource, ObjectReference, Pod, Service},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    chrono::Utc,
+};
+use kube::{
+    Api, Client, Config,
+    api::{ListParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::directory::{Directory, PodInfo};
+use crate::metrics::Metrics;
+
+/// How the command line asked to reach the API server.
+#[derive(Debug, Clone, Default)]
+pub struct KubeOptions {
+    /// Off: never contact the API server.
+    pub disabled: bool,
+    /// An explicit API server URL (`http://127.0.0.1:8001` for
+    /// `kubectl proxy`); else `kubeconfig`; else in-cluster or ~/.kube/config.
+    pub api_url: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name (the DaemonSet passes spec.nodeName as NODE_NAME).
+    pub node_name: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Kube {
+    client: Client,
+    pub node: String,
+}
+
+impl Kube {
+    /// `Ok(None)` when no cluster is configured and none was asked for.
+    pub async fn connect(opts: &KubeOptions) -> Result<Option<Kube>> {
+        if opts.disabled {
+            return Ok(None);
+        }
+        let config = if let Some(url) = &opts.api_url {
+            let uri = url.parse().with_context(|| format!("--kube-api '{url}' is not a URL"))?;
+            Config::new(uri)
+        } else if let Some(path) = &opts.kubeconfig {
+            let kc = Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+        } else {
+            match Config::infer().await {
+                Ok(config) => config,
+                // Not in a cluster and no kubeconfig: a node-local run.
+                Err(_) => return Ok(None),
+            }
+        };
+        let client = Client::try_from(config).context("cannot build the Kubernetes client")?;
+        Ok(Some(Kube { client, node: node_name(opts.node_name.as_deref()) }))
+    }
+
+    /// Pods scheduled on this node, and every Service (NodePorts are
+    /// cluster-wide).
+    pub async fn load_directory(&self) -> Result<Directory> {
+        let on_node = ListParams::default().fields(&format!("spec.nodeName={}", self.node));
+        let pods = Api::<Pod>::all(self.client.clone()).list(&on_node).await.context("listing pods")?;
+        let services = Api::<Service>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .context("listing services")?;
+        Ok(Directory::new(&pods.items, &services.items))
+    }
+
+    /// Loads the directory now (bounded by `first_wait`, so a slow API
+    /// server does not hold up tracing), then every `period` in the
+    /// background.
+    pub async fn keep_directory(self, dir: Arc<RwLock<Directory>>, first_wait: Duration, period: Duration) -> JoinHandle<()> {
+        let mut healthy = match tokio::time::timeout(first_wait, self.load_directory()).await {
+            Ok(Ok(d)) => {
+                replace(&dir, d);
+                true
+            }
+            Ok(Err(e)) => {
+                warn(&format!("Kubernetes API: {e:#}; verdicts carry pod UIDs and container IDs only until it answers"));
+                false
+            }
+            Err(_) => false,
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                match self.load_directory().await {
+                    Ok(d) => {
+                        if !healthy {
+                            warn(&format!("Kubernetes API answers again ({} pods on node {})", d.pods(), self.node));
+                        }
+                        healthy = true;
+                        replace(&dir, d);
+                    }
+                    Err(e) => {
+                        if healthy {
+                            warn(&format!("Kubernetes API: {e:#}; keeping the last pod list"));
+                        }
+                        healthy = false;
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn replace(dir: &RwLock<Directory>, d: Directory) {
+    if let Ok(mut guard) = dir.write() {
+        *guard = d;
+    }
+}
+
+fn warn(msg: &str) {
+    eprintln!("probe-tracer: {msg}");
+}
+
+/// --node-name, else $NODE_NAME, else the kernel's hostname (what the
+/// kubelet registers by default).
+fn node_name(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("NODE_NAME").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// What a verdict says about a Kubernetes object, ready to be an Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRequest {
+    pub target: EventTarget,
+    /// `ProbeSynAckDiverted`, `ExecProbeForkFailed`, ...
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTarget {
+    Pod { pod: PodInfo, container: Option<String> },
+    Node,
+}
+
+/// Posts Events from a background task: the tracing loop only queues them.
+/// The same reason on the same object is posted at most once per
+/// `DEDUP_WINDOW` (a flapping probe would otherwise flood the API server).
+#[derive(Clone)]
+pub struct EventPoster {
+    tx: mpsc::Sender<EventRequest>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(60);
+
+impl EventPoster {
+    pub fn spawn(kube: Kube, metrics: Option<Arc<Metrics>>) -> (Self, JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<EventRequest>(256);
+        let task_metrics = metrics.clone();
+        let handle = tokio::spawn(async move {
+            let mut last_posted: HashMap<(String, &'static str), Instant> = HashMap::new();
+            while let Some(req) = rx.recv().await {
+                let key = (target_key(&req.target), req.reason);
+                if last_posted.get(&key).is_some_and(|t| t.elapsed() < DEDUP_WINDOW) {
+                    count(&task_metrics, "deduplicated");
+                    continue;
+                }
+                last_posted.retain(|_, t| t.elapsed() < DEDUP_WINDOW);
+                match kube.post_event(&req).await {
+                    Ok(()) => {
+                        last_posted.insert(key, Instant::now());
+                        count(&task_metrics, "posted");
+                    }
+                    Err(e) => {
+                        count(&task_metrics, "failed");
+                        warn(&format!("cannot post a {} Event: {e:#}", req.reason));
+                    }
+                }
+            }
+        });
+        (Self { tx, metrics }, handle)
+    }
+
+    /// Queues without waiting; a full queue is counted, not waited on.
+    pub fn post(&self, req: EventRequest) {
+        if self.tx.try_send(req).is_err() {
+            count(&self.metrics, "dropped");
+        }
+    }
+}
+
+fn count(metrics: &Option<Arc<Metrics>>, result: &str) {
+    if let Some(m) = metrics {
+        m.kubernetes_event(result);
+    }
+}
+
+fn target_key(t: &EventTarget) -> String {
+    match t {
+        EventTarget::Pod { pod, .. } => pod.uid.clone(),
+        EventTarget::Node => "node".into(),
+    }
+}
+
+impl Kube {
+    async fn post_event(&self, req: &EventRequest) -> Result<()> {
+        let event = event_object(req, &self.node);
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        Api::<Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await
+            .with_context(|| format!("POST events in namespace {namespace}"))?;
+        Ok(())
+    }
+}
+
+/// A core/v1 Event as the kubelet writes its own probe failures, so
+/// `kubectl describe pod` lists probe-tracer's diagnosis beside them.
+pub fn event_object(req: &EventRequest, node: &str) -> Event {
+    let now = Time(Utc::now());
+    let (namespace, involved, name_prefix) = match &req.target {
+        EventTarget::Pod { pod, container } => (
+            pod.namespace.clone(),
+            ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(pod.namespace.clone()),
+                name: Some(pod.name.clone()),
+                uid: Some(pod.uid.clone()),
+                field_path: container.as_ref().map(|c| format!("spec.containers{{{c}}}")),
+                ..Default::default()
+            },
+            pod.name.clone(),
+        ),
+        // Nodes are cluster-scoped; their Events live in "default".
+        EventTarget::Node => (
+            "default".to_string(),
+            ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(node.into()), uid: Some(node.into()), ..Default::default() },
+            node.to_string(),
+        ),
+    };
+    Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name_prefix}.probe-tracer.")),
+            namespace: Some(namespace),
+            ..Default::default()
+        },
+        involved_object: involved,
+        reason: Some(req.reason.into()),
+        message: Some(req.message.clone()),
+        type_: Some("Warning".into()),
+        source: Some(EventSource { component: Some("probe-tracer".into()), host: Some(node.into()) }),
+        reporting_component: Some("probe-tracer".into()),
+        reporting_instance: Some(node.into()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_event_names_the_pod_and_container() {
+        let pod = PodInfo { namespace: "shop".into(), name: "web-0".into(), uid: "u-1".into() };
+        let req = EventRequest {
+            target: EventTarget::Pod { pod, container: Some("app".into()) },
+            reason: "ExecProbeForkFailed",
+            message: "m".into(),
+        };
+        let e = event_object(&req, "node-1");
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["metadata"]["namespace"], "shop");
+        assert_eq!(v["metadata"]["generateName"], "web-0.probe-tracer.");
+        assert_eq!(v["involvedObject"]["kind"], "Pod");
+        assert_eq!(v["involvedObject"]["uid"], "u-1");
+        assert_eq!(v["involvedObject"]["fieldPath"], "spec.containers{app}");
+        assert_eq!(v["reason"], "ExecProbeForkFailed");
+        assert_eq!(v["type"], "Warning");
+        assert_eq!(v["source"]["component"], "probe-tracer");
+        assert_eq!(v["source"]["host"], "node-1");
+    }
+
+    #[test]
+    fn node_name_prefers_the_flag() {
+        assert_eq!(node_name(Some("n1")), "n1");
+        assert!(!node_name(None).is_empty());
+    }
+}

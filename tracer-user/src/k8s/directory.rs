@@ -1,0 +1,136 @@
+//! What the API server says about this node's pods and the cluster's
+//! NodePorts, indexed the ways a verdict looks things up: by pod UID (from a
+//! cgroup), by container ID (from a cgroup or runc's container name), by pod
+//! IP (a probe's destination) and by NodePort (an IPVS virtual service).
+//! Pure data: built from typed API lists, unit-tested without a cluster.
+
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// A container of a pod: the pod and the container's name in its spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub pod: Arc<PodInfo>,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    by_uid: HashMap<String, Arc<PodInfo>>,
+    by_ip: HashMap<IpAddr, Arc<PodInfo>>,
+    by_container: HashMap<String, ContainerInfo>,
+    by_nodeport: HashMap<u16, ServiceInfo>,
+}
+
+impl Directory {
+    pub fn new(pods: &[Pod], services: &[Service]) -> Self {
+        let mut d = Directory::default();
+        for pod in pods {
+            let meta = &pod.metadata;
+            let (Some(name), Some(uid)) = (meta.name.clone(), meta.uid.clone()) else { continue };
+            let info = Arc::new(PodInfo { namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()), name, uid: uid.clone() });
+            d.by_uid.insert(uid, info.clone());
+            let Some(status) = &pod.status else { continue };
+            // A host-network pod has the node's address: an IP would name
+            // every such pod at once, so it names none.
+            let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+            if !host_network {
+                let ips = status.pod_ips.iter().flatten().map(|p| p.ip.as_str()).chain(status.pod_ip.as_deref());
+                for ip in ips.filter_map(|ip| ip.parse().ok()) {
+                    d.by_ip.insert(ip, info.clone());
+                }
+            }
+            let statuses = [&status.container_statuses, &status.init_container_statuses, &status.ephemeral_container_statuses];
+            for cs in statuses.into_iter().flatten().flatten() {
+                if let Some(id) = cs.container_id.as_deref().and_then(strip_runtime_scheme) {
+                    d.by_container.insert(id.to_string(), ContainerInfo { pod: info.clone(), name: cs.name.clone() });
+                }
+            }
+        }
+        for svc in services {
+            let (Some(name), Some(spec)) = (svc.metadata.name.clone(), svc.spec.as_ref()) else { continue };
+            let namespace = svc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            for port in spec.ports.iter().flatten() {
+                if let Some(np) = port.node_port.and_then(|p| u16::try_from(p).ok()) {
+                    d.by_nodeport.insert(np, ServiceInfo { namespace: namespace.clone(), name: name.clone() });
+                }
+            }
+        }
+        d
+    }
+
+    pub fn pod_by_uid(&self, uid: &str) -> Option<&Arc<PodInfo>> {
+        self.by_uid.get(uid)
+    }
+
+    pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Arc<PodInfo>> {
+        self.by_ip.get(&ip)
+    }
+
+    pub fn container(&self, id: &str) -> Option<&ContainerInfo> {
+        self.by_container.get(id)
+    }
+
+    pub fn service_by_nodeport(&self, port: u16) -> Option<&ServiceInfo> {
+        self.by_nodeport.get(&port)
+    }
+
+    pub fn pods(&self) -> usize {
+        self.by_uid.len()
+    }
+}
+
+/// `containerd://<id>`, `cri-o://<id>`, `docker://<id>` -> `<id>`.
+fn strip_runtime_scheme(s: &str) -> Option<&str> {
+    let id = s.split_once("://").map_or(s, |(_, id)| id);
+    (!id.is_empty()).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lists as the API server returns them (trimmed to the fields read).
+    pub fn sample() -> Directory {
+        let pods: k8s_openapi::List<Pod> = serde_json::from_str(include_str!("testdata/pods.json")).unwrap();
+        let services: k8s_openapi::List<Service> = serde_json::from_str(include_str!("testdata/services.json")).unwrap();
+        Directory::new(&pods.items, &services.items)
+    }
+
+    #[test]
+    fn indexes_pods_by_uid_ip_and_container() {
+        let d = sample();
+        let web = d.pod_by_ip("10.200.1.2".parse().unwrap()).unwrap();
+        assert_eq!((web.namespace.as_str(), web.name.as_str()), ("shop", "web-7d9f8b6c5-x2x4q"));
+        assert_eq!(d.pod_by_uid(&web.uid).unwrap().name, web.name);
+        let c = d.container(&"ab".repeat(32)).unwrap();
+        assert_eq!((c.pod.name.as_str(), c.name.as_str()), ("web-7d9f8b6c5-x2x4q", "app"));
+        // Dual-stack pods are found by either address.
+        assert!(d.pod_by_ip("fd00:10:200:1::2".parse().unwrap()).is_some());
+        // Host-network pods are not found by the node's address.
+        assert!(d.pod_by_ip("192.168.122.10".parse().unwrap()).is_none());
+        assert!(d.pod_by_uid("1e2f3a4b-5555-6666-7777-888899990000").is_some());
+    }
+
+    #[test]
+    fn maps_nodeports_to_services() {
+        let d = sample();
+        let s = d.service_by_nodeport(31055).unwrap();
+        assert_eq!((s.namespace.as_str(), s.name.as_str()), ("shop", "checkout"));
+        assert!(d.service_by_nodeport(8080).is_none(), "a ClusterIP port is not a NodePort");
+    }
+}
