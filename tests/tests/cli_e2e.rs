@@ -50,3 +50,66 @@ fn check_reports_every_hook_and_the_kernel() {
         assert_eq!(tried, ["fentry", "kprobe"]);
     }
 }
+
+/// Runs a command, panicking with its stderr when it fails.
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Netns(&'static str);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", self.0]).status();
+    }
+}
+
+fn audit_in(ns: &str) -> Vec<serde_json::Value> {
+    let out = sh(&["ip", "netns", "exec", ns, tests::binary().to_str().unwrap(), "check", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["audit"].as_array().unwrap().clone()
+}
+
+fn finding<'a>(audit: &'a [serde_json::Value], check: &str) -> &'a serde_json::Value {
+    audit.iter().find(|f| f["check"] == check).unwrap_or_else(|| panic!("no {check} in {audit:?}"))
+}
+
+/// The node audit reads its network namespace's port sysctls (and IPVS
+/// table, in the VM): a widened ephemeral range fails, the fix passes.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn check_audit_flags_nodeports_in_the_ephemeral_range_and_passes_with_the_fix() {
+    let ns = Netns("pt-audit");
+    let _ = Command::new("ip").args(["netns", "del", ns.0]).stderr(std::process::Stdio::null()).status();
+    sh(&["ip", "netns", "add", ns.0]);
+    let in_ns = |cmd: &[&str]| sh(&[&["ip", "netns", "exec", ns.0], cmd].concat());
+    in_ns(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"]);
+    let vm = tests::machine() == tests::Machine::Vm;
+    if vm {
+        sh(&["modprobe", "ip_vs"]);
+        in_ns(&["ipvsadm", "-A", "-t", "10.9.9.9:31055", "-s", "rr"]);
+    }
+
+    let audit = audit_in(ns.0);
+    let ports = finding(&audit, "ephemeral_ports");
+    assert_eq!(ports["status"], "fail", "{ports}");
+    assert!(ports["message"].as_str().unwrap().contains("10000-65000"), "{ports}");
+    assert!(ports["fix"].as_str().unwrap().contains("net.ipv4.ip_local_reserved_ports=30000-32767"), "{ports}");
+    let ipvs = finding(&audit, "ipvs_nodeports");
+    if vm {
+        assert_eq!(ipvs["status"], "fail", "{ipvs}");
+        assert!(ipvs["message"].as_str().unwrap().contains("10.9.9.9:31055"), "{ipvs}");
+    } else {
+        assert_eq!(ipvs["status"], "ok", "no IPVS on this kernel: {ipvs}");
+    }
+    for check in ["runtime_pids", "threads"] {
+        assert!(["ok", "warn", "fail", "unknown"].contains(&finding(&audit, check)["status"].as_str().unwrap()));
+    }
+
+    in_ns(&["sysctl", "-qw", "net.ipv4.ip_local_reserved_ports=30000-32767"]);
+    let audit = audit_in(ns.0);
+    assert_eq!(finding(&audit, "ephemeral_ports")["status"], "ok");
+    assert_eq!(finding(&audit, "ipvs_nodeports")["status"], "ok");
+}

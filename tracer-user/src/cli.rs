@@ -41,6 +41,9 @@ pub struct CheckArgs {
     /// Output format (default: text on a terminal, json otherwise).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Kubernetes NodePort range (kube-apiserver --service-node-port-range).
+    #[arg(long, value_name = "LOW-HIGH", default_value = "30000-32767", value_parser = parse_port_range)]
+    pub nodeport_range: RangeInclusive<u16>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -8,6 +8,8 @@
 //! - `events`: ring-buffer records decoded into owned values;
 //! - `diagnose`: correlation and verdicts, pure Rust (unit-tested with
 //!   recorded event sequences);
+//! - `audit`: `check`'s node audit (port ranges, IPVS NodePorts, pids and
+//!   thread limits) as pure functions of what it reads;
 //! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
 //! - `host`: process facts the exec verdicts cite (pids cgroups,
 //!   threads-max, runc state files);
@@ -16,6 +18,7 @@
 //!   server) and Kubernetes Events;
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
+pub mod audit;
 pub mod cli;
 pub mod diagnose;
 pub mod events;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::json;
 use tracer_user::{
+    audit,
     cli::{CheckArgs, Cli, Command, ReplayArgs},
     diagnose::{Aggregator, probe::ProbeSettings},
     events::Event,
@@ -47,9 +48,12 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// What this kernel lets probe-tracer do, and the node audit. The audit
+/// reads procfs only, so it is printed even when tracing is not possible.
 fn check(args: CheckArgs) -> Result<()> {
     let info = KernelInfo::probe();
     let mut out = Output::stdout(Format::auto(args.format), Clock::now());
+    let findings = audit::audit(&audit::gather(&ProcNode, &ProcHost::default()), &args.nodeport_range);
     let blocker = info.blocker();
     let hooks = match blocker {
         Some(_) => Vec::new(),
@@ -77,7 +81,15 @@ fn check(args: CheckArgs) -> Result<()> {
             text.push_str(&format!("\n  {:<22} {}", h.hook, hook_text(h)));
         }
     }
-    out.record("check", json!({ "kernel": info, "hooks": hooks }), &text)?;
+    text.push_str("\nnode audit:");
+    for f in &findings {
+        let status = serde_json::to_value(f.status)?.as_str().unwrap_or("").to_uppercase();
+        text.push_str(&format!("\n  {:<16} {:<7} {}", f.check, status, f.message));
+        if let Some(fix) = &f.fix {
+            text.push_str(&format!("\n  {:<16} {:<7} fix: {fix}", "", ""));
+        }
+    }
+    out.record("check", json!({ "kernel": info, "hooks": hooks, "audit": findings }), &text)?;
     match blocker {
         Some(sentence) => Err(anyhow::anyhow!(sentence)),
         None => Ok(()),
