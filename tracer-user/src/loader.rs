@@ -279,10 +279,13 @@ impl Tracer {
     pub fn load(opts: &LoadOptions) -> Result<Self> {
         raise_memlock_limit();
         tracefs::ensure_mounted()?;
-        let kernel_btf = KernelBtf::load()?;
-        let (config, ipvs_problem) = build_config(&kernel_btf, &opts.groups)?;
+        // Parsed BTF takes tens of MiB: our parse lives only as long as the
+        // offsets need it, and aya's one parse serves relocation and attach.
+        let (config, ipvs_problem) = build_config(&KernelBtf::load()?, &opts.groups)?;
+        let aya_btf = Btf::from_sys_fs().ok();
         let ringbuf_bytes = opts.ringbuf_bytes.next_power_of_two().max(4096);
         let mut ebpf = EbpfLoader::new()
+            .btf(aya_btf.as_ref())
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", ringbuf_bytes)
             .load(EBPF_OBJECT)
@@ -291,7 +294,6 @@ impl Tracer {
         fill_comms(&mut ebpf, "PROBER_COMMS", &opts.prober_comms)?;
         fill_comms(&mut ebpf, "RUNTIME_COMMS", &opts.runtime_comms)?;
 
-        let aya_btf = Btf::from_sys_fs().ok();
         let mut hooks: Vec<HookStatus> = Vec::new();
         for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
             let status = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), &opts.allowed_modes);

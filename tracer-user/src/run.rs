@@ -109,6 +109,10 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         anyhow::bail!("--emit-events needs the Kubernetes API: run in a pod with a service account, or pass --kubeconfig or --kube-api");
     }
     let enricher = Enricher::new(directory, host);
+    // Loading parsed the kernel's BTF twice (ours and aya's): tens of MiB
+    // now free. Hand them back so the daemon's RSS is its working set.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     started(&mut out, &info, &tracer.hooks, &args.prober_comms)?;
 
     let ring = tracer.take_ring_buffer()?;

@@ -333,6 +333,12 @@ fn bench(skip_vm: bool, rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
     step("fork/exec storm benchmark on this machine");
     run(Command::new(&forkstorm).args(args.split(' ')).arg("--json").arg(root().join("target/forkstorm-bare.json")))
         .context("fork storm benchmark on the bare machine")?;
+    step("daemon resource budget on this machine (1,000 prober connections/s)");
+    run(Command::new(root().join("target/release/daemon-budget"))
+        .args(["--seconds", &format!("{}", (seconds * 5.0).max(10.0))])
+        .arg("--json")
+        .arg(root().join("target/daemon-budget-bare.json")))
+    .context("daemon budget on the bare machine")?;
     if !skip_vm {
         let body = format!(
             "{} {args} --json {} && {} {args} --json {}",
