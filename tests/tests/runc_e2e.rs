@@ -148,3 +148,24 @@ fn the_same_situations_with_the_fix_applied_produce_no_verdict() {
     assert!(!out.kind("container_stopped").is_empty(), "{}", out.dump());
     assert!(out.only("summary")["runtime_invocations"]["judged"].as_u64().unwrap() >= 3);
 }
+
+/// The Vagrant entry point, by incident name, on the same scripts: the
+/// failure is diagnosed and the fix run stays silent.
+#[test]
+#[ignore = "e2e: needs root and runc; run by cargo xtask test"]
+fn scenario_entry_point_reproduces_fork_eagain_by_name() {
+    let out = std::process::Command::new("bash")
+        .arg(tests::root().join("vagrant/probe-tracer-scenario"))
+        .arg("fork-eagain")
+        .env("PROBE_TRACER_SCENARIOS", tests::root().join("tests/scenarios"))
+        .env("PROBE_TRACER_BIN", tests::binary())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let fixed = stdout.lines().find(|l| l.contains("pids limit raised")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(fixed.trim_end().ends_with("runc exit 0"), "{fixed}");
+    let verdicts: Vec<&str> = stdout.lines().filter(|l| l.contains(" runc_failed: ")).collect();
+    assert_eq!(verdicts.len(), 1, "one story for the one failed exec:\n{stdout}");
+    assert!(verdicts[0].contains("EAGAIN") && verdicts[0].contains("pids"), "{}", verdicts[0]);
+}

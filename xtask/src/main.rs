@@ -52,7 +52,8 @@ enum Task {
         filter: Vec<String>,
     },
     /// Reproduce an incident in the VM and show probe-tracer's diagnosis
-    /// (scenarios: nodeport, runc).
+    /// (nodeport, fork-eagain, setns, stopped-container, oom, slow-runtime,
+    /// or runc for 2, 3 and 5 together).
     Demo {
         #[arg(default_value = "nodeport")]
         scenario: String,
@@ -308,13 +309,22 @@ fn vm_test(vm: &VmArgs, filter: &[String]) -> Result<(u64, u64)> {
     Ok(counts)
 }
 
+/// Runs an incident by name through the same entry point the Vagrant VM
+/// offers (`vagrant/probe-tracer-scenario`), inside the QEMU VM.
 fn demo(scenario: &str, vm: &VmArgs) -> Result<()> {
-    let script = root().join("tests/scenarios").join(scenario).join("demo.sh");
-    if !script.exists() {
-        bail!("scenario {scenario} has no demo ({} missing)", script.display());
+    let entry = root().join("vagrant/probe-tracer-scenario");
+    let known = Command::new("bash").arg(&entry).arg(scenario).env("PROBE_TRACER_SCENARIOS", "/nonexistent").output()?;
+    if known.status.code() == Some(2) {
+        bail!("no scenario named {scenario}:\n{}", String::from_utf8_lossy(&known.stderr));
     }
     build()?;
-    let run = vm::run_in_vm(&root(), vm.kernel.as_deref(), "demo", &format!("bash {}", script.display()), Duration::from_secs(vm.vm_timeout), vm.kvm)?;
+    let body = format!(
+        "PROBE_TRACER_SCENARIOS={} PROBE_TRACER_BIN={} bash {} {scenario}",
+        root().join("tests/scenarios").display(),
+        root().join("target/release/probe-tracer").display(),
+        entry.display()
+    );
+    let run = vm::run_in_vm(&root(), vm.kernel.as_deref(), "demo", &body, Duration::from_secs(vm.vm_timeout), vm.kvm)?;
     println!("{}", run.output);
     if run.status != 0 {
         bail!("the demo failed in the VM (status {})", run.status);
