@@ -58,11 +58,20 @@ pub fn scenario(name: &str) -> PathBuf {
     root().join("tests/scenarios").join(name)
 }
 
+/// A scenario script that runs longer than this is hung (a VM under
+/// emulation takes seconds for what takes milliseconds on the bare machine).
+const SCRIPT_TIMEOUT_SECS: &str = "300";
+
 /// Runs a scenario script and returns its stdout; panics with its output on
-/// failure.
+/// failure or when it hangs.
 pub fn script(scenario_name: &str, script: &str, args: &[&str]) -> String {
     let path = scenario(scenario_name).join(script);
-    let out = Command::new("bash").arg(&path).args(args).output().expect("bash");
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", SCRIPT_TIMEOUT_SECS, "bash"])
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("timeout (coreutils) and bash");
     assert!(
         out.status.success(),
         "{} {args:?} failed: {}\n{}",
@@ -141,7 +150,18 @@ impl Tracer {
     pub fn stop(mut self) -> Output {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("probe-tracer did not stop within 60 s of SIGINT: {}", self.stderr_text());
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
         let mut text = String::new();
         fs::File::open(&self.stdout).unwrap().read_to_string(&mut text).unwrap();
         assert!(status.success(), "probe-tracer failed ({status}): {}\n{text}", self.stderr_text());
