@@ -64,6 +64,12 @@ pub async fn daemon(args: DaemonArgs) -> Result<()> {
 }
 
 async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
+    // Configuration problems are reported before anything is loaded. This
+    // does not contact the API server yet.
+    let kube = Kube::connect(&args.kubernetes.options()).await?;
+    if kube.is_none() && args.kubernetes.emit_events {
+        anyhow::bail!("--emit-events needs the Kubernetes API: run in a pod with a service account, or pass --kubeconfig or --kube-api");
+    }
     let info = KernelInfo::probe();
     if let Some(blocker) = info.blocker() {
         anyhow::bail!(blocker);
@@ -97,7 +103,6 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
 
     // Pod names from the API server, when there is one.
     let directory = Arc::new(std::sync::RwLock::new(Directory::default()));
-    let kube = Kube::connect(&args.kubernetes.options()).await?;
     let (mut poster, mut poster_task, mut refresh_task) = (None, None, None);
     if let Some(kube) = kube {
         if args.kubernetes.emit_events {
@@ -105,8 +110,6 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
             (poster, poster_task) = (Some(p), Some(task));
         }
         refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT, KUBE_REFRESH).await);
-    } else if args.kubernetes.emit_events {
-        anyhow::bail!("--emit-events needs the Kubernetes API: run in a pod with a service account, or pass --kubeconfig or --kube-api");
     }
     let enricher = Enricher::new(directory, host);
     // Loading parsed the kernel's BTF twice (ours and aya's): tens of MiB
