@@ -128,7 +128,10 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     }
 
     let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    // Both streams live across loop iterations: a fresh `ctrl_c()` future
+    // per iteration misses a signal delivered while another branch runs.
     let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
     let mut housekeeping = interval(Duration::from_secs(1));
     housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The kernel side wakes us only once a batch has built up; this timer
@@ -160,7 +163,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
                 }
             }
             _ = sleep_until_opt(deadline) => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }

@@ -65,7 +65,9 @@ pub fn run_in_vm(root: &Path, kernel: Option<&str>, name: &str, body: &str, time
     if !kvm {
         cmd.arg("--disable-kvm");
     }
-    cmd.args(["--memory", "2G", "--cpus", "2", "--user", "root"])
+    // --verbose puts the guest kernel's console (oopses, OOM kills) in
+    // console.log, which is all there is to go on when the guest dies.
+    cmd.args(["--verbose", "--memory", "2G", "--cpus", "2", "--user", "root"])
         .arg("--rwdir").arg(&out_dir)
         // The clone may live under /tmp, which the guest sees as a blank overlay.
         .arg("--rwdir").arg(root)
