@@ -49,7 +49,12 @@ fn every_scenario_has_setup_trigger_teardown_and_demo() {
 /// The deploy manifests as JSON values, parsed by Ruby's YAML library (Psych,
 /// in Debian's ruby package) so a syntax or indentation error fails here.
 fn manifests() -> Vec<serde_json::Value> {
-    let file = tests::root().join("deploy/probe-tracer.yaml");
+    yaml_documents("deploy/probe-tracer.yaml")
+}
+
+/// Every YAML document of a file, parsed by Ruby's YAML library, as JSON.
+fn yaml_documents(path: &str) -> Vec<serde_json::Value> {
+    let file = tests::root().join(path);
     let out = Command::new("ruby")
         .args(["-ryaml", "-rjson", "-e", "puts JSON.generate(YAML.load_stream(File.read(ARGV[0])).compact)"])
         .arg(&file)
@@ -114,6 +119,20 @@ fn daemonset_manifest_is_least_privilege_and_probed() {
     let sm = find(&docs, "ServiceMonitor");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(sm["spec"]["selector"]["matchLabels"], find(&docs, "Service")["metadata"]["labels"]);
+}
+
+/// The kustomize base lists files that exist and retags the image the
+/// DaemonSet actually uses.
+#[test]
+fn kustomize_base_points_at_the_manifests() {
+    let k = &yaml_documents("deploy/kustomization.yaml")[0];
+    assert_eq!(k["kind"], "Kustomization");
+    for r in k["resources"].as_array().unwrap() {
+        assert!(tests::root().join("deploy").join(r.as_str().unwrap()).exists(), "{r}");
+    }
+    let image = find(&manifests(), "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
+    let name = image.rsplit_once(':').map_or(image.as_str(), |(n, _)| n);
+    assert_eq!(k["images"][0]["name"], name);
 }
 
 #[test]
