@@ -67,7 +67,7 @@ fn daemon_serves_health_and_metrics_and_stops_on_sigterm() {
         thread::sleep(Duration::from_millis(100));
     }
     let statuses = scenario.trigger(&["pids"]);
-    assert_ne!(statuses.split(' ').last().unwrap(), "0", "{statuses}");
+    assert_ne!(statuses.split(' ').next_back().unwrap(), "0", "{statuses}");
     // Verdicts are judged on the housekeeping tick at the latest.
     thread::sleep(Duration::from_secs(2));
 

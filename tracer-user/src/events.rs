@@ -336,9 +336,11 @@ mod tests {
     fn decodes_a_tcp_connect_record() {
         let mut comm = [0u8; 16];
         comm[..7].copy_from_slice(b"kubelet");
-        let mut raw = TcpEvent::default();
-        raw.header = EventHeader { kind: kind::TCP_CONNECT, hook_mode: hook_mode::FENTRY, pid: 42, tid: 43, ts_ns: 7, comm, ..Default::default() };
-        raw.skaddr = 0xffff_8880_0000_1000;
+        let mut raw = TcpEvent {
+            header: EventHeader { kind: kind::TCP_CONNECT, hook_mode: hook_mode::FENTRY, pid: 42, tid: 43, ts_ns: 7, comm, ..Default::default() },
+            skaddr: 0xffff_8880_0000_1000,
+            ..Default::default()
+        };
         raw.tuple.family = 2;
         raw.tuple.sport = 31055;
         raw.tuple.dport = 8080;
@@ -359,8 +361,7 @@ mod tests {
         let raw = TcpEvent::default();
         let bytes = bytes_of(&raw);
         assert!(decode(&bytes[..10]).is_none());
-        let mut unknown = EventHeader::default();
-        unknown.kind = 999;
+        let unknown = EventHeader { kind: 999, ..Default::default() };
         assert!(decode(&bytes_of(&unknown)).is_none());
     }
 

@@ -85,11 +85,6 @@ impl Metrics {
             Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
         });
         let kubernetes_events = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "kubernetes_events",
-            "Kubernetes Events for verdicts (--emit-events): posted, deduplicated, failed, dropped",
-            kubernetes_events.clone(),
-        );
         registry.register("verdicts", "Verdicts by kind and reason", verdicts.clone());
         registry.register("probe_connections", "Prober TCP connections by outcome", connections.clone());
         registry.register("events", "Events received from the kernel", events.clone());
@@ -98,6 +93,11 @@ impl Metrics {
         registry.register("hook_attached", "1 for the mechanism each hook got", hooks.clone());
         registry.register("ringbuf_fill_ratio", "Highest ring buffer fill since the last update (0..1)", ringbuf_fill.clone());
         registry.register("runtime_call_duration_seconds", "Duration of container runtime (runc) calls", runtime_calls.clone());
+        registry.register(
+            "kubernetes_events",
+            "Kubernetes Events for verdicts (--emit-events): posted, deduplicated, failed, dropped",
+            kubernetes_events.clone(),
+        );
         Arc::new(Self {
             registry,
             verdicts,

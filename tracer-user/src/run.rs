@@ -20,9 +20,8 @@ use std::sync::Arc;
 
 use crate::{
     cli::{DaemonArgs, RunArgs},
-    diagnose::Report,
+    diagnose::{Aggregator, Report, probe::ProbeSettings},
     metrics::Metrics,
-    diagnose::{Aggregator, probe::ProbeSettings},
     events,
     kernel::info::KernelInfo,
     loader::{HookStatus, LoadOptions, Mode, Tracer},
@@ -153,7 +152,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
             _ = drain.tick() => sink.drain(ring.get_mut())?,
             _ = housekeeping.tick() => {
                 for r in sink.agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
-                    sink.emit(&r)?;
+                    sink.emit(r)?;
                 }
                 if let Some(m) = &sink.metrics {
                     let c = tracer.counters()?;
@@ -171,7 +170,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // Drain what arrived before we stopped, then judge what is left.
     sink.drain(ring.get_mut())?;
     for r in sink.agg.finish(Clock::monotonic_now_ns()) {
-        sink.emit(&r)?;
+        sink.emit(r)?;
     }
     let Sink { agg, mut out, mut recorder, undecodable, poster, .. } = sink;
     // Queued Events get a moment to reach the API server, no more: SIGTERM
@@ -223,11 +222,13 @@ impl Sink {
                 rec.write_all(b"\n")?;
             }
             for r in self.agg.handle(&ev) {
-                self.emit(&r)?;
+                self.emit(r)?;
             }
         }
+        // Taken on every drain, so they do not pile up when no one reads them.
+        let durations = self.agg.exec.take_durations();
         if let Some(m) = &self.metrics {
-            for (sub, ns) in self.agg.exec.take_durations() {
+            for (sub, ns) in durations {
                 m.runtime_call(&sub, ns);
             }
             m.events(self.agg.events.saturating_sub(self.counted_events()));
@@ -239,14 +240,13 @@ impl Sink {
         self.metrics.as_ref().map_or(0, |m| m.events_seen())
     }
 
-    fn emit(&mut self, r: &Report) -> Result<()> {
+    fn emit(&mut self, mut r: Report) -> Result<()> {
         if let Some(m) = &self.metrics {
-            m.report(r);
+            m.report(&r);
         }
         if r.kind == "tcp_attempt" && !self.print_attempts {
             return Ok(());
         }
-        let mut r = r.clone();
         let event = self.enricher.enrich(&mut r);
         if let (Some(poster), Some(event)) = (&self.poster, event) {
             poster.post(event);

@@ -165,15 +165,6 @@ fn count_results(text: &str) -> (u64, u64) {
     (passed, failed)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counts_cargo_test_result_lines() {
-        let text = "test result: ok. 27 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
-                    test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out\n";
-        assert_eq!(super::count_results(text), (30, 2));
-    }
-}
 
 fn captured(cmd: &mut Command) -> Result<(bool, String)> {
     eprintln!("    $ {}", cmd::describe(cmd));
@@ -364,4 +355,14 @@ fn bench(skip_vm: bool, rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_cargo_test_result_lines() {
+        let text = "test result: ok. 27 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
+                    test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out\n";
+        assert_eq!(super::count_results(text), (30, 2));
+    }
 }

@@ -133,12 +133,14 @@ fn other_releases_apt() -> Result<Vec<String>> {
              deb [signed-by={keyring}] http://deb.debian.org/debian bookworm-backports main\n"
         ),
     )?;
-    let opts = [format!("Dir::Etc::SourceList={}", list.display()),
+    let opts = [
+        format!("Dir::Etc::SourceList={}", list.display()),
         "Dir::Etc::SourceParts=/dev/null".to_string(),
         format!("Dir::State::Lists={}", dir.join("lists").display()),
         "Dir::Cache::pkgcache=".to_string(),
         "Dir::Cache::srcpkgcache=".to_string(),
-        "APT::Sandbox::User=root".to_string()];
+        "APT::Sandbox::User=root".to_string(),
+    ];
     Ok(opts.iter().flat_map(|o| ["-o".to_string(), o.clone()]).collect())
 }
 

@@ -33,13 +33,31 @@ pub struct VmRun {
 /// the emulator's failures, not the code under test's: the run is stopped
 /// as soon as the console shows one and repeated once, saying so.
 const EMULATION_FAILURES: &[&str] = &["Oops: int3", "BUG: soft lockup"];
-const EMULATION_OOPS: &str = "emulator failure";
+
+/// A guest stopped for one of [`EMULATION_FAILURES`].
+#[derive(Debug)]
+struct EmulatorFailure {
+    signature: &'static str,
+    out_dir: PathBuf,
+}
+
+impl std::fmt::Display for EmulatorFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the guest died of an emulator failure ({}); see {}", self.signature, self.out_dir.display())
+    }
+}
+
+impl std::error::Error for EmulatorFailure {}
+
+fn emulator_failure(console: &str) -> Option<&'static str> {
+    EMULATION_FAILURES.iter().copied().find(|f| console.contains(f))
+}
 
 /// Boots the kernel and runs `body` (bash) as root with the workspace
 /// visible at the same path. Output goes to `<out_dir>/output.log`.
 pub fn run_in_vm(root: &Path, kernel: Option<&str>, name: &str, body: &str, timeout: Duration, kvm: bool) -> Result<VmRun> {
     match boot(root, kernel, name, body, timeout, kvm) {
-        Err(e) if !kvm && e.to_string().contains(EMULATION_OOPS) => {
+        Err(e) if !kvm && e.is::<EmulatorFailure>() => {
             eprintln!("xtask: the guest hit QEMU's text-patching race ({e}); running it again, once");
             boot(root, kernel, name, body, timeout, kvm)
         }
@@ -101,38 +119,33 @@ fn boot(root: &Path, kernel: Option<&str>, name: &str, body: &str, timeout: Dura
     // vng alone leaves QEMU running).
     let mut child = cmd.process_group(0).spawn().context("cannot start vng (run cargo xtask setup)")?;
     let console_path = out_dir.join("console.log");
-    let mut emulator_failure = None;
+    let read_console = || fs::read_to_string(&console_path).unwrap_or_default();
     loop {
         if child.try_wait()?.is_some() {
             break;
         }
-        let console = fs::read_to_string(&console_path).unwrap_or_default();
-        emulator_failure = EMULATION_FAILURES.iter().find(|f| console.contains(*f));
-        if emulator_failure.is_some() || started.elapsed() > timeout {
+        if emulator_failure(&read_console()).is_some() || started.elapsed() > timeout {
             let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
             let _ = child.wait();
             break;
         }
         thread::sleep(Duration::from_millis(500));
     }
-    // A guest that panicked has exited before the loop looked again.
-    let console = fs::read_to_string(&console_path).unwrap_or_default();
-    let emulator_failure = emulator_failure.or_else(|| EMULATION_FAILURES.iter().find(|f| console.contains(*f)));
+    // Read once more: a guest that panicked exited before the loop looked.
+    let console = read_console();
     eprintln!("    VM finished in {:.0} s", started.elapsed().as_secs_f64());
     let output = fs::read_to_string(&log).unwrap_or_default();
     let status = match fs::read_to_string(&status_file) {
         Ok(s) => s.trim().parse().unwrap_or(1),
         Err(_) => {
-            let console = fs::read_to_string(out_dir.join("console.log")).unwrap_or_default();
             // The kernel's last words, not the whole boot log.
             let tail: Vec<&str> = console.lines().rev().take(60).collect();
             eprintln!("{output}\n--- guest console (last lines) ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-            let oops = match emulator_failure {
-                Some(f) => format!(" ({EMULATION_OOPS}: {f})"),
-                None => String::new(),
-            };
+            if let Some(signature) = emulator_failure(&console) {
+                return Err(EmulatorFailure { signature, out_dir }.into());
+            }
             bail!(
-                "the guest never reported a status (crashed{oops}, or timed out after {} s); see {}",
+                "the guest never reported a status (crashed, or timed out after {} s); see {}",
                 timeout.as_secs(),
                 out_dir.display()
             );

@@ -263,7 +263,7 @@ impl LatencyWindow {
         }
         samples.push(ns);
         self.slowest.push((ns, pid, sub.to_string(), container));
-        self.slowest.sort_by(|a, b| b.0.cmp(&a.0));
+        self.slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
         self.slowest.truncate(3);
     }
 
@@ -741,11 +741,13 @@ impl<H: HostView> ExecCorrelator<H> {
             causes.push(format!("runc init {how}"));
             verdicts.push(r);
         }
-        if sub == "exec" && runc_failed
-            && let Some(r) = self.exec_into_stopped(&inv, end.map(|(e, _)| e)) {
-                causes.push(r.field_str("cause").unwrap_or("its init is gone").to_string());
-                verdicts.push(r);
-            }
+        if sub == "exec"
+            && runc_failed
+            && let Some(r) = self.exec_into_stopped(&inv, end.map(|(e, _)| e))
+        {
+            causes.push(r.field_str("cause").unwrap_or("its init is gone").to_string());
+            verdicts.push(r);
+        }
 
         if verdicts.is_empty() && !runc_failed {
             return Vec::new();
