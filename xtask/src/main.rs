@@ -332,7 +332,8 @@ fn bench(skip_vm: bool, rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
     run(Command::new(&bench).args(args.split(' ')).arg("--json").arg(root().join("target/bench-bare.json")))
         .context("benchmark on the bare machine")?;
     step("fork/exec storm benchmark on this machine");
-    run(Command::new(&forkstorm).args(args.split(' ')).arg("--json").arg(root().join("target/forkstorm-bare.json")))
+    // Its own defaults: many short windows, paired with the baselines around them.
+    run(Command::new(&forkstorm).arg("--json").arg(root().join("target/forkstorm-bare.json")))
         .context("fork storm benchmark on the bare machine")?;
     step("daemon resource budget on this machine (1,000 prober connections/s)");
     run(Command::new(root().join("target/release/daemon-budget"))
@@ -342,7 +343,7 @@ fn bench(skip_vm: bool, rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
     .context("daemon budget on the bare machine")?;
     if !skip_vm {
         let body = format!(
-            "{} {args} --json {} && {} {args} --json {}",
+            "{} {args} --json {} && {} --json {}",
             bench.display(),
             root().join("target/bench-vm.json").display(),
             forkstorm.display(),

@@ -9,16 +9,21 @@
 //! how many events probe-tracer received (it should be none).
 //!
 //! Usage: forkstorm-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
+//!                        [--peer-script FILE] [--tracer-arg ARG]...
+//!
+//! `--peer-script` and `--tracer-arg` are for attributing the cost: give
+//! bpftrace a single hook, or probe-tracer fewer hooks.
 
 use std::{
     env, fs,
     path::PathBuf,
     process::{Command, Stdio},
+    thread,
     time::{Duration, Instant},
 };
 
 use serde_json::json;
-use tests::bench::{self, Condition, median};
+use tests::bench::{self, Condition, RatioSummary, Windows, median};
 
 const PEER_SCRIPT: &str = r#"
 tracepoint:sched:sched_process_exec /comm == "runc" || @tree[pid]/ { @tree[pid] = 1; }
@@ -27,7 +32,29 @@ tracepoint:sched:sched_process_exit /@tree[pid]/ { delete(@tree[pid]); }
 tracepoint:syscalls:sys_exit_clone3 /args->ret < 0 && @tree[pid]/ { @failed = count(); }
 "#;
 
+/// Runs on one CPU, and so do its children: on a 2-core machine a
+/// parent and child bouncing between CPUs made rounds differ by 10 %.
+fn pin_to_cpu(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: plain sched_{get,set}affinity(2) on the calling thread.
+    unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old);
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        old
+    }
+}
+
 fn storm(seconds: f64) -> u64 {
+    let old = pin_to_cpu(0);
+    let n = storm_unpinned(seconds);
+    // SAFETY: restores the mask read above.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old) };
+    n
+}
+
+fn storm_unpinned(seconds: f64) -> u64 {
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut n = 0;
     while Instant::now() < end {
@@ -39,9 +66,11 @@ fn storm(seconds: f64) -> u64 {
 }
 
 fn main() {
-    let mut seconds = 3.0;
-    let mut rounds = 3;
+    let mut seconds = 1.0;
+    let mut rounds = 15;
     let mut json_out: Option<PathBuf> = None;
+    let mut peer_script = PEER_SCRIPT.to_string();
+    let mut tracer_args = vec!["--groups".to_string(), "exec".to_string()];
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -51,20 +80,31 @@ fn main() {
             // The e2e helper reads the binary from the environment.
             "--tracer" => unsafe { env::set_var("PROBE_TRACER_BIN", val()) },
             "--json" => json_out = Some(PathBuf::from(val())),
+            "--peer-script" => peer_script = fs::read_to_string(val()).expect("--peer-script"),
+            "--tracer-arg" => tracer_args.push(val()),
             other => panic!("unknown argument {other}"),
         }
     }
 
-    let mut rates = vec![Vec::new(); Condition::ALL.len()];
+    // B T B P B T B P ... B: every tracer window between two baselines.
+    let mut windows = Windows::default();
     let mut events = Vec::new();
+    let measure = |windows: &mut Windows, condition: Condition, round: usize| {
+        let n = storm(seconds);
+        let rate = n as f64 / seconds;
+        windows.push(condition, rate);
+        eprintln!("round {round} {:<13} {rate:>8.0} fork+exec/s", condition.name());
+        n
+    };
+    measure(&mut windows, Condition::Baseline, 0);
     for round in 0..rounds {
-        for (ci, condition) in Condition::ALL.into_iter().enumerate() {
-            let tracer = (condition == Condition::ProbeTracer).then(|| tests::Tracer::start(&["--groups", "exec"]));
-            let peer = (condition == Condition::Bpftrace).then(|| bench::start_bpftrace(PEER_SCRIPT));
-            let n = storm(seconds);
-            let rate = n as f64 / seconds;
-            rates[ci].push(rate);
-            eprintln!("round {round} {:<13} {rate:>8.0} fork+exec/s", condition.name());
+        for condition in [Condition::ProbeTracer, Condition::Bpftrace] {
+            let tracer = (condition == Condition::ProbeTracer)
+                .then(|| tests::Tracer::start(&tracer_args.iter().map(String::as_str).collect::<Vec<_>>()));
+            let peer = (condition == Condition::Bpftrace).then(|| bench::start_bpftrace(&peer_script));
+            // Let the tracer's own start-up work finish first.
+            thread::sleep(Duration::from_millis(300));
+            let n = measure(&mut windows, condition, round);
             if let Some(t) = tracer {
                 let out = t.stop();
                 let s = out.only("summary");
@@ -73,21 +113,24 @@ fn main() {
             if let Some(p) = peer {
                 bench::stop_bpftrace(p);
             }
+            measure(&mut windows, Condition::Baseline, round);
         }
     }
 
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    let base = median(rates[0].clone());
-    let ours = median(rates[1].clone());
-    let peer = median(rates[2].clone());
-    println!("\nfork+exec storm outside runc, kernel {kernel}, {rounds} rounds x {seconds} s, medians:");
-    println!("{:>12} {:>14} {:>8} {:>12} {:>8}", "baseline/s", "probe-tracer/s", "ratio", "bpftrace/s", "ratio");
-    println!("{base:>12.0} {ours:>14.0} {:>8.3} {peer:>12.0} {:>8.3}", ours / base, peer / base);
+    let base = median(windows.rates(Condition::Baseline));
+    let ours = windows.summary(Condition::ProbeTracer).expect("probe-tracer windows");
+    let peer = windows.summary(Condition::Bpftrace).expect("bpftrace windows");
+    println!("\nfork+exec storm outside runc, kernel {kernel}, {rounds} rounds x {seconds} s, storm on one CPU;");
+    println!("each tracer window over the mean of the baselines either side of it (median [quartiles]):");
+    println!("{:>12} {:>22} {:>22}", "baseline/s", "probe-tracer ratio", "bpftrace ratio");
+    let show = |s: RatioSummary| format!("{:.3} [{:.3}-{:.3}]", s.median, s.p25, s.p75);
+    println!("{base:>12.0} {:>22} {:>22}", show(ours), show(peer));
     println!("events probe-tracer received per round: {}", serde_json::Value::Array(events.clone()));
     let report = json!({
-        "kernel": kernel, "rounds": rounds, "seconds": seconds,
-        "baseline_per_s": base, "probe_tracer_per_s": ours, "probe_tracer_ratio": ours / base,
-        "bpftrace_per_s": peer, "bpftrace_ratio": peer / base, "events": events,
+        "kernel": kernel, "rounds": rounds, "seconds": seconds, "baseline_per_s": base,
+        "probe_tracer_ratio": ours.median, "probe_tracer": ours,
+        "bpftrace_ratio": peer.median, "bpftrace": peer, "events": events,
     });
     if let Some(path) = json_out {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
