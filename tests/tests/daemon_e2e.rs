@@ -74,7 +74,7 @@ fn daemon_serves_health_and_metrics_and_stops_on_sigterm() {
     let (code, metrics) = get(&format!("http://{addr}/metrics")).expect("metrics");
     assert_eq!(code, 200);
     assert!(metrics.contains(r#"probe_tracer_verdicts_total{kind="fork_failed",reason="EAGAIN"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"probe_tracer_hook_attached{hook="runtime_exec",mode="tracepoint"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"probe_tracer_hook_attached{hook="runtime_exec",mode="raw_tracepoint"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"probe_tracer_runtime_call_duration_seconds_count{subcommand="exec"}"#), "{metrics}");
     assert!(metrics.contains("probe_tracer_lost_events_total 0"), "{metrics}");
     assert!(metrics.contains("probe_tracer_ringbuf_fill_ratio"), "{metrics}");

@@ -37,6 +37,7 @@ pub mod hook_mode {
     pub const KPROBE: u8 = 1;
     pub const FENTRY: u8 = 2;
     pub const RAW_TRACEPOINT: u8 = 3;
+    pub const FEXIT: u8 = 4;
 }
 
 /// Which syscall a [`SyscallFailedEvent`] is about.
@@ -338,6 +339,11 @@ impl SockOffsets {
 pub struct ProcessOffsets {
     /// sched:sched_process_exec `filename` (a __data_loc field)
     pub exec_filename: u32,
+    /// struct linux_binprm `filename` (the raw tracepoint's third argument)
+    pub bprm_filename: u32,
+    /// struct pt_regs: a syscall's second argument (`si` on x86_64), read by
+    /// fexit programs on the syscall wrappers, which take `const struct pt_regs *`
+    pub regs_arg2: u32,
     /// sched:sched_process_fork `child_pid`
     pub fork_child_pid: u32,
     /// syscalls:sys_exit_* `ret`
@@ -383,6 +389,8 @@ pub struct ProcessOffsets {
 impl ProcessOffsets {
     pub const MISSING: Self = Self {
         exec_filename: NO_FIELD,
+        bprm_filename: NO_FIELD,
+        regs_arg2: NO_FIELD,
         fork_child_pid: NO_FIELD,
         sys_exit_ret: NO_FIELD,
         setns_nstype: NO_FIELD,

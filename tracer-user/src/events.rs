@@ -34,12 +34,14 @@ pub enum HookMode {
     RawTracepoint,
     Kprobe,
     Fentry,
+    Fexit,
 }
 
 impl HookMode {
     fn from_raw(raw: u8) -> Self {
         match raw {
             hook_mode::FENTRY => Self::Fentry,
+            hook_mode::FEXIT => Self::Fexit,
             hook_mode::KPROBE => Self::Kprobe,
             hook_mode::RAW_TRACEPOINT => Self::RawTracepoint,
             _ => Self::Tracepoint,
@@ -52,6 +54,7 @@ impl HookMode {
             Self::RawTracepoint => "raw_tracepoint",
             Self::Kprobe => "kprobe",
             Self::Fentry => "fentry",
+            Self::Fexit => "fexit",
         }
     }
 }

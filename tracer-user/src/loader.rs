@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, KProbe, RawTracePoint, TracePoint},
+    programs::{FEntry, FExit, KProbe, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
 use tracer_common::{CommKey, Config, NO_FIELD, ProcessOffsets, TASK_COMM_LEN, counter, setting};
@@ -40,11 +40,17 @@ pub enum Group {
 #[derive(Debug, Clone, Copy)]
 pub enum Attach {
     Fentry { program: &'static str, function: &'static str },
+    /// fexit on a syscall's entry point, named per architecture
+    /// (`__x64_sys_clone` on x86_64).
+    FexitSyscall { program: &'static str, syscall: &'static str },
     Kprobe { program: &'static str, function: &'static str },
     Tracepoint { program: &'static str, category: &'static str, name: &'static str },
     RawTracepoint { program: &'static str, name: &'static str },
     /// Covered by another hook's program (a tracepoint that sees the same thing).
     Via { hook: &'static str },
+    /// Not needed when `hook` got `mode` (its program does this one's job),
+    /// so that a fallback pair is attached only when it is the fallback.
+    CoveredBy { hook: &'static str, mode: Mode },
     /// No program: userspace infers from procfs.
     Inferred { source: &'static str },
 }
@@ -55,10 +61,11 @@ impl Attach {
     pub fn mode(&self) -> Option<Mode> {
         match self {
             Attach::Fentry { .. } => Some(Mode::Fentry),
+            Attach::FexitSyscall { .. } => Some(Mode::Fexit),
             Attach::Kprobe { .. } => Some(Mode::Kprobe),
             Attach::Tracepoint { .. } => Some(Mode::Tracepoint),
             Attach::RawTracepoint { .. } => Some(Mode::RawTracepoint),
-            Attach::Via { .. } => None,
+            Attach::Via { .. } | Attach::CoveredBy { .. } => None,
             Attach::Inferred { .. } => Some(Mode::Inferred),
         }
     }
@@ -136,7 +143,10 @@ pub const HOOKS: &[HookSpec] = &[
     HookSpec {
         name: "runtime_exec",
         groups: &[Group::Exec],
-        candidates: &[Attach::Tracepoint { program: "tp_sched_process_exec", category: "sched", name: "sched_process_exec" }],
+        candidates: &[
+            Attach::RawTracepoint { program: "raw_tp_sched_process_exec", name: "sched_process_exec" },
+            Attach::Tracepoint { program: "tp_sched_process_exec", category: "sched", name: "sched_process_exec" },
+        ],
         required: true,
     },
     HookSpec {
@@ -151,37 +161,57 @@ pub const HOOKS: &[HookSpec] = &[
     HookSpec {
         name: "clone_failed",
         groups: &[Group::Exec],
-        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_clone", category: "syscalls", name: "sys_exit_clone" }],
+        candidates: &[
+            Attach::FexitSyscall { program: "fexit_sys_clone", syscall: "clone" },
+            Attach::Tracepoint { program: "tp_sys_exit_clone", category: "syscalls", name: "sys_exit_clone" },
+        ],
         required: false,
     },
     HookSpec {
         name: "clone3_failed",
         groups: &[Group::Exec],
-        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_clone3", category: "syscalls", name: "sys_exit_clone3" }],
+        candidates: &[
+            Attach::FexitSyscall { program: "fexit_sys_clone3", syscall: "clone3" },
+            Attach::Tracepoint { program: "tp_sys_exit_clone3", category: "syscalls", name: "sys_exit_clone3" },
+        ],
         required: false,
     },
     HookSpec {
         name: "fork_failed",
         groups: &[Group::Exec],
-        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_fork", category: "syscalls", name: "sys_exit_fork" }],
+        candidates: &[
+            Attach::FexitSyscall { program: "fexit_sys_fork", syscall: "fork" },
+            Attach::Tracepoint { program: "tp_sys_exit_fork", category: "syscalls", name: "sys_exit_fork" },
+        ],
         required: false,
     },
     HookSpec {
         name: "vfork_failed",
         groups: &[Group::Exec],
-        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_vfork", category: "syscalls", name: "sys_exit_vfork" }],
-        required: false,
-    },
-    HookSpec {
-        name: "setns_enter",
-        groups: &[Group::Exec],
-        candidates: &[Attach::Tracepoint { program: "tp_sys_enter_setns", category: "syscalls", name: "sys_enter_setns" }],
+        candidates: &[
+            Attach::FexitSyscall { program: "fexit_sys_vfork", syscall: "vfork" },
+            Attach::Tracepoint { program: "tp_sys_exit_vfork", category: "syscalls", name: "sys_exit_vfork" },
+        ],
         required: false,
     },
     HookSpec {
         name: "setns_failed",
         groups: &[Group::Exec],
-        candidates: &[Attach::Tracepoint { program: "tp_sys_exit_setns", category: "syscalls", name: "sys_exit_setns" }],
+        candidates: &[
+            Attach::FexitSyscall { program: "fexit_sys_setns", syscall: "setns" },
+            Attach::Tracepoint { program: "tp_sys_exit_setns", category: "syscalls", name: "sys_exit_setns" },
+        ],
+        required: false,
+    },
+    HookSpec {
+        // The tracepoint fallback's half that remembers the namespace type;
+        // the fexit program reads it from the syscall's registers instead.
+        name: "setns_enter",
+        groups: &[Group::Exec],
+        candidates: &[
+            Attach::CoveredBy { hook: "setns_failed", mode: Mode::Fexit },
+            Attach::Tracepoint { program: "tp_sys_enter_setns", category: "syscalls", name: "sys_enter_setns" },
+        ],
         required: false,
     },
     HookSpec {
@@ -216,6 +246,7 @@ pub const HOOKS: &[HookSpec] = &[
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Fentry,
+    Fexit,
     Kprobe,
     RawTracepoint,
     Tracepoint,
@@ -223,13 +254,14 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] = [Mode::Fentry, Mode::Kprobe, Mode::RawTracepoint, Mode::Tracepoint, Mode::Inferred];
+    pub const ALL: [Mode; 6] = [Mode::Fentry, Mode::Fexit, Mode::Kprobe, Mode::RawTracepoint, Mode::Tracepoint, Mode::Inferred];
 }
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Mode::Fentry => "fentry",
+            Mode::Fexit => "fexit",
             Mode::Kprobe => "kprobe",
             Mode::RawTracepoint => "raw_tracepoint",
             Mode::Tracepoint => "tracepoint",
@@ -456,6 +488,10 @@ fn attach_hook(
             Attach::Fentry { program, function } => {
                 (Mode::Fentry, function.to_string(), attach_fentry(ebpf, program, function, btf))
             }
+            Attach::FexitSyscall { program, syscall } => {
+                let (function, result) = attach_fexit_syscall(ebpf, program, syscall, btf);
+                (Mode::Fexit, function, result)
+            }
             Attach::Kprobe { program, function } => {
                 let result = match (function, ipvs_problem) {
                     ("ip_vs_conn_new", Some(problem)) => Err(anyhow!("{problem}")),
@@ -474,6 +510,14 @@ fn attach_hook(
                 match other.and_then(|h| h.mode.zip(h.target.clone())) {
                     Some((mode, target)) => (mode, target, Ok(())),
                     None => (Mode::Tracepoint, hook.to_string(), Err(anyhow!("hook {hook} is not attached"))),
+                }
+            }
+            Attach::CoveredBy { hook, mode } => {
+                let other = earlier.iter().find(|h| h.hook == hook);
+                match other.and_then(|h| h.mode.filter(|m| *m == mode).zip(h.target.clone())) {
+                    Some((mode, target)) => (mode, target, Ok(())),
+                    // Not an attach failure: the next candidate is the one needed.
+                    None => continue,
                 }
             }
             Attach::Inferred { source } => (Mode::Inferred, source.to_string(), Ok(())),
@@ -502,6 +546,42 @@ fn attach_fentry(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Bt
         let _ = prog.unload();
     }
     result
+}
+
+fn attach_fexit(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf>) -> Result<()> {
+    let btf = btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
+    let prog: &mut FExit = program_mut(ebpf, program)?.try_into()?;
+    let result = prog.load(function, btf).map_err(anyhow::Error::from).and_then(|()| {
+        prog.attach()?;
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = prog.unload();
+    }
+    result
+}
+
+/// Attaches `program` to the function `syscall` enters the kernel through
+/// (64-bit ABI only: 32-bit compat callers are not traced by fexit). Both
+/// names take `const struct pt_regs *` and return long, so one program
+/// fits either: x86's argument-less syscalls (fork, vfork) are aliases of
+/// `__do_sys_NAME`, and only that name is in BTF.
+fn attach_fexit_syscall(ebpf: &mut Ebpf, program: &str, syscall: &str, btf: Option<&Btf>) -> (String, Result<()>) {
+    let prefix = match std::env::consts::ARCH {
+        "x86_64" => "__x64_sys_",
+        "aarch64" => "__arm64_sys_",
+        arch => return (syscall.to_string(), Err(anyhow!("no syscall entry point naming known for {arch}"))),
+    };
+    let wrapper = format!("{prefix}{syscall}");
+    let first = attach_fexit(ebpf, program, &wrapper, btf);
+    if first.is_ok() {
+        return (wrapper, first);
+    }
+    let stub = format!("__do_sys_{syscall}");
+    match attach_fexit(ebpf, program, &stub, btf) {
+        Ok(()) => (stub, Ok(())),
+        Err(e) => (wrapper, first.map_err(|first| anyhow!("{first:#}; {stub}: {e:#}"))),
+    }
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<()> {
@@ -580,7 +660,7 @@ mod tests {
         for (i, spec) in HOOKS.iter().enumerate() {
             assert!(!spec.candidates.is_empty(), "{}", spec.name);
             for c in spec.candidates {
-                if let Attach::Via { hook } = c {
+                if let Attach::Via { hook } | Attach::CoveredBy { hook, .. } = c {
                     assert!(HOOKS[..i].iter().any(|h| h.name == *hook), "{} via {hook}", spec.name);
                 }
             }

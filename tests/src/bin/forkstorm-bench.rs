@@ -54,6 +54,26 @@ fn storm(seconds: f64) -> u64 {
     n
 }
 
+/// Null syscalls (getppid) per second on one CPU for `seconds`: what every
+/// other process on the node pays per syscall while the tracer is attached
+/// (a syscall tracepoint sends every syscall through the kernel's slow path).
+fn null_syscalls(seconds: f64) -> f64 {
+    let old = pin_to_cpu(0);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        for _ in 0..1000 {
+            // SAFETY: getppid has no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }
+        n += 1000;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    // SAFETY: restores the mask read above.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old) };
+    rate
+}
+
 fn storm_unpinned(seconds: f64) -> u64 {
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut n = 0;
@@ -88,12 +108,15 @@ fn main() {
 
     // B T B P B T B P ... B: every tracer window between two baselines.
     let mut windows = Windows::default();
+    let mut syscalls = Windows::default();
     let mut events = Vec::new();
-    let measure = |windows: &mut Windows, condition: Condition, round: usize| {
+    let mut measure = |windows: &mut Windows, condition: Condition, round: usize| {
         let n = storm(seconds);
         let rate = n as f64 / seconds;
         windows.push(condition, rate);
-        eprintln!("round {round} {:<13} {rate:>8.0} fork+exec/s", condition.name());
+        let calls = null_syscalls(0.2);
+        syscalls.push(condition, calls);
+        eprintln!("round {round} {:<13} {rate:>8.0} fork+exec/s {:>6.0} ns/syscall", condition.name(), 1e9 / calls);
         n
     };
     measure(&mut windows, Condition::Baseline, 0);
@@ -126,11 +149,16 @@ fn main() {
     println!("{:>12} {:>22} {:>22}", "baseline/s", "probe-tracer ratio", "bpftrace ratio");
     let show = |s: RatioSummary| format!("{:.3} [{:.3}-{:.3}]", s.median, s.p25, s.p75);
     println!("{base:>12.0} {:>22} {:>22}", show(ours), show(peer));
+    let base_ns = 1e9 / median(syscalls.rates(Condition::Baseline));
+    let ours_sys = syscalls.summary(Condition::ProbeTracer).expect("probe-tracer windows");
+    let peer_sys = syscalls.summary(Condition::Bpftrace).expect("bpftrace windows");
+    println!("null syscalls (getppid), {base_ns:.0} ns each in the baseline: {:>22} {:>22}", show(ours_sys), show(peer_sys));
     println!("events probe-tracer received per round: {}", serde_json::Value::Array(events.clone()));
     let report = json!({
         "kernel": kernel, "rounds": rounds, "seconds": seconds, "baseline_per_s": base,
         "probe_tracer_ratio": ours.median, "probe_tracer": ours,
         "bpftrace_ratio": peer.median, "bpftrace": peer, "events": events,
+        "null_syscall_ns": base_ns, "null_syscall_probe_tracer": ours_sys, "null_syscall_bpftrace": peer_sys,
     });
     if let Some(path) = json_out {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
