@@ -65,6 +65,9 @@ enum Task {
     Bench {
         #[arg(long)]
         skip_vm: bool,
+        /// Run only these benchmarks (default: all)
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<BenchName>,
         #[arg(long, default_value_t = 3)]
         rounds: u32,
         #[arg(long, default_value_t = 3.0)]
@@ -72,6 +75,13 @@ enum Task {
         #[command(flatten)]
         vm: VmArgs,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum BenchName {
+    Connect,
+    Forkstorm,
+    DaemonBudget,
 }
 
 #[derive(clap::Args, Clone)]
@@ -112,7 +122,7 @@ fn run_task(task: Task) -> Result<()> {
             Ok(())
         }
         Task::Demo { scenario, vm } => demo(&scenario, &vm),
-        Task::Bench { skip_vm, rounds, seconds, vm } => bench(skip_vm, rounds, seconds, &vm),
+        Task::Bench { skip_vm, only, rounds, seconds, vm } => bench(skip_vm, &only, rounds, seconds, &vm),
     }
 }
 
@@ -323,32 +333,40 @@ fn demo(scenario: &str, vm: &VmArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench(skip_vm: bool, rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
+fn bench(skip_vm: bool, only: &[BenchName], rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
     build()?;
+    let wanted = |b: BenchName| only.is_empty() || only.contains(&b);
     let bench = root().join("target/release/connect-bench");
     let args = format!("--rounds {rounds} --seconds {seconds}");
     let forkstorm = root().join("target/release/forkstorm-bench");
-    step("connect/accept benchmark on this machine");
-    run(Command::new(&bench).args(args.split(' ')).arg("--json").arg(root().join("target/bench-bare.json")))
-        .context("benchmark on the bare machine")?;
-    step("fork/exec storm benchmark on this machine");
-    // Its own defaults: many short windows, paired with the baselines around them.
-    run(Command::new(&forkstorm).arg("--json").arg(root().join("target/forkstorm-bare.json")))
-        .context("fork storm benchmark on the bare machine")?;
-    step("daemon resource budget on this machine (1,000 prober connections/s)");
-    run(Command::new(root().join("target/release/daemon-budget"))
-        .args(["--seconds", &format!("{}", (seconds * 5.0).max(10.0))])
-        .arg("--json")
-        .arg(root().join("target/daemon-budget-bare.json")))
-    .context("daemon budget on the bare machine")?;
-    if !skip_vm {
-        let body = format!(
-            "{} {args} --json {} && {} --json {}",
-            bench.display(),
-            root().join("target/bench-vm.json").display(),
-            forkstorm.display(),
-            root().join("target/forkstorm-vm.json").display()
-        );
+    if wanted(BenchName::Connect) {
+        step("connect/accept benchmark on this machine");
+        run(Command::new(&bench).args(args.split(' ')).arg("--json").arg(root().join("target/bench-bare.json")))
+            .context("benchmark on the bare machine")?;
+    }
+    if wanted(BenchName::Forkstorm) {
+        step("fork/exec storm benchmark on this machine");
+        // Its own defaults: many short windows, paired with the baselines around them.
+        run(Command::new(&forkstorm).arg("--json").arg(root().join("target/forkstorm-bare.json")))
+            .context("fork storm benchmark on the bare machine")?;
+    }
+    if wanted(BenchName::DaemonBudget) {
+        step("daemon resource budget on this machine (1,000 prober connections/s)");
+        run(Command::new(root().join("target/release/daemon-budget"))
+            .args(["--seconds", &format!("{}", (seconds * 5.0).max(10.0))])
+            .arg("--json")
+            .arg(root().join("target/daemon-budget-bare.json")))
+        .context("daemon budget on the bare machine")?;
+    }
+    let mut vm_steps = Vec::new();
+    if wanted(BenchName::Connect) {
+        vm_steps.push(format!("{} {args} --json {}", bench.display(), root().join("target/bench-vm.json").display()));
+    }
+    if wanted(BenchName::Forkstorm) {
+        vm_steps.push(format!("{} --json {}", forkstorm.display(), root().join("target/forkstorm-vm.json").display()));
+    }
+    if !skip_vm && !vm_steps.is_empty() {
+        let body = vm_steps.join(" && ");
         let run = vm::run_in_vm(&root(), vm.kernel.as_deref(), "bench", &body, Duration::from_secs(vm.vm_timeout), vm.kvm)?;
         println!("{}", run.output);
         if run.status != 0 {
