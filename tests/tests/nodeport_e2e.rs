@@ -133,6 +133,8 @@ fn healthy_refused_and_timed_out_probes_are_classified() {
     if machine() == Machine::Bare {
         assert_eq!(out.hook_mode("ipvs_conn_new"), "inferred");
     }
+    assert_eq!(out.hook_mode("tcp_retransmit"), "raw_tracepoint");
+    assert_eq!(out.hook_mode("tcp_receive_reset"), "raw_tracepoint");
 
     assert!(!attempts_to(&out, "10.200.5.2", 8080).is_empty(), "{}", out.dump());
     assert!(attempts_to(&out, "10.200.5.2", 8080).iter().all(|a| a["outcome"] == "established"));
@@ -143,6 +145,8 @@ fn healthy_refused_and_timed_out_probes_are_classified() {
     let timeout = out.only("probe_timeout");
     assert_eq!(timeout["daddr"], "10.200.5.99");
     assert!(timeout["elapsed_ms"].as_u64().unwrap() >= 1500, "{timeout}");
+    // The first SYN retransmit is due after 1 s.
+    assert!(timeout["syn_retransmits"].as_u64().unwrap() >= 1, "{timeout}");
     assert_eq!(out.verdicts().len(), 2, "{}", out.dump());
     let summary = out.only("summary");
     assert_eq!(summary["lost_events"], 0);

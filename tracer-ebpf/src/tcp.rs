@@ -301,6 +301,33 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...)`: the
+/// socket is the first argument on every kernel. Raw, so that the kernel
+/// does not assemble a record (addresses and all) for every retransmit on
+/// the node before the tracked-socket lookup says no.
+#[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
+pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
+    let sk = ctx.arg::<*const u8>(0);
+    if !is_tracked(sk as u64) {
+        return 0;
+    }
+    let state = sock_state(sk);
+    emit_from_sock(kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, sk, state, state, Tracking::Keep);
+    0
+}
+
+/// `TP_PROTO(struct sock *sk)`: as above, for every reset received on the
+/// node (one per connection on a node whose clients close with RST).
+#[raw_tracepoint(tracepoint = "tcp_receive_reset")]
+pub fn raw_tp_tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
+    let sk = ctx.arg::<*const u8>(0);
+    if !is_tracked(sk as u64) {
+        return 0;
+    }
+    emit_from_sock(kind::TCP_RESET, hook_mode::RAW_TRACEPOINT, sk, 0, 0, Tracking::Keep);
+    0
+}
+
 /// tcp:tcp_retransmit_skb: counts SYN retransmits of tracked sockets.
 #[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
 pub fn tp_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {

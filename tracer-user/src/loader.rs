@@ -114,21 +114,19 @@ pub const HOOKS: &[HookSpec] = &[
     HookSpec {
         name: "tcp_retransmit",
         groups: &[Group::Probe],
-        candidates: &[Attach::Tracepoint {
-            program: "tp_tcp_retransmit_skb",
-            category: "tcp",
-            name: "tcp_retransmit_skb",
-        }],
+        candidates: &[
+            Attach::RawTracepoint { program: "raw_tp_tcp_retransmit_skb", name: "tcp_retransmit_skb" },
+            Attach::Tracepoint { program: "tp_tcp_retransmit_skb", category: "tcp", name: "tcp_retransmit_skb" },
+        ],
         required: false,
     },
     HookSpec {
         name: "tcp_receive_reset",
         groups: &[Group::Probe],
-        candidates: &[Attach::Tracepoint {
-            program: "tp_tcp_receive_reset",
-            category: "tcp",
-            name: "tcp_receive_reset",
-        }],
+        candidates: &[
+            Attach::RawTracepoint { program: "raw_tp_tcp_receive_reset", name: "tcp_receive_reset" },
+            Attach::Tracepoint { program: "tp_tcp_receive_reset", category: "tcp", name: "tcp_receive_reset" },
+        ],
         required: false,
     },
     HookSpec {
