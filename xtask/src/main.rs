@@ -68,10 +68,12 @@ enum Task {
         /// Run only these benchmarks (default: all)
         #[arg(long, value_enum, value_delimiter = ',')]
         only: Vec<BenchName>,
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
+        /// connect-bench rounds (its default: 10)
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// connect-bench window length (its default: 1 s)
+        #[arg(long)]
+        seconds: Option<f64>,
         #[command(flatten)]
         vm: VmArgs,
     },
@@ -333,15 +335,21 @@ fn demo(scenario: &str, vm: &VmArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench(skip_vm: bool, only: &[BenchName], rounds: u32, seconds: f64, vm: &VmArgs) -> Result<()> {
+fn bench(skip_vm: bool, only: &[BenchName], rounds: Option<u32>, seconds: Option<f64>, vm: &VmArgs) -> Result<()> {
     build()?;
     let wanted = |b: BenchName| only.is_empty() || only.contains(&b);
     let bench = root().join("target/release/connect-bench");
-    let args = format!("--rounds {rounds} --seconds {seconds}");
+    let mut args = String::new();
+    if let Some(r) = rounds {
+        args.push_str(&format!(" --rounds {r}"));
+    }
+    if let Some(s) = seconds {
+        args.push_str(&format!(" --seconds {s}"));
+    }
     let forkstorm = root().join("target/release/forkstorm-bench");
     if wanted(BenchName::Connect) {
         step("connect/accept benchmark on this machine");
-        run(Command::new(&bench).args(args.split(' ')).arg("--json").arg(root().join("target/bench-bare.json")))
+        run(Command::new(&bench).args(args.split_whitespace()).arg("--json").arg(root().join("target/bench-bare.json")))
             .context("benchmark on the bare machine")?;
     }
     if wanted(BenchName::Forkstorm) {
@@ -353,14 +361,14 @@ fn bench(skip_vm: bool, only: &[BenchName], rounds: u32, seconds: f64, vm: &VmAr
     if wanted(BenchName::DaemonBudget) {
         step("daemon resource budget on this machine (1,000 prober connections/s)");
         run(Command::new(root().join("target/release/daemon-budget"))
-            .args(["--seconds", &format!("{}", (seconds * 5.0).max(10.0))])
+            .args(["--seconds", "15"])
             .arg("--json")
             .arg(root().join("target/daemon-budget-bare.json")))
         .context("daemon budget on the bare machine")?;
     }
     let mut vm_steps = Vec::new();
     if wanted(BenchName::Connect) {
-        vm_steps.push(format!("{} {args} --json {}", bench.display(), root().join("target/bench-vm.json").display()));
+        vm_steps.push(format!("{}{args} --json {}", bench.display(), root().join("target/bench-vm.json").display()));
     }
     if wanted(BenchName::Forkstorm) {
         vm_steps.push(format!("{} --json {}", forkstorm.display(), root().join("target/forkstorm-vm.json").display()));

@@ -7,6 +7,8 @@
 //! `kubelet` (a prober: every connection is traced, the worst case) and named
 //! `bench-client` (not a prober: the in-kernel filter's cost).
 //!
+//! Each tracer window runs between two baseline windows and is compared with
+//! their mean (this machine's throughput drifts more than the effect).
 //! Reports connections per second, each tracer's ratio to the baseline, and
 //! whether probe-tracer saw every prober connection with no lost events.
 //!
@@ -27,7 +29,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tests::bench::{self, Condition, median};
+use tests::bench::{self, Condition, RatioSummary, Windows, median};
 
 struct Args {
     seconds: f64,
@@ -37,7 +39,7 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 3.0, rounds: 3, tracer: tests::binary(), json: None };
+    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None };
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -174,26 +176,34 @@ fn main() {
     // The bench runs probe-tracer through the e2e helper, which reads these.
     unsafe { env::set_var("PROBE_TRACER_BIN", &args.tracer) };
     let (addr, stop_server) = start_server();
-    let conditions = Condition::ALL;
     let workloads = ["kubelet", "bench-client"];
-    let mut rates: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); conditions.len()]; workloads.len()];
+    // Per workload, windows in run order: B T B P B T B P ... B, so every
+    // tracer window sits between two baselines (see bench::Windows).
+    let mut windows: Vec<Windows> = workloads.iter().map(|_| Windows::default()).collect();
     let mut accounting = Vec::new();
-
+    let measure = |windows: &mut Vec<Windows>, condition: Condition, round: usize| -> Vec<u64> {
+        let mut made = Vec::new();
+        for (wi, &comm) in workloads.iter().enumerate() {
+            let n = connect_loop(addr, comm, args.seconds);
+            let rate = n as f64 / args.seconds;
+            windows[wi].push(condition, rate);
+            made.push(n);
+            eprintln!("round {round} {:<13} {comm:<13} {rate:>9.0} conn/s", condition.name());
+        }
+        made
+    };
+    measure(&mut windows, Condition::Baseline, 0);
     for round in 0..args.rounds {
-        for (ci, &condition) in conditions.iter().enumerate() {
+        for condition in [Condition::ProbeTracer, Condition::Bpftrace] {
             let running = start(condition);
-            let mut made = Vec::new();
-            for (wi, &comm) in workloads.iter().enumerate() {
-                let n = connect_loop(addr, comm, args.seconds);
-                let rate = n as f64 / args.seconds;
-                rates[wi][ci].push(rate);
-                made.push(n);
-                eprintln!("round {round} {:<13} {comm:<13} {rate:>9.0} conn/s", condition.name());
-            }
+            // Let the tracer's own start-up work finish first.
+            thread::sleep(Duration::from_millis(300));
+            let made = measure(&mut windows, condition, round);
             if let Some((seen, lost)) = stop(running) {
                 // Only the "kubelet" workload is traced.
                 accounting.push(json!({ "round": round, "prober_connections": made[0], "seen": seen, "lost_events": lost }));
             }
+            measure(&mut windows, Condition::Baseline, round);
         }
     }
     stop_server.store(true, Ordering::Relaxed);
@@ -201,20 +211,23 @@ fn main() {
 
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let mut results = Vec::new();
-    println!("\nconnect/accept on loopback, kernel {kernel}, {} rounds x {} s, medians:", args.rounds, args.seconds);
-    println!("{:<14} {:>12} {:>14} {:>10} {:>14} {:>10}", "workload", "baseline/s", "probe-tracer/s", "ratio", "bpftrace/s", "ratio");
+    println!("\nconnect/accept on loopback, kernel {kernel}, {} rounds x {} s;", args.rounds, args.seconds);
+    println!("each tracer window over the mean of the baselines either side of it (median [quartiles]):");
+    println!("{:<14} {:>12} {:>22} {:>22}", "workload", "baseline/s", "probe-tracer ratio", "bpftrace ratio");
+    let show = |s: RatioSummary| format!("{:.3} [{:.3}-{:.3}]", s.median, s.p25, s.p75);
     for (wi, comm) in workloads.iter().enumerate() {
-        let base = median(rates[wi][0].clone());
-        let ours = median(rates[wi][1].clone());
-        let peer = median(rates[wi][2].clone());
+        let base = median(windows[wi].rates(Condition::Baseline));
+        let ours = windows[wi].summary(Condition::ProbeTracer).expect("probe-tracer windows");
+        let peer = windows[wi].summary(Condition::Bpftrace).expect("bpftrace windows");
         println!(
-            "{:<14} {:>12.0} {:>14.0} {:>10.3} {:>14.0} {:>10.3}",
+            "{:<14} {:>12.0} {:>22} {:>22}",
             if *comm == "kubelet" { "prober" } else { "non-prober" },
-            base, ours, ours / base, peer, peer / base
+            base, show(ours), show(peer)
         );
         results.push(json!({
-            "workload": comm, "baseline_per_s": base, "probe_tracer_per_s": ours,
-            "probe_tracer_ratio": ours / base, "bpftrace_per_s": peer, "bpftrace_ratio": peer / base,
+            "workload": comm, "baseline_per_s": base,
+            "probe_tracer_ratio": ours.median, "probe_tracer": ours,
+            "bpftrace_ratio": peer.median, "bpftrace": peer,
         }));
     }
     let complete = accounting.iter().all(|a| a["seen"] == a["prober_connections"] && a["lost_events"] == 0);
