@@ -533,30 +533,32 @@ fn attach_hook(
     status
 }
 
+/// Loads and attaches, unloading again if either step fails, so that the
+/// hook's next candidate (or a retry under another name) starts clean.
+/// aya's program types share no trait for these, hence the closures.
+fn load_and_attach<P>(
+    prog: &mut P,
+    load: impl FnOnce(&mut P) -> Result<()>,
+    attach: impl FnOnce(&mut P) -> Result<()>,
+    unload: impl FnOnce(&mut P),
+) -> Result<()> {
+    let result = load(prog).and_then(|()| attach(prog));
+    if result.is_err() {
+        unload(prog);
+    }
+    result
+}
+
 fn attach_fentry(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf>) -> Result<()> {
     let btf = btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
     let prog: &mut FEntry = program_mut(ebpf, program)?.try_into()?;
-    let result = prog.load(function, btf).map_err(anyhow::Error::from).and_then(|()| {
-        prog.attach()?;
-        Ok(())
-    });
-    if result.is_err() {
-        let _ = prog.unload();
-    }
-    result
+    load_and_attach(prog, |p| Ok(p.load(function, btf)?), |p| Ok(p.attach().map(drop)?), |p| drop(p.unload()))
 }
 
 fn attach_fexit(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf>) -> Result<()> {
     let btf = btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
     let prog: &mut FExit = program_mut(ebpf, program)?.try_into()?;
-    let result = prog.load(function, btf).map_err(anyhow::Error::from).and_then(|()| {
-        prog.attach()?;
-        Ok(())
-    });
-    if result.is_err() {
-        let _ = prog.unload();
-    }
-    result
+    load_and_attach(prog, |p| Ok(p.load(function, btf)?), |p| Ok(p.attach().map(drop)?), |p| drop(p.unload()))
 }
 
 /// Attaches `program` to the function `syscall` enters the kernel through
@@ -584,14 +586,7 @@ fn attach_fexit_syscall(ebpf: &mut Ebpf, program: &str, syscall: &str, btf: Opti
 
 fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<()> {
     let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
-    let result = prog.load().map_err(anyhow::Error::from).and_then(|()| {
-        prog.attach(function, 0)?;
-        Ok(())
-    });
-    if result.is_err() {
-        let _ = prog.unload();
-    }
-    result
+    load_and_attach(prog, |p| Ok(p.load()?), |p| Ok(p.attach(function, 0).map(drop)?), |p| drop(p.unload()))
 }
 
 fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<()> {
@@ -599,26 +594,12 @@ fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str)
         return Err(anyhow!("tracepoint {category}:{name} does not exist on this kernel"));
     }
     let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
-    let result = prog.load().map_err(anyhow::Error::from).and_then(|()| {
-        prog.attach(category, name)?;
-        Ok(())
-    });
-    if result.is_err() {
-        let _ = prog.unload();
-    }
-    result
+    load_and_attach(prog, |p| Ok(p.load()?), |p| Ok(p.attach(category, name).map(drop)?), |p| drop(p.unload()))
 }
 
 fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<()> {
     let prog: &mut RawTracePoint = program_mut(ebpf, program)?.try_into()?;
-    let result = prog.load().map_err(anyhow::Error::from).and_then(|()| {
-        prog.attach(name)?;
-        Ok(())
-    });
-    if result.is_err() {
-        let _ = prog.unload();
-    }
-    result
+    load_and_attach(prog, |p| Ok(p.load()?), |p| Ok(p.attach(name).map(drop)?), |p| drop(p.unload()))
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
