@@ -87,10 +87,16 @@ impl PlainPod {
             assert!(s.success(), "{cmd}");
         };
         PlainPod::down();
+        // 10.200.5.99 is the blackholed pod: a neighbour entry nobody owns,
+        // so its SYNs leave the node and vanish, as they would for a real
+        // one. Without it they wait for ARP in the host, and 6.1 then
+        // reported no SYN retransmit at all (6.18 did).
         sh("ip netns add ptplain && ip link add veth-ptplain type veth peer name eth0 netns ptplain \
             && ip addr add 10.200.5.1/24 dev veth-ptplain && ip link set veth-ptplain up \
             && ip -n ptplain addr add 10.200.5.2/24 dev eth0 && ip -n ptplain link set eth0 up \
-            && ip -n ptplain link set lo up && mkdir -p /tmp/ptplain && echo ok > /tmp/ptplain/index.html \
+            && ip -n ptplain link set lo up \
+            && ip neigh replace 10.200.5.99 lladdr 02:00:00:00:05:99 dev veth-ptplain nud permanent \
+            && mkdir -p /tmp/ptplain && echo ok > /tmp/ptplain/index.html \
             && ip netns exec ptplain busybox httpd -p 8080 -h /tmp/ptplain");
         // Wait for the server with a non-prober client, before any tracer runs.
         sh("for i in $(seq 100); do curl -s -m 1 -o /dev/null http://10.200.5.2:8080/ && exit 0; sleep 0.05; done; exit 1");

@@ -18,6 +18,9 @@ sysctl -qw net.ipv4.ip_forward=1
 
 netns_up "$POD_NS" veth-ptpod "$NODE_IP" "$POD_IP"
 netns_up "$BACKEND_NS" veth-ptbe "$BACKEND_GW" "$BACKEND_IP"
+# The blackholed pod: a neighbour nobody owns, so SYNs to it leave the node
+# and vanish (and are retransmitted) instead of waiting for ARP.
+ip neigh replace "$SILENT_POD_IP" lladdr 02:00:00:00:01:99 dev veth-ptpod nud permanent
 
 mkdir -p "$SCENARIO_WORK/www"
 echo ok >"$SCENARIO_WORK/www/index.html"
