@@ -246,6 +246,8 @@ pub enum Mode {
     Fentry,
     Fexit,
     Kprobe,
+    // The JSON spelling is accepted too, as users copy it from `check`.
+    #[value(alias = "raw_tracepoint")]
     RawTracepoint,
     Tracepoint,
     Inferred,
