@@ -2,6 +2,7 @@
 //! bpftrace peer, medians.
 
 use std::{
+    fmt,
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     thread,
@@ -84,6 +85,13 @@ pub struct RatioSummary {
     pub p75: f64,
 }
 
+/// `median [p25-p75]`, padded to the requested width.
+impl fmt::Display for RatioSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&format!("{:.3} [{:.3}-{:.3}]", self.median, self.p25, self.p75))
+    }
+}
+
 impl Windows {
     pub fn push(&mut self, condition: Condition, rate: f64) {
         self.runs.push((condition, rate));
@@ -144,5 +152,6 @@ mod tests {
         let s = w.summary(Condition::ProbeTracer).unwrap();
         assert_eq!(s.windows, 2);
         assert!((s.median - 0.9).abs() < 1e-9);
+        assert_eq!(format!("{s:>21}"), "  0.900 [0.900-0.900]");
     }
 }

@@ -153,7 +153,8 @@ fn exec_role(task: *const u8) -> Option<(u32, NsPid)> {
     Some((value, ns))
 }
 
-/// Fills everything but the filename; `None` if the ring buffer is full.
+/// Reports the exec; `filename` copies the binary's path from wherever the
+/// hook finds it. Nothing is reported when the ring buffer is full (counted).
 #[inline(always)]
 fn emit_exec(task: *const u8, value: u32, ns: NsPid, mode: u8, filename: impl FnOnce(&mut [u8; tracer_common::FILENAME_LEN])) {
     let Some(mut entry) = reserve::<ExecEvent>() else { return };
@@ -291,27 +292,32 @@ fn fexit_ret(ctx: &FExitContext) -> i64 {
     ctx.arg::<i64>(1)
 }
 
+#[inline(always)]
+fn on_fexit(ctx: &FExitContext, which: u32) {
+    on_syscall_failed(which, 0, fexit_ret(ctx), hook_mode::FEXIT);
+}
+
 #[fexit(function = "__x64_sys_clone")]
 pub fn fexit_sys_clone(ctx: FExitContext) -> u32 {
-    on_syscall_failed(syscall::CLONE, 0, fexit_ret(&ctx), hook_mode::FEXIT);
+    on_fexit(&ctx, syscall::CLONE);
     0
 }
 
 #[fexit(function = "__x64_sys_clone3")]
 pub fn fexit_sys_clone3(ctx: FExitContext) -> u32 {
-    on_syscall_failed(syscall::CLONE3, 0, fexit_ret(&ctx), hook_mode::FEXIT);
+    on_fexit(&ctx, syscall::CLONE3);
     0
 }
 
 #[fexit(function = "__x64_sys_fork")]
 pub fn fexit_sys_fork(ctx: FExitContext) -> u32 {
-    on_syscall_failed(syscall::FORK, 0, fexit_ret(&ctx), hook_mode::FEXIT);
+    on_fexit(&ctx, syscall::FORK);
     0
 }
 
 #[fexit(function = "__x64_sys_vfork")]
 pub fn fexit_sys_vfork(ctx: FExitContext) -> u32 {
-    on_syscall_failed(syscall::VFORK, 0, fexit_ret(&ctx), hook_mode::FEXIT);
+    on_fexit(&ctx, syscall::VFORK);
     0
 }
 
@@ -320,6 +326,7 @@ pub fn fexit_sys_vfork(ctx: FExitContext) -> u32 {
 #[fexit(function = "__x64_sys_setns")]
 pub fn fexit_sys_setns(ctx: FExitContext) -> u32 {
     let ret = fexit_ret(&ctx);
+    // Checked here too, so that successful calls read no registers.
     if ret >= 0 {
         return 0;
     }

@@ -177,7 +177,6 @@ fn count_results(text: &str) -> (u64, u64) {
     (passed, failed)
 }
 
-
 fn captured(cmd: &mut Command) -> Result<(bool, String)> {
     eprintln!("    $ {}", cmd::describe(cmd));
     let out = cmd.output()?;

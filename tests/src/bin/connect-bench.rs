@@ -29,7 +29,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tests::bench::{self, Condition, RatioSummary, Windows, median};
+use tests::bench::{self, Condition, Windows, median};
 
 struct Args {
     seconds: f64,
@@ -214,7 +214,6 @@ fn main() {
     println!("\nconnect/accept on loopback, kernel {kernel}, {} rounds x {} s;", args.rounds, args.seconds);
     println!("each tracer window over the mean of the baselines either side of it (median [quartiles]):");
     println!("{:<14} {:>12} {:>22} {:>22}", "workload", "baseline/s", "probe-tracer ratio", "bpftrace ratio");
-    let show = |s: RatioSummary| format!("{:.3} [{:.3}-{:.3}]", s.median, s.p25, s.p75);
     for (wi, comm) in workloads.iter().enumerate() {
         let base = median(windows[wi].rates(Condition::Baseline));
         let ours = windows[wi].summary(Condition::ProbeTracer).expect("probe-tracer windows");
@@ -222,7 +221,7 @@ fn main() {
         println!(
             "{:<14} {:>12.0} {:>22} {:>22}",
             if *comm == "kubelet" { "prober" } else { "non-prober" },
-            base, show(ours), show(peer)
+            base, ours, peer
         );
         results.push(json!({
             "workload": comm, "baseline_per_s": base,

@@ -23,7 +23,7 @@ use std::{
 };
 
 use serde_json::json;
-use tests::bench::{self, Condition, RatioSummary, Windows, median};
+use tests::bench::{self, Condition, Windows, median};
 
 const PEER_SCRIPT: &str = r#"
 tracepoint:sched:sched_process_exec /comm == "runc" || @tree[pid]/ { @tree[pid] = 1; }
@@ -32,33 +32,27 @@ tracepoint:sched:sched_process_exit /@tree[pid]/ { delete(@tree[pid]); }
 tracepoint:syscalls:sys_exit_clone3 /args->ret < 0 && @tree[pid]/ { @failed = count(); }
 "#;
 
-/// Runs on one CPU, and so do its children: on a 2-core machine a
-/// parent and child bouncing between CPUs made rounds differ by 10 %.
-fn pin_to_cpu(cpu: usize) -> libc::cpu_set_t {
-    // SAFETY: plain sched_{get,set}affinity(2) on the calling thread.
+/// Runs `work` on CPU 0, and so do the processes it starts; on a 2-core
+/// machine a parent and child bouncing between CPUs made rounds differ by 10 %.
+fn on_one_cpu<T>(work: impl FnOnce() -> T) -> T {
+    // SAFETY: plain sched_{get,set}affinity(2) on the calling thread; the
+    // old mask is restored afterwards.
     unsafe {
         let mut old: libc::cpu_set_t = std::mem::zeroed();
         libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old);
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        libc::CPU_SET(0, &mut set);
         libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-        old
+        let result = work();
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old);
+        result
     }
 }
 
-fn storm(seconds: f64) -> u64 {
-    let old = pin_to_cpu(0);
-    let n = storm_unpinned(seconds);
-    // SAFETY: restores the mask read above.
-    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old) };
-    n
-}
-
-/// Null syscalls (getppid) per second on one CPU for `seconds`: what every
-/// other process on the node pays per syscall while the tracer is attached
-/// (a syscall tracepoint sends every syscall through the kernel's slow path).
+/// Null syscalls (getppid) per second for `seconds`: what every other
+/// process on the node pays per syscall while the tracer is attached (a
+/// syscall tracepoint sends every syscall through the kernel's slow path).
 fn null_syscalls(seconds: f64) -> f64 {
-    let old = pin_to_cpu(0);
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
@@ -68,13 +62,10 @@ fn null_syscalls(seconds: f64) -> f64 {
         }
         n += 1000;
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    // SAFETY: restores the mask read above.
-    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old) };
-    rate
+    n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn storm_unpinned(seconds: f64) -> u64 {
+fn storm(seconds: f64) -> u64 {
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     let mut n = 0;
     while Instant::now() < end {
@@ -111,10 +102,10 @@ fn main() {
     let mut syscalls = Windows::default();
     let mut events = Vec::new();
     let mut measure = |windows: &mut Windows, condition: Condition, round: usize| {
-        let n = storm(seconds);
+        let n = on_one_cpu(|| storm(seconds));
         let rate = n as f64 / seconds;
         windows.push(condition, rate);
-        let calls = null_syscalls(0.2);
+        let calls = on_one_cpu(|| null_syscalls(0.2));
         syscalls.push(condition, calls);
         eprintln!("round {round} {:<13} {rate:>8.0} fork+exec/s {:>6.0} ns/syscall", condition.name(), 1e9 / calls);
         n
@@ -147,12 +138,11 @@ fn main() {
     println!("\nfork+exec storm outside runc, kernel {kernel}, {rounds} rounds x {seconds} s, storm on one CPU;");
     println!("each tracer window over the mean of the baselines either side of it (median [quartiles]):");
     println!("{:>12} {:>22} {:>22}", "baseline/s", "probe-tracer ratio", "bpftrace ratio");
-    let show = |s: RatioSummary| format!("{:.3} [{:.3}-{:.3}]", s.median, s.p25, s.p75);
-    println!("{base:>12.0} {:>22} {:>22}", show(ours), show(peer));
+    println!("{base:>12.0} {:>22} {:>22}", ours, peer);
     let base_ns = 1e9 / median(syscalls.rates(Condition::Baseline));
     let ours_sys = syscalls.summary(Condition::ProbeTracer).expect("probe-tracer windows");
     let peer_sys = syscalls.summary(Condition::Bpftrace).expect("bpftrace windows");
-    println!("null syscalls (getppid), {base_ns:.0} ns each in the baseline: {:>22} {:>22}", show(ours_sys), show(peer_sys));
+    println!("null syscalls (getppid), {base_ns:.0} ns each in the baseline: {:>22} {:>22}", ours_sys, peer_sys);
     println!("events probe-tracer received per round: {}", serde_json::Value::Array(events.clone()));
     let report = json!({
         "kernel": kernel, "rounds": rounds, "seconds": seconds, "baseline_per_s": base,

@@ -86,8 +86,9 @@ impl KernelBtf {
         off.upid_size = struct_size(btf, "upid")?;
         off.upid_nr = member_offset(btf, "upid", "nr")?;
         off.bprm_filename = member_offset(btf, "linux_binprm", "filename")?;
-        // The second syscall argument in the saved user registers; unknown
-        // on other architectures (the fexit setns program then is not tried).
+        // The second syscall argument in the saved user registers. Other
+        // architectures get no fexit hooks at all (no entry-point naming);
+        // were the member missing, the setns program would report type 0.
         off.regs_arg2 = match std::env::consts::ARCH {
             "x86_64" => member_offset(btf, "pt_regs", "si").unwrap_or(NO_FIELD),
             "aarch64" => member_offset(btf, "pt_regs", "regs").map_or(NO_FIELD, |regs| regs + 8),
