@@ -453,6 +453,9 @@ pub mod setting {
     /// Non-zero once an fentry/kprobe program on `tcp_connect` is attached;
     /// until then the inet_sock_set_state tracepoint reports connects itself.
     pub const CONNECT_HOOKED: u32 = 0;
+    /// Non-zero once the IPVS hook is attached; until then nothing reads
+    /// the reply-tuple map, so the TCP programs do not maintain it.
+    pub const IPVS_HOOKED: u32 = 1;
     pub const COUNT: u32 = 4;
 }
 

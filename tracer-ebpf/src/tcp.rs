@@ -23,6 +23,7 @@ const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
+const TCP_SYN_RECV: u8 = 3;
 const TCP_CLOSE: u8 = 7;
 
 /// Process names whose connections are traced (`--prober-comm`).
@@ -59,8 +60,9 @@ fn track(skaddr: u64, tuple: &Tuple) {
         bump(counter::MAP_FULL);
     }
     // The reply comes from daddr:dport to saddr:sport. Without a source port
-    // (tracepoint path before the port is bound) there is nothing to match.
-    if tuple.sport != 0 {
+    // (tracepoint path before the port is bound) there is nothing to match;
+    // without the IPVS hook there is nobody to match it.
+    if tuple.sport != 0 && setting(settings::IPVS_HOOKED) != 0 {
         let key = reply_key(tuple);
         if PROBE_REPLIES.insert(&key, &skaddr, 0).is_err() {
             bump(counter::MAP_FULL);
@@ -71,7 +73,7 @@ fn track(skaddr: u64, tuple: &Tuple) {
 #[inline(always)]
 fn untrack(skaddr: u64, tuple: &Tuple) {
     let _ = PROBE_SOCKS.remove(&skaddr);
-    if tuple.sport != 0 {
+    if tuple.sport != 0 && setting(settings::IPVS_HOOKED) != 0 {
         let _ = PROBE_REPLIES.remove(&reply_key(tuple));
     }
 }
@@ -147,9 +149,12 @@ enum Tracking {
 /// After a state change: stop at a final state (ESTABLISHED means the probe
 /// connected; nothing later matters), and once out of SYN-SENT the source
 /// port is known, so (re)start to make the reply key visible to IPVS.
+/// Leaving SYN-RECV (a simultaneous open) for anything but ESTABLISHED is
+/// final too: the socket was closed before it connected, and its later
+/// states are not seen (see [`may_concern_tracked`]).
 #[inline(always)]
 fn tracking_after(old: u8, new: u8) -> Tracking {
-    if new == TCP_CLOSE || new == TCP_ESTABLISHED {
+    if new == TCP_CLOSE || new == TCP_ESTABLISHED || old == TCP_SYN_RECV {
         Tracking::Stop
     } else if old == TCP_SYN_SENT {
         Tracking::Start
@@ -205,7 +210,9 @@ pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn on_rcv_state_process(sk: *const u8, mode: u8) {
-    if sk.is_null() || !is_tracked(sk as u64) || sock_state(sk) != TCP_SYN_SENT {
+    // The state first: one read, and most segments arriving here belong to
+    // sockets past SYN-SENT (listeners, closing connections).
+    if sk.is_null() || sock_state(sk) != TCP_SYN_SENT || !is_tracked(sk as u64) {
         return;
     }
     emit_from_sock(kind::TCP_SYN_SENT_RCV, mode, sk, TCP_SYN_SENT, TCP_SYN_SENT, Tracking::Keep);
@@ -248,6 +255,16 @@ fn tp_tuple(ctx: &TracePointContext, off: &SockTracepointOffsets) -> Tuple {
     t
 }
 
+/// Whether a state change can belong to a tracked socket: tracking starts in
+/// SYN-SENT and stops when the socket leaves it (or leaves SYN-RECV, after a
+/// simultaneous open). Checked before the map lookup, because this hook
+/// fires for every state change on the node and most are of established
+/// connections closing.
+#[inline(always)]
+fn may_concern_tracked(old: u8) -> bool {
+    old == TCP_SYN_SENT || old == TCP_SYN_RECV
+}
+
 /// sock:inet_sock_set_state: every TCP state change. For tracked sockets it
 /// reports the transition; while no tcp_connect hook is attached it also
 /// detects prober connects (CLOSE -> SYN_SENT in the prober's context).
@@ -260,7 +277,7 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let skaddr = tp_read::<u64>(&ctx, off.skaddr);
     let old = tp_read::<u32>(&ctx, off.oldstate) as u8;
     let new = tp_read::<u32>(&ctx, off.newstate) as u8;
-    if !is_tracked(skaddr) {
+    if !may_concern_tracked(old) || !is_tracked(skaddr) {
         if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 || !is_prober() {
             return 0;
         }
@@ -286,7 +303,7 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
     let new = ctx.arg::<u64>(2) as u8;
     let skaddr = sk as u64;
     let mode = hook_mode::RAW_TRACEPOINT;
-    if is_tracked(skaddr) {
+    if may_concern_tracked(old) && is_tracked(skaddr) {
         emit_from_sock(kind::TCP_STATE, mode, sk, old, new, tracking_after(old, new));
         return 0;
     }

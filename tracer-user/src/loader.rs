@@ -342,6 +342,8 @@ impl Tracer {
         let mut settings: Array<_, u32> =
             Array::try_from(ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
         settings.set(setting::CONNECT_HOOKED, connect_hooked as u32, 0)?;
+        let ipvs_hooked = hooks.iter().any(|h| h.hook == "ipvs_conn_new" && h.mode == Some(Mode::Kprobe));
+        settings.set(setting::IPVS_HOOKED, ipvs_hooked as u32, 0)?;
 
         Ok(Self { ebpf, hooks, ringbuf_bytes })
     }

@@ -25,6 +25,7 @@ use crate::{
 
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
+const TCP_SYN_RECV: u8 = 3;
 const TCP_CLOSE: u8 = 7;
 
 #[derive(Debug, Clone)]
@@ -197,7 +198,9 @@ impl<N: NodeView> ProbeCorrelator<N> {
                 self.stats(&a).established += 1;
                 self.attempt_record(&a, ev, Outcome::Established).into_iter().collect()
             }
-            TCP_CLOSE => {
+            // Closed, or (after a simultaneous open) left SYN-RECV for a
+            // closing state: the kernel stops tracking either way.
+            new if new == TCP_CLOSE || info.oldstate == TCP_SYN_RECV => {
                 let a = self.attempts.remove(&info.skaddr).expect("present");
                 self.close(a, ev, false)
             }

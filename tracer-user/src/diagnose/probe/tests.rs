@@ -113,6 +113,22 @@ fn healthy_probe_gives_no_verdict() {
 }
 
 #[test]
+fn simultaneous_open_closed_before_established_ends_the_attempt() {
+    // SYN-SENT -> SYN-RECV -> FIN-WAIT-1: the kernel stops tracking when the
+    // socket leaves SYN-RECV, so this is the attempt's last event.
+    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let reports = run(&mut c, &[
+        kubelet(0, Body::TcpConnect(tcp(SK, 45003, 8080, 2, 2))),
+        softirq(1, Body::TcpState(tcp(SK, 45003, 8080, 2, 3))),
+        kubelet(2, Body::TcpState(tcp(SK, 45003, 8080, 3, 4))),
+    ]);
+    assert_eq!(c.in_flight(), 0, "{reports:#?}");
+    let v = verdicts(&reports);
+    assert_eq!(v.len(), 1, "{reports:#?}");
+    assert_eq!(v[0].kind, "probe_timeout");
+}
+
+#[test]
 fn reset_gives_probe_refused() {
     let mut c = correlator(ProbeSettings::default(), StaticNode::default());
     let reports = run(&mut c, &[
