@@ -61,6 +61,23 @@ pub fn stop_bpftrace(mut child: Child) {
     let _ = child.wait();
 }
 
+/// Runs `work` on CPU 0, and so do the processes it starts; on a 2-core
+/// machine a parent and child bouncing between CPUs made rounds differ by 10 %.
+pub fn on_one_cpu<T>(work: impl FnOnce() -> T) -> T {
+    // SAFETY: plain sched_{get,set}affinity(2) on the calling thread; the
+    // old mask is restored afterwards.
+    unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old);
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        let result = work();
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old);
+        result
+    }
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -83,12 +100,62 @@ pub struct RatioSummary {
     pub median: f64,
     pub p25: f64,
     pub p75: f64,
+    /// 95 % confidence interval of the median (distribution-free: order
+    /// statistics at n/2 -+ 0.98 sqrt(n)); wide when there are few windows.
+    pub ci95_low: f64,
+    pub ci95_high: f64,
 }
 
 /// `median [p25-p75]`, padded to the requested width.
 impl fmt::Display for RatioSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&format!("{:.3} [{:.3}-{:.3}]", self.median, self.p25, self.p75))
+    }
+}
+
+impl RatioSummary {
+    /// Whether the loss is below `max_loss` (0.02 for 2 %) with 95 %
+    /// confidence, above it with 95 % confidence, or neither.
+    pub fn loss_below(&self, max_loss: f64) -> &'static str {
+        if self.ci95_low >= 1.0 - max_loss {
+            "yes"
+        } else if self.ci95_high < 1.0 - max_loss {
+            "no"
+        } else {
+            "undecided"
+        }
+    }
+
+    /// The confidence interval as `lo-hi`.
+    pub fn ci95(&self) -> String {
+        format!("{:.3}-{:.3}", self.ci95_low, self.ci95_high)
+    }
+}
+
+/// Settling time after a tracer starts or stops, so its start-up and
+/// teardown work falls outside the windows.
+pub const SETTLE: Duration = Duration::from_millis(300);
+
+/// The paired schedule: baseline, probe-tracer, baseline, bpftrace,
+/// baseline, ... for `rounds` rounds. `measure(condition, round)` measures
+/// one window; `start` brings up the condition's tracer before its window,
+/// and `stop` takes it down afterwards, given what the window measured.
+pub fn run_paired<T, M>(
+    rounds: usize,
+    mut measure: impl FnMut(Condition, usize) -> M,
+    mut start: impl FnMut(Condition) -> T,
+    mut stop: impl FnMut(T, M, usize),
+) {
+    measure(Condition::Baseline, 0);
+    for round in 0..rounds {
+        for condition in [Condition::ProbeTracer, Condition::Bpftrace] {
+            let tracer = start(condition);
+            thread::sleep(SETTLE);
+            let measured = measure(condition, round);
+            stop(tracer, measured, round);
+            thread::sleep(SETTLE);
+            measure(Condition::Baseline, round);
+        }
     }
 }
 
@@ -125,8 +192,20 @@ impl Windows {
             return None;
         }
         r.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let at = |q: f64| r[((r.len() - 1) as f64 * q).round() as usize];
-        Some(RatioSummary { windows: r.len(), median: at(0.5), p25: at(0.25), p75: at(0.75) })
+        let n = r.len();
+        let at = |q: f64| r[((n - 1) as f64 * q).round() as usize];
+        // 1-based ranks of the interval's ends, clamped to the sample.
+        let half_width = 0.98 * (n as f64).sqrt();
+        let low = ((n as f64 / 2.0 - half_width).floor() as usize).clamp(1, n);
+        let high = ((n as f64 / 2.0 + half_width).ceil() as usize + 1).clamp(1, n);
+        Some(RatioSummary {
+            windows: n,
+            median: at(0.5),
+            p25: at(0.25),
+            p75: at(0.75),
+            ci95_low: r[low - 1],
+            ci95_high: r[high - 1],
+        })
     }
 }
 
@@ -153,5 +232,27 @@ mod tests {
         assert_eq!(s.windows, 2);
         assert!((s.median - 0.9).abs() < 1e-9);
         assert_eq!(format!("{s:>21}"), "  0.900 [0.900-0.900]");
+    }
+
+    #[test]
+    fn the_median_interval_narrows_with_more_windows_and_decides_the_target() {
+        // n ratios spread evenly from `low` to `low + 0.09`.
+        let summary = |n: usize, low: f64| {
+            let mut w = Windows::default();
+            w.push(Condition::Baseline, 100.0);
+            for i in 0..n {
+                w.push(Condition::ProbeTracer, 100.0 * low + 9.0 * i as f64 / (n - 1) as f64);
+                w.push(Condition::Baseline, 100.0);
+            }
+            w.summary(Condition::ProbeTracer).unwrap()
+        };
+        let few = summary(8, 0.95);
+        let many = summary(100, 0.95);
+        assert!(few.ci95_low <= few.median && few.median <= few.ci95_high);
+        assert!(many.ci95_high - many.ci95_low < few.ci95_high - few.ci95_low, "{few:?} {many:?}");
+        assert_eq!(few.loss_below(0.02), "undecided");
+        assert_eq!(many.loss_below(0.02), "yes", "{many:?}");
+        let lossy = summary(100, 0.90);
+        assert_eq!(lossy.loss_below(0.02), "no", "{lossy:?}");
     }
 }

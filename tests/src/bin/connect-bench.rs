@@ -13,6 +13,14 @@
 //! whether probe-tracer saw every prober connection with no lost events.
 //!
 //! Usage: connect-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
+//!                      [--pin] [--tracer-arg ARG]...
+//!
+//! `--pin` runs the client and server threads on CPU 0 (the tracer's own
+//! process stays free to run elsewhere): each hand-off is then a context
+//! switch on one CPU rather than a wake-up of an idle virtual CPU, whose
+//! latency on these machines varies more than the tracer's cost.
+//! `--tracer-arg` adds arguments to `probe-tracer run` (for attributing the
+//! cost, e.g. `--tracer-arg --groups --tracer-arg probe`).
 
 use std::{
     env, fs,
@@ -36,10 +44,12 @@ struct Args {
     rounds: usize,
     tracer: PathBuf,
     json: Option<PathBuf>,
+    pin: bool,
+    tracer_args: Vec<String>,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None };
+    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, tracer_args: vec!["--verdicts-only".into()] };
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -48,6 +58,8 @@ fn parse_args() -> Args {
             "--rounds" => args.rounds = val().parse().expect("--rounds"),
             "--tracer" => args.tracer = PathBuf::from(val()),
             "--json" => args.json = Some(PathBuf::from(val())),
+            "--pin" => args.pin = true,
+            "--tracer-arg" => args.tracer_args.push(val()),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -64,24 +76,27 @@ fn set_thread_name(name: &str) {
 /// Connects and closes as fast as possible for `seconds`; returns the count.
 /// The client closes with RST (SO_LINGER 0) so TIME_WAIT does not exhaust
 /// the ephemeral ports at tens of thousands of connections.
-fn connect_loop(addr: std::net::SocketAddr, comm: &'static str, seconds: f64) -> u64 {
+fn connect_loop(addr: std::net::SocketAddr, comm: &'static str, seconds: f64, pin: bool) -> u64 {
     thread::spawn(move || {
         set_thread_name(comm);
-        let end = Instant::now() + Duration::from_secs_f64(seconds);
-        let mut n = 0u64;
-        while Instant::now() < end {
-            // One byte each way: the loop moves in step with accept(), so
-            // the listen backlog never overflows (which would add 1 s SYN
-            // retransmits and measure the backlog, not the tracer).
-            let mut s = TcpStream::connect(addr).expect("connect");
-            s.write_all(b"?").unwrap();
-            let mut byte = [0u8; 1];
-            s.read_exact(&mut byte).unwrap();
-            set_linger_zero(&s);
-            drop(s);
-            n += 1;
-        }
-        n
+        let work = || {
+            let end = Instant::now() + Duration::from_secs_f64(seconds);
+            let mut n = 0u64;
+            while Instant::now() < end {
+                // One byte each way: the loop moves in step with accept(), so
+                // the listen backlog never overflows (which would add 1 s SYN
+                // retransmits and measure the backlog, not the tracer).
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.write_all(b"?").unwrap();
+                let mut byte = [0u8; 1];
+                s.read_exact(&mut byte).unwrap();
+                set_linger_zero(&s);
+                drop(s);
+                n += 1;
+            }
+            n
+        };
+        if pin { bench::on_one_cpu(work) } else { work() }
     })
     .join()
     .unwrap()
@@ -102,24 +117,27 @@ fn set_linger_zero(s: &TcpStream) {
     };
 }
 
-fn start_server() -> (std::net::SocketAddr, Arc<AtomicBool>) {
+fn start_server(pin: bool) -> (std::net::SocketAddr, Arc<AtomicBool>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     thread::spawn(move || {
         set_thread_name("bench-server");
-        for conn in listener.incoming() {
-            if stop2.load(Ordering::Relaxed) {
-                break;
-            }
-            if let Ok(mut c) = conn {
-                let mut byte = [0u8; 1];
-                if c.read_exact(&mut byte).is_ok() {
-                    let _ = c.write_all(b"!");
+        let serve = || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(mut c) = conn {
+                    let mut byte = [0u8; 1];
+                    if c.read_exact(&mut byte).is_ok() {
+                        let _ = c.write_all(b"!");
+                    }
                 }
             }
-        }
+        };
+        if pin { bench::on_one_cpu(serve) } else { serve() }
     });
     (addr, stop)
 }
@@ -131,10 +149,12 @@ enum Running {
     Bpftrace(Child),
 }
 
-fn start(condition: Condition) -> Running {
+fn start(condition: Condition, tracer_args: &[String]) -> Running {
     match condition {
         Condition::Baseline => Running::None,
-        Condition::ProbeTracer => Running::ProbeTracer(tests::Tracer::start(&["--verdicts-only"])),
+        Condition::ProbeTracer => {
+            Running::ProbeTracer(tests::Tracer::start(&tracer_args.iter().map(String::as_str).collect::<Vec<_>>()))
+        }
         Condition::Bpftrace => Running::Bpftrace(start_bpftrace()),
     }
 }
@@ -175,53 +195,64 @@ fn main() {
     let args = parse_args();
     // The bench runs probe-tracer through the e2e helper, which reads these.
     unsafe { env::set_var("PROBE_TRACER_BIN", &args.tracer) };
-    let (addr, stop_server) = start_server();
+    let (addr, stop_server) = start_server(args.pin);
     let workloads = ["kubelet", "bench-client"];
     // Per workload, windows in run order: B T B P B T B P ... B, so every
     // tracer window sits between two baselines (see bench::Windows).
     let mut windows: Vec<Windows> = workloads.iter().map(|_| Windows::default()).collect();
     let mut accounting = Vec::new();
-    let measure = |windows: &mut Vec<Windows>, condition: Condition, round: usize| -> Vec<u64> {
-        let mut made = Vec::new();
-        for (wi, &comm) in workloads.iter().enumerate() {
-            let n = connect_loop(addr, comm, args.seconds);
+    let mut reversed = false;
+    let measure = |condition: Condition, round: usize| -> u64 {
+        // Alternate which workload goes first: the first window after a
+        // tracer starts or stops runs slower (caches, the settle is short).
+        let mut order: Vec<usize> = (0..workloads.len()).collect();
+        if reversed {
+            order.reverse();
+        }
+        reversed = !reversed;
+        let mut prober_made = 0;
+        for wi in order {
+            let comm = workloads[wi];
+            let n = connect_loop(addr, comm, args.seconds, args.pin);
             let rate = n as f64 / args.seconds;
             windows[wi].push(condition, rate);
-            made.push(n);
+            if comm == "kubelet" {
+                prober_made = n;
+            }
             eprintln!("round {round} {:<13} {comm:<13} {rate:>9.0} conn/s", condition.name());
         }
-        made
+        prober_made
     };
-    measure(&mut windows, Condition::Baseline, 0);
-    for round in 0..args.rounds {
-        for condition in [Condition::ProbeTracer, Condition::Bpftrace] {
-            let running = start(condition);
-            // Let the tracer's own start-up work finish first.
-            thread::sleep(Duration::from_millis(300));
-            let made = measure(&mut windows, condition, round);
-            if let Some((seen, lost)) = stop(running) {
-                // Only the "kubelet" workload is traced.
-                accounting.push(json!({ "round": round, "prober_connections": made[0], "seen": seen, "lost_events": lost }));
-            }
-            measure(&mut windows, Condition::Baseline, round);
+    bench::run_paired(args.rounds, measure, |c| start(c, &args.tracer_args), |running, prober_made, round| {
+        if let Some((seen, lost)) = stop(running) {
+            // Only the "kubelet" workload is traced.
+            accounting.push(json!({ "round": round, "prober_connections": prober_made, "seen": seen, "lost_events": lost }));
         }
-    }
+    });
     stop_server.store(true, Ordering::Relaxed);
     let _ = TcpStream::connect(addr);
 
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let mut results = Vec::new();
     println!("\nconnect/accept on loopback, kernel {kernel}, {} rounds x {} s;", args.rounds, args.seconds);
-    println!("each tracer window over the mean of the baselines either side of it (median [quartiles]):");
-    println!("{:<14} {:>12} {:>22} {:>22}", "workload", "baseline/s", "probe-tracer ratio", "bpftrace ratio");
+    println!("each tracer window over the mean of the baselines either side of it (median [quartiles]);");
+    println!("\"<2 %\": whether the 95 % confidence interval of the median lies above 0.98:");
+    println!(
+        "{:<14} {:>12} {:>22} {:>13} {:>9} {:>22}",
+        "workload", "baseline/s", "probe-tracer ratio", "95% CI", "<2 %", "bpftrace ratio"
+    );
     for (wi, comm) in workloads.iter().enumerate() {
         let base = median(windows[wi].rates(Condition::Baseline));
         let ours = windows[wi].summary(Condition::ProbeTracer).expect("probe-tracer windows");
         let peer = windows[wi].summary(Condition::Bpftrace).expect("bpftrace windows");
         println!(
-            "{:<14} {:>12.0} {:>22} {:>22}",
+            "{:<14} {:>12.0} {:>22} {:>13} {:>9} {:>22}",
             if *comm == "kubelet" { "prober" } else { "non-prober" },
-            base, ours, peer
+            base,
+            ours,
+            ours.ci95(),
+            ours.loss_below(0.02),
+            peer
         );
         results.push(json!({
             "workload": comm, "baseline_per_s": base,

@@ -18,7 +18,6 @@ use std::{
     env, fs,
     path::PathBuf,
     process::{Command, Stdio},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -31,23 +30,6 @@ tracepoint:sched:sched_process_fork /@tree[pid]/ { @tree[args->child_pid] = 1; }
 tracepoint:sched:sched_process_exit /@tree[pid]/ { delete(@tree[pid]); }
 tracepoint:syscalls:sys_exit_clone3 /args->ret < 0 && @tree[pid]/ { @failed = count(); }
 "#;
-
-/// Runs `work` on CPU 0, and so do the processes it starts; on a 2-core
-/// machine a parent and child bouncing between CPUs made rounds differ by 10 %.
-fn on_one_cpu<T>(work: impl FnOnce() -> T) -> T {
-    // SAFETY: plain sched_{get,set}affinity(2) on the calling thread; the
-    // old mask is restored afterwards.
-    unsafe {
-        let mut old: libc::cpu_set_t = std::mem::zeroed();
-        libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old);
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-        let result = work();
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old);
-        result
-    }
-}
 
 /// Null syscalls (getppid) per second for `seconds`: what every other
 /// process on the node pays per syscall while the tracer is attached (a
@@ -101,48 +83,51 @@ fn main() {
     let mut windows = Windows::default();
     let mut syscalls = Windows::default();
     let mut events = Vec::new();
-    let mut measure = |windows: &mut Windows, condition: Condition, round: usize| {
-        let n = on_one_cpu(|| storm(seconds));
+    let measure = |condition: Condition, round: usize| {
+        let n = bench::on_one_cpu(|| storm(seconds));
         let rate = n as f64 / seconds;
         windows.push(condition, rate);
-        let calls = on_one_cpu(|| null_syscalls(0.2));
+        let calls = bench::on_one_cpu(|| null_syscalls(0.2));
         syscalls.push(condition, calls);
         eprintln!("round {round} {:<13} {rate:>8.0} fork+exec/s {:>6.0} ns/syscall", condition.name(), 1e9 / calls);
         n
     };
-    measure(&mut windows, Condition::Baseline, 0);
-    for round in 0..rounds {
-        for condition in [Condition::ProbeTracer, Condition::Bpftrace] {
-            let tracer = (condition == Condition::ProbeTracer)
-                .then(|| tests::Tracer::start(&tracer_args.iter().map(String::as_str).collect::<Vec<_>>()));
-            let peer = (condition == Condition::Bpftrace).then(|| bench::start_bpftrace(&peer_script));
-            // Let the tracer's own start-up work finish first.
-            thread::sleep(Duration::from_millis(300));
-            let n = measure(&mut windows, condition, round);
-            if let Some(t) = tracer {
-                let out = t.stop();
-                let s = out.only("summary");
-                events.push(json!({ "round": round, "processes": n, "events": s["events"], "lost_events": s["lost_events"] }));
-            }
-            if let Some(p) = peer {
-                bench::stop_bpftrace(p);
-            }
-            measure(&mut windows, Condition::Baseline, round);
+    let start = |condition: Condition| match condition {
+        Condition::Baseline => (None, None),
+        Condition::ProbeTracer => {
+            (Some(tests::Tracer::start(&tracer_args.iter().map(String::as_str).collect::<Vec<_>>())), None)
         }
-    }
+        Condition::Bpftrace => (None, Some(bench::start_bpftrace(&peer_script))),
+    };
+    bench::run_paired(rounds, measure, start, |(tracer, peer), n, round| {
+        if let Some(t) = tracer {
+            let out = t.stop();
+            let s = out.only("summary");
+            events.push(json!({ "round": round, "processes": n, "events": s["events"], "lost_events": s["lost_events"] }));
+        }
+        if let Some(p) = peer {
+            bench::stop_bpftrace(p);
+        }
+    });
 
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let base = median(windows.rates(Condition::Baseline));
     let ours = windows.summary(Condition::ProbeTracer).expect("probe-tracer windows");
     let peer = windows.summary(Condition::Bpftrace).expect("bpftrace windows");
     println!("\nfork+exec storm outside runc, kernel {kernel}, {rounds} rounds x {seconds} s, storm on one CPU;");
-    println!("each tracer window over the mean of the baselines either side of it (median [quartiles]):");
-    println!("{:>12} {:>22} {:>22}", "baseline/s", "probe-tracer ratio", "bpftrace ratio");
-    println!("{base:>12.0} {:>22} {:>22}", ours, peer);
+    println!("each tracer window over the mean of the baselines either side of it (median [quartiles]);");
+    println!("\"<2 %\": whether the 95 % confidence interval of the median lies above 0.98:");
+    println!("{:>12} {:>22} {:>13} {:>9} {:>22}", "baseline/s", "probe-tracer ratio", "95% CI", "<2 %", "bpftrace ratio");
+    println!("{base:>12.0} {:>22} {:>13} {:>9} {:>22}", ours, ours.ci95(), ours.loss_below(0.02), peer);
     let base_ns = 1e9 / median(syscalls.rates(Condition::Baseline));
     let ours_sys = syscalls.summary(Condition::ProbeTracer).expect("probe-tracer windows");
     let peer_sys = syscalls.summary(Condition::Bpftrace).expect("bpftrace windows");
-    println!("null syscalls (getppid), {base_ns:.0} ns each in the baseline: {:>22} {:>22}", ours_sys, peer_sys);
+    println!(
+        "null syscalls (getppid), {base_ns:.0} ns each in the baseline: {:>22} (95% CI {}) {:>22}",
+        ours_sys,
+        ours_sys.ci95(),
+        peer_sys
+    );
     println!("events probe-tracer received per round: {}", serde_json::Value::Array(events.clone()));
     let report = json!({
         "kernel": kernel, "rounds": rounds, "seconds": seconds, "baseline_per_s": base,
