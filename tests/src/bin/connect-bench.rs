@@ -200,6 +200,8 @@ fn main() {
     // Per workload, windows in run order: B T B P B T B P ... B, so every
     // tracer window sits between two baselines (see bench::Windows).
     let mut windows: Vec<Windows> = workloads.iter().map(|_| Windows::default()).collect();
+    // Connections per busy CPU-second of the whole machine, same schedule.
+    let mut per_cpu: Vec<Windows> = workloads.iter().map(|_| Windows::default()).collect();
     let mut accounting = Vec::new();
     let mut reversed = false;
     let measure = |condition: Condition, round: usize| -> u64 {
@@ -213,13 +215,20 @@ fn main() {
         let mut prober_made = 0;
         for wi in order {
             let comm = workloads[wi];
+            let busy_before = bench::busy_cpu_seconds();
             let n = connect_loop(addr, comm, args.seconds, args.pin);
+            let busy = bench::busy_cpu_seconds() - busy_before;
             let rate = n as f64 / args.seconds;
             windows[wi].push(condition, rate);
+            per_cpu[wi].push(condition, n as f64 / busy.max(0.01));
             if comm == "kubelet" {
                 prober_made = n;
             }
-            eprintln!("round {round} {:<13} {comm:<13} {rate:>9.0} conn/s", condition.name());
+            eprintln!(
+                "round {round} {:<13} {comm:<13} {rate:>9.0} conn/s {:>6.1} us busy CPU/conn",
+                condition.name(),
+                busy * 1e6 / n.max(1) as f64
+            );
         }
         prober_made
     };
@@ -234,6 +243,7 @@ fn main() {
 
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let mut results = Vec::new();
+    let mut cpu_rows = Vec::new();
     println!("\nconnect/accept on loopback, kernel {kernel}, {} rounds x {} s;", args.rounds, args.seconds);
     println!("each tracer window over the mean of the baselines either side of it (median [quartiles]);");
     println!("\"<2 %\": whether the 95 % confidence interval of the median lies above 0.98:");
@@ -254,11 +264,20 @@ fn main() {
             ours.loss_below(0.02),
             peer
         );
+        let ours_cpu = per_cpu[wi].summary(Condition::ProbeTracer).expect("probe-tracer windows");
+        let peer_cpu = per_cpu[wi].summary(Condition::Bpftrace).expect("bpftrace windows");
         results.push(json!({
             "workload": comm, "baseline_per_s": base,
             "probe_tracer_ratio": ours.median, "probe_tracer": ours,
             "bpftrace_ratio": peer.median, "bpftrace": peer,
+            "per_busy_cpu_second": { "probe_tracer": ours_cpu, "bpftrace": peer_cpu },
         }));
+        cpu_rows.push((comm, ours_cpu, peer_cpu));
+    }
+    println!("connections per busy CPU-second of the machine (the cost with idle time left out), same windows:");
+    for (comm, ours, peer) in cpu_rows {
+        let name = if *comm == "kubelet" { "prober" } else { "non-prober" };
+        println!("{name:<14} {:>12} {:>22} {:>13} {:>9} {:>22}", "", ours, ours.ci95(), ours.loss_below(0.02), peer);
     }
     let complete = accounting.iter().all(|a| a["seen"] == a["prober_connections"] && a["lost_events"] == 0);
     println!(
