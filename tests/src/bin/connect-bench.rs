@@ -13,8 +13,11 @@
 //! whether probe-tracer saw every prober connection with no lost events.
 //!
 //! Usage: connect-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
-//!                      [--pin] [--tracer-arg ARG]...
+//!                      [--pin] [--control] [--tracer-arg ARG]...
 //!
+//! `--control` runs a process that attaches nothing in probe-tracer's
+//! windows (an A/A test): its "ratio" shows the schedule's own bias and how
+//! wide the noise alone makes the confidence interval.
 //! `--pin` runs the client and server threads on CPU 0 (the tracer's own
 //! process stays free to run elsewhere): each hand-off is then a context
 //! switch on one CPU rather than a wake-up of an idle virtual CPU, whose
@@ -45,11 +48,12 @@ struct Args {
     tracer: PathBuf,
     json: Option<PathBuf>,
     pin: bool,
+    control: bool,
     tracer_args: Vec<String>,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, tracer_args: vec!["--verdicts-only".into()] };
+    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()] };
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -59,6 +63,7 @@ fn parse_args() -> Args {
             "--tracer" => args.tracer = PathBuf::from(val()),
             "--json" => args.json = Some(PathBuf::from(val())),
             "--pin" => args.pin = true,
+            "--control" => args.control = true,
             "--tracer-arg" => args.tracer_args.push(val()),
             other => panic!("unknown argument {other}"),
         }
@@ -147,11 +152,17 @@ enum Running {
     None,
     ProbeTracer(tests::Tracer),
     Bpftrace(Child),
+    /// `--control`: a process in probe-tracer's place that attaches nothing.
+    Control(Child),
 }
 
-fn start(condition: Condition, tracer_args: &[String]) -> Running {
+fn start(condition: Condition, args: &Args) -> Running {
+    let tracer_args = &args.tracer_args;
     match condition {
         Condition::Baseline => Running::None,
+        Condition::ProbeTracer if args.control => {
+            Running::Control(std::process::Command::new("sleep").arg("3600").spawn().expect("sleep"))
+        }
         Condition::ProbeTracer => {
             Running::ProbeTracer(tests::Tracer::start(&tracer_args.iter().map(String::as_str).collect::<Vec<_>>()))
         }
@@ -177,6 +188,11 @@ fn start_bpftrace() -> Child {
 fn stop(running: Running) -> Option<(u64, u64)> {
     match running {
         Running::None => None,
+        Running::Control(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
         Running::Bpftrace(child) => {
             bench::stop_bpftrace(child);
             None
@@ -232,7 +248,7 @@ fn main() {
         }
         prober_made
     };
-    bench::run_paired(args.rounds, measure, |c| start(c, &args.tracer_args), |running, prober_made, round| {
+    bench::run_paired(args.rounds, measure, |c| start(c, &args), |running, prober_made, round| {
         if let Some((seen, lost)) = stop(running) {
             // Only the "kubelet" workload is traced.
             accounting.push(json!({ "round": round, "prober_connections": prober_made, "seen": seen, "lost_events": lost }));
@@ -249,7 +265,12 @@ fn main() {
     println!("\"<2 %\": whether the 95 % confidence interval of the median lies above 0.98:");
     println!(
         "{:<14} {:>12} {:>22} {:>13} {:>9} {:>22}",
-        "workload", "baseline/s", "probe-tracer ratio", "95% CI", "<2 %", "bpftrace ratio"
+        "workload",
+        "baseline/s",
+        if args.control { "control (no tracer)" } else { "probe-tracer ratio" },
+        "95% CI",
+        "<2 %",
+        "bpftrace ratio"
     );
     for (wi, comm) in workloads.iter().enumerate() {
         let base = median(windows[wi].rates(Condition::Baseline));
@@ -285,7 +306,7 @@ fn main() {
         if complete { "yes" } else { "NO" },
         Value::Array(accounting.clone())
     );
-    let report = json!({ "kernel": kernel, "rounds": args.rounds, "seconds": args.seconds, "results": results, "accounting": accounting, "complete": complete });
+    let report = json!({ "kernel": kernel, "control": args.control, "rounds": args.rounds, "seconds": args.seconds, "results": results, "accounting": accounting, "complete": complete });
     if let Some(path) = &args.json {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     }
