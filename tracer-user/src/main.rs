@@ -20,7 +20,7 @@ use tracer_user::{
     host::ProcHost,
     node::ProcNode,
     output::{Clock, Format, Output},
-    run::{daemon, hook_text, run},
+    run::{cost_notes, daemon, hook_text, run},
 };
 
 fn main() -> ExitCode {
@@ -81,6 +81,10 @@ fn check(args: CheckArgs) -> Result<()> {
             text.push_str(&format!("\n  {:<22} {}", h.hook, hook_text(h)));
         }
     }
+    let notes = cost_notes(&hooks);
+    for note in &notes {
+        text.push_str(&format!("\nnote:        {note}"));
+    }
     text.push_str("\nnode audit:");
     for f in &findings {
         let status = serde_json::to_value(f.status)?.as_str().unwrap_or("").to_uppercase();
@@ -89,7 +93,7 @@ fn check(args: CheckArgs) -> Result<()> {
             text.push_str(&format!("\n  {:<16} {:<7} fix: {fix}", "", ""));
         }
     }
-    out.record("check", json!({ "kernel": info, "hooks": hooks, "audit": findings }), &text)?;
+    out.record("check", json!({ "kernel": info, "hooks": hooks, "notes": notes, "audit": findings }), &text)?;
     match blocker {
         Some(sentence) => Err(anyhow::anyhow!(sentence)),
         None => Ok(()),
