@@ -336,20 +336,23 @@ impl Tracer {
             hooks.push(status);
         }
 
-        let connect_hooked = hooks
-            .iter()
-            .any(|h| h.hook == "tcp_connect" && matches!(h.mode, Some(Mode::Fentry | Mode::Kprobe)));
+        let connect_hooked = matches!(mode_of(&hooks, "tcp_connect"), Some(Mode::Fentry | Mode::Kprobe));
         let mut settings: Array<_, u32> =
             Array::try_from(ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
         settings.set(setting::CONNECT_HOOKED, connect_hooked as u32, 0)?;
-        let ipvs_hooked = hooks.iter().any(|h| h.hook == "ipvs_conn_new" && h.mode == Some(Mode::Kprobe));
-        settings.set(setting::IPVS_HOOKED, ipvs_hooked as u32, 0)?;
+        settings.set(setting::IPVS_HOOKED, ipvs_observed(&hooks) as u32, 0)?;
 
         Ok(Self { ebpf, hooks, ringbuf_bytes })
     }
 
     pub fn hook_mode(&self, hook: &str) -> Option<Mode> {
-        self.hooks.iter().find(|h| h.hook == hook).and_then(|h| h.mode)
+        mode_of(&self.hooks, hook)
+    }
+
+    /// Whether IPVS connections are seen as they are made (the kprobe), as
+    /// opposed to inferred from the IPVS table afterwards.
+    pub fn ipvs_observed(&self) -> bool {
+        ipvs_observed(&self.hooks)
     }
 
     /// The event ring buffer; call once.
@@ -604,6 +607,16 @@ fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str)
 fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<()> {
     let prog: &mut RawTracePoint = program_mut(ebpf, program)?.try_into()?;
     load_and_attach(prog, |p| Ok(p.load()?), |p| Ok(p.attach(name).map(drop)?), |p| drop(p.unload()))
+}
+
+fn mode_of(hooks: &[HookStatus], hook: &str) -> Option<Mode> {
+    hooks.iter().find(|h| h.hook == hook).and_then(|h| h.mode)
+}
+
+/// One definition for the kernel side (whether to keep the reply-tuple map)
+/// and the correlator (observed or inferred diversions).
+fn ipvs_observed(hooks: &[HookStatus]) -> bool {
+    mode_of(hooks, "ipvs_conn_new") == Some(Mode::Kprobe)
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {

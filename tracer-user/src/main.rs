@@ -20,7 +20,7 @@ use tracer_user::{
     host::ProcHost,
     node::ProcNode,
     output::{Clock, Format, Output},
-    run::{cost_notes, daemon, hook_text, run},
+    run::{cost_notes, daemon, hooks_text, run},
 };
 
 fn main() -> ExitCode {
@@ -77,14 +77,9 @@ fn check(args: CheckArgs) -> Result<()> {
     );
     if !hooks.is_empty() {
         text.push_str("\nhooks:");
-        for h in &hooks {
-            text.push_str(&format!("\n  {:<22} {}", h.hook, hook_text(h)));
-        }
+        text.push_str(&hooks_text(&hooks));
     }
     let notes = cost_notes(&hooks);
-    for note in &notes {
-        text.push_str(&format!("\nnote:        {note}"));
-    }
     text.push_str("\nnode audit:");
     for f in &findings {
         let status = serde_json::to_value(f.status)?.as_str().unwrap_or("").to_uppercase();

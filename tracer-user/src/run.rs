@@ -89,10 +89,9 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         None => None,
     };
 
-    let ipvs_observed = tracer.hook_mode("ipvs_conn_new") == Some(Mode::Kprobe);
     let settings = ProbeSettings {
         nodeport_range: args.diagnose.nodeport_range.clone(),
-        ipvs_observed,
+        ipvs_observed: tracer.ipvs_observed(),
         // The daemon counts every attempt's outcome without printing it.
         attempt_records: !args.verdicts_only || metrics.is_some(),
         ..Default::default()
@@ -268,13 +267,8 @@ fn started(out: &mut Output, info: &KernelInfo, hooks: &[HookStatus], comms: &[S
         info.release,
         comms.join(", ")
     );
-    for h in hooks {
-        text.push_str(&format!("\n  {:<22} {}", h.hook, hook_text(h)));
-    }
+    text.push_str(&hooks_text(hooks));
     let notes = cost_notes(hooks);
-    for note in &notes {
-        text.push_str(&format!("\nnote: {note}"));
-    }
     out.record(
         "tracer_started",
         json!({ "kernel": info.release, "prober_comms": comms, "hooks": hooks, "notes": notes }),
@@ -303,7 +297,20 @@ pub fn cost_notes(hooks: &[HookStatus]) -> Vec<String> {
     )]
 }
 
-pub fn hook_text(h: &HookStatus) -> String {
+/// One line per hook (what it got, and why better mechanisms failed), then
+/// one per cost note; shared by `run` and `check`.
+pub fn hooks_text(hooks: &[HookStatus]) -> String {
+    let mut text = String::new();
+    for h in hooks {
+        text.push_str(&format!("\n  {:<22} {}", h.hook, hook_text(h)));
+    }
+    for note in cost_notes(hooks) {
+        text.push_str(&format!("\n  note: {note}"));
+    }
+    text
+}
+
+fn hook_text(h: &HookStatus) -> String {
     match (&h.mode, &h.target) {
         (Some(mode), Some(target)) => {
             let mut s = format!("{mode} ({target})");
