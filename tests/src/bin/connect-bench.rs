@@ -147,6 +147,11 @@ fn start_server(pin: bool) -> (std::net::SocketAddr, Arc<AtomicBool>) {
     (addr, stop)
 }
 
+/// How the tables name a workload.
+fn label(comm: &str) -> &'static str {
+    if comm == "kubelet" { "prober" } else { "non-prober" }
+}
+
 /// A tracer running for one measurement.
 enum Running {
     None,
@@ -157,14 +162,13 @@ enum Running {
 }
 
 fn start(condition: Condition, args: &Args) -> Running {
-    let tracer_args = &args.tracer_args;
     match condition {
         Condition::Baseline => Running::None,
         Condition::ProbeTracer if args.control => {
             Running::Control(std::process::Command::new("sleep").arg("3600").spawn().expect("sleep"))
         }
         Condition::ProbeTracer => {
-            Running::ProbeTracer(tests::Tracer::start(&tracer_args.iter().map(String::as_str).collect::<Vec<_>>()))
+            Running::ProbeTracer(tests::Tracer::start(&args.tracer_args.iter().map(String::as_str).collect::<Vec<_>>()))
         }
         Condition::Bpftrace => Running::Bpftrace(start_bpftrace()),
     }
@@ -278,7 +282,7 @@ fn main() {
         let peer = windows[wi].summary(Condition::Bpftrace).expect("bpftrace windows");
         println!(
             "{:<14} {:>12.0} {:>22} {:>13} {:>9} {:>22}",
-            if *comm == "kubelet" { "prober" } else { "non-prober" },
+            label(comm),
             base,
             ours,
             ours.ci95(),
@@ -297,8 +301,7 @@ fn main() {
     }
     println!("connections per busy CPU-second of the machine (the cost with idle time left out), same windows:");
     for (comm, ours, peer) in cpu_rows {
-        let name = if *comm == "kubelet" { "prober" } else { "non-prober" };
-        println!("{name:<14} {:>12} {:>22} {:>13} {:>9} {:>22}", "", ours, ours.ci95(), ours.loss_below(0.02), peer);
+        println!("{:<14} {:>12} {:>22} {:>13} {:>9} {:>22}", label(comm), "", ours, ours.ci95(), ours.loss_below(0.02), peer);
     }
     let complete = accounting.iter().all(|a| a["seen"] == a["prober_connections"] && a["lost_events"] == 0);
     println!(
