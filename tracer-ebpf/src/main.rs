@@ -12,6 +12,11 @@
 //! runtime's process tree.
 #![no_std]
 #![no_main]
+// Atomic add on a map value (tcp.rs): the bpfel target has no atomic
+// read-modify-write in core::sync::atomic. The target is built with
+// RUSTC_BOOTSTRAP already (build-std), see ../shared/TOOLCHAIN.md.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod ipvs;
 mod process;

@@ -6,10 +6,16 @@
 //! in softirq or timer context where `comm` means nothing, so they filter on
 //! the tracked-socket map instead.
 
+use core::{
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    ptr::NonNull,
+};
+
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::bpf_get_current_comm,
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::{Array, HashMap, LruHashMap},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
@@ -20,6 +26,7 @@ use tracer_common::{
 use crate::{bump, config, emit, header, read_kernel, reserve, setting, submit, tp_read};
 
 const AF_INET6: u16 = 10;
+const EEXIST: i32 = 17;
 const IPPROTO_TCP: u16 = 6;
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
@@ -49,15 +56,47 @@ fn is_prober() -> bool {
     }
 }
 
+/// How many entries `PROBE_SOCKS` holds, or more (an entry the LRU evicts
+/// is never subtracted): zero lets every hook skip the map lookup. The
+/// lookup of an absent key still touches a random bucket of a large table,
+/// a cache miss on almost every call, and the hooks that ask run several
+/// times per TCP connection on the node while a prober connection is in
+/// flight only for milliseconds. Signed so a decrement can never wrap.
+#[map]
+static PROBE_SOCKS_IN_FLIGHT: Array<i64> = Array::with_max_entries(1, 0);
+
+/// Adds `delta` to the in-flight count. The result is unused, so this is a
+/// plain BPF atomic add, which kernels before 5.12 (no BPF_FETCH) accept;
+/// the bpfel target offers no `AtomicI64::fetch_add`.
+#[inline(always)]
+fn count_in_flight(delta: i64) {
+    if let Some(p) = PROBE_SOCKS_IN_FLIGHT.get_ptr_mut(0).and_then(NonNull::new) {
+        // SAFETY: an aligned i64 slot that lives as long as the map.
+        unsafe { atomic_xadd::<i64, i64, { AtomicOrdering::Relaxed }>(p.as_ptr(), delta) };
+    }
+}
+
 #[inline(always)]
 fn is_tracked(skaddr: u64) -> bool {
-    unsafe { PROBE_SOCKS.get(&skaddr).is_some() }
+    // A volatile load (READ_ONCE; an aligned 8-byte load is atomic) is
+    // enough: a socket is counted before its SYN leaves, so any event about
+    // it happens after the count was raised.
+    let any = match PROBE_SOCKS_IN_FLIGHT.get_ptr_mut(0).and_then(NonNull::new) {
+        // SAFETY: as in count_in_flight.
+        Some(p) => (unsafe { core::ptr::read_volatile(p.as_ptr()) }) > 0,
+        None => true,
+    };
+    any && unsafe { PROBE_SOCKS.get(&skaddr).is_some() }
 }
 
 #[inline(always)]
 fn track(skaddr: u64, tuple: &Tuple) {
-    if PROBE_SOCKS.insert(&skaddr, &1, 0).is_err() {
-        bump(counter::MAP_FULL);
+    // Count only a new entry: a socket tracked again (leaving SYN-SENT after
+    // a simultaneous open) is still one in flight.
+    match PROBE_SOCKS.insert(&skaddr, &1, BPF_NOEXIST as u64) {
+        Ok(()) => count_in_flight(1),
+        Err(e) if e != -EEXIST => bump(counter::MAP_FULL),
+        Err(_) => {}
     }
     // The reply comes from daddr:dport to saddr:sport. Without a source port
     // (tracepoint path before the port is bound) there is nothing to match;
@@ -72,7 +111,11 @@ fn track(skaddr: u64, tuple: &Tuple) {
 
 #[inline(always)]
 fn untrack(skaddr: u64, tuple: &Tuple) {
-    let _ = PROBE_SOCKS.remove(&skaddr);
+    // Only a removal that found the entry counts down, so two CPUs racing
+    // to untrack one socket subtract once.
+    if PROBE_SOCKS.remove(&skaddr).is_ok() {
+        count_in_flight(-1);
+    }
     if tuple.sport != 0 && setting(settings::IPVS_HOOKED) != 0 {
         let _ = PROBE_REPLIES.remove(&reply_key(tuple));
     }
