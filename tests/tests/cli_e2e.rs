@@ -51,6 +51,41 @@ fn check_reports_every_hook_and_the_kernel() {
     }
 }
 
+/// The `tracer_started` record of a short session with these arguments.
+fn started_record(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(tests::binary()).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "tracer_started")
+        .expect("a tracer_started record")
+}
+
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn the_daemon_never_falls_back_to_syscall_tracepoints_unless_asked() {
+    let daemon = ["daemon", "--metrics-addr", "127.0.0.1:0", "--groups", "exec", "--duration", "0.5"];
+    let started = started_record(&daemon);
+    let clone = started["hooks"].as_array().unwrap().iter().find(|h| h["hook"] == "clone_failed").unwrap();
+    assert_ne!(clone["mode"], "tracepoint", "{clone}");
+    let with = started_record(&[&daemon[..], &["--syscall-tracepoints", "on"]].concat());
+    let clone_with = with["hooks"].as_array().unwrap().iter().find(|h| h["hook"] == "clone_failed").unwrap();
+    if tests::machine() == tests::Machine::Bare {
+        // No fexit here: off leaves the hook out and says so, on takes the
+        // tracepoint and notes its cost.
+        assert!(clone["mode"].is_null(), "{clone}");
+        assert!(started["notes"][0].as_str().unwrap().contains("--syscall-tracepoints on"), "{started}");
+        assert_eq!(clone_with["mode"], "tracepoint", "{clone_with}");
+        assert!(with["notes"][0].as_str().unwrap().contains("use syscall tracepoints"), "{with}");
+    } else {
+        // fexit: the switch changes nothing.
+        assert_eq!(clone["mode"], "fexit", "{clone}");
+        assert_eq!(clone_with["mode"], "fexit", "{clone_with}");
+        assert_eq!(started["notes"], serde_json::json!([]), "{started}");
+    }
+}
+
 /// Runs a command, panicking with its stderr when it fails.
 fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));

@@ -44,6 +44,9 @@ fn daemon_serves_health_and_metrics_and_stops_on_sigterm() {
     let addr = "127.0.0.1:19464";
     let mut child = Command::new(tests::binary())
         .args(["daemon", "--metrics-addr", addr, "--runtime-slow-ms", "60000"])
+        // The fork_failed verdict below needs the clone hooks; on a kernel
+        // without fexit they are syscall tracepoints, off by default here.
+        .args(["--syscall-tracepoints", "on"])
         .args(["--kube-api", &api.url, "--node-name", "node-1", "--emit-events"])
         .stdout(Stdio::from(fs::File::create(&stdout).unwrap()))
         .stderr(Stdio::inherit())

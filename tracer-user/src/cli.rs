@@ -132,6 +132,13 @@ pub struct RunArgs {
     #[arg(long = "allow-mode", value_name = "MODES", value_enum, value_delimiter = ',',
           default_values_t = crate::loader::Mode::ALL)]
     pub allowed_modes: Vec<crate::loader::Mode>,
+    /// Whether clone/setns failures may be traced through syscall
+    /// tracepoints where the kernel refuses fexit. Any syscall tracepoint
+    /// puts every syscall on the node on the kernel's slow path (about a
+    /// quarter slower), so the default is on for `run` (an incident, for
+    /// minutes) and off for `daemon` (always on).
+    #[arg(long = "syscall-tracepoints", value_name = "on|off", value_enum)]
+    pub syscall_tracepoints: Option<Switch>,
     /// Ring buffer size in bytes (rounded up to a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub ringbuf_size: u32,
@@ -139,6 +146,12 @@ pub struct RunArgs {
     pub diagnose: DiagnoseArgs,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Args, Debug)]

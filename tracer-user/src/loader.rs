@@ -239,6 +239,10 @@ pub const HOOKS: &[HookSpec] = &[
     },
 ];
 
+/// Why a hook has no syscall tracepoint when they are turned off.
+pub const SYSCALL_TRACEPOINTS_OFF: &str =
+    "syscall tracepoints are off (--syscall-tracepoints off, the daemon's default): they would slow every syscall on the node";
+
 /// How a hook ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -294,6 +298,9 @@ pub struct LoadOptions {
     /// Mechanisms the loader may use (all by default); narrowing it lets a
     /// capable kernel exercise the fallbacks, as tests do.
     pub allowed_modes: Vec<Mode>,
+    /// Whether a hook may fall back to a `syscalls:` tracepoint (see
+    /// [`SYSCALL_TRACEPOINTS_OFF`]).
+    pub syscall_tracepoints: bool,
     pub prober_comms: Vec<String>,
     /// Container runtime binaries whose process trees are traced.
     pub runtime_comms: Vec<String>,
@@ -328,7 +335,7 @@ impl Tracer {
 
         let mut hooks: Vec<HookStatus> = Vec::new();
         for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
-            let status = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), &opts.allowed_modes);
+            let status = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), opts);
             if spec.required && status.mode.is_none() {
                 let why = status.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ");
                 return Err(anyhow!("hook {} could not be attached by any mechanism ({why})", spec.name));
@@ -481,12 +488,23 @@ fn attach_hook(
     btf: Option<&Btf>,
     earlier: &[HookStatus],
     ipvs_problem: Option<&str>,
-    allowed: &[Mode],
+    opts: &LoadOptions,
 ) -> HookStatus {
     let mut status = HookStatus { hook: spec.name, group: spec.groups[0], mode: None, target: None, tried: Vec::new() };
     for candidate in spec.candidates {
         // A disallowed mechanism is not tried at all (and not listed).
-        if candidate.mode().is_some_and(|m| !allowed.contains(&m)) {
+        if candidate.mode().is_some_and(|m| !opts.allowed_modes.contains(&m)) {
+            continue;
+        }
+        // Listed, so that the hook report says why it is not attached.
+        if let Attach::Tracepoint { category: "syscalls", name, .. } = *candidate
+            && !opts.syscall_tracepoints
+        {
+            status.tried.push(Failure {
+                mode: Mode::Tracepoint,
+                target: format!("syscalls:{name}"),
+                error: SYSCALL_TRACEPOINTS_OFF.to_string(),
+            });
             continue;
         }
         let (mode, target, result) = match *candidate {

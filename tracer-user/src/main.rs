@@ -61,6 +61,8 @@ fn check(args: CheckArgs) -> Result<()> {
             let tracer = Tracer::load(&LoadOptions {
                 groups: vec![Group::Probe, Group::Exec, Group::Node],
                 allowed_modes: Mode::ALL.to_vec(),
+                // Shows what `run` gets; the cost note says what that costs.
+                syscall_tracepoints: true,
                 prober_comms: vec!["kubelet".into()],
                 runtime_comms: vec!["runc".into()],
                 ringbuf_bytes: 4096,

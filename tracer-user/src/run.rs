@@ -19,12 +19,12 @@ use tokio::{
 use std::sync::Arc;
 
 use crate::{
-    cli::{DaemonArgs, RunArgs},
+    cli::{DaemonArgs, RunArgs, Switch},
     diagnose::{Aggregator, Report, probe::ProbeSettings},
     metrics::Metrics,
     events,
     kernel::info::KernelInfo,
-    loader::{HookStatus, LoadOptions, Mode, Tracer},
+    loader::{HookStatus, LoadOptions, Mode, SYSCALL_TRACEPOINTS_OFF, Tracer},
     host::ProcHost,
     k8s::{
         client::{EventPoster, Kube},
@@ -56,10 +56,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
 pub async fn daemon(args: DaemonArgs) -> Result<()> {
     let metrics = Metrics::new();
     crate::metrics::serve(args.metrics_addr, metrics.clone()).await?;
-    let mut run = args.run;
+    session(daemon_defaults(args.run), Some(metrics)).await
+}
+
+/// What `daemon` changes in `run`'s defaults.
+fn daemon_defaults(mut run: RunArgs) -> RunArgs {
     run.format = Some(Format::Json);
     run.verdicts_only = true;
-    session(run, Some(metrics)).await
+    // Always on: a syscall tracepoint's node-wide cost is not for the
+    // daemon to impose unasked (see RunArgs::syscall_tracepoints).
+    run.syscall_tracepoints.get_or_insert(Switch::Off);
+    run
 }
 
 async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
@@ -76,6 +83,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     let mut tracer = Tracer::load(&LoadOptions {
         groups: args.groups.clone(),
         allowed_modes: args.allowed_modes.clone(),
+        syscall_tracepoints: args.syscall_tracepoints != Some(Switch::Off),
         prober_comms: args.prober_comms.clone(),
         runtime_comms: args.diagnose.runtime_comms.clone(),
         ringbuf_bytes: args.ringbuf_size,
@@ -281,20 +289,39 @@ fn started(out: &mut Output, info: &KernelInfo, hooks: &[HookStatus], comms: &[S
 /// kernel's slow path (measured on a 6.18 node: a null syscall 25-33 %
 /// slower, a fork+exec storm ~2.5 % slower); fexit has no such cost.
 pub fn cost_notes(hooks: &[HookStatus]) -> Vec<String> {
-    let syscall_tracepoints: Vec<&str> = hooks
+    let is_syscall_tracepoint = |t: &str| t.starts_with("syscalls:");
+    // setns_enter is setns_failed's other half: naming it adds nothing.
+    let named = |h: &&HookStatus| h.hook != "setns_enter";
+    let using: Vec<&str> = hooks
         .iter()
-        .filter(|h| h.mode == Some(Mode::Tracepoint) && h.target.as_deref().is_some_and(|t| t.starts_with("syscalls:")))
+        .filter(|h| h.mode == Some(Mode::Tracepoint) && h.target.as_deref().is_some_and(is_syscall_tracepoint))
+        .filter(named)
         .map(|h| h.hook)
         .collect();
-    if syscall_tracepoints.is_empty() {
-        return Vec::new();
+    let turned_off: Vec<&str> = hooks
+        .iter()
+        .filter(|h| h.mode.is_none() && h.tried.iter().any(|f| f.error == SYSCALL_TRACEPOINTS_OFF))
+        .filter(named)
+        .map(|h| h.hook)
+        .collect();
+    let mut notes = Vec::new();
+    if !using.is_empty() {
+        notes.push(format!(
+            "{} use syscall tracepoints (this kernel refuses fexit): while probe-tracer runs, every syscall \
+             on the node takes the kernel's slow path, roughly a quarter slower; --syscall-tracepoints off \
+             (the daemon's default) or --groups probe,node leaves them out",
+            using.join(", ")
+        ));
     }
-    vec![format!(
-        "{} use syscall tracepoints (this kernel refuses fexit): while probe-tracer runs, every syscall \
-         on the node takes the kernel's slow path, roughly a quarter slower; --groups probe,node leaves \
-         the exec group and its syscall tracepoints out",
-        syscall_tracepoints.join(", ")
-    )]
+    if !turned_off.is_empty() {
+        notes.push(format!(
+            "{} not traced: this kernel refuses fexit and syscall tracepoints are off, so the fork_failed and \
+             setns_failed verdicts are not reported (runc_init_died still is); --syscall-tracepoints on adds them, \
+             at the cost of every syscall on the node taking the kernel's slow path, roughly a quarter slower",
+            turned_off.join(", ")
+        ));
+    }
+    notes
 }
 
 /// One line per hook (what it got, and why better mechanisms failed), then
@@ -343,7 +370,7 @@ fn summary_text(s: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::Group;
+    use crate::loader::{Failure, Group};
 
     fn hook(hook: &'static str, mode: Mode, target: &str) -> HookStatus {
         HookStatus { hook, group: Group::Exec, mode: Some(mode), target: Some(target.into()), tried: Vec::new() }
@@ -361,6 +388,41 @@ mod tests {
         let notes = cost_notes(&fallback);
         assert_eq!(notes.len(), 1);
         assert!(notes[0].starts_with("clone_failed, setns_failed use syscall tracepoints"), "{}", notes[0]);
-        assert!(notes[0].contains("--groups probe,node"), "{}", notes[0]);
+        assert!(notes[0].contains("--syscall-tracepoints off"), "{}", notes[0]);
+    }
+
+    #[test]
+    fn syscall_tracepoints_turned_off_get_a_note_on_what_is_missing() {
+        let off = |hook: &'static str| HookStatus {
+            hook,
+            group: Group::Exec,
+            mode: None,
+            target: None,
+            tried: vec![
+                Failure { mode: Mode::Fexit, target: "__x64_sys_clone".into(), error: "EPERM".into() },
+                Failure { mode: Mode::Tracepoint, target: "syscalls:sys_exit_clone".into(), error: SYSCALL_TRACEPOINTS_OFF.into() },
+            ],
+        };
+        let notes = cost_notes(&[off("clone_failed"), off("setns_failed"), off("setns_enter")]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("clone_failed, setns_failed not traced"), "{}", notes[0]);
+        assert!(notes[0].contains("--syscall-tracepoints on"), "{}", notes[0]);
+        // A hook that failed for another reason is not blamed on the switch.
+        let failed = HookStatus { tried: vec![Failure { mode: Mode::Tracepoint, target: "syscalls:sys_exit_clone".into(), error: "ENOENT".into() }], ..off("clone_failed") };
+        assert!(cost_notes(&[failed]).is_empty());
+    }
+
+    #[test]
+    fn the_daemon_leaves_syscall_tracepoints_off_unless_asked() {
+        use clap::Parser;
+        let parse = |args: &[&str]| crate::cli::Cli::try_parse_from(args.iter().copied()).unwrap();
+        let resolved = |cli: crate::cli::Cli| match cli.command {
+            crate::cli::Command::Run(run) => run.syscall_tracepoints,
+            crate::cli::Command::Daemon(d) => daemon_defaults(d.run).syscall_tracepoints,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(resolved(parse(&["probe-tracer", "run"])), None, "run: on unless --syscall-tracepoints off");
+        assert_eq!(resolved(parse(&["probe-tracer", "daemon"])), Some(Switch::Off));
+        assert_eq!(resolved(parse(&["probe-tracer", "daemon", "--syscall-tracepoints", "on"])), Some(Switch::On));
     }
 }
