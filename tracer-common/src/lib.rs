@@ -23,6 +23,10 @@ pub mod kind {
     /// A segment reached a prober socket in SYN-SENT (normally the SYN-ACK).
     pub const TCP_SYN_SENT_RCV: u16 = 5;
     pub const IPVS_CONN: u16 = 6;
+    /// A prober connect and its ESTABLISHED in one record
+    /// ([`TcpConnectedEvent`](super::TcpConnectedEvent)): nothing else
+    /// happened to the socket in between, the common case.
+    pub const TCP_CONNECTED: u16 = 7;
     pub const PROC_EXEC: u16 = 10;
     pub const PROC_FORK: u16 = 11;
     pub const SYSCALL_FAILED: u16 = 12;
@@ -95,6 +99,38 @@ pub struct TcpEvent {
     pub oldstate: u8,
     pub newstate: u8,
     pub _pad: [u8; 6],
+}
+
+/// A prober connection that reached ESTABLISHED with nothing reported about
+/// it before. `event.header` is the connect's (the prober's pid, comm and
+/// the time of connect), `event` otherwise the SYN-SENT -> ESTABLISHED change.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpConnectedEvent {
+    pub event: TcpEvent,
+    pub established_ts_ns: u64,
+}
+
+/// What the kernel keeps about a tracked prober socket (the `PROBE_SOCKS`
+/// value). The connect is reported lazily: together with ESTABLISHED when
+/// that comes first (one record per healthy probe instead of two or three),
+/// else just before the first other record about the socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeSock {
+    /// The header of the connect record, taken in the prober's context.
+    pub connect: EventHeader,
+    /// `probe_sock::*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+pub mod probe_sock {
+    /// The connect record has been sent.
+    pub const CONNECT_REPORTED: u32 = 1;
+    /// A segment (the SYN-ACK) reached the socket in SYN-SENT and has not
+    /// been reported: implied by ESTABLISHED, reported before anything else.
+    pub const SYNACK_PENDING: u32 = 2;
 }
 
 /// IPVS created a connection whose client/virtual pair is the reverse of a

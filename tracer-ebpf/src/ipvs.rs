@@ -10,7 +10,10 @@
 use aya_ebpf::{macros::kprobe, programs::ProbeContext};
 use tracer_common::{IpvsConnEvent, ReplyKey, hook_mode, kind};
 
-use crate::{config, emit, header, read_kernel, tcp::PROBE_REPLIES};
+use crate::{
+    config, header, read_kernel, reserve, submit,
+    tcp::{PROBE_REPLIES, send_connect_owed, tracked},
+};
 
 const AF_INET6: u16 = 10;
 
@@ -34,22 +37,27 @@ pub fn kprobe_ip_vs_conn_new(ctx: ProbeContext) -> u32 {
     let vport = u16::from_be(read_kernel::<u16>(param, off.vport).unwrap_or(0));
 
     let key = ReplyKey { caddr, vaddr, cport, vport, _pad: 0 };
-    if unsafe { PROBE_REPLIES.get(&key).is_none() } {
-        return 0;
+    let Some(&skaddr) = (unsafe { PROBE_REPLIES.get(&key) }) else { return 0 };
+    // The prober's connect goes out first (it is sent lazily, see tcp.rs).
+    if let Some(sock) = tracked(skaddr) {
+        send_connect_owed(sock, skaddr as *const u8);
     }
-    let event = IpvsConnEvent {
-        header: header(kind::IPVS_CONN, hook_mode::KPROBE),
-        af,
-        protocol: read_kernel::<u16>(param, off.protocol).unwrap_or(0),
-        cport,
-        vport,
-        dport: u16::from_be(dport as u16),
-        _pad: 0,
-        caddr,
-        vaddr,
-        daddr: read_addr(Some(daddr_ptr), addr_len),
-    };
-    emit(&event);
+    // Built in place: with the tuple above, a copy on the stack would pass
+    // the 512-byte limit.
+    let Some(mut entry) = reserve::<IpvsConnEvent>() else { return 0 };
+    // SAFETY: room for an IpvsConnEvent; every field is written.
+    let e = unsafe { &mut *entry.as_mut_ptr() };
+    e.header = header(kind::IPVS_CONN, hook_mode::KPROBE);
+    e.af = af;
+    e.protocol = read_kernel::<u16>(param, off.protocol).unwrap_or(0);
+    e.cport = cport;
+    e.vport = vport;
+    e.dport = u16::from_be(dport as u16);
+    e._pad = 0;
+    e.caddr = caddr;
+    e.vaddr = vaddr;
+    e.daddr = read_addr(Some(daddr_ptr), addr_len);
+    submit(entry);
     0
 }
 

@@ -2,9 +2,16 @@
 //! and segments arriving in SYN-SENT.
 //!
 //! A socket is *tracked* from the moment a prober process (comm in
-//! `PROBER_COMMS`) connects it until it reaches CLOSE. Every later hook fires
-//! in softirq or timer context where `comm` means nothing, so they filter on
-//! the tracked-socket map instead.
+//! `PROBER_COMMS`) connects it until it reaches ESTABLISHED or CLOSE. Every
+//! later hook fires in softirq or timer context where `comm` means nothing,
+//! so they filter on the tracked-socket map instead.
+//!
+//! The connect is reported lazily (see [`ProbeSock`]): a healthy probe is
+//! one record, sent at ESTABLISHED, with the prober's pid, comm and connect
+//! time kept in the map since the connect. Anything else about the socket
+//! (a retransmit, a reset, IPVS taking its SYN-ACK, a close) first sends the
+//! connect record, so userspace sees the same sequence as if it had been
+//! sent at once, only later.
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
@@ -13,17 +20,17 @@ use core::{
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_get_current_comm,
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    CommKey, NO_FIELD, ReplyKey, SockTracepointOffsets, TcpEvent, Tuple, counter, hook_mode, kind,
-    setting as settings,
+    CommKey, EventHeader, NO_FIELD, ProbeSock, ReplyKey, SockTracepointOffsets, TcpConnectedEvent, TcpEvent,
+    Tuple, counter, hook_mode, kind, probe_sock, setting as settings,
 };
 
-use crate::{bump, config, emit, header, read_kernel, reserve, setting, submit, tp_read};
+use crate::{bump, config, header, read_kernel, reserve, setting, submit, tp_read};
 
 const AF_INET6: u16 = 10;
 const EEXIST: i32 = 17;
@@ -37,16 +44,22 @@ const TCP_CLOSE: u8 = 7;
 #[map]
 static PROBER_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(16, 0);
 
+/// Prober connections in flight (connected, not yet ESTABLISHED or closed)
+/// that the maps below can hold: a node's probes number in the hundreds
+/// (pods x probes), each in flight for at most its timeout. The memory is
+/// allocated at load and charged to the tracer's cgroup.
+const PROBES_IN_FLIGHT_MAX: u32 = 16384;
+
 /// Tracked prober sockets, by `struct sock` address. LRU so an unseen close
 /// can never fill it.
 #[map]
-static PROBE_SOCKS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65536, 0);
+static PROBE_SOCKS: LruHashMap<u64, ProbeSock> = LruHashMap::with_max_entries(PROBES_IN_FLIGHT_MAX, 0);
 
 /// Tracked prober sockets by the 4-tuple their *reply* carries, for the IPVS
 /// hook: an IPVS connection with this client/virtual pair took a reply.
 #[map]
 pub(crate) static PROBE_REPLIES: LruHashMap<ReplyKey, u64> =
-    LruHashMap::with_max_entries(65536, 0);
+    LruHashMap::with_max_entries(PROBES_IN_FLIGHT_MAX, 0);
 
 #[inline(always)]
 fn is_prober() -> bool {
@@ -76,8 +89,9 @@ fn count_in_flight(delta: i64) {
     }
 }
 
+/// The tracked socket at `skaddr`, if it is one.
 #[inline(always)]
-fn is_tracked(skaddr: u64) -> bool {
+pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
     // A volatile load (READ_ONCE; an aligned 8-byte load is atomic) is
     // enough: a socket is counted before its SYN leaves, so any event about
     // it happens after the count was raised.
@@ -86,21 +100,37 @@ fn is_tracked(skaddr: u64) -> bool {
         Some(p) => (unsafe { core::ptr::read_volatile(p.as_ptr()) }) > 0,
         None => true,
     };
-    any && unsafe { PROBE_SOCKS.get(&skaddr).is_some() }
+    if !any {
+        return None;
+    }
+    // SAFETY: a map value, valid while the program runs; concurrent updates
+    // of `flags` can at worst report a connect twice, which userspace merges.
+    PROBE_SOCKS.get_ptr_mut(&skaddr).map(|p| unsafe { &mut *p })
 }
 
+/// Starts tracking a prober's socket at its connect, keeping the connect
+/// record's header (this is the prober's context) for later.
 #[inline(always)]
-fn track(skaddr: u64, tuple: &Tuple) {
-    // Count only a new entry: a socket tracked again (leaving SYN-SENT after
-    // a simultaneous open) is still one in flight.
-    match PROBE_SOCKS.insert(&skaddr, &1, BPF_NOEXIST as u64) {
+fn track(skaddr: u64, mode: u8) {
+    let sock = ProbeSock { connect: header(kind::TCP_CONNECT, mode), flags: 0, _pad: 0 };
+    match PROBE_SOCKS.insert(&skaddr, &sock, BPF_NOEXIST as u64) {
         Ok(()) => count_in_flight(1),
-        Err(e) if e != -EEXIST => bump(counter::MAP_FULL),
-        Err(_) => {}
+        // The address of a socket whose close was missed: a new attempt,
+        // still one entry.
+        Err(e) if e == -EEXIST => {
+            if PROBE_SOCKS.insert(&skaddr, &sock, 0).is_err() {
+                bump(counter::MAP_FULL);
+            }
+        }
+        Err(_) => bump(counter::MAP_FULL),
     }
-    // The reply comes from daddr:dport to saddr:sport. Without a source port
-    // (tracepoint path before the port is bound) there is nothing to match;
-    // without the IPVS hook there is nobody to match it.
+}
+
+/// Makes the socket's reply visible to the IPVS hook. Without a source port
+/// (tracepoint path before the port is bound) there is nothing to match;
+/// without the IPVS hook there is nobody to match it.
+#[inline(always)]
+fn track_reply(skaddr: u64, tuple: &Tuple) {
     if tuple.sport != 0 && setting(settings::IPVS_HOOKED) != 0 {
         let key = reply_key(tuple);
         if PROBE_REPLIES.insert(&key, &skaddr, 0).is_err() {
@@ -132,15 +162,119 @@ fn reply_key(tuple: &Tuple) -> ReplyKey {
     }
 }
 
+/// Writes one TcpEvent straight into the ring buffer (the fentry and kprobe
+/// paths would otherwise exceed the 512-byte stack).
 #[inline(always)]
-fn tcp_event(kind: u16, mode: u8, skaddr: u64, tuple: Tuple, old: u8, new: u8) -> TcpEvent {
-    TcpEvent {
-        header: header(kind, mode),
-        skaddr,
-        tuple,
-        oldstate: old,
-        newstate: new,
-        _pad: [0; 6],
+fn send(header: &EventHeader, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
+    let Some(mut entry) = reserve::<TcpEvent>() else { return };
+    // SAFETY: reserve returned room for a TcpEvent; every field is written.
+    let e = unsafe { &mut *entry.as_mut_ptr() };
+    e.header = *header;
+    e.skaddr = skaddr;
+    e.tuple = *tuple;
+    e.oldstate = old;
+    e.newstate = new;
+    e._pad = [0; 6];
+    submit(entry);
+}
+
+/// Sends what is still owed about a tracked socket before any other record
+/// about it: the connect, then a SYN-ACK seen in SYN-SENT.
+#[inline(always)]
+fn send_owed(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple) {
+    if sock.flags & probe_sock::CONNECT_REPORTED == 0 {
+        sock.flags |= probe_sock::CONNECT_REPORTED;
+        send(&sock.connect, skaddr, tuple, TCP_SYN_SENT, TCP_SYN_SENT);
+    }
+    if sock.flags & probe_sock::SYNACK_PENDING != 0 {
+        sock.flags &= !probe_sock::SYNACK_PENDING;
+        let h = header(kind::TCP_SYN_SENT_RCV, sock.connect.hook_mode);
+        send(&h, skaddr, tuple, TCP_SYN_SENT, TCP_SYN_SENT);
+    }
+}
+
+/// [`send_owed`]'s first half, built in place from the socket, for the IPVS
+/// hook, whose stack has no room for a tuple. A pending SYN-ACK is left for
+/// the TCP hooks: IPVS taking a SYN-ACK means the socket did not get it.
+#[inline(always)]
+pub(crate) fn send_connect_owed(sock: &mut ProbeSock, sk: *const u8) {
+    if sock.flags & probe_sock::CONNECT_REPORTED != 0 {
+        return;
+    }
+    sock.flags |= probe_sock::CONNECT_REPORTED;
+    let Some(mut entry) = reserve::<TcpEvent>() else { return };
+    // SAFETY: room for a TcpEvent; every field is written.
+    let e = unsafe { &mut *entry.as_mut_ptr() };
+    e.header = sock.connect;
+    e.skaddr = sk as u64;
+    e.tuple = Tuple::default();
+    sock_tuple(sk, &mut e.tuple);
+    e.oldstate = TCP_SYN_SENT;
+    e.newstate = TCP_SYN_SENT;
+    e._pad = [0; 6];
+    submit(entry);
+}
+
+/// A state change of a tracked socket. Connected with nothing reported yet
+/// (a healthy probe): one record for connect and ESTABLISHED.
+#[inline(always)]
+fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, new: u8, mode: u8) {
+    if old == TCP_SYN_SENT && new == TCP_ESTABLISHED && sock.flags & probe_sock::CONNECT_REPORTED == 0 {
+        if let Some(mut entry) = reserve::<TcpConnectedEvent>() {
+            // SAFETY: room for a TcpConnectedEvent; every field is written.
+            let e = unsafe { &mut *entry.as_mut_ptr() };
+            e.event.header = sock.connect;
+            e.event.header.kind = kind::TCP_CONNECTED;
+            e.event.skaddr = skaddr;
+            e.event.tuple = *tuple;
+            e.event.oldstate = old;
+            e.event.newstate = new;
+            e.event._pad = [0; 6];
+            e.established_ts_ns = unsafe { bpf_ktime_get_ns() };
+            submit(entry);
+        }
+        untrack(skaddr, tuple);
+        return;
+    }
+    send_owed(sock, skaddr, tuple);
+    send(&header(kind::TCP_STATE, mode), skaddr, tuple, old, new);
+    match tracking_after(old, new) {
+        Tracking::Keep => {}
+        Tracking::Reply => track_reply(skaddr, tuple),
+        Tracking::Stop => untrack(skaddr, tuple),
+    }
+}
+
+/// Anything else about a tracked socket (retransmit, reset).
+#[inline(always)]
+fn on_tracked_event(sock: &mut ProbeSock, kind: u16, mode: u8, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
+    send_owed(sock, skaddr, tuple);
+    send(&header(kind, mode), skaddr, tuple, old, new);
+}
+
+/// What a state change does to tracking.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tracking {
+    Keep,
+    /// Out of SYN-SENT the source port is known: make the reply key
+    /// visible to IPVS.
+    Reply,
+    Stop,
+}
+
+/// After a state change: stop at a final state (ESTABLISHED means the probe
+/// connected; nothing later matters). Leaving SYN-RECV (a simultaneous
+/// open) for anything but ESTABLISHED is final too: the socket was closed
+/// before it connected, and its later states are not seen (see
+/// [`may_concern_tracked`]).
+#[inline(always)]
+fn tracking_after(old: u8, new: u8) -> Tracking {
+    if new == TCP_CLOSE || new == TCP_ESTABLISHED || old == TCP_SYN_RECV {
+        Tracking::Stop
+    } else if old == TCP_SYN_SENT {
+        Tracking::Reply
+    } else {
+        Tracking::Keep
     }
 }
 
@@ -178,58 +312,14 @@ fn on_tcp_connect(sk: *const u8, mode: u8) {
     if sk.is_null() || !is_prober() {
         return;
     }
-    emit_from_sock(kind::TCP_CONNECT, mode, sk, TCP_SYN_SENT, TCP_SYN_SENT, Tracking::Start);
-}
-
-/// What an event does to the tracked-socket maps.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Tracking {
-    Keep,
-    Start,
-    Stop,
-}
-
-/// After a state change: stop at a final state (ESTABLISHED means the probe
-/// connected; nothing later matters), and once out of SYN-SENT the source
-/// port is known, so (re)start to make the reply key visible to IPVS.
-/// Leaving SYN-RECV (a simultaneous open) for anything but ESTABLISHED is
-/// final too: the socket was closed before it connected, and its later
-/// states are not seen (see [`may_concern_tracked`]).
-#[inline(always)]
-fn tracking_after(old: u8, new: u8) -> Tracking {
-    if new == TCP_CLOSE || new == TCP_ESTABLISHED || old == TCP_SYN_RECV {
-        Tracking::Stop
-    } else if old == TCP_SYN_SENT {
-        Tracking::Start
-    } else {
-        Tracking::Keep
+    let skaddr = sk as u64;
+    track(skaddr, mode);
+    // tcp_connect runs after the source port is bound.
+    if setting(settings::IPVS_HOOKED) != 0 {
+        let mut tuple = Tuple::default();
+        sock_tuple(sk, &mut tuple);
+        track_reply(skaddr, &tuple);
     }
-}
-
-#[inline(always)]
-fn apply(tracking: Tracking, skaddr: u64, tuple: &Tuple) {
-    match tracking {
-        Tracking::Keep => {}
-        Tracking::Start => track(skaddr, tuple),
-        Tracking::Stop => untrack(skaddr, tuple),
-    }
-}
-
-/// Builds a TcpEvent for `sk` directly in the ring buffer (the fentry and
-/// kprobe paths would otherwise exceed the 512-byte stack).
-#[inline(always)]
-fn emit_from_sock(kind: u16, mode: u8, sk: *const u8, old: u8, new: u8, tracking: Tracking) {
-    let Some(mut entry) = reserve::<TcpEvent>() else { return };
-    // SAFETY: reserve returned room for a TcpEvent; it is fully written below.
-    let e = unsafe { &mut *entry.as_mut_ptr() };
-    *e = TcpEvent::default();
-    e.header = header(kind, mode);
-    e.skaddr = sk as u64;
-    e.oldstate = old;
-    e.newstate = new;
-    sock_tuple(sk, &mut e.tuple);
-    apply(tracking, e.skaddr, &e.tuple);
-    submit(entry);
 }
 
 #[fentry(function = "tcp_connect")]
@@ -255,10 +345,20 @@ pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
 fn on_rcv_state_process(sk: *const u8, mode: u8) {
     // The state first: one read, and most segments arriving here belong to
     // sockets past SYN-SENT (listeners, closing connections).
-    if sk.is_null() || sock_state(sk) != TCP_SYN_SENT || !is_tracked(sk as u64) {
+    if sk.is_null() || sock_state(sk) != TCP_SYN_SENT {
         return;
     }
-    emit_from_sock(kind::TCP_SYN_SENT_RCV, mode, sk, TCP_SYN_SENT, TCP_SYN_SENT, Tracking::Keep);
+    let skaddr = sk as u64;
+    let Some(sock) = tracked(skaddr) else { return };
+    if sock.flags & probe_sock::CONNECT_REPORTED == 0 {
+        // Usually ESTABLISHED follows at once and implies it; otherwise it
+        // is sent before whatever comes instead.
+        sock.flags |= probe_sock::SYNACK_PENDING;
+        return;
+    }
+    let mut tuple = Tuple::default();
+    sock_tuple(sk, &mut tuple);
+    send(&header(kind::TCP_SYN_SENT_RCV, mode), skaddr, &tuple, TCP_SYN_SENT, TCP_SYN_SENT);
 }
 
 #[fentry(function = "tcp_rcv_state_process")]
@@ -320,18 +420,16 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let skaddr = tp_read::<u64>(&ctx, off.skaddr);
     let old = tp_read::<u32>(&ctx, off.oldstate) as u8;
     let new = tp_read::<u32>(&ctx, off.newstate) as u8;
-    if !may_concern_tracked(old) || !is_tracked(skaddr) {
-        if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 || !is_prober() {
-            return 0;
-        }
+    if may_concern_tracked(old)
+        && let Some(sock) = tracked(skaddr)
+    {
         let tuple = tp_tuple(&ctx, off);
-        track(skaddr, &tuple);
-        emit(&tcp_event(kind::TCP_CONNECT, hook_mode::TRACEPOINT, skaddr, tuple, old, new));
+        on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::TRACEPOINT);
         return 0;
     }
-    let tuple = tp_tuple(&ctx, off);
-    apply(tracking_after(old, new), skaddr, &tuple);
-    emit(&tcp_event(kind::TCP_STATE, hook_mode::TRACEPOINT, skaddr, tuple, old, new));
+    if new == TCP_SYN_SENT && setting(settings::CONNECT_HOOKED) == 0 && is_prober() {
+        track(skaddr, hook_mode::TRACEPOINT);
+    }
     0
 }
 
@@ -345,9 +443,12 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
     let old = ctx.arg::<u64>(1) as u8;
     let new = ctx.arg::<u64>(2) as u8;
     let skaddr = sk as u64;
-    let mode = hook_mode::RAW_TRACEPOINT;
-    if may_concern_tracked(old) && is_tracked(skaddr) {
-        emit_from_sock(kind::TCP_STATE, mode, sk, old, new, tracking_after(old, new));
+    if may_concern_tracked(old)
+        && let Some(sock) = tracked(skaddr)
+    {
+        let mut tuple = Tuple::default();
+        sock_tuple(sk, &mut tuple);
+        on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::RAW_TRACEPOINT);
         return 0;
     }
     if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 || !is_prober() {
@@ -357,7 +458,9 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
     if protocol_off != NO_FIELD && read_kernel::<u16>(sk, protocol_off) != Some(IPPROTO_TCP) {
         return 0;
     }
-    emit_from_sock(kind::TCP_CONNECT, mode, sk, old, new, Tracking::Start);
+    // The source port is not bound yet at this point of connect(); the
+    // records sent later carry it.
+    track(skaddr, hook_mode::RAW_TRACEPOINT);
     0
 }
 
@@ -368,11 +471,11 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
     let sk = ctx.arg::<*const u8>(0);
-    if !is_tracked(sk as u64) {
-        return 0;
-    }
+    let Some(sock) = tracked(sk as u64) else { return 0 };
     let state = sock_state(sk);
-    emit_from_sock(kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, sk, state, state, Tracking::Keep);
+    let mut tuple = Tuple::default();
+    sock_tuple(sk, &mut tuple);
+    on_tracked_event(sock, kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, sk as u64, &tuple, state, state);
     0
 }
 
@@ -381,10 +484,10 @@ pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "tcp_receive_reset")]
 pub fn raw_tp_tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
     let sk = ctx.arg::<*const u8>(0);
-    if !is_tracked(sk as u64) {
-        return 0;
-    }
-    emit_from_sock(kind::TCP_RESET, hook_mode::RAW_TRACEPOINT, sk, 0, 0, Tracking::Keep);
+    let Some(sock) = tracked(sk as u64) else { return 0 };
+    let mut tuple = Tuple::default();
+    sock_tuple(sk, &mut tuple);
+    on_tracked_event(sock, kind::TCP_RESET, hook_mode::RAW_TRACEPOINT, sk as u64, &tuple, 0, 0);
     0
 }
 
@@ -393,12 +496,10 @@ pub fn raw_tp_tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
 pub fn tp_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     let off = &config().retransmit;
     let skaddr = tp_read::<u64>(&ctx, off.skaddr);
-    if !is_tracked(skaddr) {
-        return 0;
-    }
+    let Some(sock) = tracked(skaddr) else { return 0 };
     let state = tp_read::<u32>(&ctx, off.state) as u8;
     let tuple = tp_tuple(&ctx, off);
-    emit(&tcp_event(kind::TCP_RETRANSMIT, hook_mode::TRACEPOINT, skaddr, tuple, state, state));
+    on_tracked_event(sock, kind::TCP_RETRANSMIT, hook_mode::TRACEPOINT, skaddr, &tuple, state, state);
     0
 }
 
@@ -407,10 +508,8 @@ pub fn tp_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
 pub fn tp_tcp_receive_reset(ctx: TracePointContext) -> u32 {
     let off = &config().reset;
     let skaddr = tp_read::<u64>(&ctx, off.skaddr);
-    if !is_tracked(skaddr) {
-        return 0;
-    }
+    let Some(sock) = tracked(skaddr) else { return 0 };
     let tuple = tp_tuple(&ctx, off);
-    emit(&tcp_event(kind::TCP_RESET, hook_mode::TRACEPOINT, skaddr, tuple, 0, 0));
+    on_tracked_event(sock, kind::TCP_RESET, hook_mode::TRACEPOINT, skaddr, &tuple, 0, 0);
     0
 }

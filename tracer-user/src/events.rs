@@ -9,10 +9,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 use tracer_common::{
     ARGS_LEN, EventHeader, ExecEvent, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, SignalEvent,
-    SyscallFailedEvent, TcpEvent, Tuple, hook_mode, kind, read_record, role, syscall,
+    SyscallFailedEvent, TcpConnectedEvent, TcpEvent, Tuple, hook_mode, kind, read_record, role, syscall,
 };
 
 const AF_INET6: u16 = 10;
+const TCP_SYN_SENT: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -155,11 +156,39 @@ pub struct IpvsConn {
     pub dport: u16,
 }
 
-/// Decodes one ring-buffer record. `None` for a short or unknown record
-/// (the caller counts those).
-pub fn decode(bytes: &[u8]) -> Option<Event> {
+/// Decodes one ring-buffer record into the events it stands for: one,
+/// except a [`TcpConnectedEvent`] (a healthy probe), which is its connect
+/// and its ESTABLISHED, as the kernel would have sent them separately.
+/// `None` for a short or unknown record (the caller counts those).
+pub fn decode(bytes: &[u8]) -> Option<Vec<Event>> {
     let header: EventHeader = read_record(bytes)?;
-    let body = match header.kind {
+    if header.kind == kind::TCP_CONNECTED {
+        let e: TcpConnectedEvent = read_record(bytes)?;
+        let info = tcp_info(&e.event);
+        let connect = event(&header, Body::TcpConnect(TcpInfo { oldstate: TCP_SYN_SENT, newstate: TCP_SYN_SENT, ..info }));
+        // Its context is the softirq that took the SYN-ACK, which says
+        // nothing: the connect's pid and comm stand in, as for any record
+        // about a prober socket.
+        let established = Event { ts_ns: e.established_ts_ns, ..event(&header, Body::TcpState(info)) };
+        return Some(vec![connect, established]);
+    }
+    decode_one(&header, bytes).map(|body| vec![event(&header, body)])
+}
+
+fn event(header: &EventHeader, body: Body) -> Event {
+    Event {
+        ts_ns: header.ts_ns,
+        pid: header.pid,
+        tid: header.tid,
+        comm: c_string(&header.comm),
+        cgroup_id: header.cgroup_id,
+        mode: HookMode::from_raw(header.hook_mode),
+        body,
+    }
+}
+
+fn decode_one(header: &EventHeader, bytes: &[u8]) -> Option<Body> {
+    Some(match header.kind {
         kind::TCP_CONNECT | kind::TCP_STATE | kind::TCP_RETRANSMIT | kind::TCP_RESET
         | kind::TCP_SYN_SENT_RCV => {
             let e: TcpEvent = read_record(bytes)?;
@@ -243,15 +272,6 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
             })
         }
         _ => return None,
-    };
-    Some(Event {
-        ts_ns: header.ts_ns,
-        pid: header.pid,
-        tid: header.tid,
-        comm: c_string(&header.comm),
-        cgroup_id: header.cgroup_id,
-        mode: HookMode::from_raw(header.hook_mode),
-        body,
     })
 }
 
@@ -328,11 +348,54 @@ pub fn tcp_state_name(state: u8) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
         unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()).to_vec() }
+    }
+
+    fn only(decoded: Option<Vec<Event>>) -> Event {
+        let mut events = decoded.expect("decodes");
+        assert_eq!(events.len(), 1, "{events:?}");
+        events.pop().unwrap()
+    }
+
+    /// What the kernel sends for a healthy probe (see tracer-ebpf's tcp.rs).
+    pub(crate) fn connected_record(skaddr: u64, connect_ts_ns: u64, established_ts_ns: u64) -> Vec<u8> {
+        let mut comm = [0u8; 16];
+        comm[..7].copy_from_slice(b"kubelet");
+        let mut raw = TcpConnectedEvent {
+            event: TcpEvent {
+                header: EventHeader { kind: kind::TCP_CONNECTED, hook_mode: hook_mode::RAW_TRACEPOINT, pid: 42, tid: 43, ts_ns: connect_ts_ns, comm, ..Default::default() },
+                skaddr,
+                oldstate: 2,
+                newstate: 1,
+                ..Default::default()
+            },
+            established_ts_ns,
+        };
+        raw.event.tuple.family = 2;
+        raw.event.tuple.sport = 45000;
+        raw.event.tuple.dport = 8080;
+        raw.event.tuple.saddr[..4].copy_from_slice(&[10, 200, 0, 1]);
+        raw.event.tuple.daddr[..4].copy_from_slice(&[10, 200, 1, 2]);
+        bytes_of(&raw)
+    }
+
+    #[test]
+    fn a_connected_record_is_its_connect_then_its_established() {
+        let events = decode(&connected_record(0xffff_8880_0000_1000, 7, 9_000_007)).unwrap();
+        assert_eq!(events.len(), 2, "{events:?}");
+        let (connect, established) = (&events[0], &events[1]);
+        assert_eq!((connect.ts_ns, connect.pid, connect.comm.as_str()), (7, 42, "kubelet"));
+        let Body::TcpConnect(c) = connect.body else { panic!("{connect:?}") };
+        assert_eq!((c.sport, c.dport, c.oldstate, c.newstate), (45000, 8080, 2, 2));
+        assert_eq!(c.daddr, "10.200.1.2".parse::<IpAddr>().unwrap());
+        assert_eq!((established.ts_ns, established.pid), (9_000_007, 42));
+        let Body::TcpState(s) = established.body else { panic!("{established:?}") };
+        assert_eq!((s.skaddr, s.sport, s.oldstate, s.newstate), (c.skaddr, 45000, 2, 1));
+        assert!(decode(&connected_record(1, 1, 2)[..60]).is_none(), "a short record is rejected");
     }
 
     #[test]
@@ -349,7 +412,7 @@ mod tests {
         raw.tuple.dport = 8080;
         raw.tuple.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
         raw.tuple.daddr[..4].copy_from_slice(&[10, 0, 1, 2]);
-        let ev = decode(&bytes_of(&raw)).unwrap();
+        let ev = only(decode(&bytes_of(&raw)));
         assert_eq!(ev.comm, "kubelet");
         assert_eq!(ev.pid, 42);
         assert_eq!(ev.mode, HookMode::Fentry);
@@ -379,7 +442,7 @@ mod tests {
         raw.args[..argv.len()].copy_from_slice(argv);
         raw.args_len = argv.len() as u32;
         raw.filename[..14].copy_from_slice(b"/usr/sbin/runc");
-        let ev = decode(&bytes_of(&raw)).unwrap();
+        let ev = only(decode(&bytes_of(&raw)));
         let Body::Exec(info) = ev.body else { panic!("{ev:?}") };
         assert_eq!(info.args, ["runc", "exec", "c1", "true"]);
         assert_eq!(info.filename, "/usr/sbin/runc");

@@ -220,16 +220,18 @@ struct Sink {
 impl Sink {
     fn drain(&mut self, rb: &mut RingBuf<MapData>) -> Result<()> {
         while let Some(item) = rb.next() {
-            let Some(ev) = events::decode(&item) else {
+            let Some(decoded) = events::decode(&item) else {
                 self.undecodable += 1;
                 continue;
             };
-            if let Some(rec) = self.recorder.as_mut() {
-                serde_json::to_writer(&mut *rec, &ev)?;
-                rec.write_all(b"\n")?;
-            }
-            for r in self.agg.handle(&ev) {
-                self.emit(r)?;
+            for ev in decoded {
+                if let Some(rec) = self.recorder.as_mut() {
+                    serde_json::to_writer(&mut *rec, &ev)?;
+                    rec.write_all(b"\n")?;
+                }
+                for r in self.agg.handle(&ev) {
+                    self.emit(r)?;
+                }
             }
         }
         // Taken on every drain, so they do not pile up when no one reads them.

@@ -113,6 +113,21 @@ fn healthy_probe_gives_no_verdict() {
 }
 
 #[test]
+fn a_healthy_probe_sent_as_one_record_is_an_established_attempt() {
+    // The kernel sends a healthy probe's connect and ESTABLISHED together.
+    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let events = crate::events::decode(&crate::events::tests::connected_record(SK, 5 * MS, 8 * MS)).unwrap();
+    let reports = run(&mut c, &events);
+    assert!(verdicts(&reports).is_empty(), "{reports:#?}");
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].field_str("outcome"), Some("established"));
+    assert_eq!(reports[0].comm, "kubelet");
+    assert_eq!(reports[0].fields.get("elapsed_ms"), Some(&serde_json::json!(3)));
+    assert_eq!(c.in_flight(), 0);
+    assert_eq!(c.destinations()[&(ip("10.200.1.2"), 8080)].established, 1);
+}
+
+#[test]
 fn simultaneous_open_closed_before_established_ends_the_attempt() {
     // SYN-SENT -> SYN-RECV -> FIN-WAIT-1: the kernel stops tracking when the
     // socket leaves SYN-RECV, so this is the attempt's last event.
