@@ -12,7 +12,7 @@
 //! runtime's process tree.
 #![no_std]
 #![no_main]
-// Atomic add on a map value (tcp.rs): the bpfel target has no atomic
+// Atomic add on a map value (TRACKED_COUNTS): the bpfel target has no atomic
 // read-modify-write in core::sync::atomic. The target is built with
 // RUSTC_BOOTSTRAP already (build-std), see ../shared/TOOLCHAIN.md.
 #![feature(core_intrinsics)]
@@ -22,13 +22,19 @@ mod ipvs;
 mod process;
 mod tcp;
 
+use core::{
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    ptr::NonNull,
+};
+
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
 use tracer_common::{Config, EventHeader, NO_FIELD, counter, setting};
 
@@ -48,6 +54,71 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Values userspace sets after load (see `tracer_common::setting`).
 #[map]
 static SETTINGS: Array<u32> = Array::with_max_entries(setting::COUNT, 0);
+
+/// How many entries each tracking map holds, or more (an entry the LRU
+/// evicts is never subtracted), indexed by [`tracked_map`]. Zero lets a hook
+/// skip the lookup: the lookup of an absent key still touches a random
+/// bucket of a large table, a cache miss on nearly every call, and these
+/// lookups run on every TCP state change, fork, exec or exit on the node
+/// while the maps are usually empty (no probe in flight, no runc running).
+#[map]
+static TRACKED_COUNTS: Array<i64> = Array::with_max_entries(tracked_map::COUNT, 0);
+
+pub(crate) mod tracked_map {
+    pub const PROBE_SOCKS: u32 = 0;
+    pub const RUNTIME_TASKS: u32 = 1;
+    pub const OOM_VICTIMS: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+const EEXIST: i32 = 17;
+
+/// Adds `delta` to a map's count. The result is unused, so this is a plain
+/// BPF atomic add, which kernels before 5.12 (no BPF_FETCH) accept; the
+/// bpfel target offers no `AtomicI64::fetch_add`.
+#[inline(always)]
+fn add_to_count(map: u32, delta: i64) {
+    if let Some(p) = TRACKED_COUNTS.get_ptr_mut(map).and_then(NonNull::new) {
+        // SAFETY: an aligned i64 slot that lives as long as the map.
+        unsafe { atomic_xadd::<i64, i64, { AtomicOrdering::Relaxed }>(p.as_ptr(), delta) };
+    }
+}
+
+/// Whether the map may hold anything. A volatile load (READ_ONCE; an
+/// aligned 8-byte load is atomic) is enough: an entry is counted before
+/// the events that look it up can happen (a socket before its SYN leaves,
+/// a process before it runs).
+#[inline(always)]
+pub(crate) fn may_hold(map: u32) -> bool {
+    match TRACKED_COUNTS.get_ptr_mut(map).and_then(NonNull::new) {
+        // SAFETY: as in add_to_count.
+        Some(p) => (unsafe { core::ptr::read_volatile(p.as_ptr()) }) > 0,
+        None => true,
+    }
+}
+
+/// Inserts or updates, counting only a new key; a failure is counted.
+#[inline(always)]
+pub(crate) fn insert_counted<K, V>(map: &LruHashMap<K, V>, index: u32, key: &K, value: &V) {
+    match map.insert(key, value, BPF_NOEXIST as u64) {
+        Ok(()) => add_to_count(index, 1),
+        Err(e) if e == -EEXIST => {
+            if map.insert(key, value, 0).is_err() {
+                bump(counter::MAP_FULL);
+            }
+        }
+        Err(_) => bump(counter::MAP_FULL),
+    }
+}
+
+/// Removes, counting down only if the key was there, so two CPUs racing to
+/// remove one key subtract once.
+#[inline(always)]
+pub(crate) fn remove_counted<K, V>(map: &LruHashMap<K, V>, index: u32, key: &K) {
+    if map.remove(key).is_ok() {
+        add_to_count(index, -1);
+    }
+}
 
 #[inline(always)]
 fn config() -> &'static Config {

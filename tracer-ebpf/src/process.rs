@@ -28,10 +28,13 @@ use aya_ebpf::{
 };
 use tracer_common::{
     ARGS_LEN, CommKey, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, OomKillEvent, SignalEvent,
-    SyscallFailedEvent, TASK_COMM_LEN, counter, hook_mode, kind, role, syscall,
+    SyscallFailedEvent, TASK_COMM_LEN, hook_mode, kind, role, syscall,
 };
 
-use crate::{bump, config, emit, header, read_kernel, reserve, submit, submit_now, tp_read};
+use crate::{
+    config, emit, header, insert_counted, may_hold, read_kernel, remove_counted, reserve, submit,
+    submit_now, tp_read, tracked_map,
+};
 
 /// Runtime binary names (`--runtime-comm`).
 #[map]
@@ -72,14 +75,20 @@ fn current_tgid() -> u32 {
 
 #[inline(always)]
 fn tracked(tgid: u32) -> Option<u32> {
+    if !may_hold(tracked_map::RUNTIME_TASKS) {
+        return None;
+    }
     unsafe { RUNTIME_TASKS.get(&tgid).copied() }
 }
 
 #[inline(always)]
 fn track(tgid: u32, value: u32) {
-    if RUNTIME_TASKS.insert(&tgid, &value, 0).is_err() {
-        bump(counter::MAP_FULL);
-    }
+    insert_counted(&RUNTIME_TASKS, tracked_map::RUNTIME_TASKS, &tgid, &value);
+}
+
+#[inline(always)]
+fn is_oom_victim(tgid: u32) -> bool {
+    may_hold(tracked_map::OOM_VICTIMS) && unsafe { OOM_VICTIMS.get(&tgid).is_some() }
 }
 
 #[inline(always)]
@@ -412,15 +421,15 @@ fn on_exit(mode: u8) {
     let previous = tracked(tgid);
     let ns = ns_pid(task);
     let container_init = ns.level > 0 && ns.nr == 1;
-    let oom_victim = unsafe { OOM_VICTIMS.get(&tgid).is_some() };
+    let oom_victim = is_oom_victim(tgid);
     if previous.is_none() && !container_init && !oom_victim {
         return;
     }
     if previous.is_some() {
-        let _ = RUNTIME_TASKS.remove(&tgid);
+        remove_counted(&RUNTIME_TASKS, tracked_map::RUNTIME_TASKS, &tgid);
     }
     if oom_victim {
-        let _ = OOM_VICTIMS.remove(&tgid);
+        remove_counted(&OOM_VICTIMS, tracked_map::OOM_VICTIMS, &tgid);
     }
     let role = match previous {
         Some(v) => role_of(v),
@@ -524,7 +533,7 @@ pub fn tp_mark_victim(ctx: TracePointContext) -> u32 {
     if victim == 0 {
         return 0;
     }
-    let _ = OOM_VICTIMS.insert(&victim, &1, 0);
+    insert_counted(&OOM_VICTIMS, tracked_map::OOM_VICTIMS, &victim, &1);
     let Some(mut entry) = reserve::<OomKillEvent>() else { return 0 };
     // SAFETY: reserve returned room for an OomKillEvent; every field is set below.
     let e = unsafe { &mut *entry.as_mut_ptr() };

@@ -13,16 +13,10 @@
 //! connect record, so userspace sees the same sequence as if it had been
 //! sent at once, only later.
 
-use core::{
-    intrinsics::{AtomicOrdering, atomic_xadd},
-    ptr::NonNull,
-};
-
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
@@ -30,10 +24,12 @@ use tracer_common::{
     Tuple, counter, hook_mode, kind, probe_sock, setting as settings,
 };
 
-use crate::{bump, config, header, read_kernel, reserve, setting, submit, tp_read};
+use crate::{
+    bump, config, header, insert_counted, may_hold, read_kernel, remove_counted, reserve, setting, submit,
+    tp_read, tracked_map,
+};
 
 const AF_INET6: u16 = 10;
-const EEXIST: i32 = 17;
 const IPPROTO_TCP: u16 = 6;
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
@@ -69,38 +65,10 @@ fn is_prober() -> bool {
     }
 }
 
-/// How many entries `PROBE_SOCKS` holds, or more (an entry the LRU evicts
-/// is never subtracted): zero lets every hook skip the map lookup. The
-/// lookup of an absent key still touches a random bucket of a large table,
-/// a cache miss on almost every call, and the hooks that ask run several
-/// times per TCP connection on the node while a prober connection is in
-/// flight only for milliseconds. Signed so a decrement can never wrap.
-#[map]
-static PROBE_SOCKS_IN_FLIGHT: Array<i64> = Array::with_max_entries(1, 0);
-
-/// Adds `delta` to the in-flight count. The result is unused, so this is a
-/// plain BPF atomic add, which kernels before 5.12 (no BPF_FETCH) accept;
-/// the bpfel target offers no `AtomicI64::fetch_add`.
-#[inline(always)]
-fn count_in_flight(delta: i64) {
-    if let Some(p) = PROBE_SOCKS_IN_FLIGHT.get_ptr_mut(0).and_then(NonNull::new) {
-        // SAFETY: an aligned i64 slot that lives as long as the map.
-        unsafe { atomic_xadd::<i64, i64, { AtomicOrdering::Relaxed }>(p.as_ptr(), delta) };
-    }
-}
-
 /// The tracked socket at `skaddr`, if it is one.
 #[inline(always)]
 pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
-    // A volatile load (READ_ONCE; an aligned 8-byte load is atomic) is
-    // enough: a socket is counted before its SYN leaves, so any event about
-    // it happens after the count was raised.
-    let any = match PROBE_SOCKS_IN_FLIGHT.get_ptr_mut(0).and_then(NonNull::new) {
-        // SAFETY: as in count_in_flight.
-        Some(p) => (unsafe { core::ptr::read_volatile(p.as_ptr()) }) > 0,
-        None => true,
-    };
-    if !any {
+    if !may_hold(tracked_map::PROBE_SOCKS) {
         return None;
     }
     // SAFETY: a map value, valid while the program runs; concurrent updates
@@ -113,17 +81,9 @@ pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
 #[inline(always)]
 fn track(skaddr: u64, mode: u8) {
     let sock = ProbeSock { connect: header(kind::TCP_CONNECT, mode), flags: 0, _pad: 0 };
-    match PROBE_SOCKS.insert(&skaddr, &sock, BPF_NOEXIST as u64) {
-        Ok(()) => count_in_flight(1),
-        // The address of a socket whose close was missed: a new attempt,
-        // still one entry.
-        Err(e) if e == -EEXIST => {
-            if PROBE_SOCKS.insert(&skaddr, &sock, 0).is_err() {
-                bump(counter::MAP_FULL);
-            }
-        }
-        Err(_) => bump(counter::MAP_FULL),
-    }
+    // An existing key is the address of a socket whose close was missed: a
+    // new attempt replaces it.
+    insert_counted(&PROBE_SOCKS, tracked_map::PROBE_SOCKS, &skaddr, &sock);
 }
 
 /// Makes the socket's reply visible to the IPVS hook. Without a source port
@@ -141,11 +101,7 @@ fn track_reply(skaddr: u64, tuple: &Tuple) {
 
 #[inline(always)]
 fn untrack(skaddr: u64, tuple: &Tuple) {
-    // Only a removal that found the entry counts down, so two CPUs racing
-    // to untrack one socket subtract once.
-    if PROBE_SOCKS.remove(&skaddr).is_ok() {
-        count_in_flight(-1);
-    }
+    remove_counted(&PROBE_SOCKS, tracked_map::PROBE_SOCKS, &skaddr);
     if tuple.sport != 0 && setting(settings::IPVS_HOOKED) != 0 {
         let _ = PROBE_REPLIES.remove(&reply_key(tuple));
     }
