@@ -36,7 +36,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
 };
-use tracer_common::{Config, EventHeader, NO_FIELD, counter, setting};
+use tracer_common::{Config, EventHeader, NO_FIELD, TASK_COMM_LEN, counter, setting};
 
 /// Kernel layout information; userspace overwrites this before load.
 #[unsafe(no_mangle)]
@@ -118,6 +118,16 @@ pub(crate) fn remove_counted<K, V>(map: &LruHashMap<K, V>, index: u32, key: &K) 
     if map.remove(key).is_ok() {
         add_to_count(index, -1);
     }
+}
+
+/// Whether `comm` may be in a comm map whose names' first bytes are marked
+/// in `first_bytes` (256 entries, filled by userspace). An array lookup the
+/// verifier inlines, in front of the hash lookup: on the exec of anything
+/// but the runtime (nearly every exec on a node) the hash lookup, cold
+/// after the exec, was most of the hook's time.
+#[inline(always)]
+pub(crate) fn first_byte_may_match(first_bytes: &Array<u8>, comm: &[u8; TASK_COMM_LEN]) -> bool {
+    first_bytes.get(comm[0] as u32).is_none_or(|marked| *marked != 0)
 }
 
 #[inline(always)]

@@ -23,7 +23,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_task, bpf_probe_read_user},
     },
     macros::{fexit, map, raw_tracepoint, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::{Array, HashMap, LruHashMap},
     programs::{FExitContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
@@ -32,13 +32,17 @@ use tracer_common::{
 };
 
 use crate::{
-    config, emit, header, insert_counted, may_hold, read_kernel, remove_counted, reserve, submit,
+    config, emit, first_byte_may_match, header, insert_counted, may_hold, read_kernel, remove_counted, reserve, submit,
     submit_now, tp_read, tracked_map,
 };
 
 /// Runtime binary names (`--runtime-comm`).
 #[map]
 static RUNTIME_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(16, 0);
+
+/// Non-zero at the first byte of each name in `RUNTIME_COMMS`.
+#[map]
+static RUNTIME_COMM_FIRST_BYTES: Array<u8> = Array::with_max_entries(256, 0);
 
 /// Tracked processes by tgid. Value: role | (pid-namespace level the
 /// runtime started in) << 8. LRU so a missed exit can never fill it.
@@ -142,7 +146,8 @@ fn parent_tgid(task: *const u8) -> u32 {
 fn exec_role(task: *const u8) -> Option<(u32, NsPid)> {
     let tgid = current_tgid();
     let comm = bpf_get_current_comm().unwrap_or_default();
-    let is_runtime = unsafe { RUNTIME_COMMS.get(&comm).is_some() };
+    let is_runtime = first_byte_may_match(&RUNTIME_COMM_FIRST_BYTES, &comm)
+        && unsafe { RUNTIME_COMMS.get(&comm).is_some() };
     let previous = tracked(tgid);
     if !is_runtime && previous.is_none() {
         return None;

@@ -16,7 +16,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::{Array, HashMap, LruHashMap},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
@@ -25,7 +25,7 @@ use tracer_common::{
 };
 
 use crate::{
-    bump, config, header, insert_counted, may_hold, read_kernel, remove_counted, reserve, setting, submit,
+    bump, config, first_byte_may_match, header, insert_counted, may_hold, read_kernel, remove_counted, reserve, setting, submit,
     tp_read, tracked_map,
 };
 
@@ -39,6 +39,10 @@ const TCP_CLOSE: u8 = 7;
 /// Process names whose connections are traced (`--prober-comm`).
 #[map]
 static PROBER_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(16, 0);
+
+/// Non-zero at the first byte of each name in `PROBER_COMMS`.
+#[map]
+static PROBER_COMM_FIRST_BYTES: Array<u8> = Array::with_max_entries(256, 0);
 
 /// Prober connections in flight (connected, not yet ESTABLISHED or closed)
 /// that the maps below can hold: a node's probes number in the hundreds
@@ -60,7 +64,9 @@ pub(crate) static PROBE_REPLIES: LruHashMap<ReplyKey, u64> =
 #[inline(always)]
 fn is_prober() -> bool {
     match bpf_get_current_comm() {
-        Ok(comm) => unsafe { PROBER_COMMS.get(&comm).is_some() },
+        Ok(comm) => {
+            first_byte_may_match(&PROBER_COMM_FIRST_BYTES, &comm) && unsafe { PROBER_COMMS.get(&comm).is_some() }
+        }
         Err(_) => false,
     }
 }

@@ -330,8 +330,8 @@ impl Tracer {
             .load(EBPF_OBJECT)
             .context("the kernel refused to create probe-tracer's eBPF maps")?;
 
-        fill_comms(&mut ebpf, "PROBER_COMMS", &opts.prober_comms)?;
-        fill_comms(&mut ebpf, "RUNTIME_COMMS", &opts.runtime_comms)?;
+        fill_comms(&mut ebpf, "PROBER_COMMS", "PROBER_COMM_FIRST_BYTES", &opts.prober_comms)?;
+        fill_comms(&mut ebpf, "RUNTIME_COMMS", "RUNTIME_COMM_FIRST_BYTES", &opts.runtime_comms)?;
 
         let mut hooks: Vec<HookStatus> = Vec::new();
         for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
@@ -438,11 +438,19 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
     Ok((config, ipvs_problem))
 }
 
-fn fill_comms(ebpf: &mut Ebpf, map: &str, names: &[String]) -> Result<()> {
+/// Fills a comm map and the array of its names' first bytes, which the
+/// kernel checks before the hash lookup.
+fn fill_comms(ebpf: &mut Ebpf, map: &str, first_bytes_map: &str, names: &[String]) -> Result<()> {
+    let keys: Vec<CommKey> = names.iter().map(|n| comm_key(n)).collect();
     let mut comms: HashMap<_, CommKey, u8> =
         HashMap::try_from(ebpf.map_mut(map).with_context(|| format!("map {map} missing"))?)?;
-    for name in names {
-        comms.insert(comm_key(name), 1, 0).with_context(|| format!("cannot add {name} to {map}"))?;
+    for (name, key) in names.iter().zip(&keys) {
+        comms.insert(key, 1, 0).with_context(|| format!("cannot add {name} to {map}"))?;
+    }
+    let mut first: Array<_, u8> =
+        Array::try_from(ebpf.map_mut(first_bytes_map).with_context(|| format!("map {first_bytes_map} missing"))?)?;
+    for key in &keys {
+        first.set(u32::from(key[0]), 1, 0).with_context(|| format!("cannot fill {first_bytes_map}"))?;
     }
     Ok(())
 }
