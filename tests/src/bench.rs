@@ -154,18 +154,25 @@ impl RatioSummary {
 pub const SETTLE: Duration = Duration::from_millis(300);
 
 /// The paired schedule: baseline, probe-tracer, baseline, bpftrace,
-/// baseline, ... for `rounds` rounds. `measure(condition, round)` measures
-/// one window; `start` brings up the condition's tracer before its window,
-/// and `stop` takes it down afterwards, given what the window measured.
+/// baseline, ... for `rounds` rounds, bpftrace only every `peer_every`-th
+/// round (bpftrace takes seconds to start; probe-tracer's interval is what
+/// needs the windows). `measure(condition, round)` measures one window;
+/// `start` brings up the condition's tracer before its window, and `stop`
+/// takes it down afterwards, given what the window measured.
 pub fn run_paired<T, M>(
     rounds: usize,
+    peer_every: usize,
     mut measure: impl FnMut(Condition, usize) -> M,
     mut start: impl FnMut(Condition) -> T,
     mut stop: impl FnMut(T, M, usize),
 ) {
     measure(Condition::Baseline, 0);
     for round in 0..rounds {
+        let peer_round = round % peer_every.max(1) == 0;
         for condition in [Condition::ProbeTracer, Condition::Bpftrace] {
+            if condition == Condition::Bpftrace && !peer_round {
+                continue;
+            }
             let tracer = start(condition);
             thread::sleep(SETTLE);
             let measured = measure(condition, round);

@@ -13,7 +13,7 @@
 //! whether probe-tracer saw every prober connection with no lost events.
 //!
 //! Usage: connect-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
-//!                      [--pin] [--control] [--tracer-arg ARG]...
+//!                      [--pin] [--control] [--tracer-arg ARG]... [--peer-every N]
 //!
 //! `--control` runs a process that attaches nothing in probe-tracer's
 //! windows (an A/A test): its "ratio" shows the schedule's own bias and how
@@ -24,6 +24,8 @@
 //! latency on these machines varies more than the tracer's cost.
 //! `--tracer-arg` adds arguments to `probe-tracer run` (for attributing the
 //! cost, e.g. `--tracer-arg --groups --tracer-arg probe`).
+//! `--peer-every N` runs bpftrace in every N-th round only (it is slow to
+//! start), so more probe-tracer windows fit in the same time.
 
 use std::{
     env, fs,
@@ -50,10 +52,11 @@ struct Args {
     pin: bool,
     control: bool,
     tracer_args: Vec<String>,
+    peer_every: usize,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()] };
+    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1 };
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -65,6 +68,7 @@ fn parse_args() -> Args {
             "--pin" => args.pin = true,
             "--control" => args.control = true,
             "--tracer-arg" => args.tracer_args.push(val()),
+            "--peer-every" => args.peer_every = val().parse().expect("--peer-every"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -252,7 +256,7 @@ fn main() {
         }
         prober_made
     };
-    bench::run_paired(args.rounds, measure, |c| start(c, &args), |running, prober_made, round| {
+    bench::run_paired(args.rounds, args.peer_every, measure, |c| start(c, &args), |running, prober_made, round| {
         if let Some((seen, lost)) = stop(running) {
             // Only the "kubelet" workload is traced.
             accounting.push(json!({ "round": round, "prober_connections": prober_made, "seen": seen, "lost_events": lost }));

@@ -9,10 +9,12 @@
 //! how many events probe-tracer received (it should be none).
 //!
 //! Usage: forkstorm-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
-//!                        [--peer-script FILE] [--tracer-arg ARG]...
+//!                        [--peer-script FILE] [--tracer-arg ARG]... [--peer-every N]
 //!
 //! `--peer-script` and `--tracer-arg` are for attributing the cost: give
-//! bpftrace a single hook, or probe-tracer fewer hooks.
+//! bpftrace a single hook, or probe-tracer fewer hooks. `--peer-every N`
+//! runs bpftrace in every N-th round only (it is slow to start), so more
+//! probe-tracer windows fit in the same time.
 
 use std::{
     env, fs,
@@ -64,6 +66,7 @@ fn main() {
     let mut json_out: Option<PathBuf> = None;
     let mut peer_script = PEER_SCRIPT.to_string();
     let mut tracer_args = vec!["--groups".to_string(), "exec".to_string()];
+    let mut peer_every = 1;
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -75,6 +78,7 @@ fn main() {
             "--json" => json_out = Some(PathBuf::from(val())),
             "--peer-script" => peer_script = fs::read_to_string(val()).expect("--peer-script"),
             "--tracer-arg" => tracer_args.push(val()),
+            "--peer-every" => peer_every = val().parse().expect("--peer-every"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -99,7 +103,7 @@ fn main() {
         }
         Condition::Bpftrace => (None, Some(bench::start_bpftrace(&peer_script))),
     };
-    bench::run_paired(rounds, measure, start, |(tracer, peer), n, round| {
+    bench::run_paired(rounds, peer_every, measure, start, |(tracer, peer), n, round| {
         if let Some(t) = tracer {
             let out = t.stop();
             let s = out.only("summary");
