@@ -113,6 +113,19 @@ pub struct Tracer {
 
 static TRACER_SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// A test that fails between start and stop must not leave the tracer
+/// attached: it would go on costing every syscall (and skewing every
+/// measurement) until someone noticed. Killing it closes its link fds,
+/// which detaches its programs.
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Tracer {
     /// Starts `probe-tracer run --format json ARGS` and waits until its
     /// ready file exists (every program attached).
