@@ -30,6 +30,8 @@ use crate::{
 };
 
 const AF_INET6: u16 = 10;
+/// An all-zero tuple to start a record from (a static, not a stack copy).
+static NO_TUPLE: Tuple = Tuple { family: 0, sport: 0, dport: 0, _pad: 0, saddr: [0; 16], daddr: [0; 16] };
 const IPPROTO_TCP: u16 = 6;
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
@@ -124,19 +126,23 @@ fn reply_key(tuple: &Tuple) -> ReplyKey {
     }
 }
 
-/// Writes one TcpEvent straight into the ring buffer (the fentry and kprobe
-/// paths would otherwise exceed the 512-byte stack).
+/// Writes every field of a TcpEvent in ring-buffer memory (built in place:
+/// the fentry and kprobe paths would otherwise exceed the 512-byte stack).
 #[inline(always)]
-fn send(header: &EventHeader, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
-    let Some(mut entry) = reserve::<TcpEvent>() else { return };
-    // SAFETY: reserve returned room for a TcpEvent; every field is written.
-    let e = unsafe { &mut *entry.as_mut_ptr() };
+fn write_tcp_event(e: &mut TcpEvent, header: &EventHeader, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
     e.header = *header;
     e.skaddr = skaddr;
     e.tuple = *tuple;
     e.oldstate = old;
     e.newstate = new;
     e._pad = [0; 6];
+}
+
+#[inline(always)]
+fn send(header: &EventHeader, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
+    let Some(mut entry) = reserve::<TcpEvent>() else { return };
+    // SAFETY: reserve returned room for a TcpEvent; write_tcp_event sets it all.
+    write_tcp_event(unsafe { &mut *entry.as_mut_ptr() }, header, skaddr, tuple, old, new);
     submit(entry);
 }
 
@@ -165,15 +171,11 @@ pub(crate) fn send_connect_owed(sock: &mut ProbeSock, sk: *const u8) {
     }
     sock.flags |= probe_sock::CONNECT_REPORTED;
     let Some(mut entry) = reserve::<TcpEvent>() else { return };
-    // SAFETY: room for a TcpEvent; every field is written.
+    // SAFETY: room for a TcpEvent; write_tcp_event sets it all, then the
+    // tuple is read over the zeroed one.
     let e = unsafe { &mut *entry.as_mut_ptr() };
-    e.header = sock.connect;
-    e.skaddr = sk as u64;
-    e.tuple = Tuple::default();
-    sock_tuple(sk, &mut e.tuple);
-    e.oldstate = TCP_SYN_SENT;
-    e.newstate = TCP_SYN_SENT;
-    e._pad = [0; 6];
+    write_tcp_event(e, &sock.connect, sk as u64, &NO_TUPLE, TCP_SYN_SENT, TCP_SYN_SENT);
+    read_sock_tuple(sk, &mut e.tuple);
     submit(entry);
 }
 
@@ -185,13 +187,8 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
         if let Some(mut entry) = reserve::<TcpConnectedEvent>() {
             // SAFETY: room for a TcpConnectedEvent; every field is written.
             let e = unsafe { &mut *entry.as_mut_ptr() };
-            e.event.header = sock.connect;
+            write_tcp_event(&mut e.event, &sock.connect, skaddr, tuple, old, new);
             e.event.header.kind = kind::TCP_CONNECTED;
-            e.event.skaddr = skaddr;
-            e.event.tuple = *tuple;
-            e.event.oldstate = old;
-            e.event.newstate = new;
-            e.event._pad = [0; 6];
             e.established_ts_ns = unsafe { bpf_ktime_get_ns() };
             submit(entry);
         }
@@ -245,7 +242,16 @@ fn tracking_after(old: u8, new: u8) -> Tracking {
 
 /// Fills `t` (zeroed by the caller) from `struct sock_common`.
 #[inline(always)]
-fn sock_tuple(sk: *const u8, t: &mut Tuple) {
+fn sock_tuple(sk: *const u8) -> Tuple {
+    let mut t = Tuple::default();
+    read_sock_tuple(sk, &mut t);
+    t
+}
+
+/// Fills `t` (zeroed by the caller) from `struct sock_common`, in place:
+/// the IPVS hook writes straight into its ring-buffer record.
+#[inline(always)]
+fn read_sock_tuple(sk: *const u8, t: &mut Tuple) {
     let off = &config().sock;
     t.family = read_kernel::<u16>(sk, off.skc_family).unwrap_or(0);
     t.sport = read_kernel::<u16>(sk, off.skc_num).unwrap_or(0);
@@ -278,8 +284,7 @@ fn on_tcp_connect(sk: *const u8, mode: u8) {
     track(skaddr, mode);
     // tcp_connect runs after the source port is bound.
     if setting(settings::IPVS_HOOKED) != 0 {
-        let mut tuple = Tuple::default();
-        sock_tuple(sk, &mut tuple);
+        let tuple = sock_tuple(sk);
         track_reply(skaddr, &tuple);
     }
 }
@@ -318,8 +323,7 @@ fn on_rcv_state_process(sk: *const u8, mode: u8) {
         sock.flags |= probe_sock::SYNACK_PENDING;
         return;
     }
-    let mut tuple = Tuple::default();
-    sock_tuple(sk, &mut tuple);
+    let tuple = sock_tuple(sk);
     send(&header(kind::TCP_SYN_SENT_RCV, mode), skaddr, &tuple, TCP_SYN_SENT, TCP_SYN_SENT);
 }
 
@@ -408,8 +412,7 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
     if may_concern_tracked(old)
         && let Some(sock) = tracked(skaddr)
     {
-        let mut tuple = Tuple::default();
-        sock_tuple(sk, &mut tuple);
+        let tuple = sock_tuple(sk);
         on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::RAW_TRACEPOINT);
         return 0;
     }
@@ -435,8 +438,7 @@ pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
     let sk = ctx.arg::<*const u8>(0);
     let Some(sock) = tracked(sk as u64) else { return 0 };
     let state = sock_state(sk);
-    let mut tuple = Tuple::default();
-    sock_tuple(sk, &mut tuple);
+    let tuple = sock_tuple(sk);
     on_tracked_event(sock, kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, sk as u64, &tuple, state, state);
     0
 }
@@ -447,8 +449,7 @@ pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
 pub fn raw_tp_tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
     let sk = ctx.arg::<*const u8>(0);
     let Some(sock) = tracked(sk as u64) else { return 0 };
-    let mut tuple = Tuple::default();
-    sock_tuple(sk, &mut tuple);
+    let tuple = sock_tuple(sk);
     on_tracked_event(sock, kind::TCP_RESET, hook_mode::RAW_TRACEPOINT, sk as u64, &tuple, 0, 0);
     0
 }

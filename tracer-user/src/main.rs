@@ -77,11 +77,11 @@ fn check(args: CheckArgs) -> Result<()> {
         info.lockdown,
         if info.privileged { "ok".to_string() } else { format!("missing {}", info.missing_capabilities.join(", ")) },
     );
+    let notes = cost_notes(&hooks);
     if !hooks.is_empty() {
         text.push_str("\nhooks:");
-        text.push_str(&hooks_text(&hooks));
+        text.push_str(&hooks_text(&hooks, &notes));
     }
-    let notes = cost_notes(&hooks);
     text.push_str("\nnode audit:");
     for f in &findings {
         let status = serde_json::to_value(f.status)?.as_str().unwrap_or("").to_uppercase();

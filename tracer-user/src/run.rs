@@ -63,8 +63,8 @@ pub async fn daemon(args: DaemonArgs) -> Result<()> {
 fn daemon_defaults(mut run: RunArgs) -> RunArgs {
     run.format = Some(Format::Json);
     run.verdicts_only = true;
-    // Always on: a syscall tracepoint's node-wide cost is not for the
-    // daemon to impose unasked (see RunArgs::syscall_tracepoints).
+    // It runs for weeks: a syscall tracepoint's node-wide cost is not for
+    // it to impose unasked (see RunArgs::syscall_tracepoints).
     run.syscall_tracepoints.get_or_insert(Switch::Off);
     run
 }
@@ -277,8 +277,8 @@ fn started(out: &mut Output, info: &KernelInfo, hooks: &[HookStatus], comms: &[S
         info.release,
         comms.join(", ")
     );
-    text.push_str(&hooks_text(hooks));
     let notes = cost_notes(hooks);
+    text.push_str(&hooks_text(hooks, &notes));
     out.record(
         "tracer_started",
         json!({ "kernel": info.release, "prober_comms": comms, "hooks": hooks, "notes": notes }),
@@ -327,13 +327,13 @@ pub fn cost_notes(hooks: &[HookStatus]) -> Vec<String> {
 }
 
 /// One line per hook (what it got, and why better mechanisms failed), then
-/// one per cost note; shared by `run` and `check`.
-pub fn hooks_text(hooks: &[HookStatus]) -> String {
+/// one per cost note (from [`cost_notes`]); shared by `run` and `check`.
+pub fn hooks_text(hooks: &[HookStatus], notes: &[String]) -> String {
     let mut text = String::new();
     for h in hooks {
         text.push_str(&format!("\n  {:<22} {}", h.hook, hook_text(h)));
     }
-    for note in cost_notes(hooks) {
+    for note in notes {
         text.push_str(&format!("\n  note: {note}"));
     }
     text
