@@ -130,6 +130,12 @@ impl Tracer {
     /// Starts `probe-tracer run --format json ARGS` and waits until its
     /// ready file exists (every program attached).
     pub fn start(args: &[&str]) -> Self {
+        Self::start_binary(&binary(), args)
+    }
+
+    /// [`Tracer::start`] with another build of probe-tracer (a benchmark's
+    /// `--peer-tracer`, to compare two builds in one run).
+    pub fn start_binary(binary: &Path, args: &[&str]) -> Self {
         let dir = env::temp_dir().join(format!(
             "probe-tracer-e2e-{}-{}",
             std::process::id(),
@@ -139,14 +145,14 @@ impl Tracer {
         let ready = dir.join("ready");
         let stdout = dir.join("stdout.jsonl");
         let stderr = dir.join("stderr.txt");
-        let child = Command::new(binary())
+        let child = Command::new(binary)
             .args(["run", "--format", "json", "--ready-file"])
             .arg(&ready)
             .args(args)
             .stdout(Stdio::from(fs::File::create(&stdout).unwrap()))
             .stderr(Stdio::from(fs::File::create(&stderr).unwrap()))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let mut tracer = Self { child, stdout, stderr };
         let deadline = Instant::now() + Duration::from_secs(120);
         while !ready.exists() {

@@ -14,6 +14,7 @@
 //!
 //! Usage: connect-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
 //!                      [--pin] [--control] [--tracer-arg ARG]... [--peer-every N]
+//!                      [--peer-tracer BIN]
 //!
 //! `--control` runs a process that attaches nothing in probe-tracer's
 //! windows (an A/A test): its "ratio" shows the schedule's own bias and how
@@ -26,6 +27,10 @@
 //! cost, e.g. `--tracer-arg --groups --tracer-arg probe`).
 //! `--peer-every N` runs bpftrace in every N-th round only (it is slow to
 //! start), so more probe-tracer windows fit in the same time.
+//! `--peer-tracer BIN` runs another build of probe-tracer (same arguments)
+//! in bpftrace's place, to compare two builds in one run: for instance one
+//! whose programs return at once, which separates what attaching costs
+//! from what the programs do.
 
 use std::{
     env, fs,
@@ -53,10 +58,12 @@ struct Args {
     control: bool,
     tracer_args: Vec<String>,
     peer_every: usize,
+    peer_tracer: Option<PathBuf>,
+    clients: usize,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1 };
+    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1, peer_tracer: None, clients: 1 };
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -69,11 +76,16 @@ fn parse_args() -> Args {
             "--control" => args.control = true,
             "--tracer-arg" => args.tracer_args.push(val()),
             "--peer-every" => args.peer_every = val().parse().expect("--peer-every"),
+            "--clients" => args.clients = val().parse().expect("--clients"),
+            "--peer-tracer" => args.peer_tracer = Some(PathBuf::from(val())),
             other => panic!("unknown argument {other}"),
         }
     }
     args
 }
+
+/// Unmeasured connect loop before each window (see `measure` in main).
+const WARMUP_SECONDS: f64 = 0.3;
 
 /// Sets the calling thread's comm (what the kernel filter matches).
 fn set_thread_name(name: &str) {
@@ -85,8 +97,8 @@ fn set_thread_name(name: &str) {
 /// Connects and closes as fast as possible for `seconds`; returns the count.
 /// The client closes with RST (SO_LINGER 0) so TIME_WAIT does not exhaust
 /// the ephemeral ports at tens of thousands of connections.
-fn connect_loop(addr: std::net::SocketAddr, comm: &'static str, seconds: f64, pin: bool) -> u64 {
-    thread::spawn(move || {
+fn connect_loop(addr: std::net::SocketAddr, comm: &'static str, seconds: f64, pin: bool, clients: usize) -> u64 {
+    let threads: Vec<_> = (0..clients.max(1)).map(|_| thread::spawn(move || {
         set_thread_name(comm);
         let work = || {
             let end = Instant::now() + Duration::from_secs_f64(seconds);
@@ -106,9 +118,8 @@ fn connect_loop(addr: std::net::SocketAddr, comm: &'static str, seconds: f64, pi
             n
         };
         if pin { bench::on_one_cpu(work) } else { work() }
-    })
-    .join()
-    .unwrap()
+    })).collect();
+    threads.into_iter().map(|t| t.join().unwrap()).sum()
 }
 
 fn set_linger_zero(s: &TcpStream) {
@@ -126,10 +137,13 @@ fn set_linger_zero(s: &TcpStream) {
     };
 }
 
-fn start_server(pin: bool) -> (std::net::SocketAddr, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+/// One accepting thread per client thread, all on one listener.
+fn start_server(pin: bool, threads: usize) -> (std::net::SocketAddr, Arc<AtomicBool>) {
+    let first = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = first.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    for _ in 0..threads.max(1) {
+    let listener = first.try_clone().unwrap();
     let stop2 = stop.clone();
     thread::spawn(move || {
         set_thread_name("bench-server");
@@ -148,6 +162,7 @@ fn start_server(pin: bool) -> (std::net::SocketAddr, Arc<AtomicBool>) {
         };
         if pin { bench::on_one_cpu(serve) } else { serve() }
     });
+    }
     (addr, stop)
 }
 
@@ -161,6 +176,8 @@ enum Running {
     None,
     ProbeTracer(tests::Tracer),
     Bpftrace(Child),
+    /// `--peer-tracer`: another probe-tracer build in bpftrace's place.
+    PeerTracer(tests::Tracer),
     /// `--control`: a process in probe-tracer's place that attaches nothing.
     Control(Child),
 }
@@ -174,7 +191,13 @@ fn start(condition: Condition, args: &Args) -> Running {
         Condition::ProbeTracer => {
             Running::ProbeTracer(tests::Tracer::start(&args.tracer_args.iter().map(String::as_str).collect::<Vec<_>>()))
         }
-        Condition::Bpftrace => Running::Bpftrace(start_bpftrace()),
+        Condition::Bpftrace => match &args.peer_tracer {
+            Some(bin) => Running::PeerTracer(tests::Tracer::start_binary(
+                bin,
+                &args.tracer_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            )),
+            None => Running::Bpftrace(start_bpftrace()),
+        },
     }
 }
 
@@ -205,6 +228,10 @@ fn stop(running: Running) -> Option<(u64, u64)> {
             bench::stop_bpftrace(child);
             None
         }
+        Running::PeerTracer(t) => {
+            let _ = t.stop();
+            None
+        }
         Running::ProbeTracer(t) => {
             let out = t.stop();
             let s = out.only("summary");
@@ -219,7 +246,7 @@ fn main() {
     let args = parse_args();
     // The bench runs probe-tracer through the e2e helper, which reads these.
     unsafe { env::set_var("PROBE_TRACER_BIN", &args.tracer) };
-    let (addr, stop_server) = start_server(args.pin);
+    let (addr, stop_server) = start_server(args.pin, args.clients);
     let workloads = ["kubelet", "bench-client"];
     // Per workload, windows in run order: B T B P B T B P ... B, so every
     // tracer window sits between two baselines (see bench::Windows).
@@ -227,20 +254,21 @@ fn main() {
     // Connections per busy CPU-second of the whole machine, same schedule.
     let mut per_cpu: Vec<Windows> = workloads.iter().map(|_| Windows::default()).collect();
     let mut accounting = Vec::new();
-    let mut reversed = false;
     let measure = |condition: Condition, round: usize| -> u64 {
-        // Alternate which workload goes first: the first window after a
-        // tracer starts or stops runs slower (caches, the settle is short).
-        let mut order: Vec<usize> = (0..workloads.len()).collect();
-        if reversed {
-            order.reverse();
-        }
-        reversed = !reversed;
+        // The first window after the pause around a tracer's start or stop
+        // ran 4-10 % slower than the second (idle virtual CPUs waking up),
+        // baseline or not. An unmeasured warm-up absorbs most of that, and
+        // the workloads keep one order in every window, so whatever is left
+        // falls on a workload's baseline and tracer windows alike. (Until
+        // session 8 the order alternated per window, which with two windows
+        // per round put the non-prober first in every tracer window and
+        // second in every baseline: a bias of several percent against it.)
+        connect_loop(addr, "bench-warmup", WARMUP_SECONDS, args.pin, args.clients);
         let mut prober_made = 0;
-        for wi in order {
+        for (wi, _) in workloads.iter().enumerate() {
             let comm = workloads[wi];
             let busy_before = bench::busy_cpu_seconds();
-            let n = connect_loop(addr, comm, args.seconds, args.pin);
+            let n = connect_loop(addr, comm, args.seconds, args.pin, args.clients);
             let busy = bench::busy_cpu_seconds() - busy_before;
             let rate = n as f64 / args.seconds;
             windows[wi].push(condition, rate);
@@ -278,7 +306,7 @@ fn main() {
         if args.control { "control (no tracer)" } else { "probe-tracer ratio" },
         "95% CI",
         "<2 %",
-        "bpftrace ratio"
+        if args.peer_tracer.is_some() { "peer build ratio" } else { "bpftrace ratio" }
     );
     for (wi, comm) in workloads.iter().enumerate() {
         let base = median(windows[wi].rates(Condition::Baseline));
@@ -313,7 +341,7 @@ fn main() {
         if complete { "yes" } else { "NO" },
         Value::Array(accounting.clone())
     );
-    let report = json!({ "kernel": kernel, "control": args.control, "rounds": args.rounds, "seconds": args.seconds, "results": results, "accounting": accounting, "complete": complete });
+    let report = json!({ "kernel": kernel, "control": args.control, "peer_tracer": args.peer_tracer, "rounds": args.rounds, "seconds": args.seconds, "results": results, "accounting": accounting, "complete": complete });
     if let Some(path) = &args.json {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     }
