@@ -31,7 +31,7 @@ impl Condition {
 
 /// Starts `bpftrace -e SCRIPT` and returns once its probes are attached.
 pub fn start_bpftrace(script: &str) -> Child {
-    let mut child = Command::new("bpftrace")
+    let mut child = crate::die_with_parent(&mut Command::new("bpftrace"))
         .args(["-e", script])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -54,6 +54,21 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| root().join("target/release/probe-tracer"))
 }
 
+/// Has `cmd`'s process killed when the thread that starts it dies. A test
+/// harness or benchmark killed outright (no unwinding, so no `Drop`) would
+/// otherwise leave a tracer or bpftrace attached, taxing every later
+/// measurement. Start such children from the thread that owns them.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
 pub fn scenario(name: &str) -> PathBuf {
     root().join("tests/scenarios").join(name)
 }
@@ -145,7 +160,7 @@ impl Tracer {
         let ready = dir.join("ready");
         let stdout = dir.join("stdout.jsonl");
         let stderr = dir.join("stderr.txt");
-        let child = Command::new(binary)
+        let child = die_with_parent(&mut Command::new(binary))
             .args(["run", "--format", "json", "--ready-file"])
             .arg(&ready)
             .args(args)

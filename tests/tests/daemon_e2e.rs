@@ -42,7 +42,7 @@ fn daemon_serves_health_and_metrics_and_stops_on_sigterm() {
     fs::create_dir_all(&dir).unwrap();
     let stdout = dir.join("stdout.jsonl");
     let addr = "127.0.0.1:19464";
-    let mut child = Command::new(tests::binary())
+    let mut child = tests::die_with_parent(&mut Command::new(tests::binary()))
         .args(["daemon", "--metrics-addr", addr, "--runtime-slow-ms", "60000"])
         // The fork_failed verdict below needs the clone hooks; on a kernel
         // without fexit they are syscall tracepoints, off by default here.

@@ -77,7 +77,7 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 fn start_daemon(bin: &PathBuf) -> Child {
-    let child = Command::new(bin)
+    let child = tests::die_with_parent(&mut Command::new(bin))
         .args(["daemon", "--metrics-addr", METRICS_ADDR, "--no-kubernetes"])
         .stdout(Stdio::null())
         .spawn()
