@@ -78,8 +78,16 @@ const EEXIST: i32 = 17;
 /// bpfel target offers no `AtomicI64::fetch_add`.
 #[inline(always)]
 fn add_to_count(map: u32, delta: i64) {
-    if let Some(p) = TRACKED_COUNTS.get_ptr_mut(map).and_then(NonNull::new) {
-        // SAFETY: an aligned i64 slot that lives as long as the map.
+    if let Some(p) = TRACKED_COUNTS.get_ptr_mut(map) {
+        atomic_add(p, delta);
+    }
+}
+
+/// A plain BPF atomic add (no fetch) on an aligned i64 in a map value.
+#[inline(always)]
+fn atomic_add(p: *mut i64, delta: i64) {
+    if let Some(p) = NonNull::new(p) {
+        // SAFETY: callers pass an aligned i64 that lives as long as its map.
         unsafe { atomic_xadd::<i64, i64, { AtomicOrdering::Relaxed }>(p.as_ptr(), delta) };
     }
 }
