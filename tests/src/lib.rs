@@ -54,6 +54,14 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| root().join("target/release/probe-tracer"))
 }
 
+/// Sets the calling thread's comm, which the kernel filters match
+/// (`kubelet` for a prober).
+pub fn set_thread_name(name: &str) {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: PR_SET_NAME with a valid NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+}
+
 /// Has `cmd`'s process killed when the thread that starts it dies. A test
 /// harness or benchmark killed outright (no unwinding, so no `Drop`) would
 /// otherwise leave a tracer or bpftrace attached, taxing every later

@@ -214,9 +214,7 @@ fn hundreds_of_prober_connections_in_flight_at_once_are_each_counted() {
 
     let tracer = Tracer::start(&[]);
     let fds = thread::spawn(move || {
-        let comm = std::ffi::CString::new("kubelet").unwrap();
-        // SAFETY: PR_SET_NAME with a NUL-terminated string names this thread.
-        unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+        tests::set_thread_name("kubelet");
         (0..N).map(|_| start_connect(port)).collect::<Vec<i32>>()
     })
     .join()

@@ -87,19 +87,12 @@ fn parse_args() -> Args {
 /// Unmeasured connect loop before each window (see `measure` in main).
 const WARMUP_SECONDS: f64 = 0.3;
 
-/// Sets the calling thread's comm (what the kernel filter matches).
-fn set_thread_name(name: &str) {
-    let c = std::ffi::CString::new(name).unwrap();
-    // SAFETY: PR_SET_NAME with a valid NUL-terminated string.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
-}
-
 /// Connects and closes as fast as possible for `seconds`; returns the count.
 /// The client closes with RST (SO_LINGER 0) so TIME_WAIT does not exhaust
 /// the ephemeral ports at tens of thousands of connections.
 fn connect_loop(addr: std::net::SocketAddr, comm: &'static str, seconds: f64, pin: bool, clients: usize) -> u64 {
     let threads: Vec<_> = (0..clients.max(1)).map(|_| thread::spawn(move || {
-        set_thread_name(comm);
+        tests::set_thread_name(comm);
         let work = || {
             let end = Instant::now() + Duration::from_secs_f64(seconds);
             let mut n = 0u64;
@@ -143,25 +136,25 @@ fn start_server(pin: bool, threads: usize) -> (std::net::SocketAddr, Arc<AtomicB
     let addr = first.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     for _ in 0..threads.max(1) {
-    let listener = first.try_clone().unwrap();
-    let stop2 = stop.clone();
-    thread::spawn(move || {
-        set_thread_name("bench-server");
-        let serve = || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Ok(mut c) = conn {
-                    let mut byte = [0u8; 1];
-                    if c.read_exact(&mut byte).is_ok() {
-                        let _ = c.write_all(b"!");
+        let listener = first.try_clone().unwrap();
+        let stop2 = stop.clone();
+        thread::spawn(move || {
+            tests::set_thread_name("bench-server");
+            let serve = || {
+                for conn in listener.incoming() {
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(mut c) = conn {
+                        let mut byte = [0u8; 1];
+                        if c.read_exact(&mut byte).is_ok() {
+                            let _ = c.write_all(b"!");
+                        }
                     }
                 }
-            }
-        };
-        if pin { bench::on_one_cpu(serve) } else { serve() }
-    });
+            };
+            if pin { bench::on_one_cpu(serve) } else { serve() }
+        });
     }
     (addr, stop)
 }
@@ -265,8 +258,7 @@ fn main() {
         // second in every baseline: a bias of several percent against it.)
         connect_loop(addr, "bench-warmup", WARMUP_SECONDS, args.pin, args.clients);
         let mut prober_made = 0;
-        for (wi, _) in workloads.iter().enumerate() {
-            let comm = workloads[wi];
+        for (wi, &comm) in workloads.iter().enumerate() {
             let busy_before = bench::busy_cpu_seconds();
             let n = connect_loop(addr, comm, args.seconds, args.pin, args.clients);
             let busy = bench::busy_cpu_seconds() - busy_before;
