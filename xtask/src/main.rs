@@ -65,6 +65,10 @@ enum Task {
     Bench {
         #[arg(long)]
         skip_vm: bool,
+        /// Only the VM's runs (this machine's take minutes, and a VM run
+        /// is what needs re-measuring after a change to the fentry path).
+        #[arg(long)]
+        skip_bare: bool,
         /// Run only these benchmarks (default: all)
         #[arg(long, value_enum, value_delimiter = ',')]
         only: Vec<BenchName>,
@@ -124,7 +128,7 @@ fn run_task(task: Task) -> Result<()> {
             Ok(())
         }
         Task::Demo { scenario, vm } => demo(&scenario, &vm),
-        Task::Bench { skip_vm, only, rounds, seconds, vm } => bench(skip_vm, &only, rounds, seconds, &vm),
+        Task::Bench { skip_vm, skip_bare, only, rounds, seconds, vm } => bench(skip_vm, skip_bare, &only, rounds, seconds, &vm),
     }
 }
 
@@ -334,9 +338,10 @@ fn demo(scenario: &str, vm: &VmArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench(skip_vm: bool, only: &[BenchName], rounds: Option<u32>, seconds: Option<f64>, vm: &VmArgs) -> Result<()> {
+fn bench(skip_vm: bool, skip_bare: bool, only: &[BenchName], rounds: Option<u32>, seconds: Option<f64>, vm: &VmArgs) -> Result<()> {
     build()?;
     let wanted = |b: BenchName| only.is_empty() || only.contains(&b);
+    let wanted_bare = |b: BenchName| !skip_bare && wanted(b);
     let bench = root().join("target/release/connect-bench");
     let mut args = String::new();
     if let Some(r) = rounds {
@@ -346,18 +351,18 @@ fn bench(skip_vm: bool, only: &[BenchName], rounds: Option<u32>, seconds: Option
         args.push_str(&format!(" --seconds {s}"));
     }
     let forkstorm = root().join("target/release/forkstorm-bench");
-    if wanted(BenchName::Connect) {
+    if wanted_bare(BenchName::Connect) {
         step("connect/accept benchmark on this machine");
         run(Command::new(&bench).args(args.split_whitespace()).arg("--json").arg(root().join("target/bench-bare.json")))
             .context("benchmark on the bare machine")?;
     }
-    if wanted(BenchName::Forkstorm) {
+    if wanted_bare(BenchName::Forkstorm) {
         step("fork/exec storm benchmark on this machine");
         // Its own defaults: many short windows, paired with the baselines around them.
         run(Command::new(&forkstorm).arg("--json").arg(root().join("target/forkstorm-bare.json")))
             .context("fork storm benchmark on the bare machine")?;
     }
-    if wanted(BenchName::DaemonBudget) {
+    if wanted_bare(BenchName::DaemonBudget) {
         step("daemon resource budget on this machine (1,000 prober connections/s)");
         run(Command::new(root().join("target/release/daemon-budget"))
             .args(["--seconds", "15"])
