@@ -252,3 +252,52 @@ fn hundreds_of_prober_connections_in_flight_at_once_are_each_counted() {
     assert_eq!(dest["timeout"], 0, "{dest}");
     assert_eq!(dest["refused"], 0, "{dest}");
 }
+
+/// A prober socket that connects to its own address opens simultaneously
+/// with itself (SYN-SENT, SYN-RECV, ESTABLISHED), the one way a tracked
+/// socket passes through SYN-RECV. The kernel looks up SYN-RECV sockets
+/// only while such an open is under way (every accepted connection on the
+/// node leaves SYN-RECV too), so this checks that the open is followed to
+/// the end: one success, no verdict.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn a_simultaneous_open_is_followed_to_established() {
+    let tracer = Tracer::start(&[]);
+    let port = std::thread::spawn(|| {
+        tests::set_thread_name("kubelet");
+        // SAFETY: socket(2), bind(2), getsockname(2), connect(2) and close(2)
+        // on a socket we own, with correctly sized addresses.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket");
+            let mut addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: 0,
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
+                sin_zero: [0; 8],
+            };
+            let mut len = size_of::<libc::sockaddr_in>() as u32;
+            let sa = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+            assert_eq!(libc::bind(fd, sa, len), 0, "bind");
+            assert_eq!(libc::getsockname(fd, sa, &mut len), 0, "getsockname");
+            // The address is now its own: connect to it.
+            assert_eq!(libc::connect(fd, sa, len), 0, "a self-connect completes on loopback");
+            libc::close(fd);
+            u16::from_be(addr.sin_port)
+        }
+    })
+    .join()
+    .unwrap();
+    let out = tracer.stop();
+
+    let summary = out.only("summary");
+    assert_eq!(summary["lost_events"], 0);
+    let dest = summary["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["daddr"] == "127.0.0.1" && d["dport"] == port)
+        .unwrap_or_else(|| panic!("no attempt to port {port}: {}", out.dump()));
+    assert_eq!(dest["established"], 1, "{}", out.dump());
+    assert!(out.verdicts().is_empty(), "{}", out.dump());
+}

@@ -65,10 +65,15 @@ static SETTINGS: Array<u32> = Array::with_max_entries(setting::COUNT, 0);
 static TRACKED_COUNTS: Array<i64> = Array::with_max_entries(tracked_map::COUNT, 0);
 
 pub(crate) mod tracked_map {
+    /// Entries of the `PROBE_SOCKS` map (sockets whose slot was taken).
     pub const PROBE_SOCKS: u32 = 0;
     pub const RUNTIME_TASKS: u32 = 1;
     pub const OOM_VICTIMS: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// Claimed slots of `PROBE_SLOTS`.
+    pub const PROBE_SLOTS: u32 = 3;
+    /// Tracked sockets in SYN-RECV after a simultaneous open.
+    pub const SIMULTANEOUS_OPENS: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 const EEXIST: i32 = 17;
@@ -220,6 +225,13 @@ fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
 
 #[inline(always)]
 fn header(kind: u16, hook_mode: u8) -> EventHeader {
+    header_with_comm(kind, hook_mode, bpf_get_current_comm().unwrap_or_default())
+}
+
+/// [`header`] for a caller that has read the comm already (the prober
+/// check), so it is copied once per connect, not twice.
+#[inline(always)]
+fn header_with_comm(kind: u16, hook_mode: u8, comm: [u8; TASK_COMM_LEN]) -> EventHeader {
     let pid_tgid = bpf_get_current_pid_tgid();
     EventHeader {
         kind,
@@ -230,7 +242,7 @@ fn header(kind: u16, hook_mode: u8) -> EventHeader {
         _pad1: 0,
         ts_ns: unsafe { bpf_ktime_get_ns() },
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        comm: bpf_get_current_comm().unwrap_or_default(),
+        comm,
     }
 }
 

@@ -20,13 +20,13 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    CommKey, EventHeader, NO_FIELD, ProbeSock, ReplyKey, SockTracepointOffsets, TcpConnectedEvent, TcpEvent,
-    Tuple, counter, hook_mode, kind, probe_sock, setting as settings,
+    CommKey, EventHeader, NO_FIELD, ProbeSock, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN, TcpConnectedEvent,
+    TcpEvent, Tuple, counter, hook_mode, kind, probe_sock, setting as settings,
 };
 
 use crate::{
-    bump, config, first_byte_may_match, header, insert_counted, may_hold, read_kernel, remove_counted, reserve, setting, submit,
-    tp_read, tracked_map,
+    bump, config, first_byte_may_match, header, header_with_comm, insert_counted, may_hold, read_kernel,
+    remove_counted, reserve, setting, submit, tp_read, tracked_map,
 };
 
 const AF_INET6: u16 = 10;
@@ -117,26 +117,31 @@ fn release_slot(slot: &mut ProbeSlot) {
     crate::atomic_add(&mut slot.claims as *mut i64, -1);
 }
 
+/// The current task's comm if it is a prober's (kept for the connect
+/// record's header, so the comm is copied once per connect).
 #[inline(always)]
-fn is_prober() -> bool {
-    match bpf_get_current_comm() {
-        Ok(comm) => {
-            first_byte_may_match(&PROBER_COMM_FIRST_BYTES, &comm) && unsafe { PROBER_COMMS.get(&comm).is_some() }
-        }
-        Err(_) => false,
-    }
+fn prober_comm() -> Option<[u8; TASK_COMM_LEN]> {
+    let comm = bpf_get_current_comm().ok()?;
+    let prober =
+        first_byte_may_match(&PROBER_COMM_FIRST_BYTES, &comm) && unsafe { PROBER_COMMS.get(&comm).is_some() };
+    prober.then_some(comm)
 }
 
 /// The tracked socket at `skaddr`, if it is one.
 #[inline(always)]
 pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
-    if !may_hold(tracked_map::PROBE_SOCKS) {
-        return None;
-    }
-    if let Some(slot) = slot_of(skaddr)
+    // Each structure is looked at only when it holds something: while
+    // probes are in flight the slots nearly always do, the map (sockets
+    // whose slot was taken) nearly never, and a miss in either is a cache
+    // miss on a random line.
+    if may_hold(tracked_map::PROBE_SLOTS)
+        && let Some(slot) = slot_of(skaddr)
         && slot.skaddr == skaddr
     {
         return Some(&mut slot.sock);
+    }
+    if !may_hold(tracked_map::PROBE_SOCKS) {
+        return None;
     }
     // SAFETY: a map value, valid while the program runs; concurrent updates
     // of `flags` can at worst report a connect twice, which userspace merges.
@@ -146,8 +151,8 @@ pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
 /// Starts tracking a prober's socket at its connect, keeping the connect
 /// record's header (this is the prober's context) for later.
 #[inline(always)]
-fn track(skaddr: u64, mode: u8) {
-    let sock = ProbeSock { connect: header(kind::TCP_CONNECT, mode), flags: 0, _pad: 0 };
+fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN]) {
+    let sock = ProbeSock { connect: header_with_comm(kind::TCP_CONNECT, mode, comm), flags: 0, _pad: 0 };
     if let Some(slot) = slot_of(skaddr) {
         if slot.skaddr == skaddr {
             // A missed close left this address here: the new attempt
@@ -158,7 +163,7 @@ fn track(skaddr: u64, mode: u8) {
         if slot.skaddr == 0 && claim_slot(slot) {
             slot.sock = sock;
             slot.skaddr = skaddr;
-            crate::add_to_count(tracked_map::PROBE_SOCKS, 1);
+            crate::add_to_count(tracked_map::PROBE_SLOTS, 1);
             return;
         }
     }
@@ -185,7 +190,7 @@ fn untrack(skaddr: u64, tuple: &Tuple) {
     match slot_of(skaddr) {
         Some(slot) if slot.skaddr == skaddr => {
             release_slot(slot);
-            crate::add_to_count(tracked_map::PROBE_SOCKS, -1);
+            crate::add_to_count(tracked_map::PROBE_SLOTS, -1);
         }
         _ => remove_counted(&PROBE_SOCKS, tracked_map::PROBE_SOCKS, &skaddr),
     }
@@ -276,6 +281,11 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
     }
     send_owed(sock, skaddr, tuple);
     send(&header(kind::TCP_STATE, mode), skaddr, tuple, old, new);
+    if old == TCP_SYN_SENT && new == TCP_SYN_RECV {
+        crate::add_to_count(tracked_map::SIMULTANEOUS_OPENS, 1);
+    } else if old == TCP_SYN_RECV {
+        crate::add_to_count(tracked_map::SIMULTANEOUS_OPENS, -1);
+    }
     match tracking_after(old, new) {
         Tracking::Keep => {}
         Tracking::Reply => track_reply(skaddr, tuple),
@@ -356,11 +366,12 @@ fn sock_state(sk: *const u8) -> u8 {
 
 #[inline(always)]
 fn on_tcp_connect(sk: *const u8, mode: u8) {
-    if sk.is_null() || !is_prober() {
+    if sk.is_null() {
         return;
     }
+    let Some(comm) = prober_comm() else { return };
     let skaddr = sk as u64;
-    track(skaddr, mode);
+    track(skaddr, mode, comm);
     // tcp_connect runs after the source port is bound.
     if setting(settings::IPVS_HOOKED) != 0 {
         let tuple = sock_tuple(sk);
@@ -445,12 +456,14 @@ fn tp_tuple(ctx: &TracePointContext, off: &SockTracepointOffsets) -> Tuple {
 
 /// Whether a state change can belong to a tracked socket: tracking starts in
 /// SYN-SENT and stops when the socket leaves it (or leaves SYN-RECV, after a
-/// simultaneous open). Checked before the map lookup, because this hook
-/// fires for every state change on the node and most are of established
-/// connections closing.
+/// simultaneous open). Checked before the lookup, because this hook fires
+/// for every state change on the node and most are of established
+/// connections closing. SYN-RECV is also where every *accepted* connection
+/// on the node comes from, so it is looked up only while a tracked socket
+/// is there after a simultaneous open (nearly never).
 #[inline(always)]
 fn may_concern_tracked(old: u8) -> bool {
-    old == TCP_SYN_SENT || old == TCP_SYN_RECV
+    old == TCP_SYN_SENT || (old == TCP_SYN_RECV && may_hold(tracked_map::SIMULTANEOUS_OPENS))
 }
 
 /// sock:inet_sock_set_state: every TCP state change. For tracked sockets it
@@ -472,8 +485,11 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
         on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::TRACEPOINT);
         return 0;
     }
-    if new == TCP_SYN_SENT && setting(settings::CONNECT_HOOKED) == 0 && is_prober() {
-        track(skaddr, hook_mode::TRACEPOINT);
+    if new == TCP_SYN_SENT
+        && setting(settings::CONNECT_HOOKED) == 0
+        && let Some(comm) = prober_comm()
+    {
+        track(skaddr, hook_mode::TRACEPOINT, comm);
     }
     0
 }
@@ -495,16 +511,17 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
         on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::RAW_TRACEPOINT);
         return 0;
     }
-    if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 || !is_prober() {
+    if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 {
         return 0;
     }
+    let Some(comm) = prober_comm() else { return 0 };
     let protocol_off = config().sock.sk_protocol;
     if protocol_off != NO_FIELD && read_kernel::<u16>(sk, protocol_off) != Some(IPPROTO_TCP) {
         return 0;
     }
     // The source port is not bound yet at this point of connect(); the
     // records sent later carry it.
-    track(skaddr, hook_mode::RAW_TRACEPOINT);
+    track(skaddr, hook_mode::RAW_TRACEPOINT, comm);
     0
 }
 
