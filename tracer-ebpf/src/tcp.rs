@@ -14,7 +14,7 @@
 //! sent at once, only later.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
@@ -379,9 +379,23 @@ fn on_tcp_connect(sk: *const u8, mode: u8) {
     }
 }
 
+/// A fentry program's pointer argument as a plain number. Loaded directly,
+/// the verifier types it as a pointer to its BTF struct and refuses any
+/// arithmetic but adding offsets, and the slot hash multiplies the address
+/// (which sent both fentry programs to their kprobe fallbacks). Read
+/// through the helper it is a number, as in the kprobe and raw tracepoint
+/// programs; the struct is read with helpers in every mode anyway.
+#[inline(always)]
+fn fentry_arg_address(ctx: &FEntryContext, n: usize) -> *const u8 {
+    use aya_ebpf::EbpfContext;
+    // SAFETY: a tracing program's context is the array of its u64 arguments.
+    let arg = unsafe { (ctx.as_ptr() as *const u64).add(n) };
+    unsafe { bpf_probe_read_kernel(arg) }.map_or(core::ptr::null(), |a| a as *const u8)
+}
+
 #[fentry(function = "tcp_connect")]
 pub fn fentry_tcp_connect(ctx: FEntryContext) -> u32 {
-    on_tcp_connect(ctx.arg::<*const u8>(0), hook_mode::FENTRY);
+    on_tcp_connect(fentry_arg_address(&ctx, 0), hook_mode::FENTRY);
     0
 }
 
@@ -419,7 +433,7 @@ fn on_rcv_state_process(sk: *const u8, mode: u8) {
 
 #[fentry(function = "tcp_rcv_state_process")]
 pub fn fentry_tcp_rcv_state_process(ctx: FEntryContext) -> u32 {
-    on_rcv_state_process(ctx.arg::<*const u8>(0), hook_mode::FENTRY);
+    on_rcv_state_process(fentry_arg_address(&ctx, 0), hook_mode::FENTRY);
     0
 }
 
