@@ -279,6 +279,20 @@ pub struct Failure {
     pub mode: Mode,
     pub target: String,
     pub error: String,
+    /// Not tried because the user turned the mechanism off
+    /// (`--syscall-tracepoints off`), as opposed to refused by the kernel.
+    #[serde(skip)]
+    pub turned_off: bool,
+}
+
+impl Failure {
+    pub fn refused(mode: Mode, target: impl Into<String>, error: impl Into<String>) -> Self {
+        Self { mode, target: target.into(), error: error.into(), turned_off: false }
+    }
+
+    pub fn syscall_tracepoint_off(target: impl Into<String>) -> Self {
+        Self { mode: Mode::Tracepoint, target: target.into(), error: SYSCALL_TRACEPOINTS_OFF.into(), turned_off: true }
+    }
 }
 
 /// What one hook got: the report `check` prints and `run` logs.
@@ -508,11 +522,7 @@ fn attach_hook(
         if let Attach::Tracepoint { category: "syscalls", name, .. } = *candidate
             && !opts.syscall_tracepoints
         {
-            status.tried.push(Failure {
-                mode: Mode::Tracepoint,
-                target: format!("syscalls:{name}"),
-                error: SYSCALL_TRACEPOINTS_OFF.to_string(),
-            });
+            status.tried.push(Failure::syscall_tracepoint_off(format!("syscalls:{name}")));
             continue;
         }
         let (mode, target, result) = match *candidate {
@@ -560,7 +570,7 @@ fn attach_hook(
                 status.target = Some(target);
                 return status;
             }
-            Err(e) => status.tried.push(Failure { mode, target, error: format!("{e:#}") }),
+            Err(e) => status.tried.push(Failure::refused(mode, target, format!("{e:#}"))),
         }
     }
     status

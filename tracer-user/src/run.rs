@@ -24,7 +24,7 @@ use crate::{
     metrics::Metrics,
     events,
     kernel::info::KernelInfo,
-    loader::{HookStatus, LoadOptions, Mode, SYSCALL_TRACEPOINTS_OFF, Tracer},
+    loader::{HookStatus, LoadOptions, Mode, Tracer},
     host::ProcHost,
     k8s::{
         client::{EventPoster, Kube},
@@ -302,7 +302,7 @@ pub fn cost_notes(hooks: &[HookStatus]) -> Vec<String> {
         .collect();
     let turned_off: Vec<&str> = hooks
         .iter()
-        .filter(|h| h.mode.is_none() && h.tried.iter().any(|f| f.error == SYSCALL_TRACEPOINTS_OFF))
+        .filter(|h| h.mode.is_none() && h.tried.iter().any(|f| f.turned_off))
         .filter(named)
         .map(|h| h.hook)
         .collect();
@@ -401,8 +401,8 @@ mod tests {
             mode: None,
             target: None,
             tried: vec![
-                Failure { mode: Mode::Fexit, target: "__x64_sys_clone".into(), error: "EPERM".into() },
-                Failure { mode: Mode::Tracepoint, target: "syscalls:sys_exit_clone".into(), error: SYSCALL_TRACEPOINTS_OFF.into() },
+                Failure::refused(Mode::Fexit, "__x64_sys_clone", "EPERM"),
+                Failure::syscall_tracepoint_off("syscalls:sys_exit_clone"),
             ],
         };
         let notes = cost_notes(&[off("clone_failed"), off("setns_failed"), off("setns_enter")]);
@@ -410,7 +410,10 @@ mod tests {
         assert!(notes[0].starts_with("clone_failed, setns_failed not traced"), "{}", notes[0]);
         assert!(notes[0].contains("--syscall-tracepoints on"), "{}", notes[0]);
         // A hook that failed for another reason is not blamed on the switch.
-        let failed = HookStatus { tried: vec![Failure { mode: Mode::Tracepoint, target: "syscalls:sys_exit_clone".into(), error: "ENOENT".into() }], ..off("clone_failed") };
+        let failed = HookStatus {
+            tried: vec![Failure::refused(Mode::Tracepoint, "syscalls:sys_exit_clone", "ENOENT")],
+            ..off("clone_failed")
+        };
         assert!(cost_notes(&[failed]).is_empty());
     }
 
