@@ -71,12 +71,25 @@ fn daemon_serves_health_and_metrics_and_stops_on_sigterm() {
     }
     let statuses = scenario.trigger(&["pids"]);
     assert_ne!(statuses.split(' ').next_back().unwrap(), "0", "{statuses}");
+    // Three healthy probes: the daemon has the kernel count them (no record
+    // each), and the metric takes the counts in on the housekeeping tick.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        tests::set_thread_name("kubelet");
+        for _ in 0..3 {
+            drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+        }
+    })
+    .join()
+    .unwrap();
     // Verdicts are judged on the housekeeping tick at the latest.
     thread::sleep(Duration::from_secs(2));
 
     let (code, metrics) = get(&format!("http://{addr}/metrics")).expect("metrics");
     assert_eq!(code, 200);
     assert!(metrics.contains(r#"probe_tracer_verdicts_total{kind="fork_failed",reason="EAGAIN"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"probe_tracer_probe_connections_total{outcome="established"} 3"#), "{metrics}");
     assert!(metrics.contains(r#"probe_tracer_hook_attached{hook="runtime_exec",mode="raw_tracepoint"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"probe_tracer_runtime_call_duration_seconds_count{subcommand="exec"}"#), "{metrics}");
     assert!(metrics.contains("probe_tracer_lost_events_total 0"), "{metrics}");

@@ -255,6 +255,50 @@ fn hundreds_of_prober_connections_in_flight_at_once_are_each_counted() {
     assert_eq!(dest["refused"], 0, "{dest}");
 }
 
+/// With `--verdicts-only` nobody reads a healthy probe's record, so the
+/// kernel counts healthy probes per destination instead of sending them:
+/// the summary still counts every one, the ring buffer carries none of
+/// them, and a failure next to them is still reported.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn healthy_probes_are_counted_in_the_kernel_when_only_verdicts_are_wanted() {
+    use std::net::{TcpListener, TcpStream};
+    const N: u64 = 500;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tracer = Tracer::start(&["--verdicts-only"]);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..N {
+                drop(listener.accept().unwrap());
+            }
+        });
+        s.spawn(|| {
+            tests::set_thread_name("kubelet");
+            for _ in 0..N {
+                drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+            }
+            assert!(TcpStream::connect(("127.0.0.1", closed_port)).is_err());
+        });
+    });
+    let out = tracer.stop();
+
+    let summary = out.only("summary");
+    assert_eq!(summary["lost_events"], 0);
+    let dest = |p: u16| {
+        summary["destinations"].as_array().unwrap().iter().find(|d| d["daddr"] == "127.0.0.1" && d["dport"] == p).cloned()
+    };
+    let healthy = dest(port).unwrap_or_else(|| panic!("no attempts to port {port}: {}", out.dump()));
+    assert_eq!(healthy["established"], N, "{}", out.dump());
+    // The refused attempt's records (connect, reset, close) are all the
+    // ring buffer carried.
+    assert!(summary["events"].as_u64().unwrap() < 10, "healthy probes went through the ring buffer: {}", out.dump());
+    let refused = out.only("probe_refused");
+    assert_eq!(refused["dport"], closed_port);
+    assert_eq!(dest(closed_port).unwrap()["refused"], 1);
+}
+
 /// A prober socket that connects to its own address opens simultaneously
 /// with itself (SYN-SENT, SYN-RECV, ESTABLISHED), the one way a tracked
 /// socket passes through SYN-RECV. The kernel looks up SYN-RECV sockets

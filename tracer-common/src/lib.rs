@@ -273,6 +273,16 @@ pub struct ReplyKey {
     pub _pad: u32,
 }
 
+/// Key of the healthy-probe count map: where a prober connected to.
+/// IPv4 addresses fill the first four bytes, as in [`Tuple`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DestKey {
+    pub daddr: [u8; 16],
+    pub family: u16,
+    pub dport: u16,
+    pub _pad: u32,
+}
 
 /// Offset of a field that the running kernel lacks (the program skips it).
 pub const NO_FIELD: u32 = u32::MAX;
@@ -492,6 +502,11 @@ pub mod setting {
     /// Non-zero once the IPVS hook is attached; until then nothing reads
     /// the reply-tuple map, so the TCP programs do not maintain it.
     pub const IPVS_HOOKED: u32 = 1;
+    /// Non-zero when userspace wants no record of a healthy probe: the
+    /// kernel counts it per destination in `PROBE_ESTABLISHED` instead of
+    /// sending a record (the ring buffer's cost, and userspace's, for the
+    /// one outcome that needs no explaining).
+    pub const ESTABLISHED_COUNTED: u32 = 2;
     pub const COUNT: u32 = 4;
 }
 
@@ -513,6 +528,7 @@ mod pod {
     // SAFETY: all of these are #[repr(C)] structs of integers with explicit
     // padding fields, so every bit pattern is a valid value.
     unsafe impl aya::Pod for ReplyKey {}
+    unsafe impl aya::Pod for DestKey {}
     unsafe impl aya::Pod for Config {}
 }
 

@@ -76,7 +76,7 @@ pub(crate) mod tracked_map {
     pub const COUNT: u32 = 5;
 }
 
-const EEXIST: i32 = 17;
+pub(crate) const EEXIST: i32 = 17;
 
 /// Adds `delta` to a map's count. The result is unused, so this is a plain
 /// BPF atomic add, which kernels before 5.12 (no BPF_FETCH) accept; the

@@ -16,11 +16,11 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    CommKey, EventHeader, NO_FIELD, ProbeSock, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN, TcpConnectedEvent,
+    CommKey, DestKey, EventHeader, NO_FIELD, ProbeSock, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN, TcpConnectedEvent,
     TcpEvent, Tuple, counter, hook_mode, kind, probe_sock, setting as settings,
 };
 
@@ -77,6 +77,19 @@ pub struct ProbeSlot {
     claims: i64,
     sock: ProbeSock,
 }
+
+/// Destinations a node's probes go to: pods x probes, in the hundreds.
+const PROBE_DESTINATIONS_MAX: u32 = 4096;
+
+/// Healthy probes by destination, counted here instead of sent when
+/// userspace wants no record of them (`setting::ESTABLISHED_COUNTED`): a
+/// healthy probe then costs no ring-buffer record and no userspace work.
+/// Per CPU, so the count needs no atomic and a destination probed from
+/// several CPUs does not bounce a cache line; userspace sums the CPUs. A
+/// full map falls back to sending the record.
+#[map]
+static PROBE_ESTABLISHED: PerCpuHashMap<DestKey, u64> =
+    PerCpuHashMap::with_max_entries(PROBE_DESTINATIONS_MAX, 0);
 
 const PROBE_SLOT_BITS: u32 = 12;
 const PROBE_SLOTS_COUNT: u32 = 1 << PROBE_SLOT_BITS;
@@ -268,6 +281,10 @@ pub(crate) fn send_connect_owed(sock: &mut ProbeSock, sk: *const u8) {
 #[inline(always)]
 fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, new: u8, mode: u8) {
     if old == TCP_SYN_SENT && new == TCP_ESTABLISHED && sock.flags & probe_sock::CONNECT_REPORTED == 0 {
+        if setting(settings::ESTABLISHED_COUNTED) != 0 && count_established(tuple) {
+            untrack(skaddr, tuple);
+            return;
+        }
         if let Some(mut entry) = reserve::<TcpConnectedEvent>() {
             // SAFETY: room for a TcpConnectedEvent; every field is written.
             let e = unsafe { &mut *entry.as_mut_ptr() };
@@ -291,6 +308,29 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
         Tracking::Reply => track_reply(skaddr, tuple),
         Tracking::Stop => untrack(skaddr, tuple),
     }
+}
+
+/// Counts a healthy probe to the tuple's destination; false when the map
+/// has no room (the caller sends the record instead).
+#[inline(always)]
+fn count_established(tuple: &Tuple) -> bool {
+    let key = DestKey { daddr: tuple.daddr, family: tuple.family, dport: tuple.dport, _pad: 0 };
+    for _ in 0..2 {
+        if let Some(n) = PROBE_ESTABLISHED.get_ptr_mut(&key) {
+            // This CPU's value, so uncontended; atomic all the same, since
+            // a softirq's program can interrupt a task's on the same CPU.
+            crate::atomic_add(n as *mut i64, 1);
+            return true;
+        }
+        // First success to this destination: a new element starts at 0 on
+        // every CPU. EEXIST means another CPU added it meanwhile: look again.
+        match PROBE_ESTABLISHED.insert(&key, &1, aya_ebpf::bindings::BPF_NOEXIST as u64) {
+            Ok(()) => return true,
+            Err(e) if e == -crate::EEXIST => continue,
+            Err(_) => break,
+        }
+    }
+    false
 }
 
 /// Anything else about a tracked socket (retransmit, reset).

@@ -10,11 +10,11 @@ use std::fmt;
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{FEntry, FExit, KProbe, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
-use tracer_common::{CommKey, Config, NO_FIELD, ProcessOffsets, TASK_COMM_LEN, counter, setting};
+use tracer_common::{CommKey, Config, DestKey, NO_FIELD, ProcessOffsets, TASK_COMM_LEN, counter, setting};
 
 use crate::kernel::{
     btf::{KernelBtf, ipvs_param_offsets},
@@ -393,6 +393,31 @@ impl Tracer {
             map_full: sum(counter::MAP_FULL)?,
             ringbuf_high_water: high_water,
         })
+    }
+
+    /// Has the kernel count healthy probes per destination instead of
+    /// sending a record for each (see `setting::ESTABLISHED_COUNTED`); read
+    /// the counts with [`Tracer::established_counts`].
+    pub fn count_established_in_kernel(&mut self) -> Result<()> {
+        let mut settings: Array<_, u32> =
+            Array::try_from(self.ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
+        settings.set(setting::ESTABLISHED_COUNTED, 1, 0)?;
+        Ok(())
+    }
+
+    /// Healthy probes the kernel has counted so far (cumulative), by
+    /// destination, summed over CPUs.
+    pub fn established_counts(&self) -> Result<Vec<((std::net::IpAddr, u16), u64)>> {
+        let map: PerCpuHashMap<_, DestKey, u64> = PerCpuHashMap::try_from(
+            self.ebpf.map("PROBE_ESTABLISHED").context("map PROBE_ESTABLISHED missing")?,
+        )?;
+        let mut counts = Vec::new();
+        for entry in map.iter() {
+            let (key, per_cpu) = entry?;
+            let dest = (crate::events::ip(key.family, &key.daddr), key.dport);
+            counts.push((dest, per_cpu.iter().sum()));
+        }
+        Ok(counts)
     }
 
     /// Starts a new ring-buffer high-water period.

@@ -97,6 +97,12 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         None => None,
     };
 
+    // Nobody reads a healthy probe's record (it is neither printed nor
+    // recorded): the kernel counts those per destination instead.
+    let established_in_kernel = args.verdicts_only && args.record.is_none();
+    if established_in_kernel {
+        tracer.count_established_in_kernel()?;
+    }
     let settings = ProbeSettings {
         nodeport_range: args.diagnose.nodeport_range.clone(),
         ipvs_observed: tracer.ipvs_observed(),
@@ -161,6 +167,9 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
                 for r in sink.agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
                     sink.emit(r)?;
                 }
+                if established_in_kernel {
+                    sink.kernel_established(&tracer)?;
+                }
                 if let Some(m) = &sink.metrics {
                     let c = tracer.counters()?;
                     m.kernel(c.ringbuf_full, c.map_full, c.ringbuf_high_water as f64 / tracer.ringbuf_bytes() as f64);
@@ -176,6 +185,9 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
 
     // Drain what arrived before we stopped, then judge what is left.
     sink.drain(ring.get_mut())?;
+    if established_in_kernel {
+        sink.kernel_established(&tracer)?;
+    }
     for r in sink.agg.finish(Clock::monotonic_now_ns()) {
         sink.emit(r)?;
     }
@@ -241,6 +253,15 @@ impl Sink {
                 m.runtime_call(&sub, ns);
             }
             m.events(self.agg.events.saturating_sub(self.counted_events()));
+        }
+        Ok(())
+    }
+
+    /// Takes in the healthy probes the kernel counted since the last call.
+    fn kernel_established(&mut self, tracer: &Tracer) -> Result<()> {
+        let new = self.agg.probe.kernel_established(&tracer.established_counts()?);
+        if let Some(m) = &self.metrics {
+            m.established(new);
         }
         Ok(())
     }

@@ -96,11 +96,36 @@ pub struct ProbeCorrelator<N: NodeView> {
     /// In-flight attempts by `struct sock` address.
     attempts: HashMap<u64, Attempt>,
     destinations: BTreeMap<(IpAddr, u16), DestinationStats>,
+    /// Healthy probes the kernel counted (cumulative, as last read), when
+    /// it counts them instead of sending records.
+    kernel_established: HashMap<(IpAddr, u16), u64>,
 }
 
 impl<N: NodeView> ProbeCorrelator<N> {
     pub fn new(settings: ProbeSettings, node: N) -> Self {
-        Self { settings, node, attempts: HashMap::new(), destinations: BTreeMap::new() }
+        Self {
+            settings,
+            node,
+            attempts: HashMap::new(),
+            destinations: BTreeMap::new(),
+            kernel_established: HashMap::new(),
+        }
+    }
+
+    /// Takes in the kernel's cumulative healthy-probe counts per
+    /// destination; returns how many are new since the last call.
+    pub fn kernel_established(&mut self, counts: &[((IpAddr, u16), u64)]) -> u64 {
+        let mut new = 0;
+        for &(dest, total) in counts {
+            let seen = self.kernel_established.entry(dest).or_default();
+            let delta = total.saturating_sub(*seen);
+            *seen = total.max(*seen);
+            if delta > 0 {
+                self.destinations.entry(dest).or_default().established += delta;
+                new += delta;
+            }
+        }
+        new
     }
 
     pub fn in_flight(&self) -> usize {

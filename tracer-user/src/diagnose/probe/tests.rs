@@ -261,3 +261,20 @@ fn finish_reports_attempts_still_waiting_as_timeouts() {
     assert_eq!(v[0].fields["still_pending"], true);
     assert_eq!(c.in_flight(), 1);
 }
+
+#[test]
+fn healthy_probes_counted_in_the_kernel_add_only_what_is_new() {
+    let mut c = correlator(ProbeSettings { attempt_records: false, ..Default::default() }, StaticNode::default());
+    let pod = (ip("10.200.1.2"), 8080);
+    let other = (ip("10.200.1.3"), 8081);
+    // One success came through the ring buffer (the count was full, or the
+    // setting was not yet set), then the kernel counted the rest.
+    run(&mut c, &crate::events::decode(&crate::events::tests::connected_record(SK, 5 * MS, 8 * MS)).unwrap());
+    assert_eq!(c.kernel_established(&[(pod, 3)]), 3);
+    // Counts are cumulative: a second read adds only the difference.
+    assert_eq!(c.kernel_established(&[(pod, 5), (other, 2)]), 4);
+    assert_eq!(c.kernel_established(&[(pod, 5), (other, 2)]), 0);
+    assert_eq!(c.destinations()[&pod].established, 6);
+    assert_eq!(c.destinations()[&other].established, 2);
+    assert_eq!(c.in_flight(), 0);
+}
