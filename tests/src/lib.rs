@@ -245,6 +245,15 @@ impl Output {
 
     /// The attach mode `tracer_started` reported for `hook`.
     pub fn hook_mode(&self, hook: &str) -> String {
+        self.hook_field(hook, "mode")
+    }
+
+    /// What `hook` is attached to (a function, tracepoint or procfs file).
+    pub fn hook_target(&self, hook: &str) -> String {
+        self.hook_field(hook, "target")
+    }
+
+    fn hook_field(&self, hook: &str, field: &str) -> String {
         let started = self.only("tracer_started");
         let h = started["hooks"]
             .as_array()
@@ -252,7 +261,7 @@ impl Output {
             .iter()
             .find(|h| h["hook"] == hook)
             .unwrap_or_else(|| panic!("no hook {hook} in {started}"));
-        h["mode"].as_str().unwrap_or("none").to_string()
+        h[field].as_str().unwrap_or("none").to_string()
     }
 
     pub fn dump(&self) -> String {

@@ -5,12 +5,12 @@
 use std::process::Command;
 
 use serde_json::Value;
-use tests::{Machine, Scenario, Tracer, machine};
+use tests::{Machine, Output, Scenario, Tracer, machine};
 
 const POD_IP: &str = "10.200.1.2";
 const NODE_IP: &str = "10.200.1.1";
 
-fn attempts_to<'a>(out: &'a tests::Output, daddr: &str, dport: u16) -> Vec<&'a Value> {
+fn attempts_to<'a>(out: &'a Output, daddr: &str, dport: u16) -> Vec<&'a Value> {
     out.kind("tcp_attempt").into_iter().filter(|a| a["daddr"] == daddr && a["dport"] == dport).collect()
 }
 
@@ -124,28 +124,23 @@ impl Drop for PlainPod {
     }
 }
 
-#[test]
-#[ignore = "e2e: needs root; run by cargo xtask test"]
-fn healthy_refused_and_timed_out_probes_are_classified() {
+/// Probes the plain pod three ways (healthy, closed port, blackholed) under
+/// a tracer started with `args`.
+fn probe_the_plain_pod(args: &[&str]) -> Output {
     let _pod = PlainPod::up();
-    let tracer = Tracer::start(&[]);
+    let tracer = Tracer::start(args);
     assert_eq!(PlainPod::probe("http://10.200.5.2:8080/"), "200");
     assert_eq!(PlainPod::probe("http://10.200.5.2:8081/"), "000");
     assert_eq!(PlainPod::probe("http://10.200.5.99:8080/"), "000");
     // A non-prober process connecting must be invisible.
     let _ = Command::new("curl").args(["-s", "-m", "1", "http://10.200.5.2:8081/"]).status();
-    let out = tracer.stop();
+    tracer.stop()
+}
 
-    let expected_connect = if machine() == Machine::Vm { "fentry" } else { "raw_tracepoint" };
-    assert_eq!(out.hook_mode("tcp_connect"), expected_connect, "{}", out.dump());
-    if machine() == Machine::Bare {
-        assert_eq!(out.hook_mode("ipvs_conn_new"), "inferred");
-    }
-    assert_eq!(out.hook_mode("tcp_retransmit"), "raw_tracepoint");
-    assert_eq!(out.hook_mode("tcp_receive_reset"), "raw_tracepoint");
-
-    assert!(!attempts_to(&out, "10.200.5.2", 8080).is_empty(), "{}", out.dump());
-    assert!(attempts_to(&out, "10.200.5.2", 8080).iter().all(|a| a["outcome"] == "established"));
+/// One success, one refusal, one timeout, and nothing else.
+fn assert_classified(out: &Output) {
+    assert!(!attempts_to(out, "10.200.5.2", 8080).is_empty(), "{}", out.dump());
+    assert!(attempts_to(out, "10.200.5.2", 8080).iter().all(|a| a["outcome"] == "established"));
     let refused = out.only("probe_refused");
     assert_eq!(refused["daddr"], "10.200.5.2");
     assert_eq!(refused["dport"], 8081);
@@ -159,6 +154,37 @@ fn healthy_refused_and_timed_out_probes_are_classified() {
     let summary = out.only("summary");
     assert_eq!(summary["lost_events"], 0);
     assert_eq!(summary["attempts"]["refused"], 1);
+}
+
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn healthy_refused_and_timed_out_probes_are_classified() {
+    let out = probe_the_plain_pod(&[]);
+    let expected_connect = if machine() == Machine::Vm { "fentry" } else { "raw_tracepoint" };
+    assert_eq!(out.hook_mode("tcp_connect"), expected_connect, "{}", out.dump());
+    if machine() == Machine::Bare {
+        assert_eq!(out.hook_mode("ipvs_conn_new"), "inferred");
+    }
+    assert_eq!(out.hook_mode("tcp_retransmit"), "raw_tracepoint");
+    // Resets are seen by the raw state program (the socket's error at its
+    // close), not by a tracepoint on every reset of the node: the refusal
+    // is its test.
+    assert_eq!(out.hook_mode("tcp_receive_reset"), "raw_tracepoint");
+    assert_eq!(out.hook_target("tcp_receive_reset"), "inet_sock_set_state", "{}", out.dump());
+    assert_classified(&out);
+}
+
+/// The same on the classic tracepoints alone (a kernel whose raw
+/// tracepoints are refused): there the reset tracepoint is attached.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn probes_are_classified_on_classic_tracepoints_alone() {
+    let out = probe_the_plain_pod(&["--allow-mode", "tracepoint,inferred"]);
+    for hook in ["tcp_state", "tcp_connect", "tcp_retransmit", "tcp_receive_reset"] {
+        assert_eq!(out.hook_mode(hook), "tracepoint", "{hook}: {}", out.dump());
+    }
+    assert_eq!(out.hook_target("tcp_receive_reset"), "tcp:tcp_receive_reset", "{}", out.dump());
+    assert_classified(&out);
 }
 
 /// A non-blocking connect to 127.0.0.1:`port`; the fd is left open.

@@ -330,6 +330,8 @@ impl SockTracepointOffsets {
 pub struct SockOffsets {
     /// `struct sock.sk_protocol` (NO_FIELD where it is a bitfield, < 5.6).
     pub sk_protocol: u32,
+    /// `struct sock.sk_err`: why a socket closed (a reset sets it first).
+    pub sk_err: u32,
     pub skc_family: u32,
     pub skc_state: u32,
     pub skc_num: u32,
@@ -367,6 +369,7 @@ impl IpvsParamOffsets {
 impl SockOffsets {
     pub const MISSING: Self = Self {
         sk_protocol: NO_FIELD,
+        sk_err: NO_FIELD,
         skc_family: NO_FIELD,
         skc_state: NO_FIELD,
         skc_num: NO_FIELD,

@@ -37,6 +37,8 @@ const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
 const TCP_SYN_RECV: u8 = 3;
 const TCP_CLOSE: u8 = 7;
+const ECONNRESET: i32 = 104;
+const ECONNREFUSED: i32 = 111;
 
 /// Process names whose connections are traced (`--prober-comm`).
 #[map]
@@ -562,6 +564,9 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
         && let Some(sock) = tracked(skaddr)
     {
         let tuple = sock_tuple(sk);
+        if new == TCP_CLOSE && reset_by_peer(sk, old) {
+            on_tracked_event(sock, kind::TCP_RESET, hook_mode::RAW_TRACEPOINT, skaddr, &tuple, 0, 0);
+        }
         on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::RAW_TRACEPOINT);
         return 0;
     }
@@ -579,6 +584,22 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// Whether a tracked socket closing now was reset by its peer: the kernel
+/// sets `sk_err` before the state changes (tcp_reset, or an ICMP port
+/// unreachable, which refuses a connect as a RST does). With this the
+/// tcp_receive_reset tracepoint, which fires for every reset on the node,
+/// need not be attached next to the raw state program.
+#[inline(always)]
+fn reset_by_peer(sk: *const u8, old: u8) -> bool {
+    match read_kernel::<i32>(sk, config().sock.sk_err) {
+        Some(ECONNREFUSED) => true,
+        // A reset in SYN-RECV (simultaneous open) reads as a reset of an
+        // open connection.
+        Some(ECONNRESET) => old == TCP_SYN_RECV,
+        _ => false,
+    }
+}
+
 /// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...)`: the
 /// socket is the first argument on every kernel. Raw, so that the kernel
 /// does not assemble a record (addresses and all) for every retransmit on
@@ -594,7 +615,9 @@ pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
 }
 
 /// `TP_PROTO(struct sock *sk)`: as above, for every reset received on the
-/// node (one per connection on a node whose clients close with RST).
+/// node (one per connection on a node whose clients close with RST). Only
+/// attached where the state hook is the classic tracepoint: the raw one
+/// sees resets itself ([`reset_by_peer`]).
 #[raw_tracepoint(tracepoint = "tcp_receive_reset")]
 pub fn raw_tp_tcp_receive_reset(ctx: RawTracePointContext) -> u32 {
     let sk = ctx.arg::<*const u8>(0);

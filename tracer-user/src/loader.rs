@@ -124,6 +124,10 @@ pub const HOOKS: &[HookSpec] = &[
         name: "tcp_receive_reset",
         groups: &[Group::Probe],
         candidates: &[
+            // The raw state program tells a refusal by the socket's error
+            // at its close, so this tracepoint (once per reset on the
+            // node) is needed only with the classic state tracepoint.
+            Attach::CoveredBy { hook: "tcp_state", mode: Mode::RawTracepoint },
             Attach::RawTracepoint { program: "raw_tp_tcp_receive_reset", name: "tcp_receive_reset" },
             Attach::Tracepoint { program: "tp_tcp_receive_reset", category: "tcp", name: "tcp_receive_reset" },
         ],

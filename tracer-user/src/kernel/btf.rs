@@ -50,6 +50,7 @@ impl KernelBtf {
         Ok(SockOffsets {
             // A bitfield before 5.6: the programs then skip the check.
             sk_protocol: member_offset(btf, "sock", "sk_protocol").unwrap_or(NO_FIELD),
+            sk_err: member_offset(btf, "sock", "sk_err")?,
             skc_family: field("skc_family")?,
             skc_state: field("skc_state")?,
             skc_num: field("skc_num")?,
