@@ -125,6 +125,19 @@ pub struct ProbeSock {
     pub _pad: u32,
 }
 
+/// A slot of the direct-mapped `PROBE_SLOTS` array in front of the
+/// tracked-socket map: the socket's address and its [`ProbeSock`] in one
+/// 72-byte value (see the kernel side for why).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeSlot {
+    /// `struct sock` address of the owner; 0 when free.
+    pub skaddr: u64,
+    /// Claims on the slot, changed only by atomic adds.
+    pub claims: i64,
+    pub sock: ProbeSock,
+}
+
 pub mod probe_sock {
     /// The connect record has been sent.
     pub const CONNECT_REPORTED: u32 = 1;
@@ -532,6 +545,8 @@ mod pod {
     // padding fields, so every bit pattern is a valid value.
     unsafe impl aya::Pod for ReplyKey {}
     unsafe impl aya::Pod for DestKey {}
+    unsafe impl aya::Pod for ProbeSock {}
+    unsafe impl aya::Pod for ProbeSlot {}
     unsafe impl aya::Pod for Config {}
 }
 

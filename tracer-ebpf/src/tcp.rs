@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    CommKey, DestKey, EventHeader, NO_FIELD, ProbeSock, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN, TcpConnectedEvent,
+    CommKey, DestKey, EventHeader, NO_FIELD, ProbeSlot, ProbeSock, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN, TcpConnectedEvent,
     TcpEvent, Tuple, counter, hook_mode, kind, probe_sock, setting as settings,
 };
 
@@ -65,20 +65,14 @@ static PROBE_SOCKS: LruHashMap<u64, ProbeSock> = LruHashMap::with_max_entries(PR
 pub(crate) static PROBE_REPLIES: LruHashMap<ReplyKey, u64> =
     LruHashMap::with_max_entries(PROBES_IN_FLIGHT_MAX, 0);
 
-/// A direct-mapped cache in front of `PROBE_SOCKS`: one 72-byte slot holds
-/// the socket's address and its [`ProbeSock`], so a healthy probe's insert,
-/// lookup and delete each touch one or two cache lines instead of a hash
-/// bucket, an element and the LRU lists (bpf_stats, bare 6.18: 2.4 instead
-/// of 3.0 us per prober connection). A socket whose slot is taken goes to
-/// `PROBE_SOCKS` as before; lookups try the slot first.
-#[repr(C)]
-pub struct ProbeSlot {
-    /// `struct sock` address of the owner; 0 when free.
-    skaddr: u64,
-    /// Claims on the slot, changed only by atomic adds (see [`claim_slot`]).
-    claims: i64,
-    sock: ProbeSock,
-}
+// PROBE_SLOTS is a direct-mapped cache in front of `PROBE_SOCKS`: one
+// 72-byte slot ([`ProbeSlot`]) holds the socket's address and its
+// [`ProbeSock`], so a healthy probe's insert, lookup and delete each touch
+// one or two cache lines instead of a hash bucket, an element and the LRU
+// lists (bpf_stats, bare 6.18: 2.4 instead of 3.0 us per prober
+// connection). A socket whose slot is taken goes to `PROBE_SOCKS` as
+// before; lookups try the slot first. Slots are claimed with atomic adds
+// on `claims` (see [`claim_slot`]).
 
 /// Destinations a node's probes go to: pods x probes, in the hundreds.
 const PROBE_DESTINATIONS_MAX: u32 = 4096;
@@ -140,6 +134,12 @@ fn prober_comm() -> Option<[u8; TASK_COMM_LEN]> {
     let prober =
         first_byte_may_match(&PROBER_COMM_FIRST_BYTES, &comm) && unsafe { PROBER_COMMS.get(&comm).is_some() };
     prober.then_some(comm)
+}
+
+/// Whether any socket may be tracked (in a slot or in the map).
+#[inline(always)]
+fn may_track_any() -> bool {
+    may_hold(tracked_map::PROBE_SLOTS) || may_hold(tracked_map::PROBE_SOCKS)
 }
 
 /// The tracked socket at `skaddr`, if it is one.
@@ -456,9 +456,12 @@ pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn on_rcv_state_process(sk: *const u8, mode: u8) {
-    // The state first: one read, and most segments arriving here belong to
+    // Whether anything is tracked first (a load from a map the verifier
+    // inlines): this runs for every segment a socket gets outside
+    // ESTABLISHED, node-wide, and usually no probe is in flight. Then the
+    // state (one helper call): most segments arriving here belong to
     // sockets past SYN-SENT (listeners, closing connections).
-    if sk.is_null() || sock_state(sk) != TCP_SYN_SENT {
+    if sk.is_null() || !may_track_any() || sock_state(sk) != TCP_SYN_SENT {
         return;
     }
     let skaddr = sk as u64;

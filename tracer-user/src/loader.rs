@@ -14,7 +14,7 @@ use aya::{
     programs::{FEntry, FExit, KProbe, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
-use tracer_common::{CommKey, Config, DestKey, NO_FIELD, ProcessOffsets, TASK_COMM_LEN, counter, setting};
+use tracer_common::{CommKey, Config, DestKey, NO_FIELD, ProbeSlot, ProbeSock, probe_sock, ProcessOffsets, TASK_COMM_LEN, counter, setting};
 
 use crate::kernel::{
     btf::{KernelBtf, ipvs_param_offsets},
@@ -422,6 +422,30 @@ impl Tracer {
             counts.push((dest, per_cpu.iter().sum()));
         }
         Ok(counts)
+    }
+
+    /// Prober connections the kernel tracks but has not reported yet (a
+    /// connect is reported lazily: at ESTABLISHED, or with the first other
+    /// record, such as the SYN retransmit after 1 s), connected within the
+    /// last `max_age_ns`; older ones are leftovers of a missed close.
+    pub fn unreported_probes(&self, now_ns: u64, max_age_ns: u64) -> Result<usize> {
+        let unreported = |s: &ProbeSock| {
+            s.flags & probe_sock::CONNECT_REPORTED == 0 && now_ns.saturating_sub(s.connect.ts_ns) < max_age_ns
+        };
+        let slots: Array<_, ProbeSlot> =
+            Array::try_from(self.ebpf.map("PROBE_SLOTS").context("map PROBE_SLOTS missing")?)?;
+        let mut n = 0;
+        for slot in slots.iter() {
+            let slot = slot?;
+            n += usize::from(slot.skaddr != 0 && unreported(&slot.sock));
+        }
+        let socks: HashMap<_, u64, ProbeSock> =
+            HashMap::try_from(self.ebpf.map("PROBE_SOCKS").context("map PROBE_SOCKS missing")?)?;
+        for entry in socks.iter() {
+            let (_, sock) = entry?;
+            n += usize::from(unreported(&sock));
+        }
+        Ok(n)
     }
 
     /// Starts a new ring-buffer high-water period.

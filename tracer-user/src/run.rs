@@ -205,7 +205,12 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         rec.flush()?;
     }
     let counters = tracer.counters()?;
+    let sink_in_flight = agg.probe.in_flight();
     let mut summary = agg.summary();
+    // Attempts younger than their first retransmit are known only to the
+    // kernel so far: still in flight.
+    let unreported = tracer.unreported_probes(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS)?;
+    summary["in_flight"] = json!(sink_in_flight + unreported);
     summary["lost_events"] = json!(counters.ringbuf_full);
     summary["tracking_map_full"] = json!(counters.map_full);
     summary["undecodable_events"] = json!(undecodable);

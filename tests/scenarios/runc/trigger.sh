@@ -4,7 +4,7 @@
 #   healthy   runc exec into a running container
 #   pids      the container's pids limit is exhausted (incident 2:
 #             "read init-p: connection reset by peer"); retries until one
-#             attempt fails, at most 10
+#             attempt fails, at most 30
 #   setns     runc run into a pod network namespace that was torn down
 #             (setns returns EINVAL)
 #   stopped   the container's init was killed behind runc's back, then
@@ -32,10 +32,11 @@ pids)
     # Only the container's init fits: runc init's own threads cannot be
     # created once it has joined the container's cgroup. Whether the Go
     # runtime starts its threads before or after runc moves it into the
-    # cgroup is a race, so retry until an attempt fails.
+    # cgroup is a race, so retry until an attempt fails (ten attempts all
+    # won the race once, on a fresh machine's first run: hence thirty).
     runc --root "$RUNC_ROOT" update --pids-limit 1 "$CONTAINER"
     statuses=()
-    for _ in $(seq 10); do
+    for _ in $(seq 30); do
         status=$(runc_exec "$CONTAINER")
         statuses+=("$status")
         [ "$status" != 0 ] && break
