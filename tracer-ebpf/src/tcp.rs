@@ -279,9 +279,13 @@ pub(crate) fn send_connect_owed(sock: &mut ProbeSock, sk: *const u8) {
 }
 
 /// A state change of a tracked socket. Connected with nothing reported yet
-/// (a healthy probe): one record for connect and ESTABLISHED.
+/// (a healthy probe): one record for connect and ESTABLISHED. `reset`: the
+/// peer reset it (raw tracepoint path, [`reset_by_peer`]), reported before
+/// the state change. Taken here, not by a second call sending what is owed,
+/// so the raw program inlines the owed records once: twice put it over the
+/// 512-byte stack on 6.1's verifier.
 #[inline(always)]
-fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, new: u8, mode: u8) {
+fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, new: u8, mode: u8, reset: bool) {
     if old == TCP_SYN_SENT && new == TCP_ESTABLISHED && sock.flags & probe_sock::CONNECT_REPORTED == 0 {
         if setting(settings::ESTABLISHED_COUNTED) != 0 && count_established(tuple) {
             untrack(skaddr, tuple);
@@ -299,6 +303,9 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
         return;
     }
     send_owed(sock, skaddr, tuple);
+    if reset {
+        send(&header(kind::TCP_RESET, mode), skaddr, tuple, 0, 0);
+    }
     send(&header(kind::TCP_STATE, mode), skaddr, tuple, old, new);
     if old == TCP_SYN_SENT && new == TCP_SYN_RECV {
         crate::add_to_count(tracked_map::SIMULTANEOUS_OPENS, 1);
@@ -541,7 +548,7 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
         && let Some(sock) = tracked(skaddr)
     {
         let tuple = tp_tuple(&ctx, off);
-        on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::TRACEPOINT);
+        on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::TRACEPOINT, false);
         return 0;
     }
     if new == TCP_SYN_SENT
@@ -567,10 +574,8 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
         && let Some(sock) = tracked(skaddr)
     {
         let tuple = sock_tuple(sk);
-        if new == TCP_CLOSE && reset_by_peer(sk, old) {
-            on_tracked_event(sock, kind::TCP_RESET, hook_mode::RAW_TRACEPOINT, skaddr, &tuple, 0, 0);
-        }
-        on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::RAW_TRACEPOINT);
+        let reset = new == TCP_CLOSE && reset_by_peer(sk, old);
+        on_tracked_state(sock, skaddr, &tuple, old, new, hook_mode::RAW_TRACEPOINT, reset);
         return 0;
     }
     if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 {
