@@ -154,6 +154,11 @@ fn assert_classified(out: &Output) {
     let summary = out.only("summary");
     assert_eq!(summary["lost_events"], 0);
     assert_eq!(summary["attempts"]["refused"], 1);
+    // Counted from 5.12 (fdinfo's recursion_misses), null before.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let version: Vec<u32> = release.split(['.', '-']).take(2).map(|n| n.parse().unwrap()).collect();
+    let counted = (version[0], version[1]) >= (5, 12);
+    assert_eq!(summary["missed_program_runs"].is_u64(), counted, "{summary}");
 }
 
 #[test]
@@ -276,8 +281,12 @@ fn hundreds_of_prober_connections_in_flight_at_once_are_each_counted() {
         .iter()
         .find(|d| d["daddr"] == "127.0.0.1" && d["dport"] == port)
         .unwrap_or_else(|| panic!("no attempts to port {port}: {}", out.dump()));
-    assert_eq!(dest["established"], N as u64, "{dest}");
-    assert_eq!(dest["timeout"], 0, "{dest}");
+    // What the tracer made of the ones it did not see connect (a rare
+    // failure on the bare machine: 250 of 300 established, 50 timed out).
+    let timeouts: Vec<String> = out.kind("probe_timeout").iter().take(5).map(|v| v.to_string()).collect();
+    let why = format!("{dest}\nsummary: {summary}\nfirst timeouts:\n{}", timeouts.join("\n"));
+    assert_eq!(dest["established"], N as u64, "{why}");
+    assert_eq!(dest["timeout"], 0, "{why}");
     assert_eq!(dest["refused"], 0, "{dest}");
 }
 

@@ -396,7 +396,24 @@ impl Tracer {
             ringbuf_full: sum(counter::RINGBUF_FULL)?,
             map_full: sum(counter::MAP_FULL)?,
             ringbuf_high_water: high_water,
+            missed_runs: self.missed_runs(),
         })
+    }
+
+    /// Summed over every loaded program, from its fd's fdinfo: the kernel
+    /// keeps the count whether or not BPF statistics are on, and aya's
+    /// program info does not carry it.
+    fn missed_runs(&self) -> Option<u64> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let mut total = None;
+        for (_, program) in self.ebpf.programs() {
+            let Ok(fd) = program.fd() else { continue };
+            let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+            if let Some(n) = std::fs::read_to_string(path).ok().and_then(|t| fdinfo_field(&t, "recursion_misses")) {
+                *total.get_or_insert(0) += n;
+            }
+        }
+        total
     }
 
     /// Has the kernel count healthy probes per destination instead of
@@ -470,6 +487,16 @@ pub struct KernelCounters {
     pub map_full: u64,
     /// Most unread bytes seen in the ring buffer since the last reset.
     pub ringbuf_high_water: u64,
+    /// Runs of our programs the kernel skipped because the same program was
+    /// already running on that CPU (a softirq interrupting it, for one):
+    /// events lost before any map or ring buffer saw them. None where the
+    /// kernel does not count them (before 5.12).
+    pub missed_runs: Option<u64>,
+}
+
+/// A `name:\tvalue` line of an fdinfo file.
+fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
 }
 
 /// Fills the offsets the programs need. Returns why the IPVS hook cannot
@@ -730,6 +757,15 @@ fn raise_memlock_limit() {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn missed_runs_are_read_from_fdinfo_by_exact_name() {
+        let fdinfo = "pos:\t0\nprog_type:\t17\nprog_id:\t840\nrun_cnt:\t0\nrecursion_misses:\t3\n";
+        assert_eq!(fdinfo_field(fdinfo, "recursion_misses"), Some(3));
+        assert_eq!(fdinfo_field("prog_type:\t17\n", "recursion_misses"), None);
+        assert_eq!(fdinfo_field(fdinfo, "recursion"), None);
+    }
+
     use super::*;
 
     #[test]

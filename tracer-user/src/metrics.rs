@@ -23,7 +23,10 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-use crate::{diagnose::Report, loader::HookStatus};
+use crate::{
+    diagnose::Report,
+    loader::{HookStatus, KernelCounters},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
@@ -60,12 +63,13 @@ pub struct Metrics {
     events: Counter,
     lost_events: Counter,
     tracking_map_full: Counter,
+    missed_program_runs: Counter,
     hooks: Family<HookLabels, Gauge>,
     ringbuf_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     runtime_calls: Family<SubcommandLabels, Histogram>,
     kubernetes_events: Family<ResultLabels, Counter>,
     /// Kernel counters are cumulative; the Prometheus counters get deltas.
-    last_kernel: Mutex<(u64, u64)>,
+    last_kernel: Mutex<(u64, u64, u64)>,
     /// Unix seconds of the last pass of the event loop (for /healthz).
     last_loop: AtomicU64,
 }
@@ -78,6 +82,7 @@ impl Metrics {
         let events = Counter::default();
         let lost_events = Counter::default();
         let tracking_map_full = Counter::default();
+        let missed_program_runs = Counter::default();
         let hooks = Family::<HookLabels, Gauge>::default();
         let ringbuf_fill = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let runtime_calls = Family::<SubcommandLabels, Histogram>::new_with_constructor(|| {
@@ -90,6 +95,11 @@ impl Metrics {
         registry.register("events", "Events received from the kernel", events.clone());
         registry.register("lost_events", "Events the ring buffer had no room for", lost_events.clone());
         registry.register("tracking_map_full", "Sockets or pids the tracking maps could not take", tracking_map_full.clone());
+        registry.register(
+            "missed_program_runs",
+            "Program runs the kernel skipped because the program was already running on that CPU",
+            missed_program_runs.clone(),
+        );
         registry.register("hook_attached", "1 for the mechanism each hook got", hooks.clone());
         registry.register("ringbuf_fill_ratio", "Highest ring buffer fill since the last update (0..1)", ringbuf_fill.clone());
         registry.register("runtime_call_duration_seconds", "Duration of container runtime (runc) calls", runtime_calls.clone());
@@ -105,11 +115,12 @@ impl Metrics {
             events,
             lost_events,
             tracking_map_full,
+            missed_program_runs,
             hooks,
             ringbuf_fill,
             runtime_calls,
             kubernetes_events,
-            last_kernel: Mutex::new((0, 0)),
+            last_kernel: Mutex::new((0, 0, 0)),
             last_loop: AtomicU64::new(now_secs()),
         })
     }
@@ -161,11 +172,13 @@ impl Metrics {
     }
 
     /// Kernel counters (cumulative) and the ring buffer's fill high-water.
-    pub fn kernel(&self, ringbuf_full: u64, map_full: u64, fill_ratio: f64) {
+    pub fn kernel(&self, c: &KernelCounters, fill_ratio: f64) {
         let mut last = self.last_kernel.lock().expect("metrics lock");
-        self.lost_events.inc_by(ringbuf_full.saturating_sub(last.0));
-        self.tracking_map_full.inc_by(map_full.saturating_sub(last.1));
-        *last = (ringbuf_full.max(last.0), map_full.max(last.1));
+        let missed = c.missed_runs.unwrap_or(0);
+        self.lost_events.inc_by(c.ringbuf_full.saturating_sub(last.0));
+        self.tracking_map_full.inc_by(c.map_full.saturating_sub(last.1));
+        self.missed_program_runs.inc_by(missed.saturating_sub(last.2));
+        *last = (c.ringbuf_full.max(last.0), c.map_full.max(last.1), missed.max(last.2));
         self.ringbuf_fill.set(fill_ratio);
     }
 
@@ -235,13 +248,15 @@ mod tests {
         let ev = Event { ts_ns: 1, pid: 1, tid: 1, comm: "runc".into(), cgroup_id: 0, mode: HookMode::Tracepoint, body: Body::Fork { child_tid: 2 } };
         m.report(&Report::new("fork_failed", &ev).with("errno_name", "EAGAIN"));
         m.report(&Report::new("tcp_attempt", &ev).with("outcome", "established"));
-        m.kernel(5, 0, 0.25);
-        m.kernel(7, 0, 0.5);
+        let counters = |ringbuf_full, missed_runs| KernelCounters { ringbuf_full, map_full: 0, ringbuf_high_water: 0, missed_runs };
+        m.kernel(&counters(5, Some(2)), 0.25);
+        m.kernel(&counters(7, Some(3)), 0.5);
         m.runtime_call("state", 1_500_000_000);
         let text = m.encode();
         assert!(text.contains(r#"probe_tracer_verdicts_total{kind="fork_failed",reason="EAGAIN"} 1"#), "{text}");
         assert!(text.contains(r#"probe_tracer_probe_connections_total{outcome="established"} 1"#), "{text}");
         assert!(text.contains("probe_tracer_lost_events_total 7"), "{text}");
+        assert!(text.contains("probe_tracer_missed_program_runs_total 3"), "{text}");
         assert!(text.contains("probe_tracer_ringbuf_fill_ratio 0.5"), "{text}");
         assert!(text.contains(r#"probe_tracer_runtime_call_duration_seconds_bucket{le="2.5",subcommand="state"} 1"#), "{text}");
         assert!(m.healthy());

@@ -172,7 +172,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
                 }
                 if let Some(m) = &sink.metrics {
                     let c = tracer.counters()?;
-                    m.kernel(c.ringbuf_full, c.map_full, c.ringbuf_high_water as f64 / tracer.ringbuf_bytes() as f64);
+                    m.kernel(&c, c.ringbuf_high_water as f64 / tracer.ringbuf_bytes() as f64);
                     tracer.reset_high_water()?;
                     m.heartbeat();
                 }
@@ -213,6 +213,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     summary["in_flight"] = json!(sink_in_flight + unreported);
     summary["lost_events"] = json!(counters.ringbuf_full);
     summary["tracking_map_full"] = json!(counters.map_full);
+    summary["missed_program_runs"] = json!(counters.missed_runs);
     summary["undecodable_events"] = json!(undecodable);
     let text = summary_text(&summary);
     out.record("summary", summary, &text)?;
@@ -386,12 +387,18 @@ fn summary_text(s: &serde_json::Value) -> String {
     let a = &s["attempts"];
     let verdicts: u64 = s["verdicts"].as_object().map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
     format!(
-        "summary: {} prober connections ({} established, {} refused, {} timed out, {} diverted by IPVS); {verdicts} verdicts; {} events lost",
+        "summary: {} prober connections ({} established, {} refused, {} timed out, {} diverted by IPVS); {verdicts} verdicts; {} events lost{}",
         a["established"].as_u64().unwrap_or(0)
             + a["refused"].as_u64().unwrap_or(0)
             + a["timeout"].as_u64().unwrap_or(0)
             + a["diverted"].as_u64().unwrap_or(0),
         a["established"], a["refused"], a["timeout"], a["diverted"], s["lost_events"],
+        match s["missed_program_runs"].as_u64() {
+            Some(n) if n > 0 => format!(
+                "; {n} program runs skipped by the kernel (the program was already running on that CPU): what they saw is lost"
+            ),
+            _ => String::new(),
+        },
     )
 }
 
