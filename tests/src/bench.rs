@@ -92,6 +92,83 @@ pub fn busy_cpu_seconds() -> f64 {
     busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
+/// Keeps the kernel's BPF run-time statistics on while it lives
+/// (`BPF_ENABLE_STATS`, 5.8+): every program's `run_time_ns` and `run_cnt`
+/// count, at the cost of two clock reads per run. An fd rather than the
+/// `kernel.bpf_stats_enabled` sysctl, so a benchmark that dies leaves them
+/// off.
+pub struct BpfStats(std::os::fd::OwnedFd);
+
+impl BpfStats {
+    pub fn enable() -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        const BPF_ENABLE_STATS: libc::c_long = 32;
+        // union bpf_attr's enable_stats: { __u32 type } with type
+        // BPF_STATS_RUN_TIME (0); the rest must be zero.
+        let attr = [0u32; 2];
+        // SAFETY: bpf(2) with a zeroed attribute of the size passed.
+        let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), size_of_val(&attr)) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a new fd the kernel just returned, owned by nobody else.
+        Ok(Self(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+}
+
+/// What one process's BPF programs and its own threads cost so far.
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+pub struct ProcessCost {
+    /// Time the programs it holds ran in the kernel ([`BpfStats`] on).
+    pub bpf_ns: u64,
+    /// How many times they ran.
+    pub bpf_runs: u64,
+    /// CPU time of its threads (its userspace and the syscalls it makes).
+    pub cpu_ns: u64,
+}
+
+impl ProcessCost {
+    /// Read from /proc: every program fd's fdinfo (each program once, by
+    /// id; link fds name a program but carry no counts) and every thread's
+    /// schedstat.
+    pub fn of(pid: u32) -> Self {
+        let mut cost = Self::default();
+        let mut programs = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+            if let (Some(id), Some(ns), Some(runs)) =
+                (fdinfo_field(&text, "prog_id"), fdinfo_field(&text, "run_time_ns"), fdinfo_field(&text, "run_cnt"))
+                && programs.insert(id)
+            {
+                cost.bpf_ns += ns;
+                cost.bpf_runs += runs;
+            }
+        }
+        for entry in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+            // schedstat: time on CPU (ns), time waiting, timeslices.
+            let on_cpu = std::fs::read_to_string(entry.path().join("schedstat"))
+                .ok()
+                .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()));
+            cost.cpu_ns += on_cpu.unwrap_or(0);
+        }
+        cost
+    }
+
+    /// What was spent between `earlier` and this reading.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            bpf_ns: self.bpf_ns.saturating_sub(earlier.bpf_ns),
+            bpf_runs: self.bpf_runs.saturating_sub(earlier.bpf_runs),
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+        }
+    }
+}
+
+/// A `name:\tvalue` line of an fdinfo file.
+fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -236,6 +313,18 @@ impl Windows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fdinfo_fields_are_read_by_exact_name() {
+        let prog = "pos:\t0\nflags:\t02000002\nprog_type:\t17\nprog_id:\t42\nrun_time_ns:\t1500\nrun_cnt:\t3\n";
+        assert_eq!(fdinfo_field(prog, "prog_id"), Some(42));
+        assert_eq!(fdinfo_field(prog, "run_time_ns"), Some(1500));
+        assert_eq!(fdinfo_field(prog, "run_cnt"), Some(3));
+        // A link names its program but has no counts.
+        let link = "link_type:\traw_tracepoint\nlink_id:\t7\nprog_id:\t42\n";
+        assert_eq!(fdinfo_field(link, "run_time_ns"), None);
+        assert_eq!(fdinfo_field(prog, "prog"), None);
+    }
 
     #[test]
     fn ratios_are_paired_with_the_neighbouring_baselines() {

@@ -188,6 +188,10 @@ impl Tracer {
         tracer
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops it as Ctrl-C would and returns every JSON line it printed.
     pub fn stop(mut self) -> Output {
         // SAFETY: plain kill(2) on our own child.

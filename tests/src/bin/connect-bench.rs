@@ -27,6 +27,13 @@
 //! cost, e.g. `--tracer-arg --groups --tracer-arg probe`).
 //! `--peer-every N` runs bpftrace in every N-th round only (it is slow to
 //! start), so more probe-tracer windows fit in the same time.
+//! `--cost-rounds N` (default 3) adds N rounds after the throughput
+//! rounds with the kernel's BPF statistics on, which measure what each
+//! tracer costs per connection directly: the time its programs ran
+//! (`run_time_ns`) and its own process's CPU time, over the CPU time a
+//! baseline connection takes. Unlike the throughput ratio, this does not
+//! drown in the machine's wake-up noise. The statistics' own clock reads
+//! are counted in, so it errs high.
 //! `--peer-tracer BIN` runs another build of probe-tracer (same arguments)
 //! in bpftrace's place, to compare two builds in one run: for instance one
 //! whose programs return at once, which separates what attaching costs
@@ -60,10 +67,11 @@ struct Args {
     peer_every: usize,
     peer_tracer: Option<PathBuf>,
     clients: usize,
+    cost_rounds: usize,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1, peer_tracer: None, clients: 1 };
+    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1, peer_tracer: None, clients: 1, cost_rounds: 3 };
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -77,6 +85,7 @@ fn parse_args() -> Args {
             "--tracer-arg" => args.tracer_args.push(val()),
             "--peer-every" => args.peer_every = val().parse().expect("--peer-every"),
             "--clients" => args.clients = val().parse().expect("--clients"),
+            "--cost-rounds" => args.cost_rounds = val().parse().expect("--cost-rounds"),
             "--peer-tracer" => args.peer_tracer = Some(PathBuf::from(val())),
             other => panic!("unknown argument {other}"),
         }
@@ -175,6 +184,17 @@ enum Running {
     Control(Child),
 }
 
+impl Running {
+    /// The tracer's process, whose programs and threads the cost phase reads.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Running::None => None,
+            Running::ProbeTracer(t) | Running::PeerTracer(t) => Some(t.pid()),
+            Running::Bpftrace(c) | Running::Control(c) => Some(c.id()),
+        }
+    }
+}
+
 fn start(condition: Condition, args: &Args) -> Running {
     match condition {
         Condition::Baseline => Running::None,
@@ -235,6 +255,115 @@ fn stop(running: Running) -> Option<(u64, u64)> {
     }
 }
 
+/// One workload window of the cost phase.
+#[derive(Clone, Copy)]
+struct CostSample {
+    connections: u64,
+    /// The whole machine's busy CPU time in the window.
+    busy_ns: f64,
+    /// The tracer's programs and process in the window (none for baseline).
+    tracer: bench::ProcessCost,
+}
+
+impl CostSample {
+    fn per_connection(&self, ns: u64) -> f64 {
+        ns as f64 / self.connections.max(1) as f64
+    }
+}
+
+/// Median, smallest and largest.
+fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// The cost phase (see `--cost-rounds`): per round a baseline, probe-tracer
+/// and the peer, each over both workloads, with BPF statistics on. Returns
+/// the samples by workload and condition, and probe-tracer's accounting.
+fn cost_phase(args: &Args, addr: std::net::SocketAddr, workloads: &[&'static str]) -> Option<(Vec<Vec<(Condition, CostSample)>>, Vec<Value>)> {
+    let _stats = match bench::BpfStats::enable() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cost phase skipped: cannot turn on BPF statistics ({e})");
+            return None;
+        }
+    };
+    let mut samples = vec![Vec::new(); workloads.len()];
+    let mut accounting = Vec::new();
+    for round in 0..args.cost_rounds {
+        for condition in Condition::ALL {
+            let running = start(condition, args);
+            thread::sleep(bench::SETTLE);
+            let pid = running.pid();
+            let cost_now = || pid.map(bench::ProcessCost::of).unwrap_or_default();
+            connect_loop(addr, "bench-warmup", WARMUP_SECONDS, args.pin, args.clients);
+            let mut prober_made = 0;
+            for (wi, &comm) in workloads.iter().enumerate() {
+                let (cost_before, busy_before) = (cost_now(), bench::busy_cpu_seconds());
+                let n = connect_loop(addr, comm, args.seconds, args.pin, args.clients);
+                let busy_ns = (bench::busy_cpu_seconds() - busy_before) * 1e9;
+                let sample = CostSample { connections: n, busy_ns, tracer: cost_now().since(&cost_before) };
+                eprintln!(
+                    "cost round {round} {:<13} {comm:<13} {:>7.0} ns BPF/conn ({:.1} runs) {:>7.0} ns process CPU/conn {:>6.1} us busy CPU/conn",
+                    condition.name(),
+                    sample.per_connection(sample.tracer.bpf_ns),
+                    sample.tracer.bpf_runs as f64 / n.max(1) as f64,
+                    sample.per_connection(sample.tracer.cpu_ns),
+                    sample.per_connection(busy_ns as u64) / 1e3,
+                );
+                samples[wi].push((condition, sample));
+                if comm == "kubelet" {
+                    prober_made = n;
+                }
+            }
+            if let Some((seen, lost)) = stop(running) {
+                accounting.push(json!({ "round": round, "phase": "cost", "prober_connections": prober_made, "seen": seen, "lost_events": lost }));
+            }
+            thread::sleep(bench::SETTLE);
+        }
+    }
+    Some((samples, accounting))
+}
+
+/// Prints the cost table and returns it as JSON rows.
+fn report_cost(args: &Args, workloads: &[&'static str], samples: &[Vec<(Condition, CostSample)>]) -> Vec<Value> {
+    let peer = if args.peer_tracer.is_some() { "peer build" } else { "bpftrace" };
+    println!(
+        "\ncost per connection with BPF statistics on ({} rounds; median [min-max]); share: the tracer's BPF and\n\
+         process time over a baseline connection's busy CPU (an estimate of the throughput a CPU-bound loop loses):",
+        args.cost_rounds
+    );
+    println!("{:<12} {:<13} {:>10} {:>24} {:>10} {:>22} {:>24}", "workload", "tracer", "base us", "BPF ns/conn", "runs/conn", "process ns/conn", "share");
+    let mut rows = Vec::new();
+    for (wi, comm) in workloads.iter().enumerate() {
+        let of = |c: Condition| samples[wi].iter().filter(move |(k, _)| *k == c).map(|(_, s)| *s);
+        let base_ns = median(of(Condition::Baseline).map(|s| s.busy_ns / s.connections.max(1) as f64).collect());
+        for (condition, name) in [(Condition::ProbeTracer, "probe-tracer"), (Condition::Bpftrace, peer)] {
+            let bpf = spread(of(condition).map(|s| s.per_connection(s.tracer.bpf_ns)).collect());
+            let runs = median(of(condition).map(|s| s.tracer.bpf_runs as f64 / s.connections.max(1) as f64).collect());
+            let process = spread(of(condition).map(|s| s.per_connection(s.tracer.cpu_ns)).collect());
+            let share = spread(of(condition).map(|s| s.per_connection(s.tracer.bpf_ns + s.tracer.cpu_ns) / base_ns).collect());
+            println!(
+                "{:<12} {:<13} {:>10.1} {:>24} {:>10.1} {:>22} {:>24}",
+                label(comm),
+                name,
+                base_ns / 1e3,
+                format!("{:.0} [{:.0}-{:.0}]", bpf.0, bpf.1, bpf.2),
+                runs,
+                format!("{:.0} [{:.0}-{:.0}]", process.0, process.1, process.2),
+                format!("{:.2} % [{:.2}-{:.2}]", share.0 * 100.0, share.1 * 100.0, share.2 * 100.0),
+            );
+            rows.push(json!({
+                "workload": comm, "tracer": name, "baseline_busy_ns_per_conn": base_ns,
+                "bpf_ns_per_conn": bpf.0, "bpf_ns_per_conn_min": bpf.1, "bpf_ns_per_conn_max": bpf.2,
+                "bpf_runs_per_conn": runs, "process_ns_per_conn": process.0,
+                "share": share.0, "share_min": share.1, "share_max": share.2,
+            }));
+        }
+    }
+    rows
+}
+
 fn main() {
     let args = parse_args();
     // The bench runs probe-tracer through the e2e helper, which reads these.
@@ -282,6 +411,7 @@ fn main() {
             accounting.push(json!({ "round": round, "prober_connections": prober_made, "seen": seen, "lost_events": lost }));
         }
     });
+    let cost = if args.cost_rounds > 0 { cost_phase(&args, addr, &workloads) } else { None };
     stop_server.store(true, Ordering::Relaxed);
     let _ = TcpStream::connect(addr);
 
@@ -327,13 +457,20 @@ fn main() {
     for (comm, ours, peer) in cpu_rows {
         println!("{:<14} {:>12} {:>22} {:>13} {:>9} {:>22}", label(comm), "", ours, ours.ci95(), ours.loss_below(0.02), peer);
     }
+    let cost_rows = match cost {
+        Some((samples, cost_accounting)) => {
+            accounting.extend(cost_accounting);
+            report_cost(&args, &workloads, &samples)
+        }
+        None => Vec::new(),
+    };
     let complete = accounting.iter().all(|a| a["seen"] == a["prober_connections"] && a["lost_events"] == 0);
     println!(
         "probe-tracer saw every prober connection with no lost events: {}  {}",
         if complete { "yes" } else { "NO" },
         Value::Array(accounting.clone())
     );
-    let report = json!({ "kernel": kernel, "control": args.control, "peer_tracer": args.peer_tracer, "rounds": args.rounds, "seconds": args.seconds, "results": results, "accounting": accounting, "complete": complete });
+    let report = json!({ "kernel": kernel, "control": args.control, "peer_tracer": args.peer_tracer, "rounds": args.rounds, "seconds": args.seconds, "results": results, "cost": cost_rows, "accounting": accounting, "complete": complete });
     if let Some(path) = &args.json {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     }
