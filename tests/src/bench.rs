@@ -97,7 +97,10 @@ pub fn busy_cpu_seconds() -> f64 {
 /// count, at the cost of two clock reads per run. An fd rather than the
 /// `kernel.bpf_stats_enabled` sysctl, so a benchmark that dies leaves them
 /// off.
-pub struct BpfStats(std::os::fd::OwnedFd);
+pub struct BpfStats {
+    /// Closing it turns the statistics off again.
+    _enabled: std::os::fd::OwnedFd,
+}
 
 impl BpfStats {
     pub fn enable() -> std::io::Result<Self> {
@@ -112,7 +115,7 @@ impl BpfStats {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: a new fd the kernel just returned, owned by nobody else.
-        Ok(Self(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+        Ok(Self { _enabled: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) } })
     }
 }
 

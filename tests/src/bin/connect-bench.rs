@@ -277,10 +277,13 @@ fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
+/// Cost samples by workload, each with the condition it was measured under.
+type CostSamples = Vec<Vec<(Condition, CostSample)>>;
+
 /// The cost phase (see `--cost-rounds`): per round a baseline, probe-tracer
 /// and the peer, each over both workloads, with BPF statistics on. Returns
 /// the samples by workload and condition, and probe-tracer's accounting.
-fn cost_phase(args: &Args, addr: std::net::SocketAddr, workloads: &[&'static str]) -> Option<(Vec<Vec<(Condition, CostSample)>>, Vec<Value>)> {
+fn cost_phase(args: &Args, addr: std::net::SocketAddr, workloads: &[&'static str]) -> Option<(CostSamples, Vec<Value>)> {
     let _stats = match bench::BpfStats::enable() {
         Ok(s) => s,
         Err(e) => {
