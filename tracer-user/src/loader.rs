@@ -757,6 +757,7 @@ fn raise_memlock_limit() {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn missed_runs_are_read_from_fdinfo_by_exact_name() {
@@ -765,8 +766,6 @@ mod tests {
         assert_eq!(fdinfo_field("prog_type:\t17\n", "recursion_misses"), None);
         assert_eq!(fdinfo_field(fdinfo, "recursion"), None);
     }
-
-    use super::*;
 
     #[test]
     fn comm_key_truncates_like_the_kernel() {
