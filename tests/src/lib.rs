@@ -130,6 +130,7 @@ impl Drop for Scenario {
 /// A running `probe-tracer run --format json`.
 pub struct Tracer {
     child: Child,
+    ready: PathBuf,
     stdout: PathBuf,
     stderr: PathBuf,
 }
@@ -176,20 +177,45 @@ impl Tracer {
             .stderr(Stdio::from(fs::File::create(&stderr).unwrap()))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let mut tracer = Self { child, stdout, stderr };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ready.exists() {
-            if let Some(status) = tracer.child.try_wait().unwrap() {
-                panic!("probe-tracer exited before attaching ({status}): {}", tracer.stderr_text());
-            }
-            assert!(Instant::now() < deadline, "probe-tracer did not attach within 120 s");
-            thread::sleep(Duration::from_millis(50));
-        }
+        let mut tracer = Self { child, ready, stdout, stderr };
+        tracer.wait_until_attached(true, Duration::from_secs(120), Duration::from_millis(50));
         tracer
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Detaches its programs (it must run with `--pause-signals`) and
+    /// returns once they are.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGUSR1);
+        self.wait_until_attached(false, Duration::from_secs(30), Duration::from_micros(200));
+    }
+
+    /// Attaches them again after [`Tracer::pause`].
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGUSR2);
+        self.wait_until_attached(true, Duration::from_secs(30), Duration::from_micros(200));
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the ready file, which exists exactly while every program
+    /// is attached, to exist (or not), polling every `poll`.
+    fn wait_until_attached(&mut self, attached: bool, limit: Duration, poll: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.ready.exists() != attached {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("probe-tracer exited ({status}): {}", self.stderr_text());
+            }
+            let what = if attached { "attach" } else { "detach" };
+            assert!(Instant::now() < deadline, "probe-tracer did not {what} within {limit:?}");
+            thread::sleep(poll);
+        }
     }
 
     /// Stops it as Ctrl-C would and returns every JSON line it printed.

@@ -411,3 +411,41 @@ fn a_simultaneous_open_is_followed_to_established() {
     assert_eq!(dest["established"], 1, "{}", out.dump());
     assert!(out.verdicts().is_empty(), "{}", out.dump());
 }
+
+/// `--pause-signals` (for benchmarks): SIGUSR1 detaches every program and
+/// SIGUSR2 attaches them again, so connections made while paused are not
+/// seen and those before and after are.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn pause_signals_detach_the_programs_and_attach_them_again() {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut tracer = Tracer::start(&["--groups", "probe", "--verdicts-only", "--pause-signals"]);
+    let probe = |n: usize| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..n {
+                    drop(listener.accept().unwrap());
+                }
+            });
+            s.spawn(|| {
+                tests::set_thread_name("kubelet");
+                for _ in 0..n {
+                    drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+                }
+            });
+        });
+    };
+    probe(20);
+    tracer.pause();
+    probe(30);
+    tracer.resume();
+    probe(40);
+    let out = tracer.stop();
+    let summary = out.only("summary");
+    let dest = summary["destinations"].as_array().unwrap().iter().find(|d| d["dport"] == port).cloned();
+    let dest = dest.unwrap_or_else(|| panic!("no attempts to port {port}: {}", out.dump()));
+    assert_eq!(dest["established"], 60, "only the connections made while attached: {}", out.dump());
+    assert_eq!(summary["lost_events"], 0);
+}

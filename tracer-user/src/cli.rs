@@ -142,6 +142,11 @@ pub struct RunArgs {
     /// Ring buffer size in bytes (rounded up to a power of two).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub ringbuf_size: u32,
+    /// For benchmarks: SIGUSR1 detaches every program and removes the ready
+    /// file, SIGUSR2 attaches them again and recreates it. Connections that
+    /// change state while detached are not traced (and may be misjudged).
+    #[arg(long, hide = true, requires = "ready_file")]
+    pub pause_signals: bool,
     #[command(flatten)]
     pub diagnose: DiagnoseArgs,
     #[command(flatten)]

@@ -325,8 +325,16 @@ pub struct LoadOptions {
     pub ringbuf_bytes: u32,
 }
 
+/// A program's attachment, held by the tracer: dropping it detaches the
+/// program (aya's owned link types differ per program type).
+type HeldLink = Box<dyn Send + Sync>;
+
 /// A loaded, attached tracer. Dropping it detaches everything.
 pub struct Tracer {
+    /// Empty while paused. Before `ebpf`, so links go before their programs.
+    links: Vec<HeldLink>,
+    /// How each program was attached, to attach it again on resume.
+    attached: Vec<Attach>,
     ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
     ringbuf_bytes: u32,
@@ -352,8 +360,13 @@ impl Tracer {
         fill_comms(&mut ebpf, "RUNTIME_COMMS", "RUNTIME_COMM_FIRST_BYTES", &opts.runtime_comms)?;
 
         let mut hooks: Vec<HookStatus> = Vec::new();
+        let (mut links, mut attached) = (Vec::new(), Vec::new());
         for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
-            let status = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), opts);
+            let (status, link) = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), opts);
+            if let Some((how, link)) = link {
+                attached.push(how);
+                links.push(link);
+            }
             if spec.required && status.mode.is_none() {
                 let why = status.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ");
                 return Err(anyhow!("hook {} could not be attached by any mechanism ({why})", spec.name));
@@ -367,7 +380,28 @@ impl Tracer {
         settings.set(setting::CONNECT_HOOKED, connect_hooked as u32, 0)?;
         settings.set(setting::IPVS_HOOKED, ipvs_observed(&hooks) as u32, 0)?;
 
-        Ok(Self { ebpf, hooks, ringbuf_bytes })
+        Ok(Self { links, attached, ebpf, hooks, ringbuf_bytes })
+    }
+
+    /// Detaches every program, keeping them loaded and the maps as they
+    /// are, so that [`Tracer::resume`] takes milliseconds, not a reload.
+    /// What happens while paused is not seen: connections that change state
+    /// meanwhile are lost to the tracer. For benchmarks (`run
+    /// --pause-signals`), which compare attached and detached windows many
+    /// times a minute without restarting.
+    pub fn pause(&mut self) {
+        self.links.clear();
+    }
+
+    /// Attaches again what [`Tracer::pause`] detached, each program with
+    /// the mechanism it got at load.
+    pub fn resume(&mut self) -> Result<()> {
+        if self.links.is_empty() {
+            for how in &self.attached {
+                self.links.push(relink(&mut self.ebpf, how)?);
+            }
+        }
+        Ok(())
     }
 
     pub fn hook_mode(&self, hook: &str) -> Option<Mode> {
@@ -591,7 +625,7 @@ fn attach_hook(
     earlier: &[HookStatus],
     ipvs_problem: Option<&str>,
     opts: &LoadOptions,
-) -> HookStatus {
+) -> (HookStatus, Option<(Attach, HeldLink)>) {
     let mut status = HookStatus { hook: spec.name, group: spec.groups[0], mode: None, target: None, tried: Vec::new() };
     for candidate in spec.candidates {
         // A disallowed mechanism is not tried at all (and not listed).
@@ -607,53 +641,53 @@ fn attach_hook(
         }
         let (mode, target, result) = match *candidate {
             Attach::Fentry { program, function } => {
-                (Mode::Fentry, function.to_string(), attach_fentry(ebpf, program, function, btf))
+                (Mode::Fentry, function.to_string(), attach_fentry(ebpf, program, function, btf).map(Some))
             }
             Attach::FexitSyscall { program, syscall } => {
                 let (function, result) = attach_fexit_syscall(ebpf, program, syscall, btf);
-                (Mode::Fexit, function, result)
+                (Mode::Fexit, function, result.map(Some))
             }
             Attach::Kprobe { program, function } => {
                 let result = match (function, ipvs_problem) {
                     ("ip_vs_conn_new", Some(problem)) => Err(anyhow!("{problem}")),
-                    _ => attach_kprobe(ebpf, program, function),
+                    _ => attach_kprobe(ebpf, program, function).map(Some),
                 };
                 (Mode::Kprobe, function.to_string(), result)
             }
             Attach::Tracepoint { program, category, name } => {
-                (Mode::Tracepoint, format!("{category}:{name}"), attach_tracepoint(ebpf, program, category, name))
+                (Mode::Tracepoint, format!("{category}:{name}"), attach_tracepoint(ebpf, program, category, name).map(Some))
             }
             Attach::RawTracepoint { program, name } => {
-                (Mode::RawTracepoint, name.to_string(), attach_raw_tracepoint(ebpf, program, name))
+                (Mode::RawTracepoint, name.to_string(), attach_raw_tracepoint(ebpf, program, name).map(Some))
             }
             Attach::Via { hook } => {
                 let other = earlier.iter().find(|h| h.hook == hook);
                 match other.and_then(|h| h.mode.zip(h.target.clone())) {
-                    Some((mode, target)) => (mode, target, Ok(())),
+                    Some((mode, target)) => (mode, target, Ok(None)),
                     None => (Mode::Tracepoint, hook.to_string(), Err(anyhow!("hook {hook} is not attached"))),
                 }
             }
             Attach::CoveredBy { hook, mode } => {
                 let other = earlier.iter().find(|h| h.hook == hook);
                 match other.and_then(|h| h.mode.filter(|m| *m == mode).zip(h.target.clone())) {
-                    Some((mode, target)) => (mode, target, Ok(())),
+                    Some((mode, target)) => (mode, target, Ok(None)),
                     // Not an attach failure: the next candidate is the one needed.
                     None => continue,
                 }
             }
-            Attach::Inferred { source } => (Mode::Inferred, source.to_string(), Ok(())),
+            Attach::Inferred { source } => (Mode::Inferred, source.to_string(), Ok(None)),
         };
 
         match result {
-            Ok(()) => {
+            Ok(link) => {
                 status.mode = Some(mode);
                 status.target = Some(target);
-                return status;
+                return (status, link.map(|l| (*candidate, l)));
             }
             Err(e) => status.tried.push(Failure::refused(mode, target, format!("{e:#}"))),
         }
     }
-    status
+    (status, None)
 }
 
 /// Loads and attaches, unloading again if either step fails, so that the
@@ -662,9 +696,9 @@ fn attach_hook(
 fn load_and_attach<P>(
     prog: &mut P,
     load: impl FnOnce(&mut P) -> Result<()>,
-    attach: impl FnOnce(&mut P) -> Result<()>,
+    attach: impl FnOnce(&mut P) -> Result<HeldLink>,
     unload: impl FnOnce(&mut P),
-) -> Result<()> {
+) -> Result<HeldLink> {
     let result = load(prog).and_then(|()| attach(prog));
     if result.is_err() {
         unload(prog);
@@ -672,16 +706,16 @@ fn load_and_attach<P>(
     result
 }
 
-fn attach_fentry(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf>) -> Result<()> {
+fn attach_fentry(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf>) -> Result<HeldLink> {
     let btf = btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
     let prog: &mut FEntry = program_mut(ebpf, program)?.try_into()?;
-    load_and_attach(prog, |p| Ok(p.load(function, btf)?), |p| Ok(p.attach().map(drop)?), |p| drop(p.unload()))
+    load_and_attach(prog, |p| Ok(p.load(function, btf)?), link_fentry, |p| drop(p.unload()))
 }
 
-fn attach_fexit(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf>) -> Result<()> {
+fn attach_fexit(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf>) -> Result<HeldLink> {
     let btf = btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
     let prog: &mut FExit = program_mut(ebpf, program)?.try_into()?;
-    load_and_attach(prog, |p| Ok(p.load(function, btf)?), |p| Ok(p.attach().map(drop)?), |p| drop(p.unload()))
+    load_and_attach(prog, |p| Ok(p.load(function, btf)?), link_fexit, |p| drop(p.unload()))
 }
 
 /// Attaches `program` to the function `syscall` enters the kernel through
@@ -689,40 +723,84 @@ fn attach_fexit(ebpf: &mut Ebpf, program: &str, function: &str, btf: Option<&Btf
 /// names take `const struct pt_regs *` and return long, so one program
 /// fits either: x86's argument-less syscalls (fork, vfork) are aliases of
 /// `__do_sys_NAME`, and only that name is in BTF.
-fn attach_fexit_syscall(ebpf: &mut Ebpf, program: &str, syscall: &str, btf: Option<&Btf>) -> (String, Result<()>) {
+fn attach_fexit_syscall(ebpf: &mut Ebpf, program: &str, syscall: &str, btf: Option<&Btf>) -> (String, Result<HeldLink>) {
     let prefix = match std::env::consts::ARCH {
         "x86_64" => "__x64_sys_",
         "aarch64" => "__arm64_sys_",
         arch => return (syscall.to_string(), Err(anyhow!("no syscall entry point naming known for {arch}"))),
     };
     let wrapper = format!("{prefix}{syscall}");
-    let first = attach_fexit(ebpf, program, &wrapper, btf);
-    if first.is_ok() {
-        return (wrapper, first);
-    }
+    let first = match attach_fexit(ebpf, program, &wrapper, btf) {
+        Ok(link) => return (wrapper, Ok(link)),
+        Err(e) => e,
+    };
     let stub = format!("__do_sys_{syscall}");
     match attach_fexit(ebpf, program, &stub, btf) {
-        Ok(()) => (stub, Ok(())),
-        Err(e) => (wrapper, first.map_err(|first| anyhow!("{first:#}; {stub}: {e:#}"))),
+        Ok(link) => (stub, Ok(link)),
+        Err(e) => (wrapper, Err(anyhow!("{first:#}; {stub}: {e:#}"))),
     }
 }
 
-fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<()> {
+fn attach_kprobe(ebpf: &mut Ebpf, program: &str, function: &str) -> Result<HeldLink> {
     let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
-    load_and_attach(prog, |p| Ok(p.load()?), |p| Ok(p.attach(function, 0).map(drop)?), |p| drop(p.unload()))
+    load_and_attach(prog, |p| Ok(p.load()?), |p| link_kprobe(p, function), |p| drop(p.unload()))
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<()> {
+fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<HeldLink> {
     if !tracefs::tracepoint_exists(category, name) {
         return Err(anyhow!("tracepoint {category}:{name} does not exist on this kernel"));
     }
     let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
-    load_and_attach(prog, |p| Ok(p.load()?), |p| Ok(p.attach(category, name).map(drop)?), |p| drop(p.unload()))
+    load_and_attach(prog, |p| Ok(p.load()?), |p| link_tracepoint(p, category, name), |p| drop(p.unload()))
 }
 
-fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<()> {
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<HeldLink> {
     let prog: &mut RawTracePoint = program_mut(ebpf, program)?.try_into()?;
-    load_and_attach(prog, |p| Ok(p.load()?), |p| Ok(p.attach(name).map(drop)?), |p| drop(p.unload()))
+    load_and_attach(prog, |p| Ok(p.load()?), |p| link_raw_tracepoint(p, name), |p| drop(p.unload()))
+}
+
+/// Attaches a program that is loaded already (see [`Tracer::resume`]); an
+/// fentry or fexit program keeps the function it was loaded for.
+fn relink(ebpf: &mut Ebpf, how: &Attach) -> Result<HeldLink> {
+    match *how {
+        Attach::Fentry { program, .. } => link_fentry(program_mut(ebpf, program)?.try_into()?),
+        Attach::FexitSyscall { program, .. } => link_fexit(program_mut(ebpf, program)?.try_into()?),
+        Attach::Kprobe { program, function } => link_kprobe(program_mut(ebpf, program)?.try_into()?, function),
+        Attach::Tracepoint { program, category, name } => {
+            link_tracepoint(program_mut(ebpf, program)?.try_into()?, category, name)
+        }
+        Attach::RawTracepoint { program, name } => link_raw_tracepoint(program_mut(ebpf, program)?.try_into()?, name),
+        Attach::Via { .. } | Attach::CoveredBy { .. } | Attach::Inferred { .. } => {
+            Err(anyhow!("{how:?} has no program of its own to attach"))
+        }
+    }
+}
+
+// The link, taken from aya's per-program list so that the tracer decides
+// when it is dropped (detached).
+fn link_fentry(p: &mut FEntry) -> Result<HeldLink> {
+    let id = p.attach()?;
+    Ok(Box::new(p.take_link(id)?))
+}
+
+fn link_fexit(p: &mut FExit) -> Result<HeldLink> {
+    let id = p.attach()?;
+    Ok(Box::new(p.take_link(id)?))
+}
+
+fn link_kprobe(p: &mut KProbe, function: &str) -> Result<HeldLink> {
+    let id = p.attach(function, 0)?;
+    Ok(Box::new(p.take_link(id)?))
+}
+
+fn link_tracepoint(p: &mut TracePoint, category: &str, name: &str) -> Result<HeldLink> {
+    let id = p.attach(category, name)?;
+    Ok(Box::new(p.take_link(id)?))
+}
+
+fn link_raw_tracepoint(p: &mut RawTracePoint, name: &str) -> Result<HeldLink> {
+    let id = p.attach(name)?;
+    Ok(Box::new(p.take_link(id)?))
 }
 
 fn mode_of(hooks: &[HookStatus], hook: &str) -> Option<Mode> {

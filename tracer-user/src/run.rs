@@ -147,6 +147,11 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // per iteration misses a signal delivered while another branch runs.
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let (mut sigpause, mut sigresume) = if args.pause_signals {
+        (Some(signal(SignalKind::user_defined1())?), Some(signal(SignalKind::user_defined2())?))
+    } else {
+        (None, None)
+    };
     let mut housekeeping = interval(Duration::from_secs(1));
     housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The kernel side wakes us only once a batch has built up; this timer
@@ -183,6 +188,21 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
             _ = sleep_until_opt(deadline) => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
+            // --pause-signals: the ready file exists exactly while attached,
+            // so whoever signals waits for it to go or come back.
+            _ = recv_opt(&mut sigpause) => {
+                sink.drain(ring.get_mut())?;
+                tracer.pause();
+                if let Some(path) = &args.ready_file {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            _ = recv_opt(&mut sigresume) => {
+                tracer.resume()?;
+                if let Some(path) = &args.ready_file {
+                    File::create(path).with_context(|| format!("cannot create ready file {}", path.display()))?;
+                }
+            }
         }
     }
 
@@ -291,6 +311,14 @@ impl Sink {
             poster.post(event);
         }
         self.out.report(&r)
+    }
+}
+
+/// The next signal from a stream that may not exist (then never).
+async fn recv_opt(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => drop(s.recv().await),
+        None => std::future::pending().await,
     }
 }
 

@@ -14,7 +14,8 @@
 //!
 //! Usage: connect-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
 //!                      [--pin] [--control] [--tracer-arg ARG]... [--peer-every N]
-//!                      [--peer-tracer BIN]
+//!                      [--peer-tracer BIN] [--cost-rounds N] [--alternations N]
+//!                      [--alternation-seconds S] [--clients N]
 //!
 //! `--control` runs a process that attaches nothing in probe-tracer's
 //! windows (an A/A test): its "ratio" shows the schedule's own bias and how
@@ -34,6 +35,16 @@
 //! baseline connection takes. Unlike the throughput ratio, this does not
 //! drown in the machine's wake-up noise. The statistics' own clock reads
 //! are counted in, so it errs high.
+//! `--alternations N` (default 150) adds a phase after the throughput rounds
+//! in which one probe-tracer process (`run --pause-signals`) is detached and
+//! attached again N times, with a window of `--alternation-seconds` (default
+//! 0.2) per workload on each side. A toggle takes milliseconds where a
+//! restart takes a second or more, so the phase pairs hundreds of windows
+//! in a few minutes: the paired ratio's interval narrows to about a
+//! percent, which the restart-paired rounds (about +-7 % at 20 rounds)
+//! cannot reach. Its baseline has the tracer's process idle beside it (a
+//! few hundred microseconds of CPU a second) and its maps allocated; its
+//! attached windows have everything a running tracer costs.
 //! `--peer-tracer BIN` runs another build of probe-tracer (same arguments)
 //! in bpftrace's place, to compare two builds in one run: for instance one
 //! whose programs return at once, which separates what attaching costs
@@ -68,10 +79,12 @@ struct Args {
     peer_tracer: Option<PathBuf>,
     clients: usize,
     cost_rounds: usize,
+    alternations: usize,
+    alternation_seconds: f64,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1, peer_tracer: None, clients: 1, cost_rounds: 3 };
+    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1, peer_tracer: None, clients: 1, cost_rounds: 3, alternations: 150, alternation_seconds: 0.2 };
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -86,6 +99,8 @@ fn parse_args() -> Args {
             "--peer-every" => args.peer_every = val().parse().expect("--peer-every"),
             "--clients" => args.clients = val().parse().expect("--clients"),
             "--cost-rounds" => args.cost_rounds = val().parse().expect("--cost-rounds"),
+            "--alternations" => args.alternations = val().parse().expect("--alternations"),
+            "--alternation-seconds" => args.alternation_seconds = val().parse().expect("--alternation-seconds"),
             "--peer-tracer" => args.peer_tracer = Some(PathBuf::from(val())),
             other => panic!("unknown argument {other}"),
         }
@@ -255,6 +270,43 @@ fn stop(running: Running) -> Option<(u64, u64)> {
     }
 }
 
+/// Unmeasured connect loop after each toggle of the alternation phase.
+const ALTERNATION_WARMUP_SECONDS: f64 = 0.05;
+
+/// The alternation phase (see `--alternations`): windows of one tracer
+/// process, detached and attached in turn, starting and ending detached.
+/// Returns the windows per workload.
+fn alternation_phase(args: &Args, addr: std::net::SocketAddr, workloads: &[&'static str]) -> Vec<Windows> {
+    let mut windows: Vec<Windows> = workloads.iter().map(|_| Windows::default()).collect();
+    let mut tracer_args: Vec<&str> = args.tracer_args.iter().map(String::as_str).collect();
+    tracer_args.push("--pause-signals");
+    let mut tracer = tests::Tracer::start(&tracer_args);
+    thread::sleep(bench::SETTLE);
+    let measure = |condition: Condition, windows: &mut Vec<Windows>| {
+        connect_loop(addr, "bench-warmup", ALTERNATION_WARMUP_SECONDS, args.pin, args.clients);
+        for (wi, &comm) in workloads.iter().enumerate() {
+            let n = connect_loop(addr, comm, args.alternation_seconds, args.pin, args.clients);
+            windows[wi].push(condition, n as f64 / args.alternation_seconds);
+        }
+    };
+    tracer.pause();
+    measure(Condition::Baseline, &mut windows);
+    for i in 0..args.alternations {
+        tracer.resume();
+        measure(Condition::ProbeTracer, &mut windows);
+        tracer.pause();
+        measure(Condition::Baseline, &mut windows);
+        if (i + 1) % 25 == 0 {
+            let so_far: Vec<String> = windows.iter().map(|w| format!("{}", w.summary(Condition::ProbeTracer).unwrap())).collect();
+            eprintln!("alternation {}/{}: attached/detached {}", i + 1, args.alternations, so_far.join(", "));
+        }
+    }
+    // What it printed (connections caught mid-toggle are misjudged) is not
+    // this phase's business: the rounds above account for every connection.
+    drop(tracer);
+    windows
+}
+
 /// One workload window of the cost phase.
 #[derive(Clone, Copy)]
 struct CostSample {
@@ -414,6 +466,7 @@ fn main() {
             accounting.push(json!({ "round": round, "prober_connections": prober_made, "seen": seen, "lost_events": lost }));
         }
     });
+    let alternation = if args.alternations > 0 { Some(alternation_phase(&args, addr, &workloads)) } else { None };
     let cost = if args.cost_rounds > 0 { cost_phase(&args, addr, &workloads) } else { None };
     stop_server.store(true, Ordering::Relaxed);
     let _ = TcpStream::connect(addr);
@@ -433,7 +486,8 @@ fn main() {
         "<2 %",
         if args.peer_tracer.is_some() { "peer build ratio" } else { "bpftrace ratio" }
     );
-    for (wi, comm) in workloads.iter().enumerate() {
+    // `--rounds 0` leaves only the other phases.
+    for (wi, comm) in workloads.iter().enumerate().filter(|_| args.rounds > 0) {
         let base = median(windows[wi].rates(Condition::Baseline));
         let ours = windows[wi].summary(Condition::ProbeTracer).expect("probe-tracer windows");
         let peer = windows[wi].summary(Condition::Bpftrace).expect("bpftrace windows");
@@ -460,6 +514,20 @@ fn main() {
     for (comm, ours, peer) in cpu_rows {
         println!("{:<14} {:>12} {:>22} {:>13} {:>9} {:>22}", label(comm), "", ours, ours.ci95(), ours.loss_below(0.02), peer);
     }
+    let mut alternation_rows = Vec::new();
+    if let Some(windows) = &alternation {
+        println!(
+            "one probe-tracer process attached and detached in turn ({} times, {} s windows), each attached window\n\
+             over the mean of the detached windows either side of it:",
+            args.alternations, args.alternation_seconds
+        );
+        for (wi, comm) in workloads.iter().enumerate() {
+            let base = median(windows[wi].rates(Condition::Baseline));
+            let ours = windows[wi].summary(Condition::ProbeTracer).expect("attached windows");
+            println!("{:<14} {:>12.0} {:>22} {:>13} {:>9}", label(comm), base, ours, ours.ci95(), ours.loss_below(0.02));
+            alternation_rows.push(json!({ "workload": comm, "detached_per_s": base, "probe_tracer_ratio": ours.median, "probe_tracer": ours }));
+        }
+    }
     let cost_rows = match cost {
         Some((samples, cost_accounting)) => {
             accounting.extend(cost_accounting);
@@ -473,7 +541,7 @@ fn main() {
         if complete { "yes" } else { "NO" },
         Value::Array(accounting.clone())
     );
-    let report = json!({ "kernel": kernel, "control": args.control, "peer_tracer": args.peer_tracer, "rounds": args.rounds, "seconds": args.seconds, "results": results, "cost": cost_rows, "accounting": accounting, "complete": complete });
+    let report = json!({ "kernel": kernel, "control": args.control, "peer_tracer": args.peer_tracer, "rounds": args.rounds, "seconds": args.seconds, "results": results, "alternation": alternation_rows, "alternation_seconds": args.alternation_seconds, "cost": cost_rows, "accounting": accounting, "complete": complete });
     if let Some(path) = &args.json {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     }
