@@ -228,10 +228,18 @@ fn header(kind: u16, hook_mode: u8) -> EventHeader {
     header_with_comm(kind, hook_mode, bpf_get_current_comm().unwrap_or_default())
 }
 
-/// [`header`] for a caller that has read the comm already (the prober
-/// check), so it is copied once per connect, not twice.
+/// [`header`] with the comm given.
 #[inline(always)]
 fn header_with_comm(kind: u16, hook_mode: u8, comm: [u8; TASK_COMM_LEN]) -> EventHeader {
+    EventHeader { cgroup_id: unsafe { bpf_get_current_cgroup_id() }, ..prober_header(kind, hook_mode, comm) }
+}
+
+/// The header of a prober's connect: the comm was read for the prober
+/// check (copied once per connect, not twice), and the cgroup is left 0.
+/// Probe verdicts name the pod by its address; the prober's own cgroup
+/// (the kubelet's) says nothing about it, and reading it cost every probe.
+#[inline(always)]
+fn prober_header(kind: u16, hook_mode: u8, comm: [u8; TASK_COMM_LEN]) -> EventHeader {
     let pid_tgid = bpf_get_current_pid_tgid();
     EventHeader {
         kind,
@@ -241,7 +249,7 @@ fn header_with_comm(kind: u16, hook_mode: u8, comm: [u8; TASK_COMM_LEN]) -> Even
         tid: pid_tgid as u32,
         _pad1: 0,
         ts_ns: unsafe { bpf_ktime_get_ns() },
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        cgroup_id: 0,
         comm,
     }
 }

@@ -25,7 +25,7 @@ use tracer_common::{
 };
 
 use crate::{
-    bump, config, first_byte_may_match, header, header_with_comm, insert_counted, may_hold, read_kernel,
+    bump, config, first_byte_may_match, header, insert_counted, prober_header, may_hold, read_kernel,
     remove_counted, reserve, setting, submit, tp_read, tracked_map,
 };
 
@@ -167,7 +167,7 @@ pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
 /// record's header (this is the prober's context) for later.
 #[inline(always)]
 fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN]) {
-    let sock = ProbeSock { connect: header_with_comm(kind::TCP_CONNECT, mode, comm), flags: 0, _pad: 0 };
+    let sock = ProbeSock { connect: prober_header(kind::TCP_CONNECT, mode, comm), flags: 0, _pad: 0 };
     if let Some(slot) = slot_of(skaddr) {
         if slot.skaddr == skaddr {
             // A missed close left this address here: the new attempt
@@ -326,9 +326,12 @@ fn count_established(tuple: &Tuple) -> bool {
     let key = DestKey { daddr: tuple.daddr, family: tuple.family, dport: tuple.dport, _pad: 0 };
     for _ in 0..2 {
         if let Some(n) = PROBE_ESTABLISHED.get_ptr_mut(&key) {
-            // This CPU's value, so uncontended; atomic all the same, since
-            // a softirq's program can interrupt a task's on the same CPU.
-            crate::atomic_add(n as *mut i64, 1);
+            // This CPU's value, and only the state program writes it. A
+            // softirq interrupting the program on this CPU cannot run it
+            // again meanwhile (the kernel skips a program already running on
+            // the CPU, counted in `recursion_misses`), so no atomic is needed.
+            // SAFETY: a map value, valid while the program runs.
+            unsafe { *n += 1 };
             return true;
         }
         // First success to this destination: a new element starts at 0 on
@@ -387,13 +390,34 @@ fn sock_tuple(sk: *const u8) -> Tuple {
 }
 
 /// Fills `t` (zeroed by the caller) from `struct sock_common`, in place:
-/// the IPVS hook writes straight into its ring-buffer record.
+/// the IPVS hook writes straight into its ring-buffer record. One read for
+/// the ports, family and IPv4 addresses where they share a window (every
+/// kernel); IPv6 addresses take a read each.
 #[inline(always)]
 fn read_sock_tuple(sk: *const u8, t: &mut Tuple) {
     let off = &config().sock;
-    t.family = read_kernel::<u16>(sk, off.skc_family).unwrap_or(0);
-    t.sport = read_kernel::<u16>(sk, off.skc_num).unwrap_or(0);
-    t.dport = u16::from_be(read_kernel::<u16>(sk, off.skc_dport).unwrap_or(0));
+    let window = if off.tuple_window != NO_FIELD { read_kernel::<[u64; 3]>(sk, off.tuple_window) } else { None };
+    match window {
+        Some(w) => {
+            let field = |at: u32, bytes: u32| window_field(&w, at.wrapping_sub(off.tuple_window), bytes);
+            t.family = field(off.skc_family, 2) as u16;
+            t.sport = field(off.skc_num, 2) as u16;
+            t.dport = u16::from_be(field(off.skc_dport, 2) as u16);
+            if t.family != AF_INET6 {
+                // Addresses are in network order in memory; the window was
+                // read as little-endian words (bpfel), so to_le_bytes gives
+                // the bytes back in memory order.
+                t.saddr[..4].copy_from_slice(&(field(off.skc_rcv_saddr, 4) as u32).to_le_bytes());
+                t.daddr[..4].copy_from_slice(&(field(off.skc_daddr, 4) as u32).to_le_bytes());
+                return;
+            }
+        }
+        None => {
+            t.family = read_kernel::<u16>(sk, off.skc_family).unwrap_or(0);
+            t.sport = read_kernel::<u16>(sk, off.skc_num).unwrap_or(0);
+            t.dport = u16::from_be(read_kernel::<u16>(sk, off.skc_dport).unwrap_or(0));
+        }
+    }
     if t.family == AF_INET6 {
         t.saddr = read_kernel::<[u8; 16]>(sk, off.skc_v6_rcv_saddr).unwrap_or([0; 16]);
         t.daddr = read_kernel::<[u8; 16]>(sk, off.skc_v6_daddr).unwrap_or([0; 16]);
@@ -403,6 +427,21 @@ fn read_sock_tuple(sk: *const u8, t: &mut Tuple) {
         t.saddr[..4].copy_from_slice(&s);
         t.daddr[..4].copy_from_slice(&d);
     }
+}
+
+/// `bytes` (2 or 4) at byte `at` of the window, which userspace placed so
+/// that no field straddles a word (`SockOffsets::tuple_window`). Words are
+/// picked by branches and fields by shifts, not by indexing the stack with
+/// a runtime offset, which verifiers before 5.12 refuse.
+#[inline(always)]
+fn window_field(w: &[u64; 3], at: u32, bytes: u32) -> u64 {
+    let word = match at / 8 {
+        0 => w[0],
+        1 => w[1],
+        _ => w[2],
+    };
+    let value = word >> ((at % 8) * 8);
+    if bytes == 2 { value & 0xffff } else { value & 0xffff_ffff }
 }
 
 #[inline(always)]

@@ -47,7 +47,7 @@ impl KernelBtf {
         let btf = &self.vmlinux;
         let field = |name| member_offset(btf, "sock_common", name);
         let optional = |name| field(name).unwrap_or(NO_FIELD);
-        Ok(SockOffsets {
+        let mut off = SockOffsets {
             // A bitfield before 5.6: the programs then skip the check.
             sk_protocol: member_offset(btf, "sock", "sk_protocol").unwrap_or(NO_FIELD),
             sk_err: member_offset(btf, "sock", "sk_err")?,
@@ -60,7 +60,10 @@ impl KernelBtf {
             // Only present with CONFIG_IPV6.
             skc_v6_rcv_saddr: optional("skc_v6_rcv_saddr"),
             skc_v6_daddr: optional("skc_v6_daddr"),
-        })
+            tuple_window: NO_FIELD,
+        };
+        off.tuple_window = off.tuple_window();
+        Ok(off)
     }
 }
 
@@ -183,6 +186,31 @@ mod tests {
     /// Runs against this machine's own kernel BTF when it has one; the
     /// offsets must be plausible and the nested union members resolved.
     #[test]
+    fn the_tuple_window_covers_the_fields_only_when_they_fit_aligned() {
+        let layout = |daddr: u32, dport: u32, family: u32| {
+            let off = SockOffsets {
+                skc_daddr: daddr,
+                skc_rcv_saddr: daddr + 4,
+                skc_dport: dport,
+                skc_num: dport + 2,
+                skc_family: family,
+                ..SockOffsets::MISSING
+            };
+            off.tuple_window()
+        };
+        // Every kernel's layout, and the same shifted by a word.
+        assert_eq!(layout(0, 12, 16), 0);
+        assert_eq!(layout(8, 20, 24), 8);
+        // Starting mid-word: the window starts at the word.
+        assert_eq!(layout(4, 16, 20), 0);
+        // Too far apart for one window.
+        assert_eq!(layout(0, 12, 40), NO_FIELD);
+        // A port straddling a word (odd offset) is read on its own.
+        assert_eq!(layout(0, 13, 16), NO_FIELD);
+        assert_eq!(SockOffsets::MISSING.tuple_window(), NO_FIELD);
+    }
+
+    #[test]
     fn sock_common_offsets_from_running_kernel() {
         if !Path::new(VMLINUX_BTF).exists() {
             eprintln!("no {VMLINUX_BTF}: nothing to check on this kernel");
@@ -195,6 +223,8 @@ mod tests {
         assert_eq!(off.skc_daddr, 0);
         assert_eq!(off.skc_rcv_saddr, 4);
         assert!(off.skc_dport > off.skc_rcv_saddr && off.skc_num == off.skc_dport + 2);
+        // The tuple fields are the first 18 bytes: one read covers them.
+        assert_eq!(off.tuple_window, 0);
         assert!(btf.has_function("tcp_connect"));
         let mut p = ProcessOffsets::MISSING;
         btf.process_offsets(&mut p).unwrap();
