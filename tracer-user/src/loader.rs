@@ -333,8 +333,9 @@ type HeldLink = Box<dyn Send + Sync>;
 pub struct Tracer {
     /// Empty while paused. Before `ebpf`, so links go before their programs.
     links: Vec<HeldLink>,
-    /// How each program was attached, to attach it again on resume.
-    attached: Vec<Attach>,
+    /// How each program was attached and to what, to attach it again on
+    /// resume.
+    attached: Vec<(Attach, String)>,
     ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
     ringbuf_bytes: u32,
@@ -363,8 +364,8 @@ impl Tracer {
         let (mut links, mut attached) = (Vec::new(), Vec::new());
         for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
             let (status, link) = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), opts);
-            if let Some((how, link)) = link {
-                attached.push(how);
+            if let (Some((how, link)), Some(target)) = (link, &status.target) {
+                attached.push((how, target.clone()));
                 links.push(link);
             }
             if spec.required && status.mode.is_none() {
@@ -397,8 +398,8 @@ impl Tracer {
     /// the mechanism it got at load.
     pub fn resume(&mut self) -> Result<()> {
         if self.links.is_empty() {
-            for how in &self.attached {
-                self.links.push(relink(&mut self.ebpf, how)?);
+            for (how, target) in &self.attached {
+                self.links.push(relink(&mut self.ebpf, how, target)?);
             }
         }
         Ok(())
@@ -760,11 +761,19 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<H
 }
 
 /// Attaches a program that is loaded already (see [`Tracer::resume`]); an
-/// fentry or fexit program keeps the function it was loaded for.
-fn relink(ebpf: &mut Ebpf, how: &Attach) -> Result<HeldLink> {
+/// fentry or fexit program keeps the function it was loaded for (`target`).
+fn relink(ebpf: &mut Ebpf, how: &Attach, target: &str) -> Result<HeldLink> {
     match *how {
-        Attach::Fentry { program, .. } => link_fentry(program_mut(ebpf, program)?.try_into()?),
-        Attach::FexitSyscall { program, .. } => link_fexit(program_mut(ebpf, program)?.try_into()?),
+        Attach::Fentry { program, .. } => relink_tracing(
+            program_mut(ebpf, program)?.try_into()?,
+            link_fentry,
+            |p: &mut FEntry, btf| Ok(p.unload().and_then(|()| p.load(target, btf))?),
+        ),
+        Attach::FexitSyscall { program, .. } => relink_tracing(
+            program_mut(ebpf, program)?.try_into()?,
+            link_fexit,
+            |p: &mut FExit, btf| Ok(p.unload().and_then(|()| p.load(target, btf))?),
+        ),
         Attach::Kprobe { program, function } => link_kprobe(program_mut(ebpf, program)?.try_into()?, function),
         Attach::Tracepoint { program, category, name } => {
             link_tracepoint(program_mut(ebpf, program)?.try_into()?, category, name)
@@ -774,6 +783,24 @@ fn relink(ebpf: &mut Ebpf, how: &Attach) -> Result<HeldLink> {
             Err(anyhow!("{how:?} has no program of its own to attach"))
         }
     }
+}
+
+/// Before 5.13 the kernel drops a tracing program's target at its first
+/// attach, so a second attach fails (ENOENT): the program is then loaded
+/// again (verified again, seconds under emulation) and attached.
+fn relink_tracing<P>(
+    prog: &mut P,
+    link: fn(&mut P) -> Result<HeldLink>,
+    reload: impl FnOnce(&mut P, &Btf) -> Result<()>,
+) -> Result<HeldLink> {
+    let first = match link(prog) {
+        Ok(l) => return Ok(l),
+        Err(e) => e,
+    };
+    let btf = Btf::from_sys_fs().context("reading the kernel's BTF to load a program again")?;
+    reload(prog, &btf)
+        .and_then(|()| link(prog))
+        .map_err(|e| anyhow!("{first:#}; loading it again: {e:#}"))
 }
 
 // The link, taken from aya's per-program list so that the tracer decides
