@@ -78,6 +78,10 @@ enum Task {
         /// connect-bench window length (its default: 1 s)
         #[arg(long)]
         seconds: Option<f64>,
+        /// More connect-bench arguments, e.g. `--connect-arg=--alternations
+        /// --connect-arg=100` (repeatable; see connect-bench's header)
+        #[arg(long = "connect-arg", value_name = "ARG", allow_hyphen_values = true)]
+        connect_args: Vec<String>,
         #[command(flatten)]
         vm: VmArgs,
     },
@@ -128,7 +132,9 @@ fn run_task(task: Task) -> Result<()> {
             Ok(())
         }
         Task::Demo { scenario, vm } => demo(&scenario, &vm),
-        Task::Bench { skip_vm, skip_bare, only, rounds, seconds, vm } => bench(skip_vm, skip_bare, &only, rounds, seconds, &vm),
+        Task::Bench { skip_vm, skip_bare, only, rounds, seconds, connect_args, vm } => {
+            bench(skip_vm, skip_bare, &only, rounds, seconds, &connect_args, &vm)
+        }
     }
 }
 
@@ -338,7 +344,15 @@ fn demo(scenario: &str, vm: &VmArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench(skip_vm: bool, skip_bare: bool, only: &[BenchName], rounds: Option<u32>, seconds: Option<f64>, vm: &VmArgs) -> Result<()> {
+fn bench(
+    skip_vm: bool,
+    skip_bare: bool,
+    only: &[BenchName],
+    rounds: Option<u32>,
+    seconds: Option<f64>,
+    connect_args: &[String],
+    vm: &VmArgs,
+) -> Result<()> {
     build()?;
     let wanted = |b: BenchName| only.is_empty() || only.contains(&b);
     let wanted_bare = |b: BenchName| !skip_bare && wanted(b);
@@ -349,6 +363,14 @@ fn bench(skip_vm: bool, skip_bare: bool, only: &[BenchName], rounds: Option<u32>
     }
     if let Some(s) = seconds {
         args.push_str(&format!(" --seconds {s}"));
+    }
+    // Split on whitespace below, in the VM by its shell.
+    if let Some(bad) = connect_args.iter().find(|a| a.is_empty() || a.contains(char::is_whitespace)) {
+        bail!("--connect-arg {bad:?}: one word per --connect-arg");
+    }
+    for a in connect_args {
+        args.push(' ');
+        args.push_str(a);
     }
     let forkstorm = root().join("target/release/forkstorm-bench");
     if wanted_bare(BenchName::Connect) {
