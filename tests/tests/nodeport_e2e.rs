@@ -303,20 +303,13 @@ fn healthy_probes_are_counted_in_the_kernel_when_only_verdicts_are_wanted() {
     let port = listener.local_addr().unwrap().port();
     let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let tracer = Tracer::start(&["--verdicts-only"]);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for _ in 0..N {
-                drop(listener.accept().unwrap());
-            }
-        });
-        s.spawn(|| {
-            tests::set_thread_name("kubelet");
-            for _ in 0..N {
-                drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
-            }
-            assert!(TcpStream::connect(("127.0.0.1", closed_port)).is_err());
-        });
-    });
+    probe_loopback(&listener, N as usize);
+    std::thread::spawn(move || {
+        tests::set_thread_name("kubelet");
+        assert!(TcpStream::connect(("127.0.0.1", closed_port)).is_err());
+    })
+    .join()
+    .unwrap();
     let out = tracer.stop();
 
     let summary = out.only("summary");
@@ -332,6 +325,25 @@ fn healthy_probes_are_counted_in_the_kernel_when_only_verdicts_are_wanted() {
     let refused = out.only("probe_refused");
     assert_eq!(refused["dport"], closed_port);
     assert_eq!(dest(closed_port).unwrap()["refused"], 1);
+}
+
+/// `n` healthy prober connections (from a thread named `kubelet`) to a
+/// loopback listener, each accepted and closed.
+fn probe_loopback(listener: &std::net::TcpListener, n: usize) {
+    let port = listener.local_addr().unwrap().port();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..n {
+                drop(listener.accept().unwrap());
+            }
+        });
+        s.spawn(|| {
+            tests::set_thread_name("kubelet");
+            for _ in 0..n {
+                drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+            }
+        });
+    });
 }
 
 /// A probe still waiting for its SYN-ACK when the tracer stops, younger
@@ -418,30 +430,15 @@ fn a_simultaneous_open_is_followed_to_established() {
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn pause_signals_detach_the_programs_and_attach_them_again() {
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpListener;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut tracer = Tracer::start(&["--groups", "probe", "--verdicts-only", "--pause-signals"]);
-    let probe = |n: usize| {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                for _ in 0..n {
-                    drop(listener.accept().unwrap());
-                }
-            });
-            s.spawn(|| {
-                tests::set_thread_name("kubelet");
-                for _ in 0..n {
-                    drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
-                }
-            });
-        });
-    };
-    probe(20);
+    probe_loopback(&listener, 20);
     tracer.pause();
-    probe(30);
+    probe_loopback(&listener, 30);
     tracer.resume();
-    probe(40);
+    probe_loopback(&listener, 40);
     let out = tracer.stop();
     let summary = out.only("summary");
     let dest = summary["destinations"].as_array().unwrap().iter().find(|d| d["dport"] == port).cloned();
