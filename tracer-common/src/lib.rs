@@ -354,7 +354,7 @@ pub struct SockOffsets {
     pub skc_v6_rcv_saddr: u32,
     pub skc_v6_daddr: u32,
     /// Where a [`SOCK_WINDOW_BYTES`] read covering the tuple's ports,
-    /// family and IPv4 addresses starts (see [`SockOffsets::tuple_window`]),
+    /// family and IPv4 addresses starts (see [`SockOffsets::find_tuple_window`]),
     /// or NO_FIELD to read them one by one.
     pub tuple_window: u32,
 }
@@ -407,7 +407,7 @@ impl SockOffsets {
     /// IPv4 addresses, the ports and the family, each naturally aligned (so
     /// that none straddles one of the window's 64-bit words, which the
     /// programs pick fields from with shifts); NO_FIELD if they do not fit.
-    pub fn tuple_window(&self) -> u32 {
+    pub fn find_tuple_window(&self) -> u32 {
         let fields =
             [(self.skc_daddr, 4), (self.skc_rcv_saddr, 4), (self.skc_dport, 2), (self.skc_num, 2), (self.skc_family, 2)];
         if fields.iter().any(|&(at, size)| at == NO_FIELD || at % size != 0) {

@@ -430,7 +430,7 @@ fn read_sock_tuple(sk: *const u8, t: &mut Tuple) {
 }
 
 /// `bytes` (2 or 4) at byte `at` of the window, which userspace placed so
-/// that no field straddles a word (`SockOffsets::tuple_window`). Words are
+/// that no field straddles a word (`SockOffsets::find_tuple_window`). Words are
 /// picked by branches and fields by shifts, not by indexing the stack with
 /// a runtime offset, which verifiers before 5.12 refuse.
 #[inline(always)]

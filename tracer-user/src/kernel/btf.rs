@@ -62,7 +62,7 @@ impl KernelBtf {
             skc_v6_daddr: optional("skc_v6_daddr"),
             tuple_window: NO_FIELD,
         };
-        off.tuple_window = off.tuple_window();
+        off.tuple_window = off.find_tuple_window();
         Ok(off)
     }
 }
@@ -196,7 +196,7 @@ mod tests {
                 skc_family: family,
                 ..SockOffsets::MISSING
             };
-            off.tuple_window()
+            off.find_tuple_window()
         };
         // Every kernel's layout, and the same shifted by a word.
         assert_eq!(layout(0, 12, 16), 0);
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(layout(0, 12, 40), NO_FIELD);
         // A port straddling a word (odd offset) is read on its own.
         assert_eq!(layout(0, 13, 16), NO_FIELD);
-        assert_eq!(SockOffsets::MISSING.tuple_window(), NO_FIELD);
+        assert_eq!(SockOffsets::MISSING.find_tuple_window(), NO_FIELD);
     }
 
     #[test]
