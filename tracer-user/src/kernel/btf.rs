@@ -22,17 +22,22 @@ impl KernelBtf {
         Self::from_file(VMLINUX_BTF)
     }
 
+    /// Parsed from the whole file read at once: btf-rs's file reader asks
+    /// the kernel for its position before every type (`lseek`, over 100,000
+    /// calls for a distribution kernel's vmlinux).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let vmlinux = Btf::from_file(path)
+        let vmlinux = std::fs::read(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok(Btf::from_bytes(&bytes)?))
             .with_context(|| format!("cannot read kernel BTF from {}", path.display()))?;
         Ok(Self { vmlinux })
     }
 
     /// BTF of a loaded module (split on top of vmlinux), if the module is loaded.
     pub fn module(&self, name: &str) -> Option<Btf> {
-        let path = format!("/sys/kernel/btf/{name}");
-        Btf::from_split_file(&path, &self.vmlinux).ok()
+        let bytes = std::fs::read(format!("/sys/kernel/btf/{name}")).ok()?;
+        Btf::from_split_bytes(&bytes, &self.vmlinux).ok()
     }
 
     pub fn vmlinux(&self) -> &Btf {
