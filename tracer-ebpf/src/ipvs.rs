@@ -12,7 +12,7 @@ use tracer_common::{IpvsConnEvent, ReplyKey, hook_mode, kind};
 
 use crate::{
     config, header, read_kernel, reserve, submit,
-    tcp::{PROBE_REPLIES, send_connect_owed, tracked},
+    tcp::{reply_owner, send_connect_owed, tracked},
 };
 
 const AF_INET6: u16 = 10;
@@ -37,7 +37,7 @@ pub fn kprobe_ip_vs_conn_new(ctx: ProbeContext) -> u32 {
     let vport = u16::from_be(read_kernel::<u16>(param, off.vport).unwrap_or(0));
 
     let key = ReplyKey { caddr, vaddr, cport, vport, _pad: 0 };
-    let Some(&skaddr) = (unsafe { PROBE_REPLIES.get(&key) }) else { return 0 };
+    let Some(skaddr) = reply_owner(&key) else { return 0 };
     // The prober's connect goes out first (it is sent lazily, see tcp.rs).
     if let Some(sock) = tracked(skaddr) {
         send_connect_owed(sock, skaddr as *const u8);

@@ -73,7 +73,9 @@ pub(crate) mod tracked_map {
     pub const PROBE_SLOTS: u32 = 3;
     /// Tracked sockets in SYN-RECV after a simultaneous open.
     pub const SIMULTANEOUS_OPENS: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Entries of the `PROBE_REPLIES` map (replies whose slot was taken).
+    pub const PROBE_REPLIES: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 pub(crate) const EEXIST: i32 = 17;
