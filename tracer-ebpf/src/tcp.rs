@@ -542,12 +542,15 @@ fn sock_state(sk: *const u8) -> u8 {
 // ---------------------------------------------------------------------------
 // Hook: tcp_connect (fentry, kprobe; tracepoint fallback in on_set_state).
 
+/// `socket` gives the argument: in the fentry program that is a helper
+/// call, made only once the connect is known to be a prober's.
 #[inline(always)]
-fn on_tcp_connect(sk: *const u8, mode: u8) {
+fn on_tcp_connect(socket: impl FnOnce() -> *const u8, mode: u8) {
+    let Some(comm) = prober_comm() else { return };
+    let sk = socket();
     if sk.is_null() {
         return;
     }
-    let Some(comm) = prober_comm() else { return };
     let skaddr = sk as u64;
     track(skaddr, mode, comm);
     // tcp_connect runs after the source port is bound.
@@ -573,15 +576,13 @@ fn fentry_arg_address(ctx: &FEntryContext, n: usize) -> *const u8 {
 
 #[fentry(function = "tcp_connect")]
 pub fn fentry_tcp_connect(ctx: FEntryContext) -> u32 {
-    on_tcp_connect(fentry_arg_address(&ctx, 0), hook_mode::FENTRY);
+    on_tcp_connect(|| fentry_arg_address(&ctx, 0), hook_mode::FENTRY);
     0
 }
 
 #[kprobe(function = "tcp_connect")]
 pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
-    if let Some(sk) = ctx.arg::<*const u8>(0) {
-        on_tcp_connect(sk, hook_mode::KPROBE);
-    }
+    on_tcp_connect(|| ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null()), hook_mode::KPROBE);
     0
 }
 
@@ -591,14 +592,19 @@ pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
 // diverted SYN-ACK looks like from the prober's side.
 
 #[inline(always)]
-fn on_rcv_state_process(sk: *const u8, mode: u8) {
+fn on_rcv_state_process(socket: impl FnOnce() -> *const u8, mode: u8) {
     // This runs for every segment a socket gets outside ESTABLISHED,
     // node-wide. Whether anything is tracked first (a load from a map the
-    // verifier inlines): usually no probe is in flight. Then the socket's
-    // slot (a load and a compare), and only for a tracked socket its state
-    // (a helper call, ~40 ns): segments of listeners and of the other end
-    // of a prober's connection are not tracked.
-    if sk.is_null() || !may_track_any() {
+    // verifier inlines): usually no probe is in flight. Only then the
+    // socket (a helper call in the fentry program), its slot (a load and a
+    // compare), and only for a tracked socket its state (a helper call,
+    // ~40 ns): segments of listeners and of the other end of a prober's
+    // connection are not tracked.
+    if !may_track_any() {
+        return;
+    }
+    let sk = socket();
+    if sk.is_null() {
         return;
     }
     let skaddr = sk as u64;
@@ -618,15 +624,13 @@ fn on_rcv_state_process(sk: *const u8, mode: u8) {
 
 #[fentry(function = "tcp_rcv_state_process")]
 pub fn fentry_tcp_rcv_state_process(ctx: FEntryContext) -> u32 {
-    on_rcv_state_process(fentry_arg_address(&ctx, 0), hook_mode::FENTRY);
+    on_rcv_state_process(|| fentry_arg_address(&ctx, 0), hook_mode::FENTRY);
     0
 }
 
 #[kprobe(function = "tcp_rcv_state_process")]
 pub fn kprobe_tcp_rcv_state_process(ctx: ProbeContext) -> u32 {
-    if let Some(sk) = ctx.arg::<*const u8>(0) {
-        on_rcv_state_process(sk, hook_mode::KPROBE);
-    }
+    on_rcv_state_process(|| ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null()), hook_mode::KPROBE);
     0
 }
 
