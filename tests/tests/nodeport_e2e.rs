@@ -327,6 +327,46 @@ fn healthy_probes_are_counted_in_the_kernel_when_only_verdicts_are_wanted() {
     assert_eq!(dest(closed_port).unwrap()["refused"], 1);
 }
 
+/// Healthy probes to hundreds of destinations (loopback addresses, one
+/// probe each), as a node's probes go to its pods: the kernel's count keeps
+/// each destination apart and the ring buffer carries none of them.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn healthy_probes_to_hundreds_of_destinations_are_each_counted() {
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    const DESTINATIONS: usize = 400;
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let address = |i: usize| Ipv4Addr::new(127, 1, (i / 200) as u8, (i % 200 + 1) as u8);
+    let tracer = Tracer::start(&["--verdicts-only"]);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..DESTINATIONS {
+                drop(listener.accept().unwrap());
+            }
+        });
+        s.spawn(|| {
+            tests::set_thread_name("kubelet");
+            for i in 0..DESTINATIONS {
+                drop(TcpStream::connect((address(i), port)).unwrap());
+            }
+        });
+    });
+    let out = tracer.stop();
+
+    let summary = out.only("summary");
+    assert_eq!(summary["lost_events"], 0);
+    assert!(summary["events"].as_u64().unwrap() < 10, "healthy probes went through the ring buffer: {}", out.dump());
+    let counted: Vec<_> =
+        summary["destinations"].as_array().unwrap().iter().filter(|d| d["dport"] == port).collect();
+    assert_eq!(counted.len(), DESTINATIONS, "{}", out.dump());
+    for i in 0..DESTINATIONS {
+        let daddr = address(i).to_string();
+        let d = counted.iter().find(|d| d["daddr"] == daddr.as_str()).unwrap_or_else(|| panic!("{daddr} missing: {}", out.dump()));
+        assert_eq!(d["established"], 1, "{daddr}: {}", out.dump());
+    }
+}
+
 /// `n` healthy prober connections (from a thread named `kubelet`) to a
 /// loopback listener, each accepted and closed.
 fn probe_loopback(listener: &std::net::TcpListener, n: usize) {
