@@ -333,25 +333,13 @@ fn healthy_probes_are_counted_in_the_kernel_when_only_verdicts_are_wanted() {
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn healthy_probes_to_hundreds_of_destinations_are_each_counted() {
-    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    use std::net::{Ipv4Addr, TcpListener};
     const DESTINATIONS: usize = 400;
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let address = |i: usize| Ipv4Addr::new(127, 1, (i / 200) as u8, (i % 200 + 1) as u8);
     let tracer = Tracer::start(&["--verdicts-only"]);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for _ in 0..DESTINATIONS {
-                drop(listener.accept().unwrap());
-            }
-        });
-        s.spawn(|| {
-            tests::set_thread_name("kubelet");
-            for i in 0..DESTINATIONS {
-                drop(TcpStream::connect((address(i), port)).unwrap());
-            }
-        });
-    });
+    probe_listener(&listener, DESTINATIONS, address);
     let out = tracer.stop();
 
     let summary = out.only("summary");
@@ -370,6 +358,12 @@ fn healthy_probes_to_hundreds_of_destinations_are_each_counted() {
 /// `n` healthy prober connections (from a thread named `kubelet`) to a
 /// loopback listener, each accepted and closed.
 fn probe_loopback(listener: &std::net::TcpListener, n: usize) {
+    probe_listener(listener, n, |_| std::net::Ipv4Addr::LOCALHOST);
+}
+
+/// As [`probe_loopback`], connection `i` going to `address(i)` on the
+/// listener's port (a listener on 0.0.0.0 answers every 127.x address).
+fn probe_listener(listener: &std::net::TcpListener, n: usize, address: impl Fn(usize) -> std::net::Ipv4Addr + Sync) {
     let port = listener.local_addr().unwrap().port();
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -379,8 +373,8 @@ fn probe_loopback(listener: &std::net::TcpListener, n: usize) {
         });
         s.spawn(|| {
             tests::set_thread_name("kubelet");
-            for _ in 0..n {
-                drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+            for i in 0..n {
+                drop(std::net::TcpStream::connect((address(i), port)).unwrap());
             }
         });
     });
