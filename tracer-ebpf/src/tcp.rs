@@ -75,7 +75,7 @@ static PROBE_REPLIES: LruHashMap<ReplyKey, u64> = LruHashMap::with_max_entries(P
 
 /// One slot of `PROBE_REPLY_SLOTS`.
 #[repr(C)]
-pub(crate) struct ReplySlot {
+struct ReplySlot {
     key: ReplyKey,
     /// The socket whose reply this is; 0 when free.
     skaddr: u64,
@@ -90,14 +90,14 @@ static PROBE_REPLY_SLOTS: Array<ReplySlot> = Array::with_max_entries(1 << REPLY_
 
 const REPLY_KEY_WORDS: usize = size_of::<ReplyKey>() / 8;
 
-/// The reply key's slot: the top bits of a multiplicative hash of its words.
+/// The reply key's slot: its words folded into one, then [`slot_index`].
 #[inline(always)]
 fn reply_slot_of(key: &ReplyKey) -> Option<&'static mut ReplySlot> {
     let mut mixed = 0u64;
     for i in 0..REPLY_KEY_WORDS {
         mixed = mixed.rotate_left(13) ^ reply_word(key, i);
     }
-    let index = (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - REPLY_SLOT_BITS)) as u32;
+    let index = slot_index(mixed, REPLY_SLOT_BITS);
     // SAFETY: a map value, valid while the program runs.
     PROBE_REPLY_SLOTS.get_ptr_mut(index).map(|p| unsafe { &mut *p })
 }
@@ -162,11 +162,18 @@ const PROBE_SLOTS_COUNT: u32 = 1 << PROBE_SLOT_BITS;
 #[map]
 static PROBE_SLOTS: Array<ProbeSlot> = Array::with_max_entries(PROBE_SLOTS_COUNT, 0);
 
-/// The slot for a socket address: the top bits of a multiplicative hash
-/// (slab addresses share their low bits).
+/// The index of `x`'s slot in a table of `1 << bits`: the top bits of a
+/// multiplicative hash, which mixes every bit of `x` into them (slab
+/// addresses share their low bits).
+#[inline(always)]
+fn slot_index(x: u64, bits: u32) -> u32 {
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as u32
+}
+
+/// The slot for a socket address.
 #[inline(always)]
 fn slot_of(skaddr: u64) -> Option<&'static mut ProbeSlot> {
-    let index = (skaddr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - PROBE_SLOT_BITS)) as u32;
+    let index = slot_index(skaddr, PROBE_SLOT_BITS);
     // SAFETY: a map value, valid while the program runs.
     PROBE_SLOTS.get_ptr_mut(index % PROBE_SLOTS_COUNT).map(|p| unsafe { &mut *p })
 }
