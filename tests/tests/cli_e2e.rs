@@ -1,6 +1,9 @@
 //! What a person gets when the tracer cannot run: one sentence, non-zero exit.
 
-use std::process::Command;
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
 #[test]
 #[ignore = "e2e: needs root (to drop privileges); run by cargo xtask test"]
@@ -59,6 +62,40 @@ fn check_reports_every_hook_and_the_kernel() {
         let tried: Vec<&str> = connect["tried"].as_array().unwrap().iter().map(|t| t["mode"].as_str().unwrap()).collect();
         assert_eq!(tried, ["fentry", "kprobe"]);
     }
+}
+
+/// Whoever waits on `--ready-file` acts the moment it appears: a file an
+/// earlier run left (killed, or a PID reused under /tmp) must not pass for
+/// this run's, and this run's must be gone once it stops.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn the_ready_file_exists_only_while_attached() {
+    let dir = std::env::temp_dir().join(format!("probe-tracer-ready-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("ready");
+    std::fs::write(&ready, "").unwrap();
+    let mut child = Command::new(tests::binary())
+        .args(["run", "--format", "json", "--groups", "probe", "--duration", "1", "--ready-file"])
+        .arg(&ready)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Loading takes hundreds of milliseconds: polling every millisecond
+    // sees the stale file go, then this run's appear.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen_absent = false;
+    while !(seen_absent && ready.exists()) {
+        seen_absent |= !ready.exists();
+        assert!(child.try_wait().unwrap().is_none(), "exited before attaching (stale file seen gone: {seen_absent})");
+        assert!(Instant::now() < deadline, "the stale ready file was never removed, or no new one came");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(!ready.exists(), "the ready file outlived the run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"kind\":\"summary\""));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The `tracer_started` record of a short session with these arguments.

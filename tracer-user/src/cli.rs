@@ -115,7 +115,7 @@ pub struct RunArgs {
     /// Stop by itself after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Create this file once every program is attached.
+    /// Create this file once every program is attached (removed when it stops).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
     /// Output format (default: text on a terminal, json otherwise).

@@ -4,6 +4,7 @@
 use std::{
     fs::File,
     io::{BufWriter, Write},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -73,6 +74,9 @@ fn daemon_defaults(mut run: RunArgs) -> RunArgs {
 }
 
 async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
+    // A ready file left by an earlier run (killed, or the host restarted)
+    // must not announce this one before its programs are attached.
+    let ready = ReadyFile::clear(args.ready_file.clone())?;
     // Configuration problems are reported before anything is loaded. This
     // does not contact the API server yet.
     let kube = Kube::connect(&args.kubernetes.options()).await?;
@@ -138,13 +142,11 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // fd stays open for as long as it is registered.
     let mut ring = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
-    if let Some(path) = &args.ready_file {
-        File::create(path).with_context(|| format!("cannot create ready file {}", path.display()))?;
-    }
 
-    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     // Both streams live across loop iterations: a fresh `ctrl_c()` future
     // per iteration misses a signal delivered while another branch runs.
+    // They are set up before the ready file appears: whoever waits on it
+    // may signal at once, and an unhandled SIGINT kills without a summary.
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let (mut sigpause, mut sigresume) = if args.pause_signals {
@@ -152,6 +154,9 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     } else {
         (None, None)
     };
+    ready.create()?;
+
+    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut housekeeping = interval(Duration::from_secs(1));
     housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The kernel side wakes us only once a batch has built up; this timer
@@ -193,19 +198,18 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
             _ = recv_opt(&mut sigpause) => {
                 sink.drain(ring.get_mut())?;
                 tracer.pause();
-                if let Some(path) = &args.ready_file {
-                    let _ = std::fs::remove_file(path);
-                }
+                ready.remove();
             }
             _ = recv_opt(&mut sigresume) => {
                 tracer.resume()?;
-                if let Some(path) = &args.ready_file {
-                    File::create(path).with_context(|| format!("cannot create ready file {}", path.display()))?;
-                }
+                ready.create()?;
             }
         }
     }
 
+    // From here on nothing new is traced: the file says so before the
+    // summary does (its guard would remove it on an error return too).
+    ready.remove();
     // Drain what arrived before we stopped, then judge what is left.
     sink.drain(ring.get_mut())?;
     if established_in_kernel {
@@ -241,6 +245,46 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     let text = summary_text(&summary);
     out.record("summary", summary, &text)?;
     Ok(())
+}
+
+/// `--ready-file`: it exists exactly while every program is attached.
+/// Whoever waits on it (a test, a benchmark, a readiness probe) may act the
+/// moment it appears, so a stale one is removed before loading, and this
+/// run's is removed when it stops, however it stops.
+struct ReadyFile {
+    path: Option<PathBuf>,
+}
+
+impl ReadyFile {
+    fn clear(path: Option<PathBuf>) -> Result<Self> {
+        if let Some(p) = &path {
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => anyhow::bail!("cannot remove the stale ready file {}: {e}", p.display()),
+            }
+        }
+        Ok(Self { path })
+    }
+
+    fn create(&self) -> Result<()> {
+        if let Some(p) = &self.path {
+            File::create(p).with_context(|| format!("cannot create ready file {}", p.display()))?;
+        }
+        Ok(())
+    }
+
+    fn remove(&self) {
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for ReadyFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 /// Where ring-buffer records go: decoded, recorded if asked, diagnosed,
