@@ -165,6 +165,9 @@ impl Tracer {
             std::process::id(),
             TRACER_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
+        // PIDs wrap (at 32768 on these machines) and /tmp outlives a run:
+        // an older run's ready file here would pass for this tracer's.
+        let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let ready = dir.join("ready");
         let stdout = dir.join("stdout.jsonl");
@@ -237,10 +240,15 @@ impl Tracer {
         let mut text = String::new();
         fs::File::open(&self.stdout).unwrap().read_to_string(&mut text).unwrap();
         assert!(status.success(), "probe-tracer failed ({status}): {}\n{text}", self.stderr_text());
+        assert!(!self.ready.exists(), "probe-tracer left its ready file behind");
         let lines = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
             .collect();
+        // Kept when anything above failed, for whoever reads the failure.
+        if let Some(dir) = self.ready.parent() {
+            let _ = fs::remove_dir_all(dir);
+        }
         Output { lines }
     }
 
