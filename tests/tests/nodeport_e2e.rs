@@ -355,6 +355,39 @@ fn healthy_probes_to_hundreds_of_destinations_are_each_counted() {
     }
 }
 
+/// Every `--prober-comm` is traced, and only the exact names: a name that
+/// shares a prefix, or all but its last byte, is not a prober's.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn only_the_named_prober_comms_are_traced() {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // 15 bytes, the most a comm holds: the two differ in the second word.
+    let tracer = Tracer::start(&["--prober-comm", "probe-tracer-xy", "--prober-comm", "kubelet"]);
+    let names = ["kubelet", "probe-tracer-xy", "probe-tracer-xz", "kubelet2", "kubele", "bench"];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in names {
+                drop(listener.accept().unwrap());
+            }
+        });
+        for name in names {
+            s.spawn(move || {
+                tests::set_thread_name(name);
+                drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+            })
+            .join()
+            .unwrap();
+        }
+    });
+    let out = tracer.stop();
+    let mut traced: Vec<&str> = attempts_to(&out, "127.0.0.1", port).iter().map(|a| a["comm"].as_str().unwrap()).collect();
+    traced.sort();
+    assert_eq!(traced, ["kubelet", "probe-tracer-xy"], "{}", out.dump());
+    assert_eq!(out.only("summary")["lost_events"], 0);
+}
+
 /// `n` healthy prober connections (from a thread named `kubelet`) to a
 /// loopback listener, each accepted and closed.
 fn probe_loopback(listener: &std::net::TcpListener, n: usize) {

@@ -271,7 +271,32 @@ pub struct OomKillEvent {
     pub victim_comm: [u8; TASK_COMM_LEN],
 }
 
-/// Key of the prober-comm filter map: a NUL-padded `comm`.
+/// The prober names (`--prober-comm`), each a NUL-padded `comm` as two
+/// words. Every connect on the node is checked against them: in `.rodata`
+/// the verifier knows `count`, so the check is `count` pairs of word
+/// compares, where a hash lookup of the name cost ~30 ns per prober connect.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProberComms {
+    pub count: u32,
+    pub _pad: u32,
+    pub names: [[u64; 2]; PROBER_COMMS_MAX],
+}
+
+/// How many `--prober-comm` names the kernel side checks.
+pub const PROBER_COMMS_MAX: usize = 16;
+
+impl ProberComms {
+    pub const NONE: Self = Self { count: 0, _pad: 0, names: [[0; 2]; PROBER_COMMS_MAX] };
+
+    /// The words of a NUL-padded comm, as the kernel side reads them.
+    pub fn words(comm: &CommKey) -> [u64; 2] {
+        let (a, b) = comm.split_at(8);
+        [u64::from_ne_bytes(a.try_into().unwrap()), u64::from_ne_bytes(b.try_into().unwrap())]
+    }
+}
+
+/// Key of the comm filter maps: a NUL-padded `comm`.
 pub type CommKey = [u8; TASK_COMM_LEN];
 
 /// Key of the IPVS lookup map: a prober connection as the kernel will see
@@ -516,6 +541,7 @@ impl ProcessOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
+    pub prober_comms: ProberComms,
     pub set_state: SockTracepointOffsets,
     pub retransmit: SockTracepointOffsets,
     pub reset: SockTracepointOffsets,
@@ -526,6 +552,7 @@ pub struct Config {
 
 impl Config {
     pub const MISSING: Self = Self {
+        prober_comms: ProberComms::NONE,
         set_state: SockTracepointOffsets::MISSING,
         retransmit: SockTracepointOffsets::MISSING,
         reset: SockTracepointOffsets::MISSING,

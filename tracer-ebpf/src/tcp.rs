@@ -1,8 +1,8 @@
 //! Prober TCP connections: connect, state changes, SYN retransmits, resets,
 //! and segments arriving in SYN-SENT.
 //!
-//! A socket is *tracked* from the moment a prober process (comm in
-//! `PROBER_COMMS`) connects it until it reaches ESTABLISHED or CLOSE. Every
+//! A socket is *tracked* from the moment a prober process (comm among
+//! `Config::prober_comms`) connects it until it reaches ESTABLISHED or CLOSE. Every
 //! later hook fires in softirq or timer context where `comm` means nothing,
 //! so they filter on the tracked-socket map instead.
 //!
@@ -14,18 +14,19 @@
 //! sent at once, only later.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    cty::c_void,
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated as helper},
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
+    maps::{Array, LruHashMap, PerCpuHashMap},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    CommKey, DestKey, EventHeader, NO_FIELD, ProbeSlot, ProbeSock, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN, TcpConnectedEvent,
+    DestKey, EventHeader, NO_FIELD, ProbeSlot, ProbeSock, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN, TcpConnectedEvent,
     TcpEvent, Tuple, hook_mode, kind, probe_sock, setting as settings,
 };
 
 use crate::{
-    config, first_byte_may_match, header, insert_counted, prober_header, may_hold, read_kernel,
+    config, header, insert_counted, prober_header, may_hold, read_kernel,
     remove_counted, reserve, setting, submit, tp_read, tracked_map,
 };
 
@@ -39,14 +40,6 @@ const TCP_SYN_RECV: u8 = 3;
 const TCP_CLOSE: u8 = 7;
 const ECONNRESET: i32 = 104;
 const ECONNREFUSED: i32 = 111;
-
-/// Process names whose connections are traced (`--prober-comm`).
-#[map]
-static PROBER_COMMS: HashMap<CommKey, u8> = HashMap::with_max_entries(16, 0);
-
-/// Non-zero at the first byte of each name in `PROBER_COMMS`.
-#[map]
-static PROBER_COMM_FIRST_BYTES: Array<u8> = Array::with_max_entries(256, 0);
 
 /// Prober connections in flight (connected, not yet ESTABLISHED or closed)
 /// that the maps below can hold: a node's probes number in the hundreds
@@ -209,10 +202,21 @@ fn release_slot(skaddr: &mut u64, claims: &mut i64) {
 /// record's header, so the comm is copied once per connect).
 #[inline(always)]
 fn prober_comm() -> Option<[u8; TASK_COMM_LEN]> {
-    let comm = bpf_get_current_comm().ok()?;
-    let prober =
-        first_byte_may_match(&PROBER_COMM_FIRST_BYTES, &comm) && unsafe { PROBER_COMMS.get(&comm).is_some() };
-    prober.then_some(comm)
+    // Read as words (the helper pads with NULs), compared with each name.
+    let mut words = [0u64; 2];
+    // SAFETY: the helper writes at most the 16 bytes given.
+    let ret = unsafe { helper::bpf_get_current_comm(words.as_mut_ptr() as *mut c_void, TASK_COMM_LEN as u32) };
+    if ret != 0 {
+        return None;
+    }
+    let comms = &config().prober_comms;
+    for name in comms.names.iter().take(comms.count as usize) {
+        if name[0] == words[0] && name[1] == words[1] {
+            // SAFETY: two u64 are 16 bytes, any bit pattern a valid [u8; 16].
+            return Some(unsafe { core::mem::transmute::<[u64; 2], [u8; TASK_COMM_LEN]>(words) });
+        }
+    }
+    None
 }
 
 /// Whether any socket may be tracked (in a slot or in the map).

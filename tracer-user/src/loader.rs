@@ -7,14 +7,17 @@
 
 use std::fmt;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{FEntry, FExit, KProbe, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
-use tracer_common::{CommKey, Config, DestKey, NO_FIELD, ProbeSlot, ProbeSock, probe_sock, ProcessOffsets, TASK_COMM_LEN, counter, setting};
+use tracer_common::{
+    CommKey, Config, DestKey, NO_FIELD, PROBER_COMMS_MAX, ProbeSlot, ProbeSock, ProberComms, ProcessOffsets, TASK_COMM_LEN, counter,
+    probe_sock, setting,
+};
 
 use crate::kernel::{
     btf::{KernelBtf, ipvs_param_offsets},
@@ -347,7 +350,8 @@ impl Tracer {
         tracefs::ensure_mounted()?;
         // Parsed BTF takes tens of MiB: our parse lives only as long as the
         // offsets need it, and aya's one parse serves relocation and attach.
-        let (config, ipvs_problem) = build_config(&KernelBtf::load()?, &opts.groups)?;
+        let (mut config, ipvs_problem) = build_config(&KernelBtf::load()?, &opts.groups)?;
+        config.prober_comms = prober_comms(&opts.prober_comms)?;
         let aya_btf = Btf::from_sys_fs().ok();
         let ringbuf_bytes = opts.ringbuf_bytes.next_power_of_two().max(4096);
         let mut ebpf = EbpfLoader::new()
@@ -357,7 +361,6 @@ impl Tracer {
             .load(EBPF_OBJECT)
             .context("the kernel refused to create probe-tracer's eBPF maps")?;
 
-        fill_comms(&mut ebpf, "PROBER_COMMS", "PROBER_COMM_FIRST_BYTES", &opts.prober_comms)?;
         fill_comms(&mut ebpf, "RUNTIME_COMMS", "RUNTIME_COMM_FIRST_BYTES", &opts.runtime_comms)?;
 
         let mut hooks: Vec<HookStatus> = Vec::new();
@@ -569,6 +572,19 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
 
 /// Fills a comm map and the array of its names' first bytes, which the
 /// kernel checks before the hash lookup.
+/// The `--prober-comm` names as the kernel side checks them.
+fn prober_comms(names: &[String]) -> Result<ProberComms> {
+    if names.len() > PROBER_COMMS_MAX {
+        bail!("at most {PROBER_COMMS_MAX} --prober-comm names are supported ({} given)", names.len());
+    }
+    let mut comms = ProberComms::NONE;
+    for (slot, name) in comms.names.iter_mut().zip(names) {
+        *slot = ProberComms::words(&comm_key(name));
+    }
+    comms.count = names.len() as u32;
+    Ok(comms)
+}
+
 fn fill_comms(ebpf: &mut Ebpf, map: &str, first_bytes_map: &str, names: &[String]) -> Result<()> {
     let keys: Vec<CommKey> = names.iter().map(|n| comm_key(n)).collect();
     let mut comms: HashMap<_, CommKey, u8> =
@@ -863,6 +879,18 @@ fn raise_memlock_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prober_comms_are_nul_padded_words_and_at_most_sixteen() {
+        let comms = prober_comms(&["kubelet".into(), "a".into()]).unwrap();
+        assert_eq!(comms.count, 2);
+        assert_eq!(comms.names[0], [u64::from_ne_bytes(*b"kubelet\0"), 0]);
+        assert_eq!(comms.names[1], [u64::from_ne_bytes(*b"a\0\0\0\0\0\0\0"), 0]);
+        assert_eq!(comms.names[2], [0, 0]);
+        let many: Vec<String> = (0..17).map(|i| format!("p{i}")).collect();
+        let e = prober_comms(&many).unwrap_err().to_string();
+        assert!(e.contains("at most 16 --prober-comm"), "{e}");
+    }
 
     #[test]
     fn missed_runs_are_read_from_fdinfo_by_exact_name() {
