@@ -58,7 +58,7 @@ fn check_reports_every_hook_and_the_kernel() {
     if tests::machine() == tests::Machine::Bare {
         // This kernel refuses fentry and has no kprobes: the report says so.
         let connect = hooks.iter().find(|h| h["hook"] == "tcp_connect").unwrap();
-        assert_eq!(connect["mode"], "raw_tracepoint");
+        assert_eq!(connect["mode"], "btf_tracepoint");
         let tried: Vec<&str> = connect["tried"].as_array().unwrap().iter().map(|t| t["mode"].as_str().unwrap()).collect();
         assert_eq!(tried, ["fentry", "kprobe"]);
     }

@@ -165,16 +165,31 @@ fn assert_classified(out: &Output) {
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn healthy_refused_and_timed_out_probes_are_classified() {
     let out = probe_the_plain_pod(&[]);
-    let expected_connect = if machine() == Machine::Vm { "fentry" } else { "raw_tracepoint" };
+    // Every kernel the suite runs has BTF and tp_btf (5.5+).
+    assert_eq!(out.hook_mode("tcp_state"), "btf_tracepoint", "{}", out.dump());
+    let expected_connect = if machine() == Machine::Vm { "fentry" } else { "btf_tracepoint" };
     assert_eq!(out.hook_mode("tcp_connect"), expected_connect, "{}", out.dump());
     if machine() == Machine::Bare {
         assert_eq!(out.hook_mode("ipvs_conn_new"), "inferred");
     }
     assert_eq!(out.hook_mode("tcp_retransmit"), "raw_tracepoint");
-    // Resets are seen by the raw state program (the socket's error at its
+    // Resets are seen by the state program (the socket's error at its
     // close), not by a tracepoint on every reset of the node: the refusal
     // is its test.
-    assert_eq!(out.hook_mode("tcp_receive_reset"), "raw_tracepoint");
+    assert_eq!(out.hook_mode("tcp_receive_reset"), "btf_tracepoint");
+    assert_eq!(out.hook_target("tcp_receive_reset"), "inet_sock_set_state", "{}", out.dump());
+    assert_classified(&out);
+}
+
+/// The same where tp_btf is refused (a kernel without BTF, or before 5.5):
+/// the untyped raw tracepoint reads the socket through helpers.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn probes_are_classified_on_untyped_raw_tracepoints() {
+    let out = probe_the_plain_pod(&["--allow-mode", "raw_tracepoint,tracepoint,inferred"]);
+    for hook in ["tcp_state", "tcp_connect", "tcp_retransmit", "tcp_receive_reset"] {
+        assert_eq!(out.hook_mode(hook), "raw_tracepoint", "{hook}: {}", out.dump());
+    }
     assert_eq!(out.hook_target("tcp_receive_reset"), "inet_sock_set_state", "{}", out.dump());
     assert_classified(&out);
 }

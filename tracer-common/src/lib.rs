@@ -42,6 +42,8 @@ pub mod hook_mode {
     pub const FENTRY: u8 = 2;
     pub const RAW_TRACEPOINT: u8 = 3;
     pub const FEXIT: u8 = 4;
+    /// A BTF-enabled raw tracepoint (`tp_btf`).
+    pub const BTF_TRACEPOINT: u8 = 5;
 }
 
 /// Which syscall a [`SyscallFailedEvent`] is about.

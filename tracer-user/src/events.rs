@@ -36,6 +36,7 @@ pub enum HookMode {
     Kprobe,
     Fentry,
     Fexit,
+    BtfTracepoint,
 }
 
 impl HookMode {
@@ -45,6 +46,7 @@ impl HookMode {
             hook_mode::FEXIT => Self::Fexit,
             hook_mode::KPROBE => Self::Kprobe,
             hook_mode::RAW_TRACEPOINT => Self::RawTracepoint,
+            hook_mode::BTF_TRACEPOINT => Self::BtfTracepoint,
             _ => Self::Tracepoint,
         }
     }
@@ -56,6 +58,7 @@ impl HookMode {
             Self::Kprobe => "kprobe",
             Self::Fentry => "fentry",
             Self::Fexit => "fexit",
+            Self::BtfTracepoint => "btf_tracepoint",
         }
     }
 }

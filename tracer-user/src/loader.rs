@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{FEntry, FExit, KProbe, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, RawTracePoint, TracePoint},
 };
 use serde::Serialize;
 use tracer_common::{
@@ -49,11 +49,14 @@ pub enum Attach {
     Kprobe { program: &'static str, function: &'static str },
     Tracepoint { program: &'static str, category: &'static str, name: &'static str },
     RawTracepoint { program: &'static str, name: &'static str },
+    /// A raw tracepoint with BTF-typed arguments (`tp_btf`).
+    BtfTracepoint { program: &'static str, name: &'static str },
     /// Covered by another hook's program (a tracepoint that sees the same thing).
     Via { hook: &'static str },
-    /// Not needed when `hook` got `mode` (its program does this one's job),
-    /// so that a fallback pair is attached only when it is the fallback.
-    CoveredBy { hook: &'static str, mode: Mode },
+    /// Not needed when `hook` got one of `modes` (its program does this
+    /// one's job), so that a fallback pair is attached only when it is the
+    /// fallback.
+    CoveredBy { hook: &'static str, modes: &'static [Mode] },
     /// No program: userspace infers from procfs.
     Inferred { source: &'static str },
 }
@@ -68,6 +71,7 @@ impl Attach {
             Attach::Kprobe { .. } => Some(Mode::Kprobe),
             Attach::Tracepoint { .. } => Some(Mode::Tracepoint),
             Attach::RawTracepoint { .. } => Some(Mode::RawTracepoint),
+            Attach::BtfTracepoint { .. } => Some(Mode::BtfTracepoint),
             Attach::Via { .. } | Attach::CoveredBy { .. } => None,
             Attach::Inferred { .. } => Some(Mode::Inferred),
         }
@@ -89,6 +93,7 @@ pub const HOOKS: &[HookSpec] = &[
         name: "tcp_state",
         groups: &[Group::Probe],
         candidates: &[
+            Attach::BtfTracepoint { program: "btf_tp_inet_sock_set_state", name: "inet_sock_set_state" },
             Attach::RawTracepoint { program: "raw_tp_inet_sock_set_state", name: "inet_sock_set_state" },
             Attach::Tracepoint { program: "tp_inet_sock_set_state", category: "sock", name: "inet_sock_set_state" },
         ],
@@ -127,10 +132,10 @@ pub const HOOKS: &[HookSpec] = &[
         name: "tcp_receive_reset",
         groups: &[Group::Probe],
         candidates: &[
-            // The raw state program tells a refusal by the socket's error
+            // The raw state programs tell a refusal by the socket's error
             // at its close, so this tracepoint (once per reset on the
             // node) is needed only with the classic state tracepoint.
-            Attach::CoveredBy { hook: "tcp_state", mode: Mode::RawTracepoint },
+            Attach::CoveredBy { hook: "tcp_state", modes: &[Mode::BtfTracepoint, Mode::RawTracepoint] },
             Attach::RawTracepoint { program: "raw_tp_tcp_receive_reset", name: "tcp_receive_reset" },
             Attach::Tracepoint { program: "tp_tcp_receive_reset", category: "tcp", name: "tcp_receive_reset" },
         ],
@@ -214,7 +219,7 @@ pub const HOOKS: &[HookSpec] = &[
         name: "setns_enter",
         groups: &[Group::Exec],
         candidates: &[
-            Attach::CoveredBy { hook: "setns_failed", mode: Mode::Fexit },
+            Attach::CoveredBy { hook: "setns_failed", modes: &[Mode::Fexit] },
             Attach::Tracepoint { program: "tp_sys_enter_setns", category: "syscalls", name: "sys_enter_setns" },
         ],
         required: false,
@@ -260,12 +265,15 @@ pub enum Mode {
     // The JSON spelling is accepted too, as users copy it from `check`.
     #[value(alias = "raw_tracepoint")]
     RawTracepoint,
+    #[value(alias = "btf_tracepoint", alias = "tp_btf")]
+    BtfTracepoint,
     Tracepoint,
     Inferred,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [Mode::Fentry, Mode::Fexit, Mode::Kprobe, Mode::RawTracepoint, Mode::Tracepoint, Mode::Inferred];
+    pub const ALL: [Mode; 7] =
+        [Mode::Fentry, Mode::Fexit, Mode::Kprobe, Mode::BtfTracepoint, Mode::RawTracepoint, Mode::Tracepoint, Mode::Inferred];
 }
 
 impl fmt::Display for Mode {
@@ -275,6 +283,7 @@ impl fmt::Display for Mode {
             Mode::Fexit => "fexit",
             Mode::Kprobe => "kprobe",
             Mode::RawTracepoint => "raw_tracepoint",
+            Mode::BtfTracepoint => "btf_tracepoint",
             Mode::Tracepoint => "tracepoint",
             Mode::Inferred => "inferred",
         })
@@ -677,6 +686,9 @@ fn attach_hook(
             Attach::RawTracepoint { program, name } => {
                 (Mode::RawTracepoint, name.to_string(), attach_raw_tracepoint(ebpf, program, name).map(Some))
             }
+            Attach::BtfTracepoint { program, name } => {
+                (Mode::BtfTracepoint, name.to_string(), attach_btf_tracepoint(ebpf, program, name, btf).map(Some))
+            }
             Attach::Via { hook } => {
                 let other = earlier.iter().find(|h| h.hook == hook);
                 match other.and_then(|h| h.mode.zip(h.target.clone())) {
@@ -684,9 +696,9 @@ fn attach_hook(
                     None => (Mode::Tracepoint, hook.to_string(), Err(anyhow!("hook {hook} is not attached"))),
                 }
             }
-            Attach::CoveredBy { hook, mode } => {
+            Attach::CoveredBy { hook, modes } => {
                 let other = earlier.iter().find(|h| h.hook == hook);
-                match other.and_then(|h| h.mode.filter(|m| *m == mode).zip(h.target.clone())) {
+                match other.and_then(|h| h.mode.filter(|m| modes.contains(m)).zip(h.target.clone())) {
                     Some((mode, target)) => (mode, target, Ok(None)),
                     // Not an attach failure: the next candidate is the one needed.
                     None => continue,
@@ -776,6 +788,12 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<H
     load_and_attach(prog, |p| Ok(p.load()?), |p| link_raw_tracepoint(p, name), |p| drop(p.unload()))
 }
 
+fn attach_btf_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str, btf: Option<&Btf>) -> Result<HeldLink> {
+    let btf = btf.ok_or_else(|| anyhow!("no kernel BTF"))?;
+    let prog: &mut BtfTracePoint = program_mut(ebpf, program)?.try_into()?;
+    load_and_attach(prog, |p| Ok(p.load(name, btf)?), link_btf_tracepoint, |p| drop(p.unload()))
+}
+
 /// Attaches a program that is loaded already (see [`Tracer::resume`]); an
 /// fentry or fexit program keeps the function it was loaded for (`target`).
 fn relink(ebpf: &mut Ebpf, how: &Attach, target: &str) -> Result<HeldLink> {
@@ -795,6 +813,11 @@ fn relink(ebpf: &mut Ebpf, how: &Attach, target: &str) -> Result<HeldLink> {
             link_tracepoint(program_mut(ebpf, program)?.try_into()?, category, name)
         }
         Attach::RawTracepoint { program, name } => link_raw_tracepoint(program_mut(ebpf, program)?.try_into()?, name),
+        Attach::BtfTracepoint { program, name } => relink_tracing(
+            program_mut(ebpf, program)?.try_into()?,
+            link_btf_tracepoint,
+            |p: &mut BtfTracePoint, btf| Ok(p.unload().and_then(|()| p.load(name, btf))?),
+        ),
         Attach::Via { .. } | Attach::CoveredBy { .. } | Attach::Inferred { .. } => {
             Err(anyhow!("{how:?} has no program of its own to attach"))
         }
@@ -827,6 +850,11 @@ fn link_fentry(p: &mut FEntry) -> Result<HeldLink> {
 }
 
 fn link_fexit(p: &mut FExit) -> Result<HeldLink> {
+    let id = p.attach()?;
+    Ok(Box::new(p.take_link(id)?))
+}
+
+fn link_btf_tracepoint(p: &mut BtfTracePoint) -> Result<HeldLink> {
     let id = p.attach()?;
     Ok(Box::new(p.take_link(id)?))
 }
