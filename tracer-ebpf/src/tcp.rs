@@ -15,7 +15,7 @@
 
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated as helper},
+    helpers::{bpf_ktime_get_ns, generated as helper},
     macros::{btf_tracepoint, fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
@@ -217,12 +217,6 @@ fn prober_comm() -> Option<[u8; TASK_COMM_LEN]> {
         }
     }
     None
-}
-
-/// Whether any socket may be tracked (in a slot or in the map).
-#[inline(always)]
-fn may_track_any() -> bool {
-    may_hold(tracked_map::PROBE_SLOTS) || may_hold(tracked_map::PROBE_SOCKS)
 }
 
 /// The tracked socket at `skaddr`, if it is one.
@@ -505,6 +499,8 @@ trait SockAccess: Copy {
     fn protocol(self) -> Option<u16>;
     /// `sk_err`; `None` where unknown.
     fn err(self) -> Option<i32>;
+    /// `skc_state`.
+    fn state(self) -> u8;
 }
 
 /// An untyped socket address: every field through `bpf_probe_read_kernel`
@@ -529,22 +525,30 @@ impl SockAccess for ReadByHelper {
     fn err(self) -> Option<i32> {
         read_kernel(self.0, config().sock.sk_err)
     }
+    #[inline(always)]
+    fn state(self) -> u8 {
+        read_kernel::<u8>(self.0, config().sock.skc_state).unwrap_or(0)
+    }
 }
 
-/// A BTF-typed socket pointer: each field is one load, which the verifier
-/// checks against the kernel's BTF (the offsets, taken from that BTF by
-/// userspace, are constants to it in `.rodata`) and makes fault-safe.
+/// A BTF-typed socket pointer (tp_btf, fentry): each field is one load,
+/// which the verifier checks against the kernel's BTF (the offsets, taken
+/// from that BTF by userspace, are constants to it in `.rodata`) and makes
+/// fault-safe. `scratch` is the program's [`POINTER_SCRATCH`] slot.
 #[derive(Clone, Copy)]
-struct LoadDirect(*const u8);
+struct LoadDirect {
+    sk: *const u8,
+    scratch: u32,
+}
 
 impl SockAccess for LoadDirect {
     #[inline(always)]
     fn address(self) -> u64 {
-        pointer_value(self.0, scratch::STATE)
+        pointer_value(self.sk, self.scratch)
     }
     #[inline(always)]
     fn tuple(self) -> Tuple {
-        let (sk, off) = (self.0, &config().sock);
+        let (sk, off) = (self.sk, &config().sock);
         let mut t = Tuple {
             family: load::<u16>(sk, off.skc_family).unwrap_or(0),
             sport: load::<u16>(sk, off.skc_num).unwrap_or(0),
@@ -562,11 +566,15 @@ impl SockAccess for LoadDirect {
     }
     #[inline(always)]
     fn protocol(self) -> Option<u16> {
-        load(self.0, config().sock.sk_protocol)
+        load(self.sk, config().sock.sk_protocol)
     }
     #[inline(always)]
     fn err(self) -> Option<i32> {
-        load(self.0, config().sock.sk_err)
+        load(self.sk, config().sock.sk_err)
+    }
+    #[inline(always)]
+    fn state(self) -> u8 {
+        load::<u8>(self.sk, config().sock.skc_state).unwrap_or(0)
     }
 }
 
@@ -592,14 +600,17 @@ fn address16(words: Option<[u64; 2]>) -> [u8; 16] {
 /// interrupt it between the store and the load.
 mod scratch {
     pub const STATE: u32 = 0;
-    pub const COUNT: u32 = 1;
+    pub const CONNECT: u32 = 1;
+    pub const RCV_STATE: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Where a BTF-typed pointer becomes a number. The verifier allows no
 /// arithmetic on such a pointer (the slot hash multiplies it); stored to
 /// map memory and loaded back, it is a plain number (privileged programs
 /// may store pointers in maps). A helper read of the argument did the same
-/// for ~30 ns; this is two instructions and a per-CPU array lookup.
+/// for ~30 ns; this is two instructions and a per-CPU array lookup (which
+/// the verifier inlines from 6.10 on).
 #[map]
 static POINTER_SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(scratch::COUNT, 0);
 
@@ -676,55 +687,35 @@ fn window_field(w: &[u64; 3], at: u32, bytes: u32) -> u64 {
     if bytes == 2 { value & 0xffff } else { value & 0xffff_ffff }
 }
 
-#[inline(always)]
-fn sock_state(sk: *const u8) -> u8 {
-    read_kernel::<u8>(sk, config().sock.skc_state).unwrap_or(0)
-}
 
 // ---------------------------------------------------------------------------
 // Hook: tcp_connect (fentry, kprobe; tracepoint fallback in on_set_state).
 
-/// `socket` gives the argument: in the fentry program that is a helper
-/// call, made only once the connect is known to be a prober's.
+/// The socket's address (and, on an IPVS node, its tuple) is read only
+/// once the connect is known to be a prober's.
 #[inline(always)]
-fn on_tcp_connect(socket: impl FnOnce() -> *const u8, mode: u8) {
+fn on_tcp_connect(sk: impl SockAccess, mode: u8) {
     let Some(comm) = prober_comm() else { return };
-    let sk = socket();
-    if sk.is_null() {
+    let skaddr = sk.address();
+    if skaddr == 0 {
         return;
     }
-    let skaddr = sk as u64;
     track(skaddr, mode, comm);
     // tcp_connect runs after the source port is bound.
     if setting(settings::IPVS_HOOKED) != 0 {
-        let tuple = sock_tuple(sk);
-        track_reply(skaddr, &tuple);
+        track_reply(skaddr, &sk.tuple());
     }
-}
-
-/// A fentry program's pointer argument as a plain number. Loaded directly,
-/// the verifier types it as a pointer to its BTF struct and refuses any
-/// arithmetic but adding offsets, and the slot hash multiplies the address
-/// (which sent both fentry programs to their kprobe fallbacks). Read
-/// through the helper it is a number, as in the kprobe and raw tracepoint
-/// programs; the struct is read with helpers in every mode anyway.
-#[inline(always)]
-fn fentry_arg_address(ctx: &FEntryContext, n: usize) -> *const u8 {
-    use aya_ebpf::EbpfContext;
-    // SAFETY: a tracing program's context is the array of its u64 arguments.
-    let arg = unsafe { (ctx.as_ptr() as *const u64).add(n) };
-    unsafe { bpf_probe_read_kernel(arg) }.map_or(core::ptr::null(), |a| a as *const u8)
 }
 
 #[fentry(function = "tcp_connect")]
 pub fn fentry_tcp_connect(ctx: FEntryContext) -> u32 {
-    on_tcp_connect(|| fentry_arg_address(&ctx, 0), hook_mode::FENTRY);
+    on_tcp_connect(LoadDirect { sk: ctx.arg(0), scratch: scratch::CONNECT }, hook_mode::FENTRY);
     0
 }
 
 #[kprobe(function = "tcp_connect")]
 pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
-    on_tcp_connect(|| ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null()), hook_mode::KPROBE);
+    on_tcp_connect(ReadByHelper(ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null())), hook_mode::KPROBE);
     0
 }
 
@@ -734,24 +725,15 @@ pub fn kprobe_tcp_connect(ctx: ProbeContext) -> u32 {
 // diverted SYN-ACK looks like from the prober's side.
 
 #[inline(always)]
-fn on_rcv_state_process(socket: impl FnOnce() -> *const u8, mode: u8) {
+fn on_rcv_state_process(sk: impl SockAccess, mode: u8) {
     // This runs for every segment a socket gets outside ESTABLISHED,
     // node-wide. Whether anything is tracked first (a load from a map the
     // verifier inlines): usually no probe is in flight. Only then the
-    // socket (a helper call in the fentry program), its slot (a load and a
-    // compare), and only for a tracked socket its state (a helper call,
-    // ~40 ns): segments of listeners and of the other end of a prober's
-    // connection are not tracked.
-    if !may_track_any() {
-        return;
-    }
-    let sk = socket();
-    if sk.is_null() {
-        return;
-    }
-    let skaddr = sk as u64;
-    let Some(sock) = tracked(skaddr) else { return };
-    if sock_state(sk) != TCP_SYN_SENT {
+    // socket's address, its slot (a load and a compare), and only for a
+    // tracked socket its state: segments of listeners and of the other end
+    // of a prober's connection are not tracked.
+    let Some((skaddr, sock)) = tracked_at(|| sk.address()) else { return };
+    if sk.state() != TCP_SYN_SENT {
         return;
     }
     if sock.flags & probe_sock::CONNECT_REPORTED == 0 {
@@ -760,19 +742,18 @@ fn on_rcv_state_process(socket: impl FnOnce() -> *const u8, mode: u8) {
         sock.flags |= probe_sock::SYNACK_PENDING;
         return;
     }
-    let tuple = sock_tuple(sk);
-    send(&header(kind::TCP_SYN_SENT_RCV, mode), skaddr, &tuple, TCP_SYN_SENT, TCP_SYN_SENT);
+    send(&header(kind::TCP_SYN_SENT_RCV, mode), skaddr, &sk.tuple(), TCP_SYN_SENT, TCP_SYN_SENT);
 }
 
 #[fentry(function = "tcp_rcv_state_process")]
 pub fn fentry_tcp_rcv_state_process(ctx: FEntryContext) -> u32 {
-    on_rcv_state_process(|| fentry_arg_address(&ctx, 0), hook_mode::FENTRY);
+    on_rcv_state_process(LoadDirect { sk: ctx.arg(0), scratch: scratch::RCV_STATE }, hook_mode::FENTRY);
     0
 }
 
 #[kprobe(function = "tcp_rcv_state_process")]
 pub fn kprobe_tcp_rcv_state_process(ctx: ProbeContext) -> u32 {
-    on_rcv_state_process(|| ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null()), hook_mode::KPROBE);
+    on_rcv_state_process(ReadByHelper(ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null())), hook_mode::KPROBE);
     0
 }
 
@@ -881,7 +862,8 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn btf_tp_inet_sock_set_state(ctx: BtfTracePointContext) -> u32 {
     let sk = ctx.arg::<*const u8>(0);
-    on_set_state(LoadDirect(sk), ctx.arg::<u64>(1) as u8, ctx.arg::<u64>(2) as u8, hook_mode::BTF_TRACEPOINT);
+    let sk = LoadDirect { sk, scratch: scratch::STATE };
+    on_set_state(sk, ctx.arg::<u64>(1) as u8, ctx.arg::<u64>(2) as u8, hook_mode::BTF_TRACEPOINT);
     0
 }
 
@@ -909,7 +891,7 @@ fn reset_by_peer(sk_err: Option<i32>, old: u8) -> bool {
 pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
     let sk = ctx.arg::<*const u8>(0);
     let Some(sock) = tracked(sk as u64) else { return 0 };
-    let state = sock_state(sk);
+    let state = ReadByHelper(sk).state();
     let tuple = sock_tuple(sk);
     on_tracked_event(sock, kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, sk as u64, &tuple, state, state);
     0
