@@ -403,6 +403,47 @@ fn only_the_named_prober_comms_are_traced() {
     assert_eq!(out.only("summary")["lost_events"], 0);
 }
 
+/// IPv6 probes (a dual-stack cluster's): the 16-byte addresses come through
+/// every mechanism (typed loads, helper reads, tracepoint fields), for a
+/// healthy and a refused probe.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn ipv6_probes_are_classified_with_their_addresses() {
+    for modes in [None, Some("raw_tracepoint,tracepoint,inferred"), Some("tracepoint,inferred")] {
+        let args: Vec<&str> = modes.map_or(vec![], |m| vec!["--allow-mode", m]);
+        let (out, port, closed_port) = probe_ipv6_loopback(&args);
+        let context = format!("{modes:?}: {}", out.dump());
+        let healthy = attempts_to(&out, "::1", port);
+        assert_eq!(healthy.len(), 1, "{context}");
+        assert_eq!(healthy[0]["outcome"], "established", "{context}");
+        assert_eq!(healthy[0]["saddr"], "::1", "{context}");
+        assert_ne!(healthy[0]["sport"], 0, "{context}");
+        let refused = out.only("probe_refused");
+        assert_eq!((&refused["saddr"], &refused["daddr"]), (&"::1".into(), &"::1".into()), "{context}");
+        assert_eq!(refused["dport"], closed_port, "{context}");
+        assert_eq!(out.verdicts().len(), 1, "{context}");
+    }
+}
+
+/// One healthy and one refused prober connection on ::1, under a tracer
+/// started with `args`; returns its output, the open port and the closed.
+fn probe_ipv6_loopback(args: &[&str]) -> (Output, u16, u16) {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let closed_port = TcpListener::bind("[::1]:0").unwrap().local_addr().unwrap().port();
+    let tracer = Tracer::start(args);
+    std::thread::scope(|s| {
+        s.spawn(|| drop(listener.accept().unwrap()));
+        s.spawn(|| {
+            tests::set_thread_name("kubelet");
+            drop(TcpStream::connect(("::1", port)).unwrap());
+            assert!(TcpStream::connect(("::1", closed_port)).is_err());
+        });
+    });
+    (tracer.stop(), port, closed_port)
+}
+
 /// `n` healthy prober connections (from a thread named `kubelet`) to a
 /// loopback listener, each accepted and closed.
 fn probe_loopback(listener: &std::net::TcpListener, n: usize) {
