@@ -186,12 +186,7 @@ fn healthy_refused_and_timed_out_probes_are_classified() {
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn probes_are_classified_on_untyped_raw_tracepoints() {
-    let out = probe_the_plain_pod(&["--allow-mode", "raw_tracepoint,tracepoint,inferred"]);
-    for hook in ["tcp_state", "tcp_connect", "tcp_retransmit", "tcp_receive_reset"] {
-        assert_eq!(out.hook_mode(hook), "raw_tracepoint", "{hook}: {}", out.dump());
-    }
-    assert_eq!(out.hook_target("tcp_receive_reset"), "inet_sock_set_state", "{}", out.dump());
-    assert_classified(&out);
+    assert_classified_on("raw_tracepoint,tracepoint,inferred", "raw_tracepoint", "inet_sock_set_state");
 }
 
 /// The same on the classic tracepoints alone (a kernel whose raw
@@ -199,11 +194,18 @@ fn probes_are_classified_on_untyped_raw_tracepoints() {
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn probes_are_classified_on_classic_tracepoints_alone() {
-    let out = probe_the_plain_pod(&["--allow-mode", "tracepoint,inferred"]);
+    assert_classified_on("tracepoint,inferred", "tracepoint", "tcp:tcp_receive_reset");
+}
+
+/// Probes the plain pod with only the `allowed` mechanisms: every TCP hook
+/// gets `mode`, resets are seen at `reset_target`, and every outcome is
+/// classified.
+fn assert_classified_on(allowed: &str, mode: &str, reset_target: &str) {
+    let out = probe_the_plain_pod(&["--allow-mode", allowed]);
     for hook in ["tcp_state", "tcp_connect", "tcp_retransmit", "tcp_receive_reset"] {
-        assert_eq!(out.hook_mode(hook), "tracepoint", "{hook}: {}", out.dump());
+        assert_eq!(out.hook_mode(hook), mode, "{hook}: {}", out.dump());
     }
-    assert_eq!(out.hook_target("tcp_receive_reset"), "tcp:tcp_receive_reset", "{}", out.dump());
+    assert_eq!(out.hook_target("tcp_receive_reset"), reset_target, "{}", out.dump());
     assert_classified(&out);
 }
 
