@@ -238,6 +238,10 @@ fn tracked_at(address: impl FnOnce() -> u64) -> Option<(u64, &'static mut ProbeS
         return None;
     }
     let skaddr = address();
+    // A free slot holds 0: no address may match it.
+    if skaddr == 0 {
+        return None;
+    }
     if in_slots
         && let Some(slot) = slot_of(skaddr)
         && slot.skaddr == skaddr
@@ -486,11 +490,11 @@ fn tracking_after(old: u8, new: u8) -> Tracking {
 }
 
 // ---------------------------------------------------------------------------
-// Reading a socket's identity from `struct sock` (fentry/kprobe paths).
+// Reading a socket from `struct sock`: helper reads or BTF-checked loads.
 
 /// How a program reads the socket it was given: through helpers (an
 /// untyped address: raw tracepoints, kprobes) or with plain loads (a
-/// BTF-typed pointer: tp_btf).
+/// BTF-typed pointer: tp_btf, fentry).
 trait SockAccess: Copy {
     /// The socket's address as a number: the tracking key.
     fn address(self) -> u64;
@@ -686,7 +690,6 @@ fn window_field(w: &[u64; 3], at: u32, bytes: u32) -> u64 {
     let value = word >> ((at % 8) * 8);
     if bytes == 2 { value & 0xffff } else { value & 0xffff_ffff }
 }
-
 
 // ---------------------------------------------------------------------------
 // Hook: tcp_connect (fentry, kprobe; tracepoint fallback in on_set_state).
