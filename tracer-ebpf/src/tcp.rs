@@ -892,11 +892,10 @@ fn reset_by_peer(sk_err: Option<i32>, old: u8) -> bool {
 /// the node before the tracked-socket lookup says no.
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
-    let sk = ctx.arg::<*const u8>(0);
-    let Some(sock) = tracked(sk as u64) else { return 0 };
-    let state = ReadByHelper(sk).state();
-    let tuple = sock_tuple(sk);
-    on_tracked_event(sock, kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, sk as u64, &tuple, state, state);
+    let sk = ReadByHelper(ctx.arg::<*const u8>(0));
+    let Some(sock) = tracked(sk.address()) else { return 0 };
+    let (state, tuple) = (sk.state(), sk.tuple());
+    on_tracked_event(sock, kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, sk.address(), &tuple, state, state);
     0
 }
 

@@ -579,8 +579,6 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
     Ok((config, ipvs_problem))
 }
 
-/// Fills a comm map and the array of its names' first bytes, which the
-/// kernel checks before the hash lookup.
 /// The `--prober-comm` names as the kernel side checks them.
 fn prober_comms(names: &[String]) -> Result<ProberComms> {
     if names.len() > PROBER_COMMS_MAX {
@@ -594,6 +592,8 @@ fn prober_comms(names: &[String]) -> Result<ProberComms> {
     Ok(comms)
 }
 
+/// Fills a comm map and the array of its names' first bytes, which the
+/// kernel checks before the hash lookup.
 fn fill_comms(ebpf: &mut Ebpf, map: &str, first_bytes_map: &str, names: &[String]) -> Result<()> {
     let keys: Vec<CommKey> = names.iter().map(|n| comm_key(n)).collect();
     let mut comms: HashMap<_, CommKey, u8> =
