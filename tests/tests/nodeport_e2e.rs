@@ -18,12 +18,7 @@ fn attempts_to<'a>(out: &'a Output, daddr: &str, dport: u16) -> Vec<&'a Value> {
 #[ignore = "e2e: needs root and IPVS; run by cargo xtask vm-test"]
 fn vm_only_nodeport_synack_hijack_is_diagnosed_with_observed_ipvs_evidence() {
     assert_eq!(machine(), Machine::Vm, "needs IPVS: the bare run skips vm_only_ tests");
-    let scenario = Scenario::up("nodeport");
-    let tracer = Tracer::start(&[]);
-    assert_eq!(scenario.trigger(&["healthy"]), "200");
-    assert_eq!(scenario.trigger(&["hijack"]), "000", "the hijacked probe must fail");
-    assert_eq!(scenario.trigger(&["fixed"]), "200", "the fix must make the probe succeed");
-    let out = tracer.stop();
+    let out = probe_through_the_hijack(&[]);
 
     // Every hook gets the best mechanism a stock Debian kernel offers. The
     // IPVS kprobe needs the module's own BTF (CONFIG_DEBUG_INFO_BTF_MODULES,
@@ -35,7 +30,37 @@ fn vm_only_nodeport_synack_hijack_is_diagnosed_with_observed_ipvs_evidence() {
     let module_btf = std::path::Path::new("/sys/kernel/btf/ip_vs").exists();
     let evidence = if module_btf { "observed" } else { "inferred" };
     assert_eq!(out.hook_mode("ipvs_conn_new"), if module_btf { "kprobe" } else { "inferred" });
+    assert_hijack_diagnosed(&out, evidence);
+}
 
+/// The same where fentry is refused (a kernel without BPF trampolines,
+/// before 5.5, or one that locks them down): the connect and SYN-ACK
+/// programs run as kprobes and read the socket through helpers.
+#[test]
+#[ignore = "e2e: needs root and IPVS; run by cargo xtask vm-test"]
+fn vm_only_nodeport_synack_hijack_is_diagnosed_by_the_kprobe_programs() {
+    assert_eq!(machine(), Machine::Vm, "needs kprobes and IPVS: the bare run skips vm_only_ tests");
+    let out = probe_through_the_hijack(&["--allow-mode", "kprobe,btf_tracepoint,raw_tracepoint,tracepoint,inferred"]);
+    assert_eq!(out.hook_mode("tcp_connect"), "kprobe", "{}", out.dump());
+    assert_eq!(out.hook_mode("tcp_rcv_state_process"), "kprobe", "{}", out.dump());
+    let module_btf = std::path::Path::new("/sys/kernel/btf/ip_vs").exists();
+    assert_hijack_diagnosed(&out, if module_btf { "observed" } else { "inferred" });
+}
+
+/// The nodeport scenario's healthy, hijacked and fixed probes, under a
+/// tracer started with `args`.
+fn probe_through_the_hijack(args: &[&str]) -> Output {
+    let scenario = Scenario::up("nodeport");
+    let tracer = Tracer::start(args);
+    assert_eq!(scenario.trigger(&["healthy"]), "200");
+    assert_eq!(scenario.trigger(&["hijack"]), "000", "the hijacked probe must fail");
+    assert_eq!(scenario.trigger(&["fixed"]), "200", "the fix must make the probe succeed");
+    tracer.stop()
+}
+
+/// Exactly one `synack_diverted` for the scenario's hijacked probe (with
+/// `evidence`), and the healthy and the fixed probe established.
+fn assert_hijack_diagnosed(out: &Output, evidence: &str) {
     let d = out.only("synack_diverted");
     assert_eq!(d["comm"], "kubelet");
     assert_eq!(d["saddr"], NODE_IP);
@@ -54,7 +79,7 @@ fn vm_only_nodeport_synack_hijack_is_diagnosed_with_observed_ipvs_evidence() {
 
     // The healthy and the fixed probe: established, no verdict.
     assert_eq!(out.verdicts().len(), 1, "only the hijack is a verdict:\n{}", out.dump());
-    let ok: Vec<_> = attempts_to(&out, POD_IP, 8080).into_iter().filter(|a| a["outcome"] == "established").collect();
+    let ok: Vec<_> = attempts_to(out, POD_IP, 8080).into_iter().filter(|a| a["outcome"] == "established").collect();
     assert_eq!(ok.len(), 2, "{}", out.dump());
     assert!(ok.iter().any(|a| a["sport"] == 32768), "the fixed probe used the first port past the reserved range");
     assert_eq!(out.only("summary")["lost_events"], 0);
