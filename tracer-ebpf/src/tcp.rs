@@ -437,12 +437,12 @@ fn count_established(tuple: &Tuple) -> bool {
     let key = DestKey { daddr: tuple.daddr, family: tuple.family, dport: tuple.dport, _pad: 0 };
     for _ in 0..2 {
         if let Some(n) = PROBE_ESTABLISHED.get_ptr_mut(&key) {
-            // This CPU's value, and only the state program writes it. A
-            // softirq interrupting the program on this CPU cannot run it
-            // again meanwhile (the kernel skips a program already running on
-            // the CPU, counted in `recursion_misses`), so no atomic is needed.
-            // SAFETY: a map value, valid while the program runs.
-            unsafe { *n += 1 };
+            // This CPU's value, and only the state program writes it, so
+            // the add is never contended. It is atomic all the same: on
+            // kernels whose raw tracepoints lack the per-program recursion
+            // check (upstream before 6.1) a softirq may run the program
+            // again between a plain load and store, losing that count.
+            crate::atomic_add(n as *mut i64, 1);
             return true;
         }
         // First success to this destination: a new element starts at 0 on
@@ -538,17 +538,16 @@ impl SockAccess for ReadByHelper {
 /// A BTF-typed socket pointer (tp_btf, fentry): each field is one load,
 /// which the verifier checks against the kernel's BTF (the offsets, taken
 /// from that BTF by userspace, are constants to it in `.rodata`) and makes
-/// fault-safe. `scratch` is the program's [`POINTER_SCRATCH`] slot.
+/// fault-safe.
 #[derive(Clone, Copy)]
 struct LoadDirect {
     sk: *const u8,
-    scratch: u32,
 }
 
 impl SockAccess for LoadDirect {
     #[inline(always)]
     fn address(self) -> u64 {
-        pointer_value(self.sk, self.scratch)
+        pointer_value(self.sk)
     }
     #[inline(always)]
     fn tuple(self) -> Tuple {
@@ -599,32 +598,46 @@ fn address16(words: Option<[u64; 2]>) -> [u8; 16] {
     unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(words.unwrap_or([0; 2])) }
 }
 
-/// Slots of [`POINTER_SCRATCH`], one per program that uses it: a program
-/// never nests with itself on a CPU (the kernel skips it), but another may
-/// interrupt it between the store and the load.
-mod scratch {
-    pub const STATE: u32 = 0;
-    pub const CONNECT: u32 = 1;
-    pub const RCV_STATE: u32 = 2;
-    pub const COUNT: u32 = 3;
+/// Nesting levels of [`POINTER_SCRATCH`]: process, softirq, hardirq, NMI.
+const SCRATCH_LEVELS: usize = 4;
+
+/// A CPU's scratch cells, one per nesting level, and the level in use.
+#[repr(C)]
+pub struct PointerScratch {
+    depth: u64,
+    cells: [u64; SCRATCH_LEVELS],
 }
 
 /// Where a BTF-typed pointer becomes a number. The verifier allows no
 /// arithmetic on such a pointer (the slot hash multiplies it); stored to
 /// map memory and loaded back, it is a plain number (privileged programs
 /// may store pointers in maps). A helper read of the argument did the same
-/// for ~30 ns; this is two instructions and a per-CPU array lookup (which
+/// for ~30 ns; this is a few instructions and a per-CPU array lookup (which
 /// the verifier inlines from 6.10 on).
 #[map]
-static POINTER_SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(scratch::COUNT, 0);
+static POINTER_SCRATCH: PerCpuArray<PointerScratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// `p` as a number, through this CPU's scratch cell for the current
+/// nesting depth. A program may be interrupted between the store and the
+/// load by another that converts its own pointer, or by itself where the
+/// kernel lacks the per-program recursion check (raw tracepoints before
+/// 6.1, fentry before 5.12). The interrupting run takes the next cell and
+/// puts the depth back as it found it before the interrupted one resumes,
+/// so neither sees the other's pointer.
 #[inline(always)]
-fn pointer_value(p: *const u8, slot: u32) -> u64 {
-    let Some(cell) = POINTER_SCRATCH.get_ptr_mut(slot) else { return 0 };
-    // SAFETY: this CPU's cell of a map value, valid while the program runs.
+fn pointer_value(p: *const u8) -> u64 {
+    let Some(scratch) = POINTER_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: this CPU's map value, valid while the program runs; volatile
+    // keeps the depth's update around the cell's store and load.
     unsafe {
+        let depth_at = &raw mut (*scratch).depth;
+        let depth = core::ptr::read_volatile(depth_at);
+        core::ptr::write_volatile(depth_at, depth + 1);
+        let cell = &raw mut (*scratch).cells[depth as usize % SCRATCH_LEVELS];
         core::ptr::write_volatile(cell as *mut *const u8, p);
-        core::ptr::read_volatile(cell)
+        let value = core::ptr::read_volatile(cell);
+        core::ptr::write_volatile(depth_at, depth);
+        value
     }
 }
 
@@ -712,7 +725,7 @@ fn on_tcp_connect(sk: impl SockAccess, mode: u8) {
 
 #[fentry(function = "tcp_connect")]
 pub fn fentry_tcp_connect(ctx: FEntryContext) -> u32 {
-    on_tcp_connect(LoadDirect { sk: ctx.arg(0), scratch: scratch::CONNECT }, hook_mode::FENTRY);
+    on_tcp_connect(LoadDirect { sk: ctx.arg(0) }, hook_mode::FENTRY);
     0
 }
 
@@ -750,7 +763,7 @@ fn on_rcv_state_process(sk: impl SockAccess, mode: u8) {
 
 #[fentry(function = "tcp_rcv_state_process")]
 pub fn fentry_tcp_rcv_state_process(ctx: FEntryContext) -> u32 {
-    on_rcv_state_process(LoadDirect { sk: ctx.arg(0), scratch: scratch::RCV_STATE }, hook_mode::FENTRY);
+    on_rcv_state_process(LoadDirect { sk: ctx.arg(0) }, hook_mode::FENTRY);
     0
 }
 
@@ -865,7 +878,7 @@ pub fn raw_tp_inet_sock_set_state(ctx: RawTracePointContext) -> u32 {
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn btf_tp_inet_sock_set_state(ctx: BtfTracePointContext) -> u32 {
     let sk = ctx.arg::<*const u8>(0);
-    let sk = LoadDirect { sk, scratch: scratch::STATE };
+    let sk = LoadDirect { sk };
     on_set_state(sk, ctx.arg::<u64>(1) as u8, ctx.arg::<u64>(2) as u8, hook_mode::BTF_TRACEPOINT);
     0
 }
