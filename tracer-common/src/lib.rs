@@ -314,6 +314,50 @@ pub struct ReplyKey {
     pub _pad: u32,
 }
 
+/// Index bits of the kernel side's direct-mapped reply slots
+/// (`PROBE_REPLY_SLOTS`, in front of the `PROBE_REPLIES` map).
+pub const REPLY_SLOT_BITS: u32 = 12;
+
+/// The index of `x`'s slot in a table of `1 << bits`: the top bits of a
+/// multiplicative hash, which mixes every bit of `x` into them (slab
+/// addresses share their low bits).
+#[inline(always)]
+pub fn slot_index(x: u64, bits: u32) -> u32 {
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as u32
+}
+
+impl ReplyKey {
+    const WORDS: usize = size_of::<ReplyKey>() / 8;
+
+    /// Word `i` (< [`Self::WORDS`]) of the key, read where it lies: the
+    /// kernel side's state program has no stack to spare for copies of keys.
+    #[inline(always)]
+    fn word(&self, i: usize) -> u64 {
+        debug_assert!(i < Self::WORDS);
+        // SAFETY: callers pass i < 5 words of a 40-byte key of integers; unaligned, as a
+        // key on the BPF stack is only 4-aligned.
+        unsafe { core::ptr::read_unaligned((self as *const ReplyKey as *const u64).add(i)) }
+    }
+
+    /// Compared word by word: a derived `==` on the byte arrays can become
+    /// a `memcmp` call, which BPF has not got.
+    #[inline(always)]
+    pub fn same_as(&self, other: &ReplyKey) -> bool {
+        (0..Self::WORDS).all(|i| self.word(i) == other.word(i))
+    }
+
+    /// The key's reply slot: its words folded into one, then
+    /// [`slot_index`]. Shared so tests can find keys that collide.
+    #[inline(always)]
+    pub fn slot(&self) -> u32 {
+        let mut mixed = 0u64;
+        for i in 0..Self::WORDS {
+            mixed = mixed.rotate_left(13) ^ self.word(i);
+        }
+        slot_index(mixed, REPLY_SLOT_BITS)
+    }
+}
+
 /// Key of the healthy-probe count map: where a prober connected to.
 /// IPv4 addresses fill the first four bytes, as in [`Tuple`].
 #[repr(C)]

@@ -21,8 +21,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    DestKey, EventHeader, NO_FIELD, ProbeSlot, ProbeSock, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN, TcpConnectedEvent,
-    TcpEvent, Tuple, hook_mode, kind, probe_sock, setting as settings,
+    DestKey, EventHeader, NO_FIELD, ProbeSlot, ProbeSock, REPLY_SLOT_BITS, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN,
+    TcpConnectedEvent, TcpEvent, Tuple, hook_mode, kind, probe_sock, setting as settings, slot_index,
 };
 
 use crate::{
@@ -76,39 +76,14 @@ struct ReplySlot {
     claims: i64,
 }
 
-const REPLY_SLOT_BITS: u32 = 12;
-
 #[map]
 static PROBE_REPLY_SLOTS: Array<ReplySlot> = Array::with_max_entries(1 << REPLY_SLOT_BITS, 0);
 
-const REPLY_KEY_WORDS: usize = size_of::<ReplyKey>() / 8;
-
-/// The reply key's slot: its words folded into one, then [`slot_index`].
+/// The reply key's slot ([`ReplyKey::slot`]).
 #[inline(always)]
 fn reply_slot_of(key: &ReplyKey) -> Option<&'static mut ReplySlot> {
-    let mut mixed = 0u64;
-    for i in 0..REPLY_KEY_WORDS {
-        mixed = mixed.rotate_left(13) ^ reply_word(key, i);
-    }
-    let index = slot_index(mixed, REPLY_SLOT_BITS);
     // SAFETY: a map value, valid while the program runs.
-    PROBE_REPLY_SLOTS.get_ptr_mut(index).map(|p| unsafe { &mut *p })
-}
-
-/// Word `i` of the key, read where it lies: the state program has no stack
-/// to spare for copies of keys.
-#[inline(always)]
-fn reply_word(key: &ReplyKey, i: usize) -> u64 {
-    // SAFETY: i < 5 words of a 40-byte key of integers; unaligned, as a
-    // stack key is only 4-aligned.
-    unsafe { core::ptr::read_unaligned((key as *const ReplyKey as *const u64).add(i)) }
-}
-
-/// Compared word by word: a derived `==` on the byte arrays can become a
-/// `memcmp` call, which BPF has not got.
-#[inline(always)]
-fn same_reply(a: &ReplyKey, b: &ReplyKey) -> bool {
-    (0..REPLY_KEY_WORDS).all(|i| reply_word(a, i) == reply_word(b, i))
+    PROBE_REPLY_SLOTS.get_ptr_mut(key.slot()).map(|p| unsafe { &mut *p })
 }
 
 /// The tracked socket whose reply has this key, for the IPVS hook.
@@ -116,7 +91,7 @@ fn same_reply(a: &ReplyKey, b: &ReplyKey) -> bool {
 pub(crate) fn reply_owner(key: &ReplyKey) -> Option<u64> {
     if let Some(slot) = reply_slot_of(key)
         && slot.skaddr != 0
-        && same_reply(&slot.key, key)
+        && slot.key.same_as(key)
     {
         return Some(slot.skaddr);
     }
@@ -154,14 +129,6 @@ const PROBE_SLOTS_COUNT: u32 = 1 << PROBE_SLOT_BITS;
 
 #[map]
 static PROBE_SLOTS: Array<ProbeSlot> = Array::with_max_entries(PROBE_SLOTS_COUNT, 0);
-
-/// The index of `x`'s slot in a table of `1 << bits`: the top bits of a
-/// multiplicative hash, which mixes every bit of `x` into them (slab
-/// addresses share their low bits).
-#[inline(always)]
-fn slot_index(x: u64, bits: u32) -> u32 {
-    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as u32
-}
 
 /// The slot for a socket address.
 #[inline(always)]
@@ -317,7 +284,7 @@ fn untrack(skaddr: u64, tuple: &Tuple) {
 #[inline(always)]
 fn untrack_reply(skaddr: u64, key: &ReplyKey) {
     match reply_slot_of(key) {
-        Some(slot) if slot.skaddr == skaddr && same_reply(&slot.key, key) => {
+        Some(slot) if slot.skaddr == skaddr && slot.key.same_as(key) => {
             release_slot(&mut slot.skaddr, &mut slot.claims);
         }
         _ if may_hold(tracked_map::PROBE_REPLIES) => remove_counted(&PROBE_REPLIES, tracked_map::PROBE_REPLIES, key),
