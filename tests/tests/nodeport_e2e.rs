@@ -85,6 +85,98 @@ fn assert_hijack_diagnosed(out: &Output, evidence: &str) {
     assert_eq!(out.only("summary")["lost_events"], 0);
 }
 
+/// Two hijacked probes whose replies hash to the same direct-mapped reply
+/// slot: the second reply goes to the LRU map behind the slots, where the
+/// IPVS hook must find it too.
+#[test]
+#[ignore = "e2e: needs root and IPVS; run by cargo xtask vm-test"]
+fn vm_only_hijacked_probes_whose_replies_share_a_slot_are_both_diagnosed() {
+    assert_eq!(machine(), Machine::Vm, "needs IPVS: the bare run skips vm_only_ tests");
+    let ports = nodeports_sharing_a_reply_slot();
+    let _scenario = Scenario::up("nodeport");
+    let _services = NodePortServices::add(&ports);
+    let tracer = Tracer::start(&[]);
+    std::thread::scope(|s| {
+        // The first probe holds its slot until curl gives up (its SYN-ACKs
+        // are diverted, so it stays in SYN-SENT); the second connects
+        // meanwhile.
+        let first = s.spawn(|| probe_from_port(ports[0], 3));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(probe_from_port(ports[1], 2), "000", "the second hijacked probe must fail");
+        assert_eq!(first.join().unwrap(), "000", "the first hijacked probe must fail");
+    });
+    let out = tracer.stop();
+
+    let module_btf = std::path::Path::new("/sys/kernel/btf/ip_vs").exists();
+    let mut diverted = out.kind("synack_diverted");
+    diverted.sort_by_key(|d| d["sport"].as_u64());
+    assert_eq!(diverted.len(), 2, "{}", out.dump());
+    for (d, port) in diverted.iter().zip(ports) {
+        assert_eq!(d["sport"], port, "{}", out.dump());
+        assert_eq!(d["evidence"], if module_btf { "observed" } else { "inferred" }, "{}", out.dump());
+        assert_eq!((&d["ipvs_vip"], &d["ipvs_vport"]), (&NODE_IP.into(), &port.into()));
+        assert_eq!((&d["ipvs_rip"], &d["ipvs_rport"]), (&"10.200.2.2".into(), &80.into()));
+    }
+    assert_eq!(out.verdicts().len(), 2, "{}", out.dump());
+    assert_eq!(out.only("summary")["lost_events"], 0);
+}
+
+/// Two NodePorts (not the scenario's own) from which a probe to the pod has
+/// its reply in the same slot of the kernel side's reply table, lowest
+/// first.
+fn nodeports_sharing_a_reply_slot() -> [u16; 2] {
+    let key = |port: u16| {
+        let (mut caddr, mut vaddr) = ([0u8; 16], [0u8; 16]);
+        caddr[..4].copy_from_slice(&POD_IP.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        vaddr[..4].copy_from_slice(&NODE_IP.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        tracer_common::ReplyKey { caddr, vaddr, cport: 8080, vport: port, _pad: 0 }
+    };
+    let mut first_in_slot = std::collections::HashMap::new();
+    for port in (30000..=32767).filter(|&p| p != 31055) {
+        if let Some(&earlier) = first_in_slot.get(&key(port).slot()) {
+            return [earlier, port];
+        }
+        first_in_slot.insert(key(port).slot(), port);
+    }
+    panic!("no two NodePorts share a reply slot: has the table grown?");
+}
+
+/// IPVS NodePort services on the node address, to the scenario's backend,
+/// removed on drop.
+struct NodePortServices(Vec<u16>);
+
+impl NodePortServices {
+    fn add(ports: &[u16]) -> Self {
+        for port in ports {
+            let service = format!("{NODE_IP}:{port}");
+            let ok = Command::new("ipvsadm").args(["-A", "-t", &service, "-s", "rr"]).status().unwrap().success()
+                && Command::new("ipvsadm").args(["-a", "-t", &service, "-r", "10.200.2.2:80", "-m"]).status().unwrap().success();
+            assert!(ok, "ipvsadm could not add {service}");
+        }
+        NodePortServices(ports.to_vec())
+    }
+}
+
+impl Drop for NodePortServices {
+    fn drop(&mut self) {
+        for port in &self.0 {
+            let _ = Command::new("ipvsadm").args(["-D", "-t", &format!("{NODE_IP}:{port}")]).status();
+        }
+    }
+}
+
+/// One probe from the node's `port` to the pod, as kubelet; curl's HTTP
+/// code (000: failed).
+fn probe_from_port(port: u16, timeout_secs: u32) -> String {
+    let kubelet = tests::script("nodeport", "../lib/prober.sh", &[]);
+    let out = Command::new(kubelet)
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", &timeout_secs.to_string()])
+        .args(["--local-port", &port.to_string(), &format!("http://{POD_IP}:8080/")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 #[test]
 #[ignore = "e2e: needs root and IPVS; run by cargo xtask vm-test"]
 fn vm_only_nodeport_hijack_is_inferred_from_the_ipvs_table_without_kprobes() {
