@@ -334,8 +334,8 @@ impl ReplyKey {
     #[inline(always)]
     fn word(&self, i: usize) -> u64 {
         debug_assert!(i < Self::WORDS);
-        // SAFETY: callers pass i < 5 words of a 40-byte key of integers; unaligned, as a
-        // key on the BPF stack is only 4-aligned.
+        // SAFETY: callers pass i < 5, the words of a 40-byte key of
+        // integers; unaligned, as a key on the BPF stack is only 4-aligned.
         unsafe { core::ptr::read_unaligned((self as *const ReplyKey as *const u64).add(i)) }
     }
 
