@@ -9,6 +9,16 @@ use tests::{Machine, Output, Scenario, Tracer, machine};
 
 const POD_IP: &str = "10.200.1.2";
 const NODE_IP: &str = "10.200.1.1";
+/// The scenario's IPVS real server, where a diverted SYN-ACK is sent.
+const BACKEND_IP: &str = "10.200.2.2";
+const BACKEND_PORT: u16 = 80;
+
+/// The IPVS hook's evidence on this kernel: its kprobe needs the module's
+/// own BTF (CONFIG_DEBUG_INFO_BTF_MODULES, 5.11+); without it a diversion
+/// is inferred from the IPVS table.
+fn ipvs_evidence() -> &'static str {
+    if std::path::Path::new("/sys/kernel/btf/ip_vs").exists() { "observed" } else { "inferred" }
+}
 
 fn attempts_to<'a>(out: &'a Output, daddr: &str, dport: u16) -> Vec<&'a Value> {
     out.kind("tcp_attempt").into_iter().filter(|a| a["daddr"] == daddr && a["dport"] == dport).collect()
@@ -27,9 +37,8 @@ fn vm_only_nodeport_synack_hijack_is_diagnosed_with_observed_ipvs_evidence() {
     // fentry program was refused, which the hook report alone would hide.
     assert_eq!(out.hook_mode("tcp_connect"), "fentry", "{}", out.dump());
     assert_eq!(out.hook_mode("tcp_rcv_state_process"), "fentry", "{}", out.dump());
-    let module_btf = std::path::Path::new("/sys/kernel/btf/ip_vs").exists();
-    let evidence = if module_btf { "observed" } else { "inferred" };
-    assert_eq!(out.hook_mode("ipvs_conn_new"), if module_btf { "kprobe" } else { "inferred" });
+    let evidence = ipvs_evidence();
+    assert_eq!(out.hook_mode("ipvs_conn_new"), if evidence == "observed" { "kprobe" } else { "inferred" });
     assert_hijack_diagnosed(&out, evidence);
 }
 
@@ -43,8 +52,7 @@ fn vm_only_nodeport_synack_hijack_is_diagnosed_by_the_kprobe_programs() {
     let out = probe_through_the_hijack(&["--allow-mode", "kprobe,btf_tracepoint,raw_tracepoint,tracepoint,inferred"]);
     assert_eq!(out.hook_mode("tcp_connect"), "kprobe", "{}", out.dump());
     assert_eq!(out.hook_mode("tcp_rcv_state_process"), "kprobe", "{}", out.dump());
-    let module_btf = std::path::Path::new("/sys/kernel/btf/ip_vs").exists();
-    assert_hijack_diagnosed(&out, if module_btf { "observed" } else { "inferred" });
+    assert_hijack_diagnosed(&out, ipvs_evidence());
 }
 
 /// The nodeport scenario's healthy, hijacked and fixed probes, under a
@@ -69,8 +77,8 @@ fn assert_hijack_diagnosed(out: &Output, evidence: &str) {
     assert_eq!(d["dport"], 8080);
     assert_eq!(d["ipvs_vip"], NODE_IP);
     assert_eq!(d["ipvs_vport"], 31055);
-    assert_eq!(d["ipvs_rip"], "10.200.2.2");
-    assert_eq!(d["ipvs_rport"], 80);
+    assert_eq!(d["ipvs_rip"], BACKEND_IP);
+    assert_eq!(d["ipvs_rport"], BACKEND_PORT);
     assert_eq!(d["evidence"], evidence);
     assert_eq!(d["sport_in_nodeport_range"], true);
     assert_eq!(d["sport_reserved"], false);
@@ -107,15 +115,14 @@ fn vm_only_hijacked_probes_whose_replies_share_a_slot_are_both_diagnosed() {
     });
     let out = tracer.stop();
 
-    let module_btf = std::path::Path::new("/sys/kernel/btf/ip_vs").exists();
     let mut diverted = out.kind("synack_diverted");
     diverted.sort_by_key(|d| d["sport"].as_u64());
     assert_eq!(diverted.len(), 2, "{}", out.dump());
     for (d, port) in diverted.iter().zip(ports) {
         assert_eq!(d["sport"], port, "{}", out.dump());
-        assert_eq!(d["evidence"], if module_btf { "observed" } else { "inferred" }, "{}", out.dump());
+        assert_eq!(d["evidence"], ipvs_evidence(), "{}", out.dump());
         assert_eq!((&d["ipvs_vip"], &d["ipvs_vport"]), (&NODE_IP.into(), &port.into()));
-        assert_eq!((&d["ipvs_rip"], &d["ipvs_rport"]), (&"10.200.2.2".into(), &80.into()));
+        assert_eq!((&d["ipvs_rip"], &d["ipvs_rport"]), (&BACKEND_IP.into(), &BACKEND_PORT.into()));
     }
     assert_eq!(out.verdicts().len(), 2, "{}", out.dump());
     assert_eq!(out.only("summary")["lost_events"], 0);
@@ -133,10 +140,9 @@ fn nodeports_sharing_a_reply_slot() -> [u16; 2] {
     };
     let mut first_in_slot = std::collections::HashMap::new();
     for port in (30000..=32767).filter(|&p| p != 31055) {
-        if let Some(&earlier) = first_in_slot.get(&key(port).slot()) {
+        if let Some(earlier) = first_in_slot.insert(key(port).slot(), port) {
             return [earlier, port];
         }
-        first_in_slot.insert(key(port).slot(), port);
     }
     panic!("no two NodePorts share a reply slot: has the table grown?");
 }
@@ -149,8 +155,9 @@ impl NodePortServices {
     fn add(ports: &[u16]) -> Self {
         for port in ports {
             let service = format!("{NODE_IP}:{port}");
+            let real = format!("{BACKEND_IP}:{BACKEND_PORT}");
             let ok = Command::new("ipvsadm").args(["-A", "-t", &service, "-s", "rr"]).status().unwrap().success()
-                && Command::new("ipvsadm").args(["-a", "-t", &service, "-r", "10.200.2.2:80", "-m"]).status().unwrap().success();
+                && Command::new("ipvsadm").args(["-a", "-t", &service, "-r", &real, "-m"]).status().unwrap().success();
             assert!(ok, "ipvsadm could not add {service}");
         }
         NodePortServices(ports.to_vec())
@@ -165,13 +172,21 @@ impl Drop for NodePortServices {
     }
 }
 
-/// One probe from the node's `port` to the pod, as kubelet; curl's HTTP
-/// code (000: failed).
+/// One probe from the node's `port` to the pod; curl's HTTP code (000:
+/// failed).
 fn probe_from_port(port: u16, timeout_secs: u32) -> String {
+    kubelet_probe(&format!("http://{POD_IP}:8080/"), timeout_secs, &["--local-port", &port.to_string()])
+}
+
+/// One HTTP probe of `url` by the scenarios' prober (curl under the comm
+/// `kubelet`), giving up after `timeout_secs`; curl's HTTP code (000:
+/// failed).
+fn kubelet_probe(url: &str, timeout_secs: u32, curl_args: &[&str]) -> String {
     let kubelet = tests::script("nodeport", "../lib/prober.sh", &[]);
     let out = Command::new(kubelet)
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", &timeout_secs.to_string()])
-        .args(["--local-port", &port.to_string(), &format!("http://{POD_IP}:8080/")])
+        .args(curl_args)
+        .arg(url)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
@@ -192,7 +207,7 @@ fn vm_only_nodeport_hijack_is_inferred_from_the_ipvs_table_without_kprobes() {
     assert_eq!(d["evidence"], "inferred");
     assert_eq!(d["sport"], 31055);
     assert_eq!(d["ipvs_vip"], NODE_IP);
-    assert_eq!(d["ipvs_rip"], "10.200.2.2");
+    assert_eq!(d["ipvs_rip"], BACKEND_IP);
     assert_eq!(out.verdicts().len(), 1, "{}", out.dump());
 }
 
@@ -227,12 +242,6 @@ impl PlainPod {
             .args(["-c", "ip link del veth-ptplain 2>/dev/null; ip netns pids ptplain 2>/dev/null | xargs -r kill; ip netns del ptplain 2>/dev/null"])
             .status();
     }
-
-    fn probe(url: &str) -> String {
-        let kubelet = tests::script("nodeport", "../lib/prober.sh", &[]);
-        let out = Command::new(kubelet).args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2", url]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
 }
 
 impl Drop for PlainPod {
@@ -246,9 +255,9 @@ impl Drop for PlainPod {
 fn probe_the_plain_pod(args: &[&str]) -> Output {
     let _pod = PlainPod::up();
     let tracer = Tracer::start(args);
-    assert_eq!(PlainPod::probe("http://10.200.5.2:8080/"), "200");
-    assert_eq!(PlainPod::probe("http://10.200.5.2:8081/"), "000");
-    assert_eq!(PlainPod::probe("http://10.200.5.99:8080/"), "000");
+    assert_eq!(kubelet_probe("http://10.200.5.2:8080/", 2, &[]), "200");
+    assert_eq!(kubelet_probe("http://10.200.5.2:8081/", 2, &[]), "000");
+    assert_eq!(kubelet_probe("http://10.200.5.99:8080/", 2, &[]), "000");
     // A non-prober process connecting must be invisible.
     let _ = Command::new("curl").args(["-s", "-m", "1", "http://10.200.5.2:8081/"]).status();
     tracer.stop()
