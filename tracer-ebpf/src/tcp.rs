@@ -873,9 +873,9 @@ fn reset_by_peer(sk_err: Option<i32>, old: u8) -> bool {
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn raw_tp_tcp_retransmit_skb(ctx: RawTracePointContext) -> u32 {
     let sk = ReadByHelper(ctx.arg::<*const u8>(0));
-    let Some(sock) = tracked(sk.address()) else { return 0 };
+    let Some((skaddr, sock)) = tracked_at(|| sk.address()) else { return 0 };
     let (state, tuple) = (sk.state(), sk.tuple());
-    on_tracked_event(sock, kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, sk.address(), &tuple, state, state);
+    on_tracked_event(sock, kind::TCP_RETRANSMIT, hook_mode::RAW_TRACEPOINT, skaddr, &tuple, state, state);
     0
 }
 
