@@ -23,10 +23,10 @@ pub mod kind {
     /// A segment reached a prober socket in SYN-SENT (normally the SYN-ACK).
     pub const TCP_SYN_SENT_RCV: u16 = 5;
     pub const IPVS_CONN: u16 = 6;
-    /// A prober connect and its ESTABLISHED in one record
-    /// ([`TcpConnectedEvent`](super::TcpConnectedEvent)): nothing else
-    /// happened to the socket in between, the common case.
-    pub const TCP_CONNECTED: u16 = 7;
+    /// A prober connection left ESTABLISHED (its first close, by either
+    /// side) or was open too long to be a probe
+    /// ([`TcpClosedEvent`](super::TcpClosedEvent)).
+    pub const TCP_CLOSED: u16 = 8;
     pub const PROC_EXEC: u16 = 10;
     pub const PROC_FORK: u16 = 11;
     pub const SYSCALL_FAILED: u16 = 12;
@@ -103,19 +103,9 @@ pub struct TcpEvent {
     pub _pad: [u8; 6],
 }
 
-/// A prober connection that reached ESTABLISHED with nothing reported about
-/// it before. `event.header` is the connect's (the prober's pid, comm and
-/// the time of connect), `event` otherwise the SYN-SENT -> ESTABLISHED change.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TcpConnectedEvent {
-    pub event: TcpEvent,
-    pub established_ts_ns: u64,
-}
-
 /// What the kernel keeps about a tracked prober socket (the `PROBE_SOCKS`
-/// value). The connect is reported lazily: together with ESTABLISHED when
-/// that comes first (one record per healthy probe instead of two or three),
+/// value). The connect is reported lazily: together with the close when
+/// nothing else happened before it (one record per probe instead of three),
 /// else just before the first other record about the socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -124,8 +114,21 @@ pub struct ProbeSock {
     pub connect: EventHeader,
     /// `probe_sock::*` bits.
     pub flags: u32,
-    pub _pad: u32,
+    /// Payload bytes of the first segment the socket received in
+    /// ESTABLISHED (the response's first), as the segment said.
+    pub first_rx_len: u32,
+    /// When the socket reached ESTABLISHED; 0 before.
+    pub established_ts_ns: u64,
+    /// When its first payload byte arrived; 0 before.
+    pub first_rx_ts_ns: u64,
+    /// The first bytes of that payload (an HTTP status line), where the
+    /// kernel let the program read them.
+    pub rx_head: [u8; RX_HEAD_LEN],
 }
+
+/// How many bytes of a probe's first response segment the kernel keeps:
+/// enough for `HTTP/1.1 NNN`.
+pub const RX_HEAD_LEN: usize = 16;
 
 /// A slot of the direct-mapped `PROBE_SLOTS` array in front of the
 /// tracked-socket map: the socket's address and its [`ProbeSock`] in one
@@ -146,7 +149,49 @@ pub mod probe_sock {
     /// A segment (the SYN-ACK) reached the socket in SYN-SENT and has not
     /// been reported: implied by ESTABLISHED, reported before anything else.
     pub const SYNACK_PENDING: u32 = 2;
+    /// The socket is ESTABLISHED and followed until its first close.
+    pub const ESTABLISHED: u32 = 4;
+    /// Its first response segment has been seen (`first_rx_*`).
+    pub const RESPONSE_SEEN: u32 = 8;
+    /// `rx_head` holds the response's first bytes.
+    pub const RESPONSE_READ: u32 = 16;
+    /// ESTABLISHED was reported as a state record (something had been
+    /// reported before it); otherwise the close record implies it.
+    pub const ESTABLISHED_REPORTED: u32 = 32;
 }
+
+/// A tracked prober connection's first close after ESTABLISHED: what a
+/// probe's phases need. `event.header` is the connect's (pid, comm, time of
+/// connect), `event` the state change (ESTABLISHED -> FIN_WAIT1: the
+/// prober closed; -> CLOSE_WAIT: the pod did; -> CLOSE: a reset), or
+/// ESTABLISHED -> ESTABLISHED when it stayed open past
+/// `PROBE_OPEN_MAX_NS` (not a probe: tracking stops).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpClosedEvent {
+    pub event: TcpEvent,
+    pub established_ts_ns: u64,
+    /// 0: no payload byte arrived.
+    pub first_rx_ts_ns: u64,
+    pub closed_ts_ns: u64,
+    /// `tcp_sock.bytes_acked` (counts the SYN), `bytes_received` (counts
+    /// a FIN), `write_seq - snd_una` (written, not yet acknowledged), at
+    /// the close.
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub unacked: u32,
+    /// `sk_err` at the close (ECONNRESET: the pod reset it).
+    pub sk_err: i32,
+    /// `ProbeSock::flags` at the close.
+    pub flags: u32,
+    pub first_rx_len: u32,
+    pub rx_head: [u8; RX_HEAD_LEN],
+}
+
+/// A tracked socket still open this long after ESTABLISHED is not a probe
+/// (the kubelet's API server connections share its comm): it is reported
+/// once and no longer followed.
+pub const PROBE_OPEN_MAX_NS: u64 = 300_000_000_000;
 
 /// IPVS created a connection whose client/virtual pair is the reverse of a
 /// prober connection: the prober's reply traffic went into a virtual service.
@@ -431,6 +476,79 @@ pub struct SockOffsets {
     pub tuple_window: u32,
 }
 
+/// What a probe's phases need beyond `sock_common`: `tcp_sock` counters
+/// and `inet_sock`'s source port, from BTF; read through helpers, since
+/// they lie past `struct sock`, where a BTF-typed load may not reach.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSockOffsets {
+    pub bytes_acked: u32,
+    pub bytes_received: u32,
+    pub write_seq: u32,
+    pub snd_una: u32,
+    /// `inet_sock.inet_sport`: kept after the port is released at close,
+    /// where `skc_num` reads 0.
+    pub inet_sport: u32,
+    pub _pad: u32,
+}
+
+impl TcpSockOffsets {
+    pub const MISSING: Self =
+        Self { bytes_acked: NO_FIELD, bytes_received: NO_FIELD, write_seq: NO_FIELD, snd_una: NO_FIELD, inet_sport: NO_FIELD, _pad: 0 };
+}
+
+/// Where a received segment's payload is: `sk_buff` and `skb_shared_info`
+/// members from BTF, and how a page's address is found (x86-64's direct
+/// map: `page_offset_base + (page - vmemmap_base) / sizeof(struct page) *
+/// PAGE_SIZE`). TCP's payload is in page fragments on every kernel since
+/// 4.20 (tcp_sendmsg allocates no linear room), so the first response
+/// bytes are read from `frags[0]` unless the linear part holds them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkbOffsets {
+    pub len: u32,
+    pub data_len: u32,
+    pub head: u32,
+    pub data: u32,
+    /// `sk_buff.end`: an offset from `head` on 64-bit kernels.
+    pub end: u32,
+    /// `skb_shared_info.frags`, and in a fragment its page (or netmem)
+    /// and offset.
+    pub shinfo_frags: u32,
+    pub frag_page: u32,
+    pub frag_offset: u32,
+    /// log2 of `sizeof(struct page)` and of the page size; NO_FIELD when
+    /// fragments cannot be read (no power of two, no known bases).
+    pub page_struct_shift: u32,
+    pub page_shift: u32,
+    /// Kernel addresses of the `page_offset_base` and `vmemmap_base`
+    /// variables (KASLR moves the bases; the programs read them), or 0
+    /// when the kernel exports no such symbols and the values below hold.
+    pub page_offset_base_at: u64,
+    pub vmemmap_base_at: u64,
+    pub page_offset_base: u64,
+    pub vmemmap_base: u64,
+}
+
+impl SkbOffsets {
+    pub const MISSING: Self = Self {
+        len: NO_FIELD,
+        data_len: NO_FIELD,
+        head: NO_FIELD,
+        data: NO_FIELD,
+        end: NO_FIELD,
+        shinfo_frags: NO_FIELD,
+        frag_page: NO_FIELD,
+        frag_offset: NO_FIELD,
+        page_struct_shift: NO_FIELD,
+        page_shift: NO_FIELD,
+        page_offset_base_at: 0,
+        vmemmap_base_at: 0,
+        page_offset_base: 0,
+        vmemmap_base: 0,
+    };
+}
+
 /// Bytes of `struct sock_common` the programs read at once for a tuple:
 /// each `bpf_probe_read_kernel` costs ~40 ns (bpf_stats, bare 6.18), and
 /// the fields are next to each other on every kernel (the first 18 bytes).
@@ -593,6 +711,8 @@ pub struct Config {
     pub retransmit: SockTracepointOffsets,
     pub reset: SockTracepointOffsets,
     pub sock: SockOffsets,
+    pub tcp_sock: TcpSockOffsets,
+    pub skb: SkbOffsets,
     pub ipvs: IpvsParamOffsets,
     pub process: ProcessOffsets,
 }
@@ -604,6 +724,8 @@ impl Config {
         retransmit: SockTracepointOffsets::MISSING,
         reset: SockTracepointOffsets::MISSING,
         sock: SockOffsets::MISSING,
+        tcp_sock: TcpSockOffsets::MISSING,
+        skb: SkbOffsets::MISSING,
         ipvs: IpvsParamOffsets::MISSING,
         process: ProcessOffsets::MISSING,
     };
@@ -622,6 +744,10 @@ pub mod setting {
     /// sending a record (the ring buffer's cost, and userspace's, for the
     /// one outcome that needs no explaining).
     pub const ESTABLISHED_COUNTED: u32 = 2;
+    /// Non-zero once the received-segment hook (`tcp_probe`) is attached:
+    /// only then can the kernel tell an answered probe from a silent one
+    /// and an HTTP error from a success, and count healthy ones itself.
+    pub const RESPONSE_HOOKED: u32 = 3;
     pub const COUNT: u32 = 4;
 }
 

@@ -75,7 +75,11 @@ pub(crate) mod tracked_map {
     pub const SIMULTANEOUS_OPENS: u32 = 4;
     /// Entries of the `PROBE_REPLIES` map (replies whose slot was taken).
     pub const PROBE_REPLIES: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Tracked sockets in ESTABLISHED, followed until their first close:
+    /// the received-segment hook, which runs for every segment an
+    /// established socket on the node gets, returns at once while none is.
+    pub const ESTABLISHED_PROBES: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 pub(crate) const EEXIST: i32 = 17;

@@ -2,16 +2,22 @@
 //! and segments arriving in SYN-SENT.
 //!
 //! A socket is *tracked* from the moment a prober process (comm among
-//! `Config::prober_comms`) connects it until it reaches ESTABLISHED or CLOSE. Every
-//! later hook fires in softirq or timer context where `comm` means nothing,
-//! so they filter on the tracked-socket map instead.
+//! `Config::prober_comms`) connects it until it closes without connecting,
+//! or, once ESTABLISHED, until its first close by either side: a kubelet
+//! probe is one short connection, and what happens after the handshake
+//! (the request acknowledged, the first response byte and its status line,
+//! who closed and how) says which phase failed. Every later hook fires in
+//! softirq or timer context where `comm` means nothing, so they filter on
+//! the tracked-socket map instead.
 //!
-//! The connect is reported lazily (see [`ProbeSock`]): a healthy probe is
-//! one record, sent at ESTABLISHED, with the prober's pid, comm and connect
-//! time kept in the map since the connect. Anything else about the socket
-//! (a retransmit, a reset, IPVS taking its SYN-ACK, a close) first sends the
-//! connect record, so userspace sees the same sequence as if it had been
-//! sent at once, only later.
+//! The connect is reported lazily (see [`ProbeSock`]): a probe that
+//! connected is one record, sent at its first close ([`TcpClosedEvent`]),
+//! with the prober's pid, comm and connect time kept in the map since the
+//! connect; a healthy one is only counted when no one reads that record.
+//! Anything else about the socket (a retransmit, a reset, IPVS taking its
+//! SYN-ACK, a close before connecting) first sends the connect record, so
+//! userspace sees the same sequence as if it had been sent at once, only
+//! later.
 
 use aya_ebpf::{
     cty::c_void,
@@ -21,8 +27,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    DestKey, EventHeader, NO_FIELD, ProbeSlot, ProbeSock, REPLY_SLOT_BITS, ReplyKey, SockTracepointOffsets, TASK_COMM_LEN,
-    TcpConnectedEvent, TcpEvent, Tuple, hook_mode, kind, probe_sock, setting as settings, slot_index,
+    DestKey, EventHeader, NO_FIELD, PROBE_OPEN_MAX_NS, ProbeSlot, ProbeSock, REPLY_SLOT_BITS, ReplyKey, SockTracepointOffsets,
+    TASK_COMM_LEN, TcpClosedEvent, TcpEvent, Tuple, hook_mode, kind, probe_sock, setting as settings, slot_index,
 };
 
 use crate::{
@@ -38,6 +44,7 @@ const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
 const TCP_SYN_RECV: u8 = 3;
 const TCP_CLOSE: u8 = 7;
+const HTTP_PREFIX: [u8; 5] = *b"HTTP/";
 const ECONNRESET: i32 = 104;
 const ECONNREFUSED: i32 = 111;
 
@@ -227,7 +234,7 @@ fn tracked_at(address: impl FnOnce() -> u64) -> Option<(u64, &'static mut ProbeS
 /// record's header (this is the prober's context) for later.
 #[inline(always)]
 fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN]) {
-    let sock = ProbeSock { connect: prober_header(kind::TCP_CONNECT, mode, comm), flags: 0, _pad: 0 };
+    let sock = ProbeSock { connect: prober_header(kind::TCP_CONNECT, mode, comm), ..ProbeSock::default() };
     if let Some(slot) = slot_of(skaddr) {
         if slot.skaddr == skaddr {
             // A missed close left this address here: the new attempt
@@ -267,8 +274,10 @@ fn track_reply(skaddr: u64, tuple: &Tuple) {
     insert_counted(&PROBE_REPLIES, tracked_map::PROBE_REPLIES, &key, &skaddr);
 }
 
+/// Stops tracking a socket: its slot or map entry, and its reply key
+/// unless that went at ESTABLISHED already.
 #[inline(always)]
-fn untrack(skaddr: u64, tuple: &Tuple) {
+fn untrack(skaddr: u64, tuple: &Tuple, flags: u32) {
     match slot_of(skaddr) {
         Some(slot) if slot.skaddr == skaddr => {
             release_slot(&mut slot.skaddr, &mut slot.claims);
@@ -276,6 +285,17 @@ fn untrack(skaddr: u64, tuple: &Tuple) {
         }
         _ => remove_counted(&PROBE_SOCKS, tracked_map::PROBE_SOCKS, &skaddr),
     }
+    if flags & probe_sock::ESTABLISHED != 0 {
+        crate::add_to_count(tracked_map::ESTABLISHED_PROBES, -1);
+    } else {
+        forget_reply(skaddr, tuple);
+    }
+}
+
+/// IPVS can take only a reply that opens a connection (a SYN-ACK): once
+/// the socket leaves SYN-SENT its reply key is of no use.
+#[inline(always)]
+fn forget_reply(skaddr: u64, tuple: &Tuple) {
     if tuple.sport != 0 && setting(settings::IPVS_HOOKED) != 0 {
         untrack_reply(skaddr, &reply_key(tuple));
     }
@@ -356,28 +376,33 @@ pub(crate) fn send_connect_owed(sock: &mut ProbeSock, sk: *const u8) {
     submit(entry);
 }
 
-/// A state change of a tracked socket. Connected with nothing reported yet
-/// (a healthy probe): one record for connect and ESTABLISHED. `reset`: the
-/// peer reset it (raw tracepoint path, [`reset_by_peer`]), reported before
-/// the state change. Taken here, not by a second call sending what is owed,
+/// A state change of a tracked socket. `reset`: the peer reset it (raw
+/// tracepoint path, [`reset_by_peer`]), reported before the state change.
+/// Reaching ESTABLISHED sends nothing unless something was reported
+/// already: the socket is followed to its first close, which reports the
+/// connect with it. Taken here, not by a second call sending what is owed,
 /// so the raw program inlines the owed records once: twice put it over the
 /// 512-byte stack on 6.1's verifier.
 #[inline(always)]
 fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, new: u8, mode: u8, reset: bool) {
-    if old == TCP_SYN_SENT && new == TCP_ESTABLISHED && sock.flags & probe_sock::CONNECT_REPORTED == 0 {
-        if setting(settings::ESTABLISHED_COUNTED) != 0 && count_established(tuple) {
-            untrack(skaddr, tuple);
-            return;
+    if sock.flags & probe_sock::ESTABLISHED != 0 {
+        if old == TCP_ESTABLISHED {
+            report_first_close(sock, skaddr, tuple, new);
         }
-        if let Some(mut entry) = reserve::<TcpConnectedEvent>() {
-            // SAFETY: room for a TcpConnectedEvent; every field is written.
-            let e = unsafe { &mut *entry.as_mut_ptr() };
-            write_tcp_event(&mut e.event, &sock.connect, skaddr, tuple, old, new);
-            e.event.header.kind = kind::TCP_CONNECTED;
-            e.established_ts_ns = unsafe { bpf_ktime_get_ns() };
-            submit(entry);
+        return;
+    }
+    if old == TCP_SYN_SENT && new == TCP_ESTABLISHED {
+        sock.established_ts_ns = unsafe { bpf_ktime_get_ns() };
+        if sock.flags & probe_sock::CONNECT_REPORTED != 0 {
+            send_owed(sock, skaddr, tuple);
+            send(&header(kind::TCP_STATE, mode), skaddr, tuple, old, new);
+            sock.flags |= probe_sock::ESTABLISHED_REPORTED;
         }
-        untrack(skaddr, tuple);
+        // Implied by ESTABLISHED.
+        sock.flags &= !probe_sock::SYNACK_PENDING;
+        sock.flags |= probe_sock::ESTABLISHED;
+        crate::add_to_count(tracked_map::ESTABLISHED_PROBES, 1);
+        forget_reply(skaddr, tuple);
         return;
     }
     send_owed(sock, skaddr, tuple);
@@ -393,8 +418,73 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
     match tracking_after(old, new) {
         Tracking::Keep => {}
         Tracking::Reply => track_reply(skaddr, tuple),
-        Tracking::Stop => untrack(skaddr, tuple),
+        Tracking::Stop => untrack(skaddr, tuple, sock.flags),
     }
+}
+
+/// A followed socket's first close (`new`: FIN_WAIT1 when the prober
+/// closed, CLOSE_WAIT when the pod did, CLOSE on a reset), or ESTABLISHED
+/// when it has been open too long to be a probe: one record with what the
+/// phases need, or, for a healthy probe no one reads the record of, a
+/// count. Tracking stops.
+#[inline(always)]
+fn report_first_close(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, new: u8) {
+    let sk = skaddr as *const u8;
+    let off = &config().tcp_sock;
+    let bytes_acked = read_kernel::<u64>(sk, off.bytes_acked).unwrap_or(0);
+    let write_seq = read_kernel::<u32>(sk, off.write_seq).unwrap_or(0);
+    let unacked = write_seq.wrapping_sub(read_kernel::<u32>(sk, off.snd_una).unwrap_or(write_seq));
+    let flags = sock.flags;
+    if flags & probe_sock::CONNECT_REPORTED == 0
+        && setting(settings::ESTABLISHED_COUNTED) != 0
+        && answered_well(sock, bytes_acked, unacked)
+        && count_established(tuple)
+    {
+        untrack(skaddr, tuple, flags);
+        return;
+    }
+    if let Some(mut entry) = reserve::<TcpClosedEvent>() {
+        // SAFETY: room for a TcpClosedEvent; every field is written.
+        let e = unsafe { &mut *entry.as_mut_ptr() };
+        write_tcp_event(&mut e.event, &sock.connect, skaddr, tuple, TCP_ESTABLISHED, new);
+        e.event.header.kind = kind::TCP_CLOSED;
+        e.established_ts_ns = sock.established_ts_ns;
+        e.first_rx_ts_ns = sock.first_rx_ts_ns;
+        e.closed_ts_ns = unsafe { bpf_ktime_get_ns() };
+        e.bytes_acked = bytes_acked;
+        e.bytes_received = read_kernel::<u64>(sk, off.bytes_received).unwrap_or(0);
+        e.unacked = unacked;
+        e.sk_err = read_kernel::<i32>(sk, config().sock.sk_err).unwrap_or(0);
+        e.flags = flags;
+        e.first_rx_len = sock.first_rx_len;
+        e.rx_head = sock.rx_head;
+        submit(entry);
+    }
+    untrack(skaddr, tuple, flags);
+}
+
+/// Whether a closed probe needs no explaining: it sent nothing (a TCP
+/// probe: connecting was the test), or its answer came and is not an HTTP
+/// error. Unknown (no received-segment hook, or the status line unread)
+/// is not healthy: the record goes to userspace.
+#[inline(always)]
+fn answered_well(sock: &ProbeSock, bytes_acked: u64, unacked: u32) -> bool {
+    // bytes_acked counts the SYN.
+    if bytes_acked <= 1 && unacked == 0 {
+        return true;
+    }
+    let read = probe_sock::RESPONSE_SEEN | probe_sock::RESPONSE_READ;
+    if setting(settings::RESPONSE_HOOKED) == 0 || sock.flags & read != read {
+        return false;
+    }
+    let h = &sock.rx_head;
+    let http = h[0] == HTTP_PREFIX[0]
+        && h[1] == HTTP_PREFIX[1]
+        && h[2] == HTTP_PREFIX[2]
+        && h[3] == HTTP_PREFIX[3]
+        && h[4] == HTTP_PREFIX[4];
+    // "HTTP/1.1 500": the status's first digit; 4xx and 5xx fail a probe.
+    !(http && (h[9] == b'4' || h[9] == b'5'))
 }
 
 /// Counts a healthy probe to the tuple's destination; false when the map
@@ -440,11 +530,10 @@ enum Tracking {
     Stop,
 }
 
-/// After a state change: stop at a final state (ESTABLISHED means the probe
-/// connected; nothing later matters). Leaving SYN-RECV (a simultaneous
-/// open) for anything but ESTABLISHED is final too: the socket was closed
-/// before it connected, and its later states are not seen (see
-/// [`may_concern_tracked`]).
+/// After a state change before ESTABLISHED (which [`on_tracked_state`]
+/// takes itself): stop at CLOSE. Leaving SYN-RECV (a simultaneous open)
+/// is final too, ESTABLISHED included: such a socket is not followed, and
+/// its later states are not seen (see [`may_concern_tracked`]).
 #[inline(always)]
 fn tracking_after(old: u8, new: u8) -> Tracking {
     if new == TCP_CLOSE || new == TCP_ESTABLISHED || old == TCP_SYN_RECV {
@@ -764,15 +853,19 @@ fn tp_tuple(ctx: &TracePointContext, off: &SockTracepointOffsets) -> Tuple {
 }
 
 /// Whether a state change can belong to a tracked socket: tracking starts in
-/// SYN-SENT and stops when the socket leaves it (or leaves SYN-RECV, after a
-/// simultaneous open). Checked before the lookup, because this hook fires
-/// for every state change on the node and most are of established
-/// connections closing. SYN-RECV is also where every *accepted* connection
-/// on the node comes from, so it is looked up only while a tracked socket
-/// is there after a simultaneous open (nearly never).
+/// SYN-SENT and stops when the socket leaves it for anything but
+/// ESTABLISHED, or leaves ESTABLISHED (or SYN-RECV, after a simultaneous
+/// open). Checked before the lookup, because this hook fires for every
+/// state change on the node, and most are of established connections
+/// closing: those are looked up only while a followed socket is
+/// ESTABLISHED. SYN-RECV is also where every *accepted* connection on the
+/// node comes from, so it is looked up only while a tracked socket is
+/// there after a simultaneous open (nearly never).
 #[inline(always)]
 fn may_concern_tracked(old: u8) -> bool {
-    old == TCP_SYN_SENT || (old == TCP_SYN_RECV && may_hold(tracked_map::SIMULTANEOUS_OPENS))
+    old == TCP_SYN_SENT
+        || (old == TCP_ESTABLISHED && may_hold(tracked_map::ESTABLISHED_PROBES))
+        || (old == TCP_SYN_RECV && may_hold(tracked_map::SIMULTANEOUS_OPENS))
 }
 
 /// sock:inet_sock_set_state: every TCP state change. For tracked sockets it
@@ -811,7 +904,12 @@ fn on_set_state(sk: impl SockAccess, old: u8, new: u8, mode: u8) {
     if may_concern_tracked(old)
         && let Some((skaddr, sock)) = tracked_at(|| sk.address())
     {
-        let tuple = sk.tuple();
+        let mut tuple = sk.tuple();
+        if tuple.sport == 0 {
+            // Closing released the port (skc_num is 0 by the time the
+            // tracepoint fires); inet_sport keeps it.
+            tuple.sport = u16::from_be(read_kernel::<u16>(skaddr as *const u8, config().tcp_sock.inet_sport).unwrap_or(0));
+        }
         let reset = new == TCP_CLOSE && reset_by_peer(sk.err(), old);
         on_tracked_state(sock, skaddr, &tuple, old, new, mode, reset);
         return;
@@ -912,5 +1010,110 @@ pub fn tp_tcp_receive_reset(ctx: TracePointContext) -> u32 {
     let Some(sock) = tracked(skaddr) else { return 0 };
     let tuple = tp_tuple(&ctx, off);
     on_tracked_event(sock, kind::TCP_RESET, hook_mode::TRACEPOINT, skaddr, &tuple, 0, 0);
+    0
+}
+
+// ---------------------------------------------------------------------------
+// Hook: tcp_probe (tp_btf, raw tracepoint): every segment an ESTABLISHED
+// socket receives (`tcp_rcv_established`). For a followed probe, the first
+// segment with payload is the response's first byte: its time, its length
+// and its first bytes (the HTTP status line).
+
+/// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb)` on every
+/// kernel since 4.16.
+#[inline(always)]
+fn on_segment_received(sk: impl SockAccess, skb: impl FnOnce() -> u64) {
+    // Fires for every segment of every established connection on the
+    // node: while no probe is established, one inlined map load.
+    if !may_hold(tracked_map::ESTABLISHED_PROBES) {
+        return;
+    }
+    let Some((skaddr, sock)) = tracked_at(|| sk.address()) else { return };
+    if sock.flags & probe_sock::ESTABLISHED == 0 {
+        return;
+    }
+    if sock.flags & probe_sock::RESPONSE_SEEN != 0 {
+        // A long-lived connection of the prober's (the kubelet's to the
+        // API server): not a probe, so not followed for ever.
+        if unsafe { bpf_ktime_get_ns() }.saturating_sub(sock.established_ts_ns) > PROBE_OPEN_MAX_NS {
+            let tuple = sock_tuple(skaddr as *const u8);
+            report_first_close(sock, skaddr, &tuple, TCP_ESTABLISHED);
+        }
+        return;
+    }
+    let Some((payload, at)) = payload_of(skb() as *const u8) else { return };
+    if payload == 0 {
+        return; // a bare ACK of the request
+    }
+    sock.first_rx_ts_ns = unsafe { bpf_ktime_get_ns() };
+    sock.first_rx_len = payload;
+    sock.flags |= probe_sock::RESPONSE_SEEN;
+    if at != 0 && unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(at as *const u8, &mut sock.rx_head) }.is_ok() {
+        sock.flags |= probe_sock::RESPONSE_READ;
+    }
+}
+
+/// The segment's payload length and the kernel address of its first byte
+/// (0 when it cannot be found). `skb->data` is the TCP header here.
+#[inline(always)]
+fn payload_of(skb: *const u8) -> Option<(u32, u64)> {
+    let off = &config().skb;
+    let len = read_kernel::<u32>(skb, off.len)?;
+    let data = read_kernel::<u64>(skb, off.data)?;
+    let doff = read_kernel::<u8>(data as *const u8, 12)?;
+    let header = ((doff >> 4) as u32) * 4;
+    if len <= header {
+        return Some((0, 0));
+    }
+    let payload = len - header;
+    let linear = len.saturating_sub(read_kernel::<u32>(skb, off.data_len).unwrap_or(0));
+    if linear > header {
+        return Some((payload, data + header as u64));
+    }
+    // In the first page fragment (where TCP puts what the sender wrote).
+    let head = read_kernel::<u64>(skb, off.head)?;
+    let end = read_kernel::<u32>(skb, off.end)?;
+    let frag = (head + end as u64 + off.shinfo_frags as u64) as *const u8;
+    let page = read_kernel::<u64>(frag, off.frag_page)?;
+    let frag_offset = read_kernel::<u32>(frag, off.frag_offset)?;
+    let at = page_address(page).map_or(0, |p| p + frag_offset as u64 + (header - linear) as u64);
+    Some((payload, at))
+}
+
+/// The direct-map address of a `struct page`'s memory (see
+/// `tracer_common::SkbOffsets`); `None` for a netmem that is no page (bit
+/// 0 set) or where the layout is unknown.
+#[inline(always)]
+fn page_address(page: u64) -> Option<u64> {
+    let off = &config().skb;
+    if page & 1 != 0 || off.page_struct_shift == NO_FIELD || off.page_shift == NO_FIELD {
+        return None;
+    }
+    let base = |at: u64, value: u64| {
+        if at == 0 { Some(value) } else { read_kernel::<u64>(at as *const u8, 0) }
+    };
+    let vmemmap = base(off.vmemmap_base_at, off.vmemmap_base)?;
+    let direct = base(off.page_offset_base_at, off.page_offset_base)?;
+    if page < vmemmap {
+        return None;
+    }
+    let pfn = (page - vmemmap) >> (off.page_struct_shift & 63);
+    Some(direct + (pfn << (off.page_shift & 63)))
+}
+
+#[btf_tracepoint(function = "tcp_probe")]
+pub fn btf_tp_tcp_probe(ctx: BtfTracePointContext) -> u32 {
+    let sk = LoadDirect { sk: ctx.arg::<*const u8>(0) };
+    let skb: *const u8 = ctx.arg(1);
+    // The skb is read through helpers: as a number, not a typed pointer,
+    // got only for a followed socket.
+    on_segment_received(sk, || pointer_value(skb));
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_probe")]
+pub fn raw_tp_tcp_probe(ctx: RawTracePointContext) -> u32 {
+    let skb = ctx.arg::<u64>(1);
+    on_segment_received(ReadByHelper(ctx.arg::<*const u8>(0)), || skb);
     0
 }

@@ -8,12 +8,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{
-    ARGS_LEN, EventHeader, ExecEvent, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, SignalEvent,
-    SyscallFailedEvent, TcpConnectedEvent, TcpEvent, Tuple, hook_mode, kind, read_record, role, syscall,
+    ARGS_LEN, EventHeader, ExecEvent, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, RX_HEAD_LEN, SignalEvent,
+    SyscallFailedEvent, TcpClosedEvent, TcpEvent, Tuple, hook_mode, kind, probe_sock, read_record, role, syscall,
 };
 
 const AF_INET6: u16 = 10;
+const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
+const TCP_CLOSE_WAIT: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -72,6 +74,8 @@ pub enum Body {
     TcpReset(TcpInfo),
     /// A segment (normally the SYN-ACK) reached the socket in SYN-SENT.
     TcpSynSentRcv(TcpInfo),
+    /// A connected probe's first close: what its phases need.
+    TcpClosed(TcpClose),
     IpvsConn(IpvsConn),
     Exec(ExecInfo),
     Fork { child_tid: u32 },
@@ -90,6 +94,48 @@ pub struct TcpInfo {
     pub dport: u16,
     pub oldstate: u8,
     pub newstate: u8,
+}
+
+/// A followed prober connection left ESTABLISHED (`info.newstate`:
+/// FIN_WAIT1 when the prober closed, CLOSE_WAIT when the pod did, CLOSE on
+/// a reset), or stayed ESTABLISHED too long to be a probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpClose {
+    pub info: TcpInfo,
+    pub established_ts_ns: u64,
+    /// When the first response byte arrived, if one did and the received-
+    /// segment hook saw it.
+    pub first_response_ts_ns: Option<u64>,
+    /// Bytes the prober wrote (acknowledged or not).
+    pub request_bytes: u64,
+    /// The pod's kernel acknowledged all of them.
+    pub request_acked: bool,
+    /// How many it had not acknowledged.
+    pub request_unacked: u64,
+    /// Bytes the pod sent back.
+    pub response_bytes: u64,
+    /// The response's first bytes, where the kernel let them be read.
+    pub response_head: Option<Vec<u8>>,
+    /// `sk_err` at the close (ECONNRESET: the pod reset it).
+    pub sk_err: i32,
+}
+
+impl TcpClose {
+    /// The status of an HTTP/1 status line at the response's start.
+    pub fn http_status(&self) -> Option<u16> {
+        let head = self.response_head.as_deref()?;
+        let rest = head.strip_prefix(b"HTTP/1.")?;
+        let code = rest.get(2..5)?;
+        if rest.get(1) != Some(&b' ') || !code.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(code).ok()?.parse().ok()
+    }
+
+    /// Whether it stayed open past `PROBE_OPEN_MAX_NS` (not a probe).
+    pub fn still_open(&self) -> bool {
+        self.info.newstate == TCP_ESTABLISHED
+    }
 }
 
 /// The OOM killer chose a victim. The event's own pid/comm/cgroup are the
@@ -160,22 +206,46 @@ pub struct IpvsConn {
 }
 
 /// Decodes one ring-buffer record into the events it stands for: one,
-/// except a [`TcpConnectedEvent`] (a healthy probe), which is its connect
-/// and its ESTABLISHED, as the kernel would have sent them separately.
-/// `None` for a short or unknown record (the caller counts those).
+/// except a [`TcpClosedEvent`] (a connected probe), which also stands for
+/// its connect and its ESTABLISHED when those were not reported, as the
+/// kernel would have sent them separately. `None` for a short or unknown
+/// record (the caller counts those).
 pub fn decode(bytes: &[u8]) -> Option<Vec<Event>> {
     let header: EventHeader = read_record(bytes)?;
-    if header.kind == kind::TCP_CONNECTED {
-        let e: TcpConnectedEvent = read_record(bytes)?;
-        let info = tcp_info(&e.event);
-        let connect = event(&header, Body::TcpConnect(TcpInfo { oldstate: TCP_SYN_SENT, newstate: TCP_SYN_SENT, ..info }));
-        // Its context is the softirq that took the SYN-ACK, which says
-        // nothing: the connect's pid and comm stand in, as for any record
-        // about a prober socket.
-        let established = Event { ts_ns: e.established_ts_ns, ..event(&header, Body::TcpState(info)) };
-        return Some(vec![connect, established]);
+    if header.kind == kind::TCP_CLOSED {
+        return read_record::<TcpClosedEvent>(bytes).map(|e| closed_events(&header, &e));
     }
     decode_one(&header, bytes).map(|body| vec![event(&header, body)])
+}
+
+fn closed_events(header: &EventHeader, e: &TcpClosedEvent) -> Vec<Event> {
+    let info = tcp_info(&e.event);
+    let mut events = Vec::with_capacity(3);
+    // Their context is a softirq, which says nothing: the connect's pid
+    // and comm stand in, as for any record about a prober socket.
+    if e.flags & probe_sock::CONNECT_REPORTED == 0 {
+        events.push(event(header, Body::TcpConnect(TcpInfo { oldstate: TCP_SYN_SENT, newstate: TCP_SYN_SENT, ..info })));
+    }
+    if e.flags & probe_sock::ESTABLISHED_REPORTED == 0 {
+        let established = TcpInfo { oldstate: TCP_SYN_SENT, newstate: TCP_ESTABLISHED, ..info };
+        events.push(Event { ts_ns: e.established_ts_ns, ..event(header, Body::TcpState(established)) });
+    }
+    let read = e.flags & probe_sock::RESPONSE_READ != 0;
+    let close = TcpClose {
+        info,
+        established_ts_ns: e.established_ts_ns,
+        first_response_ts_ns: (e.flags & probe_sock::RESPONSE_SEEN != 0).then_some(e.first_rx_ts_ns),
+        // bytes_acked counts the SYN.
+        request_bytes: e.bytes_acked.saturating_sub(1) + u64::from(e.unacked),
+        request_acked: e.unacked == 0,
+        request_unacked: u64::from(e.unacked),
+        // bytes_received counts the pod's FIN.
+        response_bytes: e.bytes_received.saturating_sub(u64::from(info.newstate == TCP_CLOSE_WAIT)),
+        response_head: read.then(|| e.rx_head[..(e.first_rx_len as usize).min(RX_HEAD_LEN)].to_vec()),
+        sk_err: e.sk_err,
+    };
+    events.push(Event { ts_ns: e.closed_ts_ns, ..event(header, Body::TcpClosed(close)) });
+    events
 }
 
 fn event(header: &EventHeader, body: Body) -> Event {
@@ -364,20 +434,30 @@ pub(crate) mod tests {
         events.pop().unwrap()
     }
 
-    /// What the kernel sends for a healthy probe (see tracer-ebpf's tcp.rs).
-    pub(crate) fn connected_record(skaddr: u64, connect_ts_ns: u64, established_ts_ns: u64) -> Vec<u8> {
+    /// What the kernel sends for a probe that connected, answered `head`
+    /// and was closed by the prober, nothing reported before (see
+    /// tracer-ebpf's tcp.rs).
+    pub(crate) fn closed_record(skaddr: u64, connect_ts_ns: u64, established_ts_ns: u64, head: &[u8]) -> Vec<u8> {
         let mut comm = [0u8; 16];
         comm[..7].copy_from_slice(b"kubelet");
-        let mut raw = TcpConnectedEvent {
+        let mut raw = TcpClosedEvent {
             event: TcpEvent {
-                header: EventHeader { kind: kind::TCP_CONNECTED, hook_mode: hook_mode::RAW_TRACEPOINT, pid: 42, tid: 43, ts_ns: connect_ts_ns, comm, ..Default::default() },
+                header: EventHeader { kind: kind::TCP_CLOSED, hook_mode: hook_mode::RAW_TRACEPOINT, pid: 42, tid: 43, ts_ns: connect_ts_ns, comm, ..Default::default() },
                 skaddr,
-                oldstate: 2,
-                newstate: 1,
+                oldstate: 1,
+                newstate: 4,
                 ..Default::default()
             },
             established_ts_ns,
+            first_rx_ts_ns: established_ts_ns + 2_000_000,
+            closed_ts_ns: established_ts_ns + 3_000_000,
+            bytes_acked: 101,
+            bytes_received: 120,
+            flags: probe_sock::ESTABLISHED | probe_sock::RESPONSE_SEEN | probe_sock::RESPONSE_READ,
+            first_rx_len: 120,
+            ..Default::default()
         };
+        raw.rx_head[..head.len().min(16)].copy_from_slice(&head[..head.len().min(16)]);
         raw.event.tuple.family = 2;
         raw.event.tuple.sport = 45000;
         raw.event.tuple.dport = 8080;
@@ -387,10 +467,10 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_connected_record_is_its_connect_then_its_established() {
-        let events = decode(&connected_record(0xffff_8880_0000_1000, 7, 9_000_007)).unwrap();
-        assert_eq!(events.len(), 2, "{events:?}");
-        let (connect, established) = (&events[0], &events[1]);
+    fn a_closed_record_is_its_connect_its_established_and_its_close() {
+        let events = decode(&closed_record(0xffff_8880_0000_1000, 7, 9_000_007, b"HTTP/1.1 500 Int")).unwrap();
+        assert_eq!(events.len(), 3, "{events:?}");
+        let (connect, established, closed) = (&events[0], &events[1], &events[2]);
         assert_eq!((connect.ts_ns, connect.pid, connect.comm.as_str()), (7, 42, "kubelet"));
         let Body::TcpConnect(c) = connect.body else { panic!("{connect:?}") };
         assert_eq!((c.sport, c.dport, c.oldstate, c.newstate), (45000, 8080, 2, 2));
@@ -398,7 +478,24 @@ pub(crate) mod tests {
         assert_eq!((established.ts_ns, established.pid), (9_000_007, 42));
         let Body::TcpState(s) = established.body else { panic!("{established:?}") };
         assert_eq!((s.skaddr, s.sport, s.oldstate, s.newstate), (c.skaddr, 45000, 2, 1));
-        assert!(decode(&connected_record(1, 1, 2)[..60]).is_none(), "a short record is rejected");
+        let Body::TcpClosed(ref close) = closed.body else { panic!("{closed:?}") };
+        assert_eq!(closed.ts_ns, 12_000_007);
+        assert_eq!((close.request_bytes, close.request_acked, close.response_bytes), (100, true, 120));
+        assert_eq!(close.first_response_ts_ns, Some(11_000_007));
+        assert_eq!(close.http_status(), Some(500));
+        assert!(decode(&closed_record(1, 1, 2, b"")[..60]).is_none(), "a short record is rejected");
+    }
+
+    #[test]
+    fn an_http_status_is_read_only_from_a_status_line() {
+        let close = |head: &[u8]| {
+            let Body::TcpClosed(c) = decode(&closed_record(1, 1, 2, head)).unwrap().pop().unwrap().body else { panic!() };
+            c.http_status()
+        };
+        assert_eq!(close(b"HTTP/1.0 404 Not"), Some(404));
+        assert_eq!(close(b"HTTP/1.1 20"), None);
+        assert_eq!(close(b"\0\0\0\x04\0\0\0\0\0"), None, "HTTP/2 frames have no status line");
+        assert_eq!(close(b"HTTP/1.1 2x0 OK"), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tracer_common::{
 
 use crate::kernel::{
     btf::{KernelBtf, ipvs_param_offsets},
+    memory::DirectMap,
     tracefs::{self, Format},
 };
 
@@ -116,6 +117,18 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Fentry { program: "fentry_tcp_rcv_state_process", function: "tcp_rcv_state_process" },
             Attach::Kprobe { program: "kprobe_tcp_rcv_state_process", function: "tcp_rcv_state_process" },
             Attach::Via { hook: "tcp_state" },
+        ],
+        required: false,
+    },
+    HookSpec {
+        // Every segment an established socket gets: a followed probe's
+        // first response byte, its time and status line. Without it a
+        // probe's close still says who closed and what was acknowledged.
+        name: "tcp_rcv_established",
+        groups: &[Group::Probe],
+        candidates: &[
+            Attach::BtfTracepoint { program: "btf_tp_tcp_probe", name: "tcp_probe" },
+            Attach::RawTracepoint { program: "raw_tp_tcp_probe", name: "tcp_probe" },
         ],
         required: false,
     },
@@ -321,6 +334,9 @@ pub struct HookStatus {
     pub target: Option<String>,
     /// Better mechanisms that were tried first, and why they failed.
     pub tried: Vec<Failure>,
+    /// What the attached hook cannot do on this kernel, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limitation: Option<String>,
 }
 
 pub struct LoadOptions {
@@ -359,7 +375,7 @@ impl Tracer {
         tracefs::ensure_mounted()?;
         // Parsed BTF takes tens of MiB: our parse lives only as long as the
         // offsets need it, and aya's one parse serves relocation and attach.
-        let (mut config, ipvs_problem) = build_config(&KernelBtf::load()?, &opts.groups)?;
+        let (mut config, ipvs_problem, fragments_problem) = build_config(&KernelBtf::load()?, &opts.groups)?;
         config.prober_comms = prober_comms(&opts.prober_comms)?;
         let aya_btf = Btf::from_sys_fs().ok();
         let ringbuf_bytes = opts.ringbuf_bytes.next_power_of_two().max(4096);
@@ -375,10 +391,13 @@ impl Tracer {
         let mut hooks: Vec<HookStatus> = Vec::new();
         let (mut links, mut attached) = (Vec::new(), Vec::new());
         for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
-            let (status, link) = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), opts);
+            let (mut status, link) = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), opts);
             if let (Some((how, link)), Some(target)) = (link, &status.target) {
                 attached.push((how, target.clone()));
                 links.push(link);
+            }
+            if spec.name == RESPONSE_HOOK && status.mode.is_some() {
+                status.limitation = fragments_problem.as_ref().map(|why| format!("http_status is not read: {why}"));
             }
             if spec.required && status.mode.is_none() {
                 let why = status.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ");
@@ -392,6 +411,7 @@ impl Tracer {
             Array::try_from(ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
         settings.set(setting::CONNECT_HOOKED, connect_hooked as u32, 0)?;
         settings.set(setting::IPVS_HOOKED, ipvs_observed(&hooks) as u32, 0)?;
+        settings.set(setting::RESPONSE_HOOKED, mode_of(&hooks, RESPONSE_HOOK).is_some() as u32, 0)?;
 
         Ok(Self { links, attached, ebpf, hooks, ringbuf_bytes })
     }
@@ -546,11 +566,15 @@ fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
 }
 
+/// The hook that sees a followed probe's response.
+const RESPONSE_HOOK: &str = "tcp_rcv_established";
+
 /// Fills the offsets the programs need. Returns why the IPVS hook cannot
-/// work, if it cannot (module not loaded, or its BTF lacks the struct).
-fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<String>)> {
+/// work, if it cannot (module not loaded, or its BTF lacks the struct), and
+/// why a response's first bytes cannot be read from page fragments.
+fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<String>, Option<String>)> {
     let mut config = Config::MISSING;
-    let mut ipvs_problem = None;
+    let (mut ipvs_problem, mut fragments_problem) = (None, None);
     if groups.contains(&Group::Probe) {
         // A tracepoint whose format cannot be read keeps MISSING offsets; its
         // attach then fails and is reported like any other failure.
@@ -564,6 +588,23 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
             config.reset = f.sock_offsets().context("tcp:tcp_receive_reset has an unexpected format")?;
         }
         config.sock = btf.sock_offsets()?;
+        config.tcp_sock = btf.tcp_sock_offsets()?;
+        config.skb = btf.skb_offsets()?;
+        config.skb.page_shift = page_shift();
+        match crate::kernel::memory::direct_map() {
+            Ok(DirectMap::Variables { page_offset_base_at, vmemmap_base_at }) => {
+                config.skb.page_offset_base_at = page_offset_base_at;
+                config.skb.vmemmap_base_at = vmemmap_base_at;
+            }
+            Ok(DirectMap::Fixed { page_offset_base, vmemmap_base }) => {
+                config.skb.page_offset_base = page_offset_base;
+                config.skb.vmemmap_base = vmemmap_base;
+            }
+            Err(why) => {
+                config.skb.page_struct_shift = NO_FIELD;
+                fragments_problem = Some(why);
+            }
+        }
         match btf.module("ip_vs") {
             None => ipvs_problem = Some("the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs)".to_string()),
             Some(ipvs) => match ipvs_param_offsets(&ipvs) {
@@ -576,7 +617,14 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
         process_tracepoint_offsets(&mut config.process);
         btf.process_offsets(&mut config.process)?;
     }
-    Ok((config, ipvs_problem))
+    Ok((config, ipvs_problem, fragments_problem))
+}
+
+/// log2 of the page size.
+fn page_shift() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 && (size as u64).is_power_of_two() { (size as u64).trailing_zeros() } else { NO_FIELD }
 }
 
 /// The `--prober-comm` names as the kernel side checks them.
@@ -652,7 +700,8 @@ fn attach_hook(
     ipvs_problem: Option<&str>,
     opts: &LoadOptions,
 ) -> (HookStatus, Option<(Attach, HeldLink)>) {
-    let mut status = HookStatus { hook: spec.name, group: spec.groups[0], mode: None, target: None, tried: Vec::new() };
+    let mut status =
+        HookStatus { hook: spec.name, group: spec.groups[0], mode: None, target: None, tried: Vec::new(), limitation: None };
     for candidate in spec.candidates {
         // A disallowed mechanism is not tried at all (and not listed).
         if candidate.mode().is_some_and(|m| !opts.allowed_modes.contains(&m)) {

@@ -81,10 +81,27 @@ fn parse_hex_endpoint(s: &str) -> Option<(IpAddr, u16)> {
     Some((IpAddr::V4(Ipv4Addr::from(v)), port))
 }
 
+/// A TCP socket listening in some network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", std::net::SocketAddr::new(self.addr, self.port))
+    }
+}
+
 /// What the diagnosis may ask about the node.
 pub trait NodeView {
     fn reserved_ports(&self) -> PortRanges;
     fn ipvs_services(&self) -> Vec<IpvsService>;
+    /// The TCP listeners of the network namespace that owns `addr` (a pod's
+    /// address), found from the node's processes; `None` when no
+    /// namespace has it.
+    fn listeners(&self, addr: IpAddr) -> Option<Vec<Listener>>;
 }
 
 /// The live node, read from procfs on each call (calls are rare: once per
@@ -106,6 +123,110 @@ impl NodeView for ProcNode {
     fn ipvs_services(&self) -> Vec<IpvsService> {
         fs::read_to_string(PROC_IP_VS).map(|t| parse_proc_ip_vs(&t)).unwrap_or_default()
     }
+
+    fn listeners(&self, addr: IpAddr) -> Option<Vec<Listener>> {
+        namespace_listeners(addr)
+    }
+}
+
+/// Listeners a refused probe's verdict names, at most.
+const LISTENERS_MAX: usize = 32;
+/// Processes looked at to find a pod's network namespace, at most.
+const PROCESSES_MAX: usize = 100_000;
+
+/// Finds the network namespace whose local addresses include `addr`, one
+/// process per namespace (a pod's pause process holds it), and lists its
+/// TCP listeners from that process's view of /proc/net.
+fn namespace_listeners(addr: IpAddr) -> Option<Vec<Listener>> {
+    let mut seen = std::collections::HashSet::new();
+    for entry in fs::read_dir("/proc").ok()?.flatten().take(PROCESSES_MAX) {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(netns) = fs::read_link(dir.join("ns/net")) else { continue };
+        if !seen.insert(netns) {
+            continue;
+        }
+        let owns = match addr {
+            IpAddr::V4(v4) => fs::read_to_string(dir.join("net/fib_trie")).is_ok_and(|t| local_ipv4(&t).contains(&v4)),
+            IpAddr::V6(v6) => fs::read_to_string(dir.join("net/if_inet6")).is_ok_and(|t| local_ipv6(&t).contains(&v6)),
+        };
+        if owns {
+            let mut found = Vec::new();
+            for table in ["net/tcp", "net/tcp6"] {
+                found.extend(fs::read_to_string(dir.join(table)).map(|t| parse_tcp_listeners(&t)).unwrap_or_default());
+            }
+            found.sort_by_key(|l| (l.port, l.addr));
+            found.dedup();
+            found.truncate(LISTENERS_MAX);
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// The local (`host LOCAL`) IPv4 addresses in a `/proc/net/fib_trie`.
+pub fn local_ipv4(fib_trie: &str) -> Vec<Ipv4Addr> {
+    let mut last = None;
+    let mut out = Vec::new();
+    for line in fib_trie.lines() {
+        let t = line.trim_start();
+        if let Some(a) = t.strip_prefix("|-- ") {
+            last = a.trim().parse::<Ipv4Addr>().ok();
+        } else if t.contains("host LOCAL")
+            && let Some(a) = last
+            && !out.contains(&a)
+        {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// The addresses in a `/proc/net/if_inet6`.
+pub fn local_ipv6(if_inet6: &str) -> Vec<std::net::Ipv6Addr> {
+    if_inet6
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|hex| u128::from_str_radix(hex, 16).ok())
+        .map(std::net::Ipv6Addr::from)
+        .collect()
+}
+
+/// Listening sockets (state 0A) in a `/proc/net/tcp` or `tcp6`, whose
+/// addresses are printed as native-endian 32-bit words.
+pub fn parse_tcp_listeners(text: &str) -> Vec<Listener> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let mut cols = line.split_whitespace();
+        let (Some(_), Some(local), Some(_), Some(state)) = (cols.next(), cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        if state != "0A" {
+            continue;
+        }
+        let Some((addr, port)) = local.split_once(':') else { continue };
+        let Ok(port) = u16::from_str_radix(port, 16) else { continue };
+        let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
+            .map(|i| addr.get(i * 8..i * 8 + 8).and_then(|w| u32::from_str_radix(w, 16).ok()).map(u32::to_le_bytes))
+            .collect();
+        let addr = match words.as_deref() {
+            Some([w]) => IpAddr::V4(Ipv4Addr::from(*w)),
+            Some(ws) if ws.len() == 4 => {
+                let mut b = [0u8; 16];
+                for (i, w) in ws.iter().enumerate() {
+                    b[i * 4..i * 4 + 4].copy_from_slice(w);
+                }
+                let v6 = std::net::Ipv6Addr::from(b);
+                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+            }
+            _ => continue,
+        };
+        out.push(Listener { addr, port });
+    }
+    out
 }
 
 /// `net.ipv4.ip_local_port_range` ("32768\t60999").
@@ -120,6 +241,8 @@ pub fn ephemeral_port_range() -> Option<RangeInclusive<u16>> {
 pub struct StaticNode {
     pub reserved: PortRanges,
     pub services: Vec<IpvsService>,
+    /// The pod namespaces' listeners, by the pod's address.
+    pub listeners: Vec<(IpAddr, Vec<Listener>)>,
 }
 
 impl NodeView for StaticNode {
@@ -128,6 +251,9 @@ impl NodeView for StaticNode {
     }
     fn ipvs_services(&self) -> Vec<IpvsService> {
         self.services.clone()
+    }
+    fn listeners(&self, addr: IpAddr) -> Option<Vec<Listener>> {
+        self.listeners.iter().find(|(a, _)| *a == addr).map(|(_, l)| l.clone())
     }
 }
 
@@ -152,6 +278,44 @@ Prot LocalAddress:Port Scheduler Flags
 TCP  0AC80001:794F rr
   -> 0AC80202:0050      Masq    1      0          1
 ";
+
+    // From a network namespace with `busybox httpd -p 127.0.0.1:8080` and
+    // a listener on [::]:9090.
+    const PROC_NET_TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 123 1 0000000000000000 100 0 0 10 0
+   1: 0201C80A:1F90 0101C80A:9C40 01 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1
+";
+    const PROC_NET_TCP6: &str = "  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:2382 00000000000000000000000000000000:0000 0A 00000000:00000000
+";
+    const FIB_TRIE: &str = "Main:
+  +-- 0.0.0.0/0 3 0 5
+     +-- 10.200.1.0/30 2 0 2
+        |-- 10.200.1.0
+           /30 link UNICAST
+        |-- 10.200.1.2
+           /32 host LOCAL
+     +-- 127.0.0.0/8 2 0 2
+        |-- 127.0.0.1
+           /32 host LOCAL
+Local:
+  +-- 0.0.0.0/0 3 0 5
+        |-- 10.200.1.2
+           /32 host LOCAL
+";
+
+    #[test]
+    fn finds_listeners_and_local_addresses_in_a_namespaces_proc_files() {
+        let v4 = parse_tcp_listeners(PROC_NET_TCP);
+        assert_eq!(v4, vec![Listener { addr: "127.0.0.1".parse().unwrap(), port: 8080 }]);
+        let v6 = parse_tcp_listeners(PROC_NET_TCP6);
+        assert_eq!(v6, vec![Listener { addr: "::".parse().unwrap(), port: 9090 }]);
+        assert_eq!(v6[0].to_string(), "[::]:9090");
+        let local = local_ipv4(FIB_TRIE);
+        assert_eq!(local, vec!["10.200.1.2".parse::<Ipv4Addr>().unwrap(), "127.0.0.1".parse().unwrap()]);
+        let v6 = local_ipv6("fd000000000000000000000000000002 03 40 00 80     eth0\n");
+        assert_eq!(v6, vec!["fd00::2".parse::<std::net::Ipv6Addr>().unwrap()]);
+    }
 
     #[test]
     fn parses_proc_ip_vs() {

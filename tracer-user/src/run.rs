@@ -483,7 +483,7 @@ mod tests {
     use crate::loader::{Failure, Group};
 
     fn hook(hook: &'static str, mode: Mode, target: &str) -> HookStatus {
-        HookStatus { hook, group: Group::Exec, mode: Some(mode), target: Some(target.into()), tried: Vec::new() }
+        HookStatus { hook, group: Group::Exec, mode: Some(mode), target: Some(target.into()), tried: Vec::new(), limitation: None }
     }
 
     #[test]
@@ -512,6 +512,7 @@ mod tests {
                 Failure::refused(Mode::Fexit, "__x64_sys_clone", "EPERM"),
                 Failure::syscall_tracepoint_off("syscalls:sys_exit_clone"),
             ],
+            limitation: None,
         };
         let notes = cost_notes(&[off("clone_failed"), off("setns_failed"), off("setns_enter")]);
         assert_eq!(notes.len(), 1, "{notes:?}");

@@ -9,11 +9,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::cmd::{run, step, stdout, succeeds};
 
 /// Debian packages: QEMU and virtme-ng's needs, the scenarios' tools
-/// (ipvsadm, runc, busybox, curl), bpftrace (the benchmark's peer) and ruby
-/// (checks the Vagrantfile's syntax).
+/// (ipvsadm, runc, crun, containerd, iptables, busybox, curl, Go for the
+/// kubelet-like prober), bpftrace (the benchmark's peer), ruby (checks the
+/// Vagrantfile's syntax) and prometheus (promtool checks the alert rules).
 const APT_PACKAGES: &[&str] = &[
-    "qemu-system-x86", "kmod", "cpio", "busybox-static", "ipvsadm", "iproute2", "runc", "curl",
-    "bpftrace", "ruby", "jq",
+    "qemu-system-x86", "kmod", "cpio", "busybox-static", "ipvsadm", "iproute2", "runc", "crun",
+    "containerd", "iptables", "curl", "golang-go", "bpftrace", "ruby", "jq", "prometheus",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -8,6 +8,15 @@
 //!   out with a source port that an IPVS service listens on (`inferred`);
 //! - `probe_refused`: a RST arrived;
 //! - `probe_timeout`: no SYN-ACK, with the number of SYN retransmits.
+//!
+//! Where the kernel follows a connected probe to its first close
+//! ([`ProbeSettings::follows_close`]), an attempt that connected ends there,
+//! and its phases say what failed after the handshake:
+//! - `probe_no_response`: the prober gave up without a byte back (whether
+//!   the pod's kernel acknowledged the request says network or application);
+//! - `probe_http_error`: the answer's status line says 4xx or 5xx;
+//! - `probe_reset`, `probe_closed`: the pod reset or closed the connection
+//!   before answering.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -19,14 +28,17 @@ use serde::Serialize;
 
 use super::Report;
 use crate::{
-    events::{Body, Event, IpvsConn, TcpInfo, tcp_state_name},
-    node::{IpvsService, NodeView},
+    events::{Body, Event, IpvsConn, TcpClose, TcpInfo, tcp_state_name},
+    node::{IpvsService, Listener, NodeView},
 };
 
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
 const TCP_SYN_RECV: u8 = 3;
+const TCP_FIN_WAIT1: u8 = 4;
 const TCP_CLOSE: u8 = 7;
+const TCP_CLOSE_WAIT: u8 = 8;
+const ECONNRESET: i32 = 104;
 
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
@@ -37,6 +49,12 @@ pub struct ProbeSettings {
     pub attempt_records: bool,
     /// An attempt still in SYN-SENT this long at the end counts as timed out.
     pub pending_timeout_ns: u64,
+    /// The kernel follows a connected probe to its first close and reports
+    /// it ([`Body::TcpClosed`]): ESTABLISHED is not the end of an attempt.
+    pub follows_close: bool,
+    /// The received-segment hook is attached: a close without a response
+    /// byte means none came.
+    pub responses_observed: bool,
 }
 
 impl Default for ProbeSettings {
@@ -46,6 +64,8 @@ impl Default for ProbeSettings {
             ipvs_observed: true,
             attempt_records: true,
             pending_timeout_ns: 1_000_000_000,
+            follows_close: false,
+            responses_observed: true,
         }
     }
 }
@@ -58,6 +78,13 @@ pub enum Outcome {
     Refused,
     Timeout,
     Diverted,
+    /// Connected, then no byte came back before the prober gave up.
+    NoResponse,
+    /// Answered with an HTTP status of 400 or more.
+    HttpError,
+    /// Connected, then the pod reset or closed it before answering.
+    Reset,
+    Closed,
 }
 
 impl Outcome {
@@ -67,6 +94,10 @@ impl Outcome {
             Self::Refused => "refused",
             Self::Timeout => "timeout",
             Self::Diverted => "diverted",
+            Self::NoResponse => "no_response",
+            Self::HttpError => "http_error",
+            Self::Reset => "reset",
+            Self::Closed => "closed",
         }
     }
 }
@@ -79,6 +110,8 @@ struct Attempt {
     synack_seen: bool,
     reset: bool,
     diverted: bool,
+    /// When it reached ESTABLISHED, while it waits for its close.
+    established_ns: Option<u64>,
 }
 
 /// Per-destination counts for the summary.
@@ -88,6 +121,10 @@ pub struct DestinationStats {
     pub refused: u64,
     pub timeout: u64,
     pub diverted: u64,
+    pub no_response: u64,
+    pub http_error: u64,
+    /// Reset or closed by the pod before answering.
+    pub dropped_by_pod: u64,
 }
 
 pub struct ProbeCorrelator<N: NodeView> {
@@ -156,6 +193,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
                         synack_seen: false,
                         reset: false,
                         diverted: false,
+                        established_ns: None,
                     };
                     self.attempts.insert(info.skaddr, attempt);
                 }
@@ -186,6 +224,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
             }
             Body::IpvsConn(conn) => self.on_ipvs_conn(ev, conn),
             Body::TcpState(info) => self.on_state(ev, info),
+            Body::TcpClosed(close) => self.on_closed(ev, close),
             _ => Vec::new(),
         }
     }
@@ -208,7 +247,14 @@ impl<N: NodeView> ProbeCorrelator<N> {
             if let Some(a) = self.attempts.remove(&skaddr) {
                 let mut end = a.started.clone();
                 end.ts_ns = now_ns;
-                out.extend(self.close(a, &end, true));
+                if a.established_ns.is_some() {
+                    // Connected, and its close never came (the kernel lost
+                    // the socket, or the tracer stops first).
+                    self.stats(&a).established += 1;
+                    out.extend(self.attempt_record(&a, &end, Outcome::Established));
+                } else {
+                    out.extend(self.close(a, &end, true));
+                }
             }
         }
         out
@@ -218,6 +264,10 @@ impl<N: NodeView> ProbeCorrelator<N> {
         let Some(a) = self.attempts.get_mut(&info.skaddr) else { return Vec::new() };
         merge_tuple(&mut a.tuple, info);
         match info.newstate {
+            TCP_ESTABLISHED if self.settings.follows_close && info.oldstate == TCP_SYN_SENT => {
+                a.established_ns = Some(ev.ts_ns);
+                Vec::new()
+            }
             TCP_ESTABLISHED => {
                 let a = self.attempts.remove(&info.skaddr).expect("present");
                 self.stats(&a).established += 1;
@@ -256,6 +306,88 @@ impl<N: NodeView> ProbeCorrelator<N> {
         }
         out.extend(self.attempt_record(&a, ev, outcome));
         out
+    }
+
+    /// A connected attempt's first close: its phases decide.
+    fn on_closed(&mut self, ev: &Event, close: &TcpClose) -> Vec<Report> {
+        let Some(mut a) = self.attempts.remove(&close.info.skaddr) else { return Vec::new() };
+        merge_tuple(&mut a.tuple, &close.info);
+        let phases = Phases::of(&a, ev, close, self.settings.responses_observed);
+        let (outcome, verdict) = match phases.failure() {
+            None => (Outcome::Established, None),
+            Some(Failure::NoResponse) => (Outcome::NoResponse, Some(self.no_response(&a, ev, &phases))),
+            Some(Failure::HttpError(status)) => (Outcome::HttpError, Some(self.http_error(&a, ev, &phases, status))),
+            Some(Failure::DroppedByPod) => {
+                let reset = phases.closed_with == "rst";
+                (if reset { Outcome::Reset } else { Outcome::Closed }, Some(self.dropped_by_pod(&a, ev, &phases, reset)))
+            }
+        };
+        let stats = self.stats(&a);
+        match outcome {
+            Outcome::NoResponse => stats.no_response += 1,
+            Outcome::HttpError => stats.http_error += 1,
+            Outcome::Reset | Outcome::Closed => stats.dropped_by_pod += 1,
+            _ => stats.established += 1,
+        }
+        let mut out: Vec<Report> = verdict.into_iter().collect();
+        out.extend(self.attempt_record(&a, ev, outcome).map(|r| phases.add_to(r)));
+        out
+    }
+
+    fn no_response(&self, a: &Attempt, ev: &Event, p: &Phases) -> Report {
+        let n = p.request_bytes;
+        let why = if p.request_acked {
+            format!(
+                "the request ({n} bytes) reached the pod's socket (its kernel acknowledged it) and the application \
+                 wrote nothing in {} ms: the application is stalled, not the network; check its threads and CPU \
+                 limit, or raise the probe's timeoutSeconds if it is only slow",
+                p.elapsed_ms
+            )
+        } else {
+            format!(
+                "the pod's kernel never acknowledged the request ({n} bytes, {} unacknowledged) in {} ms: it was lost \
+                 on the way after the handshake; the network or a firewall between the node and the pod drops the \
+                 probe's packets",
+                p.unacked, p.elapsed_ms
+            )
+        };
+        let message = format!("{} {} got no response: {why}", who(a), tuple_text(a));
+        p.add_to(self.base("probe_no_response", a, ev)).message(message)
+    }
+
+    fn http_error(&self, a: &Attempt, ev: &Event, p: &Phases, status: u16) -> Report {
+        let after = p.response_ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default();
+        let message = format!(
+            "{} {} failed: the application answered HTTP {status}{after}; the pod's own health handler reports \
+             it unhealthy: check the application's log for the probe's path",
+            who(a),
+            tuple_text(a),
+        );
+        p.add_to(self.base("probe_http_error", a, ev)).message(message)
+    }
+
+    fn dropped_by_pod(&self, a: &Attempt, ev: &Event, p: &Phases, reset: bool) -> Report {
+        let (kind, what, why) = if reset {
+            (
+                "probe_reset",
+                "reset the connection",
+                "the application aborted its socket (a crash, SO_LINGER 0) or a proxy in the pod rejects the probe",
+            )
+        } else {
+            (
+                "probe_closed",
+                "closed the connection",
+                "the application accepted and closed it: another protocol on the port (TLS expected?) or it \
+                 refuses the probe's request",
+            )
+        };
+        let message = format!(
+            "{} {} failed: the pod {what} {} ms after accepting it, before answering; {why}",
+            who(a),
+            tuple_text(a),
+            p.after_ms
+        );
+        p.add_to(self.base(kind, a, ev)).with("after_ms", p.after_ms).message(message)
     }
 
     fn on_ipvs_conn(&mut self, ev: &Event, conn: &IpvsConn) -> Vec<Report> {
@@ -379,14 +511,19 @@ impl<N: NodeView> ProbeCorrelator<N> {
     }
 
     fn refused(&self, a: &Attempt, ev: &Event) -> Report {
-        let message = format!(
-            "{} {} was refused (RST): nothing listens on {}:{} or a firewall rejects it; check the probe's port and the container's listener",
-            who(a),
-            tuple_text(a),
-            a.tuple.daddr,
-            a.tuple.dport
-        );
-        self.base("probe_refused", a, ev).message(message)
+        let (daddr, dport) = (a.tuple.daddr, a.tuple.dport);
+        let listeners = self.node.listeners(daddr);
+        let why = match &listeners {
+            None => format!(
+                "nothing listens on {daddr}:{dport} or a firewall rejects it; check the probe's port and the container's listener"
+            ),
+            Some(found) => refused_because(found, daddr, dport),
+        };
+        let message = format!("{} {} was refused (RST): {why}", who(a), tuple_text(a));
+        let listed: Vec<String> = listeners.iter().flatten().map(|l| l.to_string()).collect();
+        self.base("probe_refused", a, ev)
+            .with("listeners", if listeners.is_some() { listed.into() } else { serde_json::Value::Null })
+            .message(message)
     }
 
     fn timeout(&self, a: &Attempt, ev: &Event, still_pending: bool) -> Report {
@@ -409,6 +546,124 @@ impl<N: NodeView> ProbeCorrelator<N> {
             .with("elapsed_ms", elapsed_ms)
             .with("still_pending", still_pending)
             .message(message)
+    }
+}
+
+/// What failed after the handshake.
+enum Failure {
+    NoResponse,
+    HttpError(u16),
+    /// Reset or closed by the pod before answering.
+    DroppedByPod,
+}
+
+/// A connected probe's phases, from its close.
+struct Phases {
+    connect_ms: u64,
+    /// From the connect to the close.
+    elapsed_ms: u64,
+    /// From ESTABLISHED to the close.
+    after_ms: u64,
+    request_bytes: u64,
+    request_acked: bool,
+    unacked: u64,
+    response_bytes: u64,
+    /// From ESTABLISHED to the first response byte, where seen.
+    response_ms: Option<u64>,
+    http_status: Option<u16>,
+    closed_by: &'static str,
+    closed_with: &'static str,
+    responses_observed: bool,
+    still_open: bool,
+}
+
+impl Phases {
+    fn of(a: &Attempt, ev: &Event, close: &TcpClose, responses_observed: bool) -> Self {
+        let ms = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
+        let established = a.established_ns.unwrap_or(close.established_ts_ns);
+        let (closed_by, closed_with) = match close.info.newstate {
+            TCP_FIN_WAIT1 => ("prober", "fin"),
+            TCP_CLOSE_WAIT => ("pod", "fin"),
+            TCP_CLOSE if close.sk_err == ECONNRESET => ("pod", "rst"),
+            TCP_CLOSE => ("prober", "rst"),
+            _ => ("nobody", "none"),
+        };
+        Self {
+            connect_ms: ms(a.started.ts_ns, established),
+            elapsed_ms: ms(a.started.ts_ns, ev.ts_ns),
+            after_ms: ms(established, ev.ts_ns),
+            request_bytes: close.request_bytes,
+            request_acked: close.request_acked,
+            unacked: close.request_unacked,
+            response_bytes: close.response_bytes,
+            response_ms: close.first_response_ts_ns.map(|t| ms(established, t)),
+            http_status: close.http_status(),
+            closed_by,
+            closed_with,
+            responses_observed,
+            still_open: close.still_open(),
+        }
+    }
+
+    /// A TCP probe (nothing sent) passes by connecting; one that sent a
+    /// request fails without an answer or with an HTTP error.
+    fn failure(&self) -> Option<Failure> {
+        if self.request_bytes == 0 || self.still_open {
+            return None;
+        }
+        if let Some(status) = self.http_status.filter(|s| *s >= 400) {
+            return Some(Failure::HttpError(status));
+        }
+        if self.response_bytes > 0 {
+            return None;
+        }
+        match self.closed_by {
+            "pod" => Some(Failure::DroppedByPod),
+            _ => Some(Failure::NoResponse),
+        }
+    }
+
+    fn add_to(&self, r: Report) -> Report {
+        let r = r
+            .with("request_bytes", self.request_bytes)
+            .with("request_acked", self.request_acked)
+            .with("response_bytes", self.response_bytes)
+            .with("response_ms", self.response_ms)
+            .with("connect_ms", self.connect_ms)
+            .with("elapsed_ms", self.elapsed_ms)
+            .with("closed_by", self.closed_by)
+            .with("closed_with", self.closed_with);
+        let r = r.with("http_status", self.http_status);
+        if self.responses_observed { r } else { r.with("response_observed", false) }
+    }
+}
+
+/// Why a refused probe was refused, from the listeners in the pod's network
+/// namespace.
+fn refused_because(found: &[Listener], daddr: IpAddr, dport: u16) -> String {
+    let same_port: Vec<&Listener> = found.iter().filter(|l| l.port == dport).collect();
+    if !same_port.is_empty() {
+        let addrs: Vec<String> = same_port.iter().map(|l| l.to_string()).collect();
+        let wildcard = if daddr.is_ipv4() { "0.0.0.0" } else { "::" };
+        return format!(
+            "the container listens on {} only, not on {daddr}; bind {wildcard} (all addresses) or the pod's address",
+            addrs.join(", ")
+        );
+    }
+    let mut near: Vec<&Listener> = found.iter().filter(|l| l.port.abs_diff(dport) <= 10).collect();
+    near.sort_by_key(|l| l.port.abs_diff(dport));
+    match near.first() {
+        Some(l) => format!(
+            "nothing listens on port {dport} in the pod's network namespace, but {l} does: check the probe's port \
+             against the container's"
+        ),
+        None if found.is_empty() => {
+            format!("nothing listens on any TCP port in the pod's network namespace ({daddr}): the application is not up")
+        }
+        None => format!(
+            "nothing listens on port {dport} in the pod's network namespace; it listens on {}: check the probe's port",
+            found.iter().take(5).map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 

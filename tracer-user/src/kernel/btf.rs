@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use btf_rs::{Btf, BtfType, Type};
-use tracer_common::{IpvsParamOffsets, NO_FIELD, ProcessOffsets, SockOffsets};
+use tracer_common::{IpvsParamOffsets, NO_FIELD, ProcessOffsets, SkbOffsets, SockOffsets, TcpSockOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -73,6 +73,48 @@ impl KernelBtf {
 }
 
 impl KernelBtf {
+    /// The `tcp_sock` counters and `inet_sock` port a probe's phases need.
+    pub fn tcp_sock_offsets(&self) -> Result<TcpSockOffsets> {
+        let btf = &self.vmlinux;
+        let tcp = |name| member_offset(btf, "tcp_sock", name);
+        Ok(TcpSockOffsets {
+            bytes_acked: tcp("bytes_acked")?,
+            bytes_received: tcp("bytes_received")?,
+            write_seq: tcp("write_seq")?,
+            snd_una: tcp("snd_una")?,
+            inet_sport: member_offset(btf, "inet_sock", "inet_sport")?,
+            _pad: 0,
+        })
+    }
+
+    /// `sk_buff`, `skb_shared_info` and page-fragment members, and the
+    /// size of `struct page`; the direct map's bases are the caller's
+    /// (kallsyms). A fragment is `struct bio_vec` (5.4-6.7: `bv_page`,
+    /// `bv_offset`) or `struct skb_frag` (`netmem`, `offset`).
+    pub fn skb_offsets(&self) -> Result<SkbOffsets> {
+        let btf = &self.vmlinux;
+        let skb = |name| member_offset(btf, "sk_buff", name);
+        let frag = |names: &[&str]| {
+            ["skb_frag", "bio_vec"]
+                .iter()
+                .find_map(|s| names.iter().find_map(|n| member_offset(btf, s, n).ok()))
+                .ok_or_else(|| anyhow!("no page fragment member {names:?} in skb_frag or bio_vec"))
+        };
+        let page_size = struct_size(btf, "page")?;
+        Ok(SkbOffsets {
+            len: skb("len")?,
+            data_len: skb("data_len")?,
+            head: skb("head")?,
+            data: skb("data")?,
+            end: skb("end")?,
+            shinfo_frags: member_offset(btf, "skb_shared_info", "frags")?,
+            frag_page: frag(&["netmem", "bv_page"])?,
+            frag_offset: frag(&["offset", "bv_offset"])?,
+            page_struct_shift: if page_size.is_power_of_two() { page_size.trailing_zeros() } else { NO_FIELD },
+            ..SkbOffsets::MISSING
+        })
+    }
+
     /// Fills the `task_struct`, `signal_struct`, `mm_struct` and `struct pid`
     /// members of `off`; tracepoint fields are left as they are.
     pub fn process_offsets(&self, off: &mut ProcessOffsets) -> Result<()> {
@@ -238,5 +280,11 @@ mod tests {
         assert_eq!(p.task_tgid, p.task_pid + 4);
         assert!(p.mm_arg_end == p.mm_arg_start + 8);
         assert!(!btf.has_function("no_such_function_here"));
+        let tcp = btf.tcp_sock_offsets().unwrap();
+        assert!(tcp.bytes_received > tcp.inet_sport && tcp.write_seq != tcp.snd_una);
+        let skb = btf.skb_offsets().unwrap();
+        // struct page is 64 bytes on every x86-64 distribution kernel.
+        assert_eq!(skb.page_struct_shift, 6);
+        assert!(skb.data_len == skb.len + 4 && skb.frag_offset > skb.frag_page);
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod btf;
 pub mod info;
+pub mod memory;
 pub mod tracefs;

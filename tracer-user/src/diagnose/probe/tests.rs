@@ -112,19 +112,156 @@ fn healthy_probe_gives_no_verdict() {
     assert_eq!(c.destinations()[&(ip("10.200.1.2"), 8080)].established, 1);
 }
 
+fn following() -> ProbeSettings {
+    ProbeSettings { follows_close: true, ..Default::default() }
+}
+
+/// What the kernel sends for a connected probe that answered `head`.
+fn closed_probe(head: &[u8]) -> Vec<Event> {
+    crate::events::decode(&crate::events::tests::closed_record(SK, 5 * MS, 8 * MS, head)).unwrap()
+}
+
 #[test]
 fn a_healthy_probe_sent_as_one_record_is_an_established_attempt() {
-    // The kernel sends a healthy probe's connect and ESTABLISHED together.
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
-    let events = crate::events::decode(&crate::events::tests::connected_record(SK, 5 * MS, 8 * MS)).unwrap();
-    let reports = run(&mut c, &events);
+    // The kernel sends a connected probe's connect, ESTABLISHED and close
+    // together.
+    let mut c = correlator(following(), StaticNode::default());
+    let reports = run(&mut c, &closed_probe(b"HTTP/1.1 200 OK\r\n"));
     assert!(verdicts(&reports).is_empty(), "{reports:#?}");
     assert_eq!(reports.len(), 1, "{reports:#?}");
-    assert_eq!(reports[0].field_str("outcome"), Some("established"));
-    assert_eq!(reports[0].comm, "kubelet");
-    assert_eq!(reports[0].fields.get("elapsed_ms"), Some(&serde_json::json!(3)));
+    let r = &reports[0];
+    assert_eq!(r.field_str("outcome"), Some("established"));
+    assert_eq!(r.comm, "kubelet");
+    assert_eq!(r.fields.get("elapsed_ms"), Some(&serde_json::json!(6)));
+    assert_eq!(r.fields["http_status"], 200);
+    assert_eq!((&r.fields["request_bytes"], &r.fields["response_bytes"]), (&100.into(), &120.into()));
+    assert_eq!((&r.fields["response_ms"], &r.fields["closed_by"]), (&2.into(), &"prober".into()));
     assert_eq!(c.in_flight(), 0);
     assert_eq!(c.destinations()[&(ip("10.200.1.2"), 8080)].established, 1);
+}
+
+/// A connected probe's events up to ESTABLISHED, then its close.
+fn connected_then(close: TcpClose) -> Vec<Event> {
+    vec![
+        kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
+        softirq(1, Body::TcpState(tcp(SK, 45000, 8080, 2, 1))),
+        softirq(1001, Body::TcpClosed(close)),
+    ]
+}
+
+fn close(newstate: u8, request: u64, unacked: u64, response: u64, sk_err: i32) -> TcpClose {
+    TcpClose {
+        info: tcp(SK, 45000, 8080, 1, newstate),
+        established_ts_ns: MS,
+        first_response_ts_ns: (response > 0).then_some(3 * MS),
+        request_bytes: request,
+        request_acked: unacked == 0,
+        request_unacked: unacked,
+        response_bytes: response,
+        response_head: None,
+        sk_err,
+    }
+}
+
+#[test]
+fn a_probe_the_application_never_answers_is_no_response_on_the_applications_side() {
+    let mut c = correlator(following(), StaticNode::default());
+    let reports = run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)));
+    let v = verdicts(&reports);
+    assert_eq!(v.len(), 1, "{reports:#?}");
+    assert_eq!(v[0].kind, "probe_no_response");
+    assert_eq!((&v[0].fields["request_bytes"], &v[0].fields["request_acked"]), (&96.into(), &true.into()));
+    assert_eq!((&v[0].fields["connect_ms"], &v[0].fields["elapsed_ms"]), (&1.into(), &1001.into()));
+    assert_eq!(v[0].fields["closed_by"], "prober");
+    assert!(v[0].message.contains("reached the pod's socket") && v[0].message.contains("not the network"), "{}", v[0].message);
+    assert_eq!(reports.iter().find(|r| r.kind == "tcp_attempt").unwrap().fields["outcome"], "no_response");
+    assert_eq!(c.destinations()[&(ip("10.200.1.2"), 8080)].no_response, 1);
+}
+
+#[test]
+fn a_request_the_pod_never_acknowledged_is_blamed_on_the_path() {
+    let mut c = correlator(following(), StaticNode::default());
+    let v = run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 96, 0, 0)));
+    let v = verdicts(&v);
+    assert_eq!(v[0].kind, "probe_no_response");
+    assert_eq!(v[0].fields["request_acked"], false);
+    assert!(v[0].message.contains("never acknowledged") && v[0].message.contains("drops"), "{}", v[0].message);
+}
+
+#[test]
+fn an_http_error_status_is_a_verdict_with_the_status_and_time() {
+    let mut c = correlator(following(), StaticNode::default());
+    let mut cl = close(TCP_CLOSE_WAIT, 96, 0, 140, 0);
+    cl.response_head = Some(b"HTTP/1.1 503 Ser".to_vec());
+    let reports = run(&mut c, &connected_then(cl));
+    let v = verdicts(&reports);
+    assert_eq!(v.len(), 1, "{reports:#?}");
+    assert_eq!(v[0].kind, "probe_http_error");
+    assert_eq!((&v[0].fields["http_status"], &v[0].fields["response_ms"]), (&503.into(), &2.into()));
+    assert!(v[0].message.contains("answered HTTP 503 after 2 ms"), "{}", v[0].message);
+}
+
+#[test]
+fn a_pod_that_resets_or_closes_before_answering_gets_its_own_verdict() {
+    for (newstate, err, kind) in [(TCP_CLOSE, ECONNRESET, "probe_reset"), (TCP_CLOSE_WAIT, 0, "probe_closed")] {
+        let mut c = correlator(following(), StaticNode::default());
+        let reports = run(&mut c, &connected_then(close(newstate, 96, 0, 0, err)));
+        let v = verdicts(&reports);
+        assert_eq!(v.len(), 1, "{reports:#?}");
+        assert_eq!(v[0].kind, kind);
+        assert_eq!((&v[0].fields["after_ms"], &v[0].fields["closed_by"]), (&1000.into(), &"pod".into()));
+    }
+}
+
+#[test]
+fn a_tcp_probe_and_a_late_answer_are_healthy() {
+    let mut c = correlator(following(), StaticNode::default());
+    // Nothing sent: a TCP probe, whoever closes.
+    let reports = run(&mut c, &connected_then(close(TCP_CLOSE_WAIT, 0, 0, 0, 0)));
+    assert!(verdicts(&reports).is_empty(), "{reports:#?}");
+    let mut late = close(TCP_CLOSE_WAIT, 96, 0, 140, 0);
+    late.first_response_ts_ns = Some(900 * MS);
+    late.response_head = Some(b"HTTP/1.1 200 OK\r\n".to_vec());
+    let reports = run(&mut c, &connected_then(late));
+    assert!(verdicts(&reports).is_empty(), "{reports:#?}");
+    assert_eq!(reports[0].fields["response_ms"], 899);
+}
+
+#[test]
+fn a_connected_probe_waits_for_its_close_and_is_recorded_if_it_never_comes() {
+    let mut c = correlator(following(), StaticNode::default());
+    let mut events = connected_then(close(TCP_FIN_WAIT1, 0, 0, 0, 0));
+    events.pop();
+    assert!(run(&mut c, &events).is_empty());
+    assert_eq!(c.in_flight(), 1);
+    let reports = c.expire(200_000 * MS, 180_000 * MS);
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!((reports[0].kind, &reports[0].fields["outcome"]), ("tcp_attempt", &"established".into()));
+}
+
+#[test]
+fn a_refused_probe_names_what_the_pods_namespace_listens_on() {
+    let pod = ip("10.200.1.2");
+    let listening = |addr: &str, port| crate::node::Listener { addr: ip(addr), port };
+    let node = StaticNode { listeners: vec![(pod, vec![listening("127.0.0.1", 8080)])], ..Default::default() };
+    let mut c = correlator(following(), node);
+    let reports = run(&mut c, &[
+        kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
+        softirq(1, Body::TcpReset(tcp(SK, 45000, 8080, 2, 2))),
+        softirq(1, Body::TcpState(tcp(SK, 45000, 8080, 2, 7))),
+    ]);
+    let v = verdicts(&reports);
+    assert_eq!(v[0].kind, "probe_refused");
+    assert_eq!(v[0].fields["listeners"], serde_json::json!(["127.0.0.1:8080"]));
+    assert!(v[0].message.contains("listens on 127.0.0.1:8080 only") && v[0].message.contains("bind 0.0.0.0"), "{}", v[0].message);
+    let node = StaticNode { listeners: vec![(pod, vec![listening("0.0.0.0", 8081)])], ..Default::default() };
+    let mut c = correlator(following(), node);
+    let reports = run(&mut c, &[
+        kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
+        softirq(1, Body::TcpReset(tcp(SK, 45000, 8080, 2, 2))),
+        softirq(1, Body::TcpState(tcp(SK, 45000, 8080, 2, 7))),
+    ]);
+    assert!(verdicts(&reports)[0].message.contains("but 0.0.0.0:8081 does"), "{reports:#?}");
 }
 
 #[test]
@@ -176,7 +313,7 @@ fn no_answer_gives_probe_timeout_with_retransmits() {
 #[test]
 fn without_ipvs_hook_a_timeout_on_an_ipvs_port_is_an_inferred_diversion() {
     let settings = ProbeSettings { ipvs_observed: false, ..Default::default() };
-    let node = StaticNode { services: vec![ipvs_service()], reserved: PortRanges::default() };
+    let node = StaticNode { services: vec![ipvs_service()], reserved: PortRanges::default(), listeners: vec![] };
     let mut c = correlator(settings, node);
     let mut events = hijacked_probe();
     events.remove(1); // No IPVS event on a tracepoint-only kernel.
@@ -201,7 +338,7 @@ fn inferred_mode_leaves_timeouts_on_other_ports_alone() {
 
 #[test]
 fn reserved_port_is_reported_and_other_ports_get_a_targeted_fix() {
-    let node = StaticNode { reserved: PortRanges::parse("31055").unwrap(), services: vec![] };
+    let node = StaticNode { reserved: PortRanges::parse("31055").unwrap(), services: vec![], listeners: vec![] };
     let mut c = correlator(ProbeSettings::default(), node);
     let v: Vec<Report> = run(&mut c, &hijacked_probe()).into_iter().filter(|r| r.is_verdict()).collect();
     assert_eq!(v[0].fields["sport_reserved"], true);
@@ -264,12 +401,12 @@ fn finish_reports_attempts_still_waiting_as_timeouts() {
 
 #[test]
 fn healthy_probes_counted_in_the_kernel_add_only_what_is_new() {
-    let mut c = correlator(ProbeSettings { attempt_records: false, ..Default::default() }, StaticNode::default());
     let pod = (ip("10.200.1.2"), 8080);
     let other = (ip("10.200.1.3"), 8081);
     // One success came through the ring buffer (the count was full, or the
     // setting was not yet set), then the kernel counted the rest.
-    run(&mut c, &crate::events::decode(&crate::events::tests::connected_record(SK, 5 * MS, 8 * MS)).unwrap());
+    let mut c = correlator(ProbeSettings { attempt_records: false, ..following() }, StaticNode::default());
+    run(&mut c, &closed_probe(b"HTTP/1.1 200 OK\r\n"));
     assert_eq!(c.kernel_established(&[(pod, 3)]), 3);
     // Counts are cumulative: a second read adds only the difference.
     assert_eq!(c.kernel_established(&[(pod, 5), (other, 2)]), 4);
