@@ -21,16 +21,16 @@ use std::sync::Arc;
 
 use crate::{
     cli::{DaemonArgs, RunArgs, Switch},
-    diagnose::{Aggregator, Report, probe::ProbeSettings},
+    diagnose::{Aggregator, Report, catalogue::Class, probe::ProbeSettings},
     metrics::Metrics,
     events,
     kernel::info::KernelInfo,
     loader::{HookStatus, LoadOptions, Mode, Tracer},
     host::ProcHost,
+    enrich::Enricher,
     k8s::{
-        client::{EventPoster, Kube},
+        client::{EventPoster, EventResults, Kube},
         directory::Directory,
-        enrich::Enricher,
     },
     node::ProcNode,
     output::{Clock, Format, Output},
@@ -125,7 +125,8 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     let (mut poster, mut poster_task, mut refresh_task) = (None, None, None);
     if let Some(kube) = kube {
         if args.kubernetes.emit_events {
-            let (p, task) = EventPoster::spawn(kube.clone(), metrics.clone());
+            let results = metrics.clone().map(|m| Arc::new(move |result: &str| m.kubernetes_event(result)) as EventResults);
+            let (p, task) = EventPoster::spawn(kube.clone(), results);
             (poster, poster_task) = (Some(p), Some(task));
         }
         refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT, KUBE_REFRESH).await);
@@ -295,7 +296,7 @@ struct Sink {
     recorder: Option<BufWriter<File>>,
     undecodable: u64,
     metrics: Option<Arc<Metrics>>,
-    /// Print `tcp_attempt` records (not with --verdicts-only).
+    /// Print attempt records (`tcp_attempt`; not with --verdicts-only).
     print_attempts: bool,
     enricher: Enricher<ProcHost>,
     /// Set with --emit-events.
@@ -347,7 +348,8 @@ impl Sink {
         if let Some(m) = &self.metrics {
             m.report(&r);
         }
-        if r.kind == "tcp_attempt" && !self.print_attempts {
+        let attempt = r.catalogued().is_some_and(|k| k.class == Class::Attempt);
+        if attempt && !self.print_attempts {
             return Ok(());
         }
         let event = self.enricher.enrich(&mut r);

@@ -2,11 +2,12 @@
 //! in the loop. Each correlator turns a stream of events into [`Report`]s:
 //! verdicts (something failed, and why) and per-attempt records.
 
+pub(crate) mod catalogue;
 pub mod exec;
 pub mod oom;
 pub mod probe;
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -17,7 +18,7 @@ use crate::events::{Body, Event};
 /// shares and kind-specific ones in `fields`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// `synack_diverted`, `probe_timeout`, ... (a contract: keep spellings).
+    /// `synack_diverted`, `probe_timeout`, ...: a row of [`catalogue::KINDS`].
     pub kind: &'static str,
     /// CLOCK_MONOTONIC ns of the event that decided it; rendered as `ts`.
     #[serde(skip)]
@@ -33,10 +34,15 @@ pub struct Report {
     /// writes it, text output leaves it to the story.
     #[serde(skip)]
     pub grouped: bool,
+    /// The addresses given to [`Report::with_ip`], typed: `fields` holds
+    /// their text for the JSON, enrichment reads them from here.
+    #[serde(skip)]
+    pub(crate) ips: Vec<(String, IpAddr)>,
 }
 
 impl Report {
     pub fn new(kind: &'static str, ev: &Event) -> Self {
+        debug_assert!(catalogue::find(kind).is_some(), "report kind {kind} is not in diagnose/catalogue.rs");
         Self {
             kind,
             ts_ns: ev.ts_ns,
@@ -45,6 +51,7 @@ impl Report {
             fields: Map::new(),
             message: String::new(),
             grouped: false,
+            ips: Vec::new(),
         }
     }
 
@@ -58,8 +65,15 @@ impl Report {
         self
     }
 
-    pub fn with_ip(self, key: &str, ip: IpAddr) -> Self {
+    pub fn with_ip(mut self, key: &str, ip: IpAddr) -> Self {
+        self.ips.retain(|(k, _)| k != key);
+        self.ips.push((key.to_string(), ip));
         self.with(key, ip.to_string())
+    }
+
+    /// An address set with [`Report::with_ip`].
+    pub(crate) fn ip(&self, key: &str) -> Option<IpAddr> {
+        self.ips.iter().find(|(k, _)| k == key).map(|(_, ip)| *ip)
     }
 
     pub fn message(mut self, message: String) -> Self {
@@ -67,30 +81,20 @@ impl Report {
         self
     }
 
+    /// This report's row in the catalogue.
+    pub(crate) fn catalogued(&self) -> Option<&'static catalogue::Kind> {
+        catalogue::find(self.kind)
+    }
+
     /// Verdicts say something failed; other reports are records.
     pub fn is_verdict(&self) -> bool {
-        VERDICT_KINDS.contains(&self.kind)
+        self.catalogued().is_some_and(catalogue::Kind::is_verdict)
     }
 
     pub fn field_str(&self, key: &str) -> Option<&str> {
         self.fields.get(key).and_then(Value::as_str)
     }
 }
-
-/// Every verdict kind probe-tracer emits.
-pub const VERDICT_KINDS: &[&str] = &[
-    "synack_diverted",
-    "probe_refused",
-    "probe_timeout",
-    "fork_failed",
-    "setns_failed",
-    "runc_init_died",
-    "container_init_exit",
-    "exec_into_stopped_container",
-    "runc_failed",
-    "oom_kill",
-    "runtime_slow",
-];
 
 /// All correlators behind one `handle`: what `run`, `daemon` and `replay`
 /// feed events into.
@@ -99,7 +103,7 @@ pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView + Clone
     pub exec: exec::ExecCorrelator<H>,
     pub oom: oom::OomCorrelator<H>,
     pub events: u64,
-    pub verdict_counts: std::collections::BTreeMap<&'static str, u64>,
+    pub verdict_counts: BTreeMap<&'static str, u64>,
 }
 
 impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H> {
