@@ -156,32 +156,116 @@ impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H
     }
 
     /// Summary fields shared by text and JSON output.
-    pub fn summary(&self) -> serde_json::Value {
-        let mut totals = probe::DestinationStats::default();
-        let destinations: Vec<serde_json::Value> = self
+    pub fn summary(&self) -> Summary {
+        let mut attempts = probe::DestinationStats::default();
+        let destinations = self
             .probe
             .destinations()
             .iter()
-            .map(|((daddr, dport), s)| {
-                totals.established += s.established;
-                totals.refused += s.refused;
-                totals.timeout += s.timeout;
-                totals.diverted += s.diverted;
-                serde_json::json!({
-                    "daddr": daddr.to_string(), "dport": dport,
-                    "established": s.established, "refused": s.refused,
-                    "timeout": s.timeout, "diverted": s.diverted,
-                })
+            .map(|(&(daddr, dport), s)| {
+                attempts.established += s.established;
+                attempts.refused += s.refused;
+                attempts.timeout += s.timeout;
+                attempts.diverted += s.diverted;
+                DestinationSummary { daddr, dport, stats: s.clone() }
             })
             .collect();
-        serde_json::json!({
-            "events": self.events,
-            "attempts": totals,
-            "in_flight": self.probe.in_flight(),
-            "runtime_invocations": { "judged": self.exec.finished, "failed": self.exec.failed, "in_flight": self.exec.in_flight() },
-            "runtime_latency": self.exec.latency_summary(),
-            "verdicts": self.verdict_counts,
-            "destinations": destinations,
-        })
+        Summary {
+            events: self.events,
+            attempts,
+            in_flight: self.probe.in_flight() as u64,
+            runtime_invocations: RuntimeInvocations {
+                judged: self.exec.finished,
+                failed: self.exec.failed,
+                in_flight: self.exec.in_flight() as u64,
+            },
+            runtime_latency: self.exec.latency_summary(),
+            verdicts: self.verdict_counts.clone(),
+            destinations,
+            kernel: None,
+        }
+    }
+}
+
+/// The `summary` record: what was seen, in total and per destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub(crate) events: u64,
+    /// Prober connections by outcome, all destinations together.
+    pub(crate) attempts: probe::DestinationStats,
+    pub(crate) in_flight: u64,
+    pub(crate) runtime_invocations: RuntimeInvocations,
+    pub(crate) runtime_latency: Value,
+    pub(crate) verdicts: BTreeMap<&'static str, u64>,
+    pub(crate) destinations: Vec<DestinationSummary>,
+    /// What the kernel side counted; `run` and `daemon` only (a replay has
+    /// no kernel).
+    #[serde(flatten)]
+    pub(crate) kernel: Option<KernelSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RuntimeInvocations {
+    pub(crate) judged: u64,
+    pub(crate) failed: u64,
+    pub(crate) in_flight: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DestinationSummary {
+    pub(crate) daddr: IpAddr,
+    pub(crate) dport: u16,
+    #[serde(flatten)]
+    pub(crate) stats: probe::DestinationStats,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct KernelSummary {
+    /// Records the ring buffer had no room for.
+    pub(crate) lost_events: u64,
+    /// Sockets or pids the tracking maps could not take.
+    pub(crate) tracking_map_full: u64,
+    /// Program runs the kernel skipped; `None` where it does not count them.
+    pub(crate) missed_program_runs: Option<u64>,
+    /// Ring-buffer records that did not decode.
+    pub(crate) undecodable_events: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(kernel: Option<KernelSummary>) -> Summary {
+        let stats = probe::DestinationStats { established: 3, refused: 1, timeout: 0, diverted: 2 };
+        Summary {
+            events: 9,
+            attempts: stats.clone(),
+            in_flight: 1,
+            runtime_invocations: RuntimeInvocations { judged: 4, failed: 1, in_flight: 0 },
+            runtime_latency: serde_json::json!({ "count": 0 }),
+            verdicts: BTreeMap::from([("probe_refused", 1), ("synack_diverted", 2)]),
+            destinations: vec![DestinationSummary { daddr: [10, 200, 1, 2].into(), dport: 8080, stats }],
+            kernel,
+        }
+    }
+
+    #[test]
+    fn the_summary_keeps_its_json_shape_and_order() {
+        let replayed = serde_json::to_string(&summary(None)).unwrap();
+        assert_eq!(
+            replayed,
+            r#"{"events":9,"attempts":{"established":3,"refused":1,"timeout":0,"diverted":2},"in_flight":1,"#.to_string()
+                + r#""runtime_invocations":{"judged":4,"failed":1,"in_flight":0},"runtime_latency":{"count":0},"#
+                + r#""verdicts":{"probe_refused":1,"synack_diverted":2},"#
+                + r#""destinations":[{"daddr":"10.200.1.2","dport":8080,"established":3,"refused":1,"timeout":0,"diverted":2}]}"#
+        );
+        let kernel = KernelSummary { lost_events: 5, tracking_map_full: 0, missed_program_runs: None, undecodable_events: 1 };
+        let traced = serde_json::to_value(summary(Some(kernel))).unwrap();
+        let keys: Vec<&str> = traced.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys[7..],
+            ["lost_events", "tracking_map_full", "missed_program_runs", "undecodable_events"]
+        );
+        assert!(traced["missed_program_runs"].is_null());
     }
 }
