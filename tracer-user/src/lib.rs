@@ -13,14 +13,17 @@
 //! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
 //! - `host`: process facts the exec verdicts cite (pids cgroups,
 //!   threads-max, runc state files);
+//! - `enrich`: the stage between `diagnose` and `output` that adds pod and
+//!   container names and picks a verdict's Kubernetes Event;
 //! - `output`: JSON lines and one-sentence text;
-//! - `k8s`: pod and container names for verdicts (cgroup paths, the API
-//!   server) and Kubernetes Events;
+//! - `k8s`: the Kubernetes adapter (cgroup paths, the API server's pods and
+//!   services, posting Events);
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
 pub mod audit;
 pub mod cli;
 pub mod diagnose;
+mod enrich;
 pub mod events;
 pub mod host;
 pub mod k8s;

@@ -123,6 +123,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
         out.report(&r)?;
     }
     let summary = agg.summary();
-    out.record("summary", summary.clone(), &format!("summary: {summary}"))?;
+    let text = format!("summary: {}", serde_json::to_string(&summary)?);
+    out.record("summary", summary, &text)?;
     Ok(())
 }

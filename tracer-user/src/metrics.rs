@@ -24,7 +24,7 @@ use prometheus_client::{
 use tokio::net::TcpListener;
 
 use crate::{
-    diagnose::Report,
+    diagnose::{Report, catalogue::Class},
     loader::{HookStatus, KernelCounters},
 };
 
@@ -132,17 +132,18 @@ impl Metrics {
         }
     }
 
+    /// Counts a report as its catalogue row says (diagnose/catalogue.rs).
     pub fn report(&self, r: &Report) {
-        if r.kind == "tcp_attempt" {
-            let outcome = r.field_str("outcome").unwrap_or("unknown").to_string();
-            self.connections.get_or_create(&OutcomeLabels { outcome }).inc();
-        } else if r.is_verdict() {
-            let reason = ["errno_name", "evidence", "constraint", "namespace_type"]
-                .iter()
-                .find_map(|k| r.field_str(k))
-                .unwrap_or("")
-                .to_string();
-            self.verdicts.get_or_create(&VerdictLabels { kind: r.kind.to_string(), reason }).inc();
+        match r.catalogued().map(|k| k.class) {
+            Some(Class::Attempt) => {
+                let outcome = r.field_str("outcome").unwrap_or("unknown").to_string();
+                self.connections.get_or_create(&OutcomeLabels { outcome }).inc();
+            }
+            Some(Class::Verdict { metric_reason, .. }) => {
+                let reason = metric_reason.and_then(|k| r.field_str(k)).unwrap_or("").to_string();
+                self.verdicts.get_or_create(&VerdictLabels { kind: r.kind.to_string(), reason }).inc();
+            }
+            Some(Class::Record) | None => {}
         }
     }
 

@@ -6,6 +6,7 @@ use std::{
 };
 
 use anyhow::Result;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::diagnose::Report;
@@ -95,13 +96,13 @@ impl Output {
 
     /// A record that is not a report (start, summary): JSON gets the object
     /// with `kind` and `ts` first; text gets `text`.
-    pub fn record(&mut self, kind: &str, fields: Value, text: &str) -> Result<()> {
+    pub fn record(&mut self, kind: &str, fields: impl Serialize, text: &str) -> Result<()> {
         match self.format {
             Format::Json => {
                 let mut obj = Map::new();
                 obj.insert("kind".into(), json!(kind));
                 obj.insert("ts".into(), json!(self.clock.rfc3339(Clock::monotonic_now_ns())));
-                if let Value::Object(rest) = fields {
+                if let Value::Object(rest) = serde_json::to_value(fields)? {
                     obj.extend(rest);
                 }
                 self.json_line(Value::Object(obj))

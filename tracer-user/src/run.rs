@@ -21,16 +21,16 @@ use std::sync::Arc;
 
 use crate::{
     cli::{DaemonArgs, RunArgs, Switch},
-    diagnose::{Aggregator, Report, probe::ProbeSettings},
+    diagnose::{Aggregator, KernelSummary, Report, Summary, catalogue::Class, probe::ProbeSettings},
     metrics::Metrics,
     events,
     kernel::info::KernelInfo,
     loader::{HookStatus, LoadOptions, Mode, Tracer},
     host::ProcHost,
+    enrich::Enricher,
     k8s::{
-        client::{EventPoster, Kube},
+        client::{EventPoster, EventResults, Kube},
         directory::Directory,
-        enrich::Enricher,
     },
     node::ProcNode,
     output::{Clock, Format, Output},
@@ -125,7 +125,8 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     let (mut poster, mut poster_task, mut refresh_task) = (None, None, None);
     if let Some(kube) = kube {
         if args.kubernetes.emit_events {
-            let (p, task) = EventPoster::spawn(kube.clone(), metrics.clone());
+            let results = metrics.clone().map(|m| Arc::new(move |result: &str| m.kubernetes_event(result)) as EventResults);
+            let (p, task) = EventPoster::spawn(kube.clone(), results);
             (poster, poster_task) = (Some(p), Some(task));
         }
         refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT, KUBE_REFRESH).await);
@@ -237,11 +238,13 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // Attempts younger than their first retransmit are known only to the
     // kernel so far: still in flight.
     let unreported = tracer.unreported_probes(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS)?;
-    summary["in_flight"] = json!(sink_in_flight + unreported);
-    summary["lost_events"] = json!(counters.ringbuf_full);
-    summary["tracking_map_full"] = json!(counters.map_full);
-    summary["missed_program_runs"] = json!(counters.missed_runs);
-    summary["undecodable_events"] = json!(undecodable);
+    summary.in_flight = (sink_in_flight + unreported) as u64;
+    summary.kernel = Some(KernelSummary {
+        lost_events: counters.ringbuf_full,
+        tracking_map_full: counters.map_full,
+        missed_program_runs: counters.missed_runs,
+        undecodable_events: undecodable,
+    });
     let text = summary_text(&summary);
     out.record("summary", summary, &text)?;
     Ok(())
@@ -295,7 +298,7 @@ struct Sink {
     recorder: Option<BufWriter<File>>,
     undecodable: u64,
     metrics: Option<Arc<Metrics>>,
-    /// Print `tcp_attempt` records (not with --verdicts-only).
+    /// Print attempt records (`tcp_attempt`; not with --verdicts-only).
     print_attempts: bool,
     enricher: Enricher<ProcHost>,
     /// Set with --emit-events.
@@ -347,7 +350,8 @@ impl Sink {
         if let Some(m) = &self.metrics {
             m.report(&r);
         }
-        if r.kind == "tcp_attempt" && !self.print_attempts {
+        let attempt = r.catalogued().is_some_and(|k| k.class == Class::Attempt);
+        if attempt && !self.print_attempts {
             return Ok(());
         }
         let event = self.enricher.enrich(&mut r);
@@ -458,17 +462,15 @@ fn hook_text(h: &HookStatus) -> String {
     }
 }
 
-fn summary_text(s: &serde_json::Value) -> String {
-    let a = &s["attempts"];
-    let verdicts: u64 = s["verdicts"].as_object().map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+fn summary_text(s: &Summary) -> String {
+    let a = &s.attempts;
+    let verdicts: u64 = s.verdicts.values().sum();
+    let kernel = s.kernel.as_ref();
     format!(
         "summary: {} prober connections ({} established, {} refused, {} timed out, {} diverted by IPVS); {verdicts} verdicts; {} events lost{}",
-        a["established"].as_u64().unwrap_or(0)
-            + a["refused"].as_u64().unwrap_or(0)
-            + a["timeout"].as_u64().unwrap_or(0)
-            + a["diverted"].as_u64().unwrap_or(0),
-        a["established"], a["refused"], a["timeout"], a["diverted"], s["lost_events"],
-        match s["missed_program_runs"].as_u64() {
+        a.established + a.refused + a.timeout + a.diverted,
+        a.established, a.refused, a.timeout, a.diverted, kernel.map_or(0, |k| k.lost_events),
+        match kernel.and_then(|k| k.missed_program_runs) {
             Some(n) if n > 0 => format!(
                 "; {n} program runs skipped by the kernel (the program was already running on that CPU): what they saw is lost"
             ),

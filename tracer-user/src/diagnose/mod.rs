@@ -2,11 +2,12 @@
 //! in the loop. Each correlator turns a stream of events into [`Report`]s:
 //! verdicts (something failed, and why) and per-attempt records.
 
+pub(crate) mod catalogue;
 pub mod exec;
 pub mod oom;
 pub mod probe;
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -17,7 +18,7 @@ use crate::events::{Body, Event};
 /// shares and kind-specific ones in `fields`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// `synack_diverted`, `probe_timeout`, ... (a contract: keep spellings).
+    /// `synack_diverted`, `probe_timeout`, ...: a row of [`catalogue::KINDS`].
     pub kind: &'static str,
     /// CLOCK_MONOTONIC ns of the event that decided it; rendered as `ts`.
     #[serde(skip)]
@@ -33,10 +34,15 @@ pub struct Report {
     /// writes it, text output leaves it to the story.
     #[serde(skip)]
     pub grouped: bool,
+    /// The addresses given to [`Report::with_ip`], typed: `fields` holds
+    /// their text for the JSON, enrichment reads them from here.
+    #[serde(skip)]
+    pub(crate) ips: Vec<(String, IpAddr)>,
 }
 
 impl Report {
     pub fn new(kind: &'static str, ev: &Event) -> Self {
+        debug_assert!(catalogue::find(kind).is_some(), "report kind {kind} is not in diagnose/catalogue.rs");
         Self {
             kind,
             ts_ns: ev.ts_ns,
@@ -45,6 +51,7 @@ impl Report {
             fields: Map::new(),
             message: String::new(),
             grouped: false,
+            ips: Vec::new(),
         }
     }
 
@@ -58,8 +65,15 @@ impl Report {
         self
     }
 
-    pub fn with_ip(self, key: &str, ip: IpAddr) -> Self {
+    pub fn with_ip(mut self, key: &str, ip: IpAddr) -> Self {
+        self.ips.retain(|(k, _)| k != key);
+        self.ips.push((key.to_string(), ip));
         self.with(key, ip.to_string())
+    }
+
+    /// An address set with [`Report::with_ip`].
+    pub(crate) fn ip(&self, key: &str) -> Option<IpAddr> {
+        self.ips.iter().find(|(k, _)| k == key).map(|(_, ip)| *ip)
     }
 
     pub fn message(mut self, message: String) -> Self {
@@ -67,30 +81,20 @@ impl Report {
         self
     }
 
+    /// This report's row in the catalogue.
+    pub(crate) fn catalogued(&self) -> Option<&'static catalogue::Kind> {
+        catalogue::find(self.kind)
+    }
+
     /// Verdicts say something failed; other reports are records.
     pub fn is_verdict(&self) -> bool {
-        VERDICT_KINDS.contains(&self.kind)
+        self.catalogued().is_some_and(catalogue::Kind::is_verdict)
     }
 
     pub fn field_str(&self, key: &str) -> Option<&str> {
         self.fields.get(key).and_then(Value::as_str)
     }
 }
-
-/// Every verdict kind probe-tracer emits.
-pub const VERDICT_KINDS: &[&str] = &[
-    "synack_diverted",
-    "probe_refused",
-    "probe_timeout",
-    "fork_failed",
-    "setns_failed",
-    "runc_init_died",
-    "container_init_exit",
-    "exec_into_stopped_container",
-    "runc_failed",
-    "oom_kill",
-    "runtime_slow",
-];
 
 /// All correlators behind one `handle`: what `run`, `daemon` and `replay`
 /// feed events into.
@@ -99,7 +103,7 @@ pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView + Clone
     pub exec: exec::ExecCorrelator<H>,
     pub oom: oom::OomCorrelator<H>,
     pub events: u64,
-    pub verdict_counts: std::collections::BTreeMap<&'static str, u64>,
+    pub verdict_counts: BTreeMap<&'static str, u64>,
 }
 
 impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H> {
@@ -152,32 +156,116 @@ impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H
     }
 
     /// Summary fields shared by text and JSON output.
-    pub fn summary(&self) -> serde_json::Value {
-        let mut totals = probe::DestinationStats::default();
-        let destinations: Vec<serde_json::Value> = self
+    pub fn summary(&self) -> Summary {
+        let mut attempts = probe::DestinationStats::default();
+        let destinations = self
             .probe
             .destinations()
             .iter()
-            .map(|((daddr, dport), s)| {
-                totals.established += s.established;
-                totals.refused += s.refused;
-                totals.timeout += s.timeout;
-                totals.diverted += s.diverted;
-                serde_json::json!({
-                    "daddr": daddr.to_string(), "dport": dport,
-                    "established": s.established, "refused": s.refused,
-                    "timeout": s.timeout, "diverted": s.diverted,
-                })
+            .map(|(&(daddr, dport), s)| {
+                attempts.established += s.established;
+                attempts.refused += s.refused;
+                attempts.timeout += s.timeout;
+                attempts.diverted += s.diverted;
+                DestinationSummary { daddr, dport, stats: s.clone() }
             })
             .collect();
-        serde_json::json!({
-            "events": self.events,
-            "attempts": totals,
-            "in_flight": self.probe.in_flight(),
-            "runtime_invocations": { "judged": self.exec.finished, "failed": self.exec.failed, "in_flight": self.exec.in_flight() },
-            "runtime_latency": self.exec.latency_summary(),
-            "verdicts": self.verdict_counts,
-            "destinations": destinations,
-        })
+        Summary {
+            events: self.events,
+            attempts,
+            in_flight: self.probe.in_flight() as u64,
+            runtime_invocations: RuntimeInvocations {
+                judged: self.exec.finished,
+                failed: self.exec.failed,
+                in_flight: self.exec.in_flight() as u64,
+            },
+            runtime_latency: self.exec.latency_summary(),
+            verdicts: self.verdict_counts.clone(),
+            destinations,
+            kernel: None,
+        }
+    }
+}
+
+/// The `summary` record: what was seen, in total and per destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub(crate) events: u64,
+    /// Prober connections by outcome, all destinations together.
+    pub(crate) attempts: probe::DestinationStats,
+    pub(crate) in_flight: u64,
+    pub(crate) runtime_invocations: RuntimeInvocations,
+    pub(crate) runtime_latency: Value,
+    pub(crate) verdicts: BTreeMap<&'static str, u64>,
+    pub(crate) destinations: Vec<DestinationSummary>,
+    /// What the kernel side counted; `run` and `daemon` only (a replay has
+    /// no kernel).
+    #[serde(flatten)]
+    pub(crate) kernel: Option<KernelSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RuntimeInvocations {
+    pub(crate) judged: u64,
+    pub(crate) failed: u64,
+    pub(crate) in_flight: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DestinationSummary {
+    pub(crate) daddr: IpAddr,
+    pub(crate) dport: u16,
+    #[serde(flatten)]
+    pub(crate) stats: probe::DestinationStats,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct KernelSummary {
+    /// Records the ring buffer had no room for.
+    pub(crate) lost_events: u64,
+    /// Sockets or pids the tracking maps could not take.
+    pub(crate) tracking_map_full: u64,
+    /// Program runs the kernel skipped; `None` where it does not count them.
+    pub(crate) missed_program_runs: Option<u64>,
+    /// Ring-buffer records that did not decode.
+    pub(crate) undecodable_events: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(kernel: Option<KernelSummary>) -> Summary {
+        let stats = probe::DestinationStats { established: 3, refused: 1, timeout: 0, diverted: 2 };
+        Summary {
+            events: 9,
+            attempts: stats.clone(),
+            in_flight: 1,
+            runtime_invocations: RuntimeInvocations { judged: 4, failed: 1, in_flight: 0 },
+            runtime_latency: serde_json::json!({ "count": 0 }),
+            verdicts: BTreeMap::from([("probe_refused", 1), ("synack_diverted", 2)]),
+            destinations: vec![DestinationSummary { daddr: [10, 200, 1, 2].into(), dport: 8080, stats }],
+            kernel,
+        }
+    }
+
+    #[test]
+    fn the_summary_keeps_its_json_shape_and_order() {
+        let replayed = serde_json::to_string(&summary(None)).unwrap();
+        assert_eq!(
+            replayed,
+            r#"{"events":9,"attempts":{"established":3,"refused":1,"timeout":0,"diverted":2},"in_flight":1,"#.to_string()
+                + r#""runtime_invocations":{"judged":4,"failed":1,"in_flight":0},"runtime_latency":{"count":0},"#
+                + r#""verdicts":{"probe_refused":1,"synack_diverted":2},"#
+                + r#""destinations":[{"daddr":"10.200.1.2","dport":8080,"established":3,"refused":1,"timeout":0,"diverted":2}]}"#
+        );
+        let kernel = KernelSummary { lost_events: 5, tracking_map_full: 0, missed_program_runs: None, undecodable_events: 1 };
+        let traced = serde_json::to_value(summary(Some(kernel))).unwrap();
+        let keys: Vec<&str> = traced.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys[7..],
+            ["lost_events", "tracking_map_full", "missed_program_runs", "undecodable_events"]
+        );
+        assert!(traced["missed_program_runs"].is_null());
     }
 }

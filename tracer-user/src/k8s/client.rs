@@ -25,7 +25,6 @@ use kube::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::directory::{Directory, PodInfo};
-use crate::metrics::Metrics;
 
 /// How the command line asked to reach the API server.
 #[derive(Debug, Clone, Default)]
@@ -161,50 +160,54 @@ pub enum EventTarget {
 #[derive(Clone)]
 pub struct EventPoster {
     tx: mpsc::Sender<EventRequest>,
-    metrics: Option<Arc<Metrics>>,
+    results: Option<EventResults>,
 }
+
+/// Told what became of each Event: `posted`, `deduplicated`, `failed` or
+/// `dropped` (the daemon counts them in its metrics).
+pub type EventResults = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(60);
 
 impl EventPoster {
-    pub fn spawn(kube: Kube, metrics: Option<Arc<Metrics>>) -> (Self, JoinHandle<()>) {
+    pub fn spawn(kube: Kube, results: Option<EventResults>) -> (Self, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<EventRequest>(256);
-        let task_metrics = metrics.clone();
+        let task_results = results.clone();
         let handle = tokio::spawn(async move {
             let mut last_posted: HashMap<(String, &'static str), Instant> = HashMap::new();
             while let Some(req) = rx.recv().await {
                 let key = (target_key(&req.target), req.reason);
                 if last_posted.get(&key).is_some_and(|t| t.elapsed() < DEDUP_WINDOW) {
-                    count(&task_metrics, "deduplicated");
+                    count(&task_results, "deduplicated");
                     continue;
                 }
                 last_posted.retain(|_, t| t.elapsed() < DEDUP_WINDOW);
                 match kube.post_event(&req).await {
                     Ok(()) => {
                         last_posted.insert(key, Instant::now());
-                        count(&task_metrics, "posted");
+                        count(&task_results, "posted");
                     }
                     Err(e) => {
-                        count(&task_metrics, "failed");
+                        count(&task_results, "failed");
                         warn(&format!("cannot post a {} Event: {e:#}", req.reason));
                     }
                 }
             }
         });
-        (Self { tx, metrics }, handle)
+        (Self { tx, results }, handle)
     }
 
     /// Queues without waiting; a full queue is counted, not waited on.
     pub fn post(&self, req: EventRequest) {
         if self.tx.try_send(req).is_err() {
-            count(&self.metrics, "dropped");
+            count(&self.results, "dropped");
         }
     }
 }
 
-fn count(metrics: &Option<Arc<Metrics>>, result: &str) {
-    if let Some(m) = metrics {
-        m.kubernetes_event(result);
+fn count(results: &Option<EventResults>, result: &str) {
+    if let Some(tell) = results {
+        tell(result);
     }
 }
 

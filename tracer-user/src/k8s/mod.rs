@@ -1,8 +1,8 @@
-//! Kubernetes context: which pod and container a verdict is about (from
-//! cgroup paths, and from the API server when one is reachable), and
-//! Events that put the diagnosis on the pod.
+//! The Kubernetes adapter: container references in cgroup paths, the API
+//! server's pods and NodePort services (a [`directory::Directory`]), and
+//! posting Events. It knows nothing of reports: `crate::enrich` joins the
+//! two.
 
 pub mod cgroup;
 pub mod client;
 pub mod directory;
-pub mod enrich;

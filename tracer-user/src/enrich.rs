@@ -1,24 +1,26 @@
-//! Adds Kubernetes names to a verdict: `pod`, `namespace`, `container`
-//! (and `pod_uid`, `container_id` from the cgroup path even without an API
-//! server), and `ipvs_service` for a diverted SYN-ACK.
+//! The stage between diagnosis and output: adds Kubernetes names to a
+//! report (`pod`, `namespace`, `container`, and `pod_uid`, `container_id`
+//! from the cgroup path even without an API server; `ipvs_service` for a
+//! diverted SYN-ACK) and says which Event a verdict deserves. Where to look
+//! for the pod, and the Event's reason, come from the report's row in
+//! diagnose/catalogue.rs.
 
-use std::{
-    net::IpAddr,
-    sync::{Arc, RwLock},
-};
+use std::sync::{Arc, RwLock};
 
 use serde_json::json;
 
-use super::{
-    cgroup::ContainerRef,
-    client::{EventRequest, EventTarget},
-    directory::{Directory, PodInfo},
+use crate::{
+    diagnose::{
+        Report,
+        catalogue::{self, Subject},
+    },
+    host::HostView,
+    k8s::{
+        cgroup::ContainerRef,
+        client::{EventRequest, EventTarget},
+        directory::{Directory, PodInfo},
+    },
 };
-use crate::{diagnose::Report, host::HostView};
-
-/// Verdicts about a prober's connection name the pod by its address; the
-/// prober's own cgroup (the kubelet's) says nothing about the pod.
-const PROBE_KINDS: &[&str] = &["synack_diverted", "probe_refused", "probe_timeout", "tcp_attempt"];
 
 pub struct Enricher<H: HostView> {
     dir: Arc<RwLock<Directory>>,
@@ -36,14 +38,16 @@ impl<H: HostView> Enricher<H> {
         let dir = self.dir.read().ok()?;
         let mut pod: Option<PodInfo> = None;
         let mut container: Option<String> = None;
-        if PROBE_KINDS.contains(&r.kind) {
-            if let Some(ip) = r.field_str("daddr").and_then(|s| s.parse::<IpAddr>().ok()) {
+        // Uncatalogued kinds (none are emitted) are looked up as containers.
+        let subject = r.catalogued().map_or(Subject::Container, |k| k.subject);
+        if subject == Subject::Probe {
+            if let Some(ip) = r.ip("daddr") {
                 pod = dir.pod_by_ip(ip).map(|p| (**p).clone());
             }
             if let Some(svc) = r.fields.get("ipvs_vport").and_then(|v| v.as_u64()).and_then(|p| dir.service_by_nodeport(p as u16)) {
                 r.fields.insert("ipvs_service".into(), json!(format!("{}/{}", svc.namespace, svc.name)));
             }
-        } else {
+        } else if subject == Subject::Container {
             let ids = self.container_ref(r);
             if r.fields.get("pod_uid").is_none_or(|v| v.is_null()) && ids.pod_uid.is_some() {
                 r.fields.insert("pod_uid".into(), json!(ids.pod_uid));
@@ -71,10 +75,10 @@ impl<H: HostView> Enricher<H> {
             return None;
         }
         let first_cause = r.fields.get("causes").and_then(|c| c.get(0)).and_then(|c| c.as_str());
-        let reason = first_cause.and_then(event_reason).or_else(|| event_reason(r.kind))?;
-        let target = match (pod, r.kind) {
+        let reason = first_cause.and_then(catalogue::event_reason).or_else(|| catalogue::event_reason(r.kind))?;
+        let target = match (pod, subject) {
             (Some(pod), _) => EventTarget::Pod { pod, container },
-            (None, "runtime_slow") => EventTarget::Node,
+            (None, Subject::Node) => EventTarget::Node,
             (None, _) => return None,
         };
         Some(EventRequest { target, reason, message: r.message.clone() })
@@ -90,38 +94,18 @@ impl<H: HostView> Enricher<H> {
     }
 }
 
-/// The Event reason for each verdict (a contract, like the JSON fields:
-/// people filter `kubectl get events` on it).
-pub fn event_reason(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "synack_diverted" => "ProbeSynAckDiverted",
-        "probe_refused" => "ProbeConnectionRefused",
-        "probe_timeout" => "ProbeConnectionTimeout",
-        "fork_failed" => "ExecProbeForkFailed",
-        "setns_failed" => "ExecProbeSetnsFailed",
-        "runc_init_died" => "ExecProbeRuncInitDied",
-        "runc_failed" => "ExecProbeFailed",
-        "exec_into_stopped_container" => "ExecProbeContainerStopped",
-        "container_init_exit" => "ContainerInitExited",
-        "oom_kill" => "ContainerOOMKilled",
-        "runtime_slow" => "ContainerRuntimeSlow",
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
-        diagnose::VERDICT_KINDS,
         events::{Body, Event, HookMode},
         host::StaticHost,
     };
 
     fn directory() -> Arc<RwLock<Directory>> {
         use k8s_openapi::api::core::v1::{Pod, Service};
-        let pods: k8s_openapi::List<Pod> = serde_json::from_str(include_str!("testdata/pods.json")).unwrap();
-        let services: k8s_openapi::List<Service> = serde_json::from_str(include_str!("testdata/services.json")).unwrap();
+        let pods: k8s_openapi::List<Pod> = serde_json::from_str(include_str!("k8s/testdata/pods.json")).unwrap();
+        let services: k8s_openapi::List<Service> = serde_json::from_str(include_str!("k8s/testdata/services.json")).unwrap();
         Arc::new(RwLock::new(Directory::new(&pods.items, &services.items)))
     }
 
@@ -133,7 +117,7 @@ mod tests {
     #[test]
     fn diverted_synack_names_the_pod_and_the_nodeport_service() {
         let e = Enricher::new(directory(), StaticHost::default());
-        let mut r = report("synack_diverted").with("daddr", "10.200.1.2").with("ipvs_vport", 31055);
+        let mut r = report("synack_diverted").with_ip("daddr", [10, 200, 1, 2].into()).with("ipvs_vport", 31055);
         let event = e.enrich(&mut r).unwrap();
         assert_eq!(r.fields["pod"], "web-7d9f8b6c5-x2x4q");
         assert_eq!(r.fields["namespace"], "shop");
@@ -173,20 +157,12 @@ mod tests {
     #[test]
     fn unknown_pods_get_no_names_and_no_event() {
         let e = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticHost::default());
-        let mut r = report("probe_timeout").with("daddr", "10.200.1.2");
+        let mut r = report("probe_timeout").with_ip("daddr", [10, 200, 1, 2].into());
         assert!(e.enrich(&mut r).is_none());
         assert!(r.fields.get("pod").is_none());
         assert_eq!(r.message, "it failed");
         // A slow runtime is the node's problem.
         let mut r = report("runtime_slow");
         assert_eq!(e.enrich(&mut r).unwrap().target, EventTarget::Node);
-    }
-
-    #[test]
-    fn every_verdict_has_an_event_reason() {
-        for kind in VERDICT_KINDS {
-            assert!(event_reason(kind).is_some(), "{kind}");
-        }
-        assert!(event_reason("tcp_attempt").is_none());
     }
 }
