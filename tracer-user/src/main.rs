@@ -102,6 +102,8 @@ fn replay(args: ReplayArgs) -> Result<()> {
     let settings = ProbeSettings {
         nodeport_range: args.diagnose.nodeport_range.clone(),
         ipvs_observed: !args.ipvs_inferred,
+        // Recorded by a kernel side that follows probes to their close.
+        follows_close: true,
         ..Default::default()
     };
     let mut agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());

@@ -115,6 +115,8 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         ipvs_observed: tracer.ipvs_observed(),
         // The daemon counts every attempt's outcome without printing it.
         attempt_records: !args.verdicts_only || metrics.is_some(),
+        follows_close: true,
+        responses_observed: tracer.hook_mode("tcp_rcv_established").is_some(),
         ..Default::default()
     };
     let host = ProcHost::default();

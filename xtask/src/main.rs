@@ -140,7 +140,25 @@ fn run_task(task: Task) -> Result<()> {
 
 fn build() -> Result<()> {
     step("building probe-tracer (release; includes the eBPF object)");
-    run(Command::new("cargo").current_dir(root()).args(["build", "--release", "-p", "tracer-user", "-p", "tests", "--bins"]))
+    run(Command::new("cargo").current_dir(root()).args(["build", "--release", "-p", "tracer-user", "-p", "tests", "--bins"]))?;
+    build_kube_prober()
+}
+
+/// The e2e tests' kubelet-like prober (tests/prober: Go's standard library
+/// only, so it builds offline), as `target/kube-prober/kubelet`: its comm
+/// is the one probe-tracer matches.
+fn build_kube_prober() -> Result<()> {
+    step("building the kubelet-like prober (Go)");
+    let target = root().join("target");
+    run(Command::new("go")
+        .current_dir(root().join("tests/prober"))
+        .args(["build", "-trimpath", "-o"])
+        .arg(target.join("kube-prober/kubelet"))
+        .arg(".")
+        .env("GOCACHE", target.join("go-cache"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("CGO_ENABLED", "0"))
 }
 
 /// Absolute paths of the `tests` crate's e2e test binaries.

@@ -71,6 +71,11 @@ pub(crate) const KINDS: &[Kind] = &[
     verdict("synack_diverted", Probe, "ProbeSynAckDiverted", Some("evidence")),
     verdict("probe_refused", Probe, "ProbeConnectionRefused", None),
     verdict("probe_timeout", Probe, "ProbeConnectionTimeout", None),
+    // Connected, then failed (the kernel follows the probe to its close).
+    verdict("probe_no_response", Probe, "ProbeNoResponse", None),
+    verdict("probe_http_error", Probe, "ProbeHTTPError", None),
+    verdict("probe_reset", Probe, "ProbeConnectionReset", None),
+    verdict("probe_closed", Probe, "ProbeConnectionClosed", None),
     Kind { name: "tcp_attempt", class: Attempt, subject: Probe },
     // An exec probe's runtime call (diagnose/exec.rs).
     verdict("fork_failed", Container, "ExecProbeForkFailed", Some("errno_name")),

@@ -163,10 +163,7 @@ impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H
             .destinations()
             .iter()
             .map(|(&(daddr, dport), s)| {
-                attempts.established += s.established;
-                attempts.refused += s.refused;
-                attempts.timeout += s.timeout;
-                attempts.diverted += s.diverted;
+                attempts.add(s);
                 DestinationSummary { daddr, dport, stats: s.clone() }
             })
             .collect();
@@ -236,7 +233,7 @@ mod tests {
     use super::*;
 
     fn summary(kernel: Option<KernelSummary>) -> Summary {
-        let stats = probe::DestinationStats { established: 3, refused: 1, timeout: 0, diverted: 2 };
+        let stats = probe::DestinationStats { established: 3, refused: 1, timeout: 0, diverted: 2, ..Default::default() };
         Summary {
             events: 9,
             attempts: stats.clone(),
@@ -254,10 +251,10 @@ mod tests {
         let replayed = serde_json::to_string(&summary(None)).unwrap();
         assert_eq!(
             replayed,
-            r#"{"events":9,"attempts":{"established":3,"refused":1,"timeout":0,"diverted":2},"in_flight":1,"#.to_string()
+            r#"{"events":9,"attempts":{"established":3,"refused":1,"timeout":0,"diverted":2,"no_response":0,"http_error":0,"dropped_by_pod":0},"in_flight":1,"#.to_string()
                 + r#""runtime_invocations":{"judged":4,"failed":1,"in_flight":0},"runtime_latency":{"count":0},"#
                 + r#""verdicts":{"probe_refused":1,"synack_diverted":2},"#
-                + r#""destinations":[{"daddr":"10.200.1.2","dport":8080,"established":3,"refused":1,"timeout":0,"diverted":2}]}"#
+                + r#""destinations":[{"daddr":"10.200.1.2","dport":8080,"established":3,"refused":1,"timeout":0,"diverted":2,"no_response":0,"http_error":0,"dropped_by_pod":0}]}"#
         );
         let kernel = KernelSummary { lost_events: 5, tracking_map_full: 0, missed_program_runs: None, undecodable_events: 1 };
         let traced = serde_json::to_value(summary(Some(kernel))).unwrap();

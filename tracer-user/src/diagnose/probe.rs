@@ -127,6 +127,18 @@ pub struct DestinationStats {
     pub dropped_by_pod: u64,
 }
 
+impl DestinationStats {
+    pub fn add(&mut self, other: &Self) {
+        self.established += other.established;
+        self.refused += other.refused;
+        self.timeout += other.timeout;
+        self.diverted += other.diverted;
+        self.no_response += other.no_response;
+        self.http_error += other.http_error;
+        self.dropped_by_pod += other.dropped_by_pod;
+    }
+}
+
 pub struct ProbeCorrelator<N: NodeView> {
     settings: ProbeSettings,
     node: N,
@@ -330,7 +342,10 @@ impl<N: NodeView> ProbeCorrelator<N> {
             _ => stats.established += 1,
         }
         let mut out: Vec<Report> = verdict.into_iter().collect();
-        out.extend(self.attempt_record(&a, ev, outcome).map(|r| phases.add_to(r)));
+        out.extend(self.attempt_record(&a, ev, outcome).map(|r| {
+            let message = format!("{} {} {}: {}", who(&a), tuple_text(&a), outcome.as_str(), phases.text());
+            phases.add_to(r).message(message)
+        }));
         out
     }
 
@@ -437,7 +452,8 @@ impl<N: NodeView> ProbeCorrelator<N> {
         if !self.settings.attempt_records {
             return None;
         }
-        let state = if outcome == Outcome::Established { TCP_ESTABLISHED } else { TCP_CLOSE };
+        let connected = !matches!(outcome, Outcome::Refused | Outcome::Timeout | Outcome::Diverted);
+        let state = if connected { TCP_ESTABLISHED } else { TCP_CLOSE };
         let elapsed_ms = ev.ts_ns.saturating_sub(a.started.ts_ns) / 1_000_000;
         let r = self
             .base("tcp_attempt", a, ev)
@@ -621,6 +637,25 @@ impl Phases {
             "pod" => Some(Failure::DroppedByPod),
             _ => Some(Failure::NoResponse),
         }
+    }
+
+    /// The phases in words, for the attempt's record.
+    fn text(&self) -> String {
+        let answer = match (self.response_bytes, self.response_ms, self.http_status) {
+            (0, _, _) if !self.responses_observed => "nothing back that the kernel could see".to_string(),
+            (0, _, _) => "nothing back".to_string(),
+            (n, ms, status) => format!(
+                "{n} bytes back{}{}",
+                status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(),
+                ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default()
+            ),
+        };
+        let closed = if self.still_open {
+            "still open: not a probe".to_string()
+        } else {
+            format!("closed by the {} ({}) at {} ms", self.closed_by, self.closed_with.to_uppercase(), self.elapsed_ms)
+        };
+        format!("connected in {} ms, sent {} bytes, {answer}, {closed}", self.connect_ms, self.request_bytes)
     }
 
     fn add_to(&self, r: Report) -> Report {

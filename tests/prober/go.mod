@@ -1,0 +1,3 @@
+module probe-tracer/tests/prober
+
+go 1.19

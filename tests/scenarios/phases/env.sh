@@ -1,0 +1,13 @@
+# Addresses of the probe-phase scenario (INCIDENTS.md section 6).
+#   node (root namespace)  10.200.3.1 on veth-ptph
+#   pod  (netns ptphase)   10.200.3.2, one server, a behaviour per port:
+PHASE_NODE_IP=10.200.3.1
+PHASE_POD_IP=10.200.3.2
+PHASE_NS=ptphase
+PORT_HEALTHY=8080   # 200 at once
+PORT_SILENT=8081    # accepts, reads the request, never answers
+PORT_ERROR=8082     # 500
+PORT_LATE=8083      # 200 after 600 ms (within a 1 s timeout)
+PORT_RESET=8084     # reads the request, then resets (SO_LINGER 0)
+PORT_CLOSE=8085     # reads the request, then closes without answering
+PORT_LOOPBACK=8086  # listens on 127.0.0.1 only: the probe is refused

@@ -1,0 +1,116 @@
+//! Probes that connect and then fail (INCIDENTS.md section 6, seed 001):
+//! the kernel follows each prober connection past the handshake, and the
+//! verdict says which phase failed and on whose side. The prober is
+//! tests/prober, built from the kubelet's own probe code paths (Go's
+//! net/http with the kubelet's settings), so the kubelet's exact messages
+//! come back. Runs on the bare machine and on every VM kernel.
+
+use serde_json::Value;
+use tests::{Output, Scenario, Tracer};
+
+const POD_IP: &str = "10.200.3.2";
+const NODE_IP: &str = "10.200.3.1";
+/// The Go prober's GET with the kubelet's headers, in bytes.
+const REQUEST_BYTES: u64 = 109;
+
+/// Each case, the kubelet's own message for it, in the order probed.
+const CASES: &[(&str, &str)] = &[
+    ("healthy", "success"),
+    ("silent", "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"),
+    ("error", "HTTP probe failed with statuscode: 500"),
+    ("late", "success"),
+    ("reset", "connection reset by peer"),
+    ("close", ": EOF"),
+    ("loopback", "connect: connection refused"),
+    ("tcp", "success"),
+];
+
+fn probe_every_case(scenario: &Scenario) {
+    for (case, kubelet_says) in CASES {
+        let said = scenario.trigger(&[case]);
+        assert!(said.contains(kubelet_says), "{case}: the prober said {said:?}, not the kubelet's {kubelet_says:?}");
+    }
+}
+
+fn only_to<'a>(out: &'a Output, kind: &str, dport: u16) -> &'a Value {
+    let found: Vec<&Value> = out.kind(kind).into_iter().filter(|v| v["dport"] == dport).collect();
+    assert_eq!(found.len(), 1, "expected one {kind} to port {dport}:\n{}", out.dump());
+    found[0]
+}
+
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
+    let scenario = Scenario::up("phases");
+
+    // Every attempt printed.
+    let tracer = Tracer::start(&[]);
+    probe_every_case(&scenario);
+    let out = tracer.stop();
+    assert_eq!(out.hook_mode("tcp_rcv_established"), "btf_tracepoint", "{}", out.dump());
+    assert_phase_verdicts(&out);
+
+    let attempt = |dport: u16| -> Vec<&Value> { out.kind("tcp_attempt").into_iter().filter(|a| a["dport"] == dport).collect() };
+    // The healthy HTTP probe and the TCP probe to the same port.
+    let healthy = attempt(8080);
+    assert_eq!(healthy.len(), 2, "{}", out.dump());
+    let http = healthy.iter().find(|a| a["request_bytes"] == REQUEST_BYTES).expect("the HTTP probe's attempt");
+    assert_eq!((&http["outcome"], &http["http_status"]), (&"established".into(), &200.into()));
+    // Who closes first races (the prober, done reading, or the server).
+    assert_eq!(http["response_bytes"], 59);
+    let tcp = healthy.iter().find(|a| a["request_bytes"] == 0).expect("the TCP probe's attempt");
+    assert_eq!((&tcp["outcome"], &tcp["closed_by"], &tcp["closed_with"]), (&"established".into(), &"prober".into(), &"fin".into()));
+    // The late answer: healthy, and its time to first byte is the server's
+    // 600 ms delay.
+    let late = attempt(8083);
+    assert_eq!((&late[0]["outcome"], &late[0]["http_status"]), (&"established".into(), &200.into()));
+    let ms = late[0]["response_ms"].as_u64().unwrap();
+    assert!((550..1000).contains(&ms), "response_ms {ms}: {}", out.dump());
+    assert_eq!(out.only("summary")["lost_events"], 0);
+
+    // As the daemon runs: healthy probes are counted in the kernel and
+    // never reach userspace; the failures must still come through.
+    let tracer = Tracer::start(&["--verdicts-only"]);
+    probe_every_case(&scenario);
+    let out = tracer.stop();
+    assert!(out.kind("tcp_attempt").is_empty(), "{}", out.dump());
+    assert_phase_verdicts(&out);
+    let summary = out.only("summary");
+    assert_eq!(summary["attempts"]["established"], 3, "the healthy, late and TCP probes: {summary}");
+}
+
+/// One verdict per failing case, each with its phase fields, and none for
+/// the healthy, late and TCP probes.
+fn assert_phase_verdicts(out: &Output) {
+    assert_eq!(out.verdicts().len(), 5, "{}", out.dump());
+    for v in out.verdicts() {
+        assert_eq!((&v["comm"], &v["saddr"], &v["daddr"]), (&"kubelet".into(), &NODE_IP.into(), &POD_IP.into()), "{v}");
+        assert!(v["sport"].as_u64().unwrap() > 0, "the source port the SYN left with: {v}");
+    }
+
+    let silent = only_to(out, "probe_no_response", 8081);
+    assert_eq!((&silent["request_bytes"], &silent["request_acked"]), (&REQUEST_BYTES.into(), &true.into()), "{silent}");
+    assert_eq!((&silent["response_bytes"], &silent["closed_by"]), (&0.into(), &"prober".into()), "{silent}");
+    let elapsed = silent["elapsed_ms"].as_u64().unwrap();
+    assert!((950..1500).contains(&elapsed), "the prober's 1 s timeout: {silent}");
+    assert!(silent["connect_ms"].as_u64().unwrap() < 500, "{silent}");
+    let message = silent["message"].as_str().unwrap();
+    assert!(message.contains("reached the pod's socket") && message.contains("not the network"), "{message}");
+
+    let error = only_to(out, "probe_http_error", 8082);
+    assert_eq!((&error["http_status"], &error["response_bytes"]), (&500.into(), &98.into()), "{error}");
+    assert!(error["response_ms"].as_u64().unwrap() < 500, "{error}");
+
+    let reset = only_to(out, "probe_reset", 8084);
+    assert_eq!((&reset["closed_by"], &reset["closed_with"], &reset["response_bytes"]), (&"pod".into(), &"rst".into(), &0.into()));
+    assert!(reset["after_ms"].as_u64().is_some(), "{reset}");
+
+    let closed = only_to(out, "probe_closed", 8085);
+    assert_eq!((&closed["closed_by"], &closed["closed_with"]), (&"pod".into(), &"fin".into()), "{closed}");
+
+    let refused = only_to(out, "probe_refused", 8086);
+    let listeners = refused["listeners"].as_array().unwrap();
+    assert!(listeners.contains(&"127.0.0.1:8086".into()), "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("listens on 127.0.0.1:8086 only") && message.contains("bind 0.0.0.0"), "{message}");
+}
