@@ -77,6 +77,15 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
     assert_phase_verdicts(&out);
     let summary = out.only("summary");
     assert_eq!(summary["attempts"]["established"], 3, "the healthy, late and TCP probes: {summary}");
+
+    // Where BTF-typed tracepoints are refused: the raw tracepoints read
+    // the socket and the segment through helpers, to the same verdicts.
+    let tracer = Tracer::start(&["--allow-mode", "raw_tracepoint,tracepoint,inferred"]);
+    probe_every_case(&scenario);
+    let out = tracer.stop();
+    assert_eq!(out.hook_mode("tcp_rcv_established"), "raw_tracepoint", "{}", out.dump());
+    assert_eq!(out.hook_mode("tcp_state"), "raw_tracepoint", "{}", out.dump());
+    assert_phase_verdicts(&out);
 }
 
 /// One verdict per failing case, each with its phase fields, and none for
@@ -113,4 +122,38 @@ fn assert_phase_verdicts(out: &Output) {
     assert!(listeners.contains(&"127.0.0.1:8086".into()), "{refused}");
     let message = refused["message"].as_str().unwrap();
     assert!(message.contains("listens on 127.0.0.1:8086 only") && message.contains("bind 0.0.0.0"), "{message}");
+}
+
+/// A tenant can name a process `kubelet`: in a container's network or pid
+/// namespace it is no prober, however its connections fail (issue: forged
+/// verdicts and Events on other pods). The host's prober beside it is.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn a_process_named_kubelet_outside_the_hosts_namespaces_is_not_a_prober() {
+    let scenario = Scenario::up("phases");
+    let prober = tests::root().join("target/kube-prober/kubelet");
+    let tracer = Tracer::start(&[]);
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // In the pod's network namespace, to the pod's own loopback listener.
+    let inside = run(std::process::Command::new("ip")
+        .args(["netns", "exec", "ptphase"])
+        .arg(&prober)
+        .args(["http", "http://127.0.0.1:8086/healthz", "1s"]));
+    assert_eq!(inside, "success");
+    // In a pid namespace of its own on the host's network: a 500 that
+    // would be a verdict were it trusted.
+    let own_pidns = run(std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(&prober)
+        .args(["http", &format!("http://{POD_IP}:8082/healthz"), "1s"]));
+    assert_eq!(own_pidns, "HTTP probe failed with statuscode: 500");
+    assert_eq!(scenario.trigger(&["healthy"]), "success");
+    let out = tracer.stop();
+    assert!(out.verdicts().is_empty(), "{}", out.dump());
+    let attempts = out.kind("tcp_attempt");
+    assert_eq!(attempts.len(), 1, "only the host's prober: {}", out.dump());
+    assert_eq!(attempts[0]["dport"], 8080);
 }

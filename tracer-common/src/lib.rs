@@ -331,6 +331,29 @@ pub struct ProberComms {
     pub names: [[u64; 2]; PROBER_COMMS_MAX],
 }
 
+/// Where a prober must live: the host's pid and network namespaces. A
+/// process in a container can take any comm, `kubelet` included; the
+/// kubelet and the runtime live in the host's namespaces. Zero inodes turn
+/// the check off (userspace could not stat its own namespaces).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostNamespaces {
+    /// `st_dev` and `st_ino` of `/proc/self/ns/pid`, for
+    /// `bpf_get_ns_current_pid_tgid`.
+    pub pidns_dev: u64,
+    pub pidns_ino: u64,
+    /// The inode of `/proc/self/ns/net` (a namespace's `ns.inum`).
+    pub netns_ino: u32,
+    /// `sock_common.skc_net` and `net.ns.inum`, from BTF.
+    pub skc_net: u32,
+    pub net_inum: u32,
+    pub _pad: u32,
+}
+
+impl HostNamespaces {
+    pub const UNCHECKED: Self = Self { pidns_dev: 0, pidns_ino: 0, netns_ino: 0, skc_net: NO_FIELD, net_inum: NO_FIELD, _pad: 0 };
+}
+
 /// How many `--prober-comm` names the kernel side checks.
 pub const PROBER_COMMS_MAX: usize = 16;
 
@@ -707,6 +730,7 @@ impl ProcessOffsets {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub prober_comms: ProberComms,
+    pub host_namespaces: HostNamespaces,
     pub set_state: SockTracepointOffsets,
     pub retransmit: SockTracepointOffsets,
     pub reset: SockTracepointOffsets,
@@ -720,6 +744,7 @@ pub struct Config {
 impl Config {
     pub const MISSING: Self = Self {
         prober_comms: ProberComms::NONE,
+        host_namespaces: HostNamespaces::UNCHECKED,
         set_state: SockTracepointOffsets::MISSING,
         retransmit: SockTracepointOffsets::MISSING,
         reset: SockTracepointOffsets::MISSING,

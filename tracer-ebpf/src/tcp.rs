@@ -193,6 +193,34 @@ fn prober_comm() -> Option<[u8; TASK_COMM_LEN]> {
     None
 }
 
+/// Whether the current task, whose comm is a prober's, is the host's: in
+/// the host's pid namespace, connecting a socket of the host's network
+/// namespace. A container can name a process `kubelet`; its connections
+/// must not become probes (nor push the real kubelet's out of the maps).
+/// Runs only after a comm matched: a few helper calls per probe.
+#[inline(always)]
+fn in_host_namespaces(skaddr: u64) -> bool {
+    let host = &config().host_namespaces;
+    if host.pidns_ino == 0 {
+        return true;
+    }
+    let mut ids = aya_ebpf::bindings::bpf_pidns_info { pid: 0, tgid: 0 };
+    // SAFETY: the helper writes at most size_of(ids) bytes into ids.
+    let in_pidns = unsafe {
+        helper::bpf_get_ns_current_pid_tgid(
+            host.pidns_dev,
+            host.pidns_ino,
+            &mut ids,
+            core::mem::size_of::<aya_ebpf::bindings::bpf_pidns_info>() as u32,
+        )
+    } == 0;
+    if !in_pidns {
+        return false;
+    }
+    let Some(net) = read_kernel::<u64>(skaddr as *const u8, host.skc_net) else { return true };
+    read_kernel::<u32>(net as *const u8, host.net_inum).is_none_or(|inum| inum == host.netns_ino)
+}
+
 /// The tracked socket at `skaddr`, if it is one.
 #[inline(always)]
 pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
@@ -385,12 +413,6 @@ pub(crate) fn send_connect_owed(sock: &mut ProbeSock, sk: *const u8) {
 /// 512-byte stack on 6.1's verifier.
 #[inline(always)]
 fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, new: u8, mode: u8, reset: bool) {
-    if sock.flags & probe_sock::ESTABLISHED != 0 {
-        if old == TCP_ESTABLISHED {
-            report_first_close(sock, skaddr, tuple, new);
-        }
-        return;
-    }
     if old == TCP_SYN_SENT && new == TCP_ESTABLISHED {
         sock.established_ts_ns = unsafe { bpf_ktime_get_ns() };
         if sock.flags & probe_sock::CONNECT_REPORTED != 0 {
@@ -426,9 +448,13 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
 /// closed, CLOSE_WAIT when the pod did, CLOSE on a reset), or ESTABLISHED
 /// when it has been open too long to be a probe: one record with what the
 /// phases need, or, for a healthy probe no one reads the record of, a
-/// count. Tracking stops.
-#[inline(always)]
-fn report_first_close(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, new: u8) {
+/// count. Tracking stops. Its own path from the state hook's entry, with
+/// the tuple read here: joined to the pre-ESTABLISHED path it multiplied
+/// the states 5.10's verifier walks (minutes under emulation). A function
+/// of its own (a BPF-to-BPF call): inlined, its stack added to the state
+/// program's went past 512 bytes.
+#[inline(never)]
+fn report_first_close(sock: &mut ProbeSock, skaddr: u64, new: u8) {
     let sk = skaddr as *const u8;
     let off = &config().tcp_sock;
     let bytes_acked = read_kernel::<u64>(sk, off.bytes_acked).unwrap_or(0);
@@ -438,15 +464,22 @@ fn report_first_close(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, new: u8)
     if flags & probe_sock::CONNECT_REPORTED == 0
         && setting(settings::ESTABLISHED_COUNTED) != 0
         && answered_well(sock, bytes_acked, unacked)
-        && count_established(tuple)
     {
-        untrack(skaddr, tuple, flags);
-        return;
+        if count_established(&dest_key_of(sk)) {
+            untrack(skaddr, &NO_TUPLE, flags);
+            return;
+        }
     }
     if let Some(mut entry) = reserve::<TcpClosedEvent>() {
         // SAFETY: room for a TcpClosedEvent; every field is written.
         let e = unsafe { &mut *entry.as_mut_ptr() };
-        write_tcp_event(&mut e.event, &sock.connect, skaddr, tuple, TCP_ESTABLISHED, new);
+        write_tcp_event(&mut e.event, &sock.connect, skaddr, &NO_TUPLE, TCP_ESTABLISHED, new);
+        read_sock_tuple(sk, &mut e.event.tuple);
+        if e.event.tuple.sport == 0 {
+            // A reset released the port (skc_num is 0 by the time the
+            // tracepoint fires); inet_sport keeps it.
+            e.event.tuple.sport = u16::from_be(read_kernel::<u16>(sk, off.inet_sport).unwrap_or(0));
+        }
         e.event.header.kind = kind::TCP_CLOSED;
         e.established_ts_ns = sock.established_ts_ns;
         e.first_rx_ts_ns = sock.first_rx_ts_ns;
@@ -460,7 +493,22 @@ fn report_first_close(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, new: u8)
         e.rx_head = sock.rx_head;
         submit(entry);
     }
-    untrack(skaddr, tuple, flags);
+    untrack(skaddr, &NO_TUPLE, flags);
+}
+
+/// A state change out of ESTABLISHED: a followed probe's first close.
+/// Most of the node's state changes are established connections closing:
+/// while no probe is followed, one inlined map load.
+#[inline(always)]
+fn on_leaving_established(skaddr: impl FnOnce() -> u64, new: u8) {
+    if !may_hold(tracked_map::ESTABLISHED_PROBES) {
+        return;
+    }
+    if let Some((skaddr, sock)) = tracked_at(skaddr)
+        && sock.flags & probe_sock::ESTABLISHED != 0
+    {
+        report_first_close(sock, skaddr, new);
+    }
 }
 
 /// Whether a closed probe needs no explaining: it sent nothing (a TCP
@@ -487,13 +535,31 @@ fn answered_well(sock: &ProbeSock, bytes_acked: u64, unacked: u32) -> bool {
     !(http && (h[9] == b'4' || h[9] == b'5'))
 }
 
-/// Counts a healthy probe to the tuple's destination; false when the map
-/// has no room (the caller sends the record instead).
+/// Where the socket is connected to, read field by field (no whole tuple
+/// on the state program's stack).
 #[inline(always)]
-fn count_established(tuple: &Tuple) -> bool {
-    let key = DestKey { daddr: tuple.daddr, family: tuple.family, dport: tuple.dport, _pad: 0 };
+fn dest_key_of(sk: *const u8) -> DestKey {
+    let off = &config().sock;
+    let mut key = DestKey {
+        daddr: [0; 16],
+        family: read_kernel::<u16>(sk, off.skc_family).unwrap_or(0),
+        dport: u16::from_be(read_kernel::<u16>(sk, off.skc_dport).unwrap_or(0)),
+        _pad: 0,
+    };
+    if key.family == AF_INET6 {
+        key.daddr = read_kernel::<[u8; 16]>(sk, off.skc_v6_daddr).unwrap_or([0; 16]);
+    } else {
+        key.daddr[..4].copy_from_slice(&read_kernel::<[u8; 4]>(sk, off.skc_daddr).unwrap_or([0; 4]));
+    }
+    key
+}
+
+/// Counts a healthy probe to its destination; false when the map has no
+/// room (the caller sends the record instead).
+#[inline(always)]
+fn count_established(key: &DestKey) -> bool {
     for _ in 0..2 {
-        if let Some(n) = PROBE_ESTABLISHED.get_ptr_mut(&key) {
+        if let Some(n) = PROBE_ESTABLISHED.get_ptr_mut(key) {
             // This CPU's value, and only the state program writes it, so
             // the add is never contended. It is atomic all the same: on
             // kernels whose raw tracepoints lack the per-program recursion
@@ -504,7 +570,7 @@ fn count_established(tuple: &Tuple) -> bool {
         }
         // First success to this destination: a new element starts at 0 on
         // every CPU. EEXIST means another CPU added it meanwhile: look again.
-        match PROBE_ESTABLISHED.insert(&key, &1, aya_ebpf::bindings::BPF_NOEXIST as u64) {
+        match PROBE_ESTABLISHED.insert(key, &1, aya_ebpf::bindings::BPF_NOEXIST as u64) {
             Ok(()) => return true,
             Err(e) if e == -crate::EEXIST => continue,
             Err(_) => break,
@@ -769,7 +835,7 @@ fn window_field(w: &[u64; 3], at: u32, bytes: u32) -> u64 {
 fn on_tcp_connect(sk: impl SockAccess, mode: u8) {
     let Some(comm) = prober_comm() else { return };
     let skaddr = sk.address();
-    if skaddr == 0 {
+    if skaddr == 0 || !in_host_namespaces(skaddr) {
         return;
     }
     track(skaddr, mode, comm);
@@ -852,20 +918,16 @@ fn tp_tuple(ctx: &TracePointContext, off: &SockTracepointOffsets) -> Tuple {
     t
 }
 
-/// Whether a state change can belong to a tracked socket: tracking starts in
-/// SYN-SENT and stops when the socket leaves it for anything but
-/// ESTABLISHED, or leaves ESTABLISHED (or SYN-RECV, after a simultaneous
-/// open). Checked before the lookup, because this hook fires for every
-/// state change on the node, and most are of established connections
-/// closing: those are looked up only while a followed socket is
-/// ESTABLISHED. SYN-RECV is also where every *accepted* connection on the
+/// Whether a state change before ESTABLISHED can belong to a tracked
+/// socket: tracking starts in SYN-SENT (or SYN-RECV, after a simultaneous
+/// open); leaving ESTABLISHED is [`on_leaving_established`]'s. Checked
+/// before the lookup, because this hook fires for every state change on
+/// the node. SYN-RECV is also where every *accepted* connection on the
 /// node comes from, so it is looked up only while a tracked socket is
 /// there after a simultaneous open (nearly never).
 #[inline(always)]
 fn may_concern_tracked(old: u8) -> bool {
-    old == TCP_SYN_SENT
-        || (old == TCP_ESTABLISHED && may_hold(tracked_map::ESTABLISHED_PROBES))
-        || (old == TCP_SYN_RECV && may_hold(tracked_map::SIMULTANEOUS_OPENS))
+    old == TCP_SYN_SENT || (old == TCP_SYN_RECV && may_hold(tracked_map::SIMULTANEOUS_OPENS))
 }
 
 /// sock:inet_sock_set_state: every TCP state change. For tracked sockets it
@@ -880,6 +942,10 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let skaddr = tp_read::<u64>(&ctx, off.skaddr);
     let old = tp_read::<u32>(&ctx, off.oldstate) as u8;
     let new = tp_read::<u32>(&ctx, off.newstate) as u8;
+    if old == TCP_ESTABLISHED {
+        on_leaving_established(|| skaddr, new);
+        return 0;
+    }
     if may_concern_tracked(old)
         && let Some(sock) = tracked(skaddr)
     {
@@ -890,6 +956,7 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
     if new == TCP_SYN_SENT
         && setting(settings::CONNECT_HOOKED) == 0
         && let Some(comm) = prober_comm()
+        && in_host_namespaces(skaddr)
     {
         track(skaddr, hook_mode::TRACEPOINT, comm);
     }
@@ -901,6 +968,10 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
 /// tracking a prober's connect.
 #[inline(always)]
 fn on_set_state(sk: impl SockAccess, old: u8, new: u8, mode: u8) {
+    if old == TCP_ESTABLISHED {
+        on_leaving_established(|| sk.address(), new);
+        return;
+    }
     if may_concern_tracked(old)
         && let Some((skaddr, sock)) = tracked_at(|| sk.address())
     {
@@ -923,7 +994,10 @@ fn on_set_state(sk: impl SockAccess, old: u8, new: u8, mode: u8) {
     }
     // The source port is not bound yet at this point of connect(); the
     // records sent later carry it.
-    track(sk.address(), mode, comm);
+    let skaddr = sk.address();
+    if in_host_namespaces(skaddr) {
+        track(skaddr, mode, comm);
+    }
 }
 
 /// The same hook as a raw tracepoint (`TP_PROTO(const struct sock *sk, int
@@ -1036,8 +1110,7 @@ fn on_segment_received(sk: impl SockAccess, skb: impl FnOnce() -> u64) {
         // A long-lived connection of the prober's (the kubelet's to the
         // API server): not a probe, so not followed for ever.
         if unsafe { bpf_ktime_get_ns() }.saturating_sub(sock.established_ts_ns) > PROBE_OPEN_MAX_NS {
-            let tuple = sock_tuple(skaddr as *const u8);
-            report_first_close(sock, skaddr, &tuple, TCP_ESTABLISHED);
+            report_first_close(sock, skaddr, TCP_ESTABLISHED);
         }
         return;
     }

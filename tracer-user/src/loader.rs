@@ -15,7 +15,7 @@ use aya::{
 };
 use serde::Serialize;
 use tracer_common::{
-    CommKey, Config, DestKey, NO_FIELD, PROBER_COMMS_MAX, ProbeSlot, ProbeSock, ProberComms, ProcessOffsets, TASK_COMM_LEN, counter,
+    CommKey, Config, DestKey, HostNamespaces, NO_FIELD, PROBER_COMMS_MAX, ProbeSlot, ProbeSock, ProberComms, ProcessOffsets, TASK_COMM_LEN, counter,
     probe_sock, setting,
 };
 
@@ -589,6 +589,7 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
         }
         config.sock = btf.sock_offsets()?;
         config.tcp_sock = btf.tcp_sock_offsets()?;
+        config.host_namespaces = host_namespaces(btf);
         config.skb = btf.skb_offsets()?;
         config.skb.page_shift = page_shift();
         match crate::kernel::memory::direct_map() {
@@ -618,6 +619,17 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
         btf.process_offsets(&mut config.process)?;
     }
     Ok((config, ipvs_problem, fragments_problem))
+}
+
+/// The namespaces a prober must be in: this process's, which are the
+/// host's (the DaemonSet runs with hostPID and hostNetwork).
+fn host_namespaces(btf: &KernelBtf) -> HostNamespaces {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(pid), Ok(net)) = (std::fs::metadata("/proc/self/ns/pid"), std::fs::metadata("/proc/self/ns/net")) else {
+        return HostNamespaces::UNCHECKED;
+    };
+    let (skc_net, net_inum) = btf.netns_offsets();
+    HostNamespaces { pidns_dev: pid.dev(), pidns_ino: pid.ino(), netns_ino: net.ino() as u32, skc_net, net_inum, _pad: 0 }
 }
 
 /// log2 of the page size.

@@ -7,6 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 need ip python3
 "$here/teardown.sh" >/dev/null 2>&1 || true
 
+rm -f "$SCENARIO_WORK/phases-server.log"
 netns_up "$PHASE_NS" veth-ptph "$PHASE_NODE_IP" "$PHASE_POD_IP"
 ip netns exec "$PHASE_NS" setsid python3 "$here/server.py" "$PHASE_POD_IP" \
     "$PORT_HEALTHY" "$PORT_SILENT" "$PORT_ERROR" "$PORT_LATE" "$PORT_RESET" "$PORT_CLOSE" "$PORT_LOOPBACK" \

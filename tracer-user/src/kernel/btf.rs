@@ -87,6 +87,18 @@ impl KernelBtf {
         })
     }
 
+    /// `sock_common.skc_net` and `net.ns.inum`: a socket's network
+    /// namespace (NO_FIELD without CONFIG_NET_NS: then every socket is the
+    /// host's).
+    pub fn netns_offsets(&self) -> (u32, u32) {
+        let btf = &self.vmlinux;
+        let skc_net = member_offset(btf, "sock_common", "skc_net").unwrap_or(NO_FIELD);
+        let inum = member_offset(btf, "net", "ns")
+            .and_then(|ns| Ok(ns + member_offset(btf, "ns_common", "inum")?))
+            .unwrap_or(NO_FIELD);
+        if skc_net == NO_FIELD || inum == NO_FIELD { (NO_FIELD, NO_FIELD) } else { (skc_net, inum) }
+    }
+
     /// `sk_buff`, `skb_shared_info` and page-fragment members, and the
     /// size of `struct page`; the direct map's bases are the caller's
     /// (kallsyms). A fragment is `struct bio_vec` (5.4-6.7: `bv_page`,
