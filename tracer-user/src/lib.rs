@@ -8,6 +8,8 @@
 //! - `events`: ring-buffer records decoded into owned values;
 //! - `diagnose`: correlation and verdicts, pure Rust (unit-tested with
 //!   recorded event sequences);
+//! - `check`: the `check` subcommand (refused mechanisms in words, exit
+//!   statuses);
 //! - `audit`: `check`'s node audit (port ranges, IPVS NodePorts, pids and
 //!   thread limits) as pure functions of what it reads;
 //! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
@@ -19,6 +21,7 @@
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod diagnose;
 pub mod events;
