@@ -272,3 +272,36 @@ fn check_audit_flags_nodeports_in_the_ephemeral_range_and_passes_with_the_fix() 
     assert_eq!(finding(&audit, "ephemeral_ports")["status"], "ok");
     assert_eq!(finding(&audit, "ipvs_nodeports")["status"], "ok");
 }
+
+/// `probe-tracer completions SHELL` prints a script that shell accepts and
+/// that completes the subcommands and `check`'s flags.
+#[test]
+#[ignore = "e2e: run by cargo xtask test"]
+fn completions_are_valid_scripts_for_bash_zsh_and_fish() {
+    for (shell, syntax_check) in [("bash", &["bash", "-n"][..]), ("zsh", &["zsh", "-n"][..]), ("fish", &["fish", "--no-execute"][..])] {
+        let out = Command::new(tests::binary()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let script = String::from_utf8(out.stdout).unwrap();
+        // fish spells long flags `-l NAME`.
+        for word in ["check", "run", "daemon", "replay", "completions", "nodeport-range", "verbose"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+        // Only the shells installed here are run; bash always is.
+        let file = std::env::temp_dir().join(format!("probe-tracer-completion-{}.{shell}", std::process::id()));
+        std::fs::write(&file, &script).unwrap();
+        match Command::new(syntax_check[0]).args(&syntax_check[1..]).arg(&file).output() {
+            Ok(o) => assert!(o.status.success(), "{shell} rejects its completion: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && shell != "bash" => eprintln!("{shell} not installed: syntax not checked"),
+            Err(e) => panic!("{shell}: {e}"),
+        }
+        if shell == "bash" {
+            // Sourcing it registers the completion function.
+            let o = Command::new("bash").arg("-c").arg(format!("source {} && complete -p probe-tracer", file.display())).output().unwrap();
+            assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("probe-tracer"), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        std::fs::remove_file(&file).unwrap();
+    }
+    // An unknown shell is a usage error.
+    let out = Command::new(tests::binary()).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

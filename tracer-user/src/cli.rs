@@ -26,6 +26,16 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Run the diagnosis over a recording made with `run --record`.
     Replay(ReplayArgs),
+    /// Print a shell completion script: `source <(probe-tracer completions
+    /// bash)`, or save it where the shell loads completions from (docs/cli.md).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracer_user::{
     check,
     cli::{Cli, Command, ReplayArgs},
@@ -27,6 +27,10 @@ fn main() -> ExitCode {
             Ok(status) => return status.exit_code(),
             Err(e) => Err(e),
         },
+        Command::Completions(args) => {
+            clap_complete::generate(args.shell, &mut Cli::command(), "probe-tracer", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Run(args) => tokio_runtime().and_then(|rt| rt.block_on(run(args))),
         Command::Daemon(args) => tokio_runtime().and_then(|rt| rt.block_on(daemon(args))),
         Command::Replay(args) => replay(args),
