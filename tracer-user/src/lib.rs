@@ -33,3 +33,9 @@ pub mod kernel;
 pub mod node;
 pub mod output;
 pub mod run;
+
+/// The build script's filter of the eBPF build's output, tested here
+/// (cargo does not run a build script's tests).
+#[cfg(test)]
+#[path = "../build/ebpf_output.rs"]
+mod build_ebpf_output;
