@@ -25,6 +25,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod fake_api;
+pub mod monitoring;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {

@@ -64,6 +64,73 @@ fn check_reports_every_hook_and_the_kernel() {
     }
 }
 
+/// `check`'s documented exit statuses (docs/cli.md): 3 when it cannot trace,
+/// with the report still printed and one sentence on stderr.
+#[test]
+#[ignore = "e2e: needs root (to drop privileges); run by cargo xtask test"]
+fn check_exits_3_when_it_cannot_trace() {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(tests::binary())
+        .args(["check", "--format", "json"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_status"], 3);
+    assert!(v["cannot_trace"].as_str().unwrap().contains("needs root or the capabilities"), "{v}");
+    assert!(v["audit"].as_array().is_some_and(|a| !a.is_empty()), "the audit is printed anyway: {v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// 4 when tracing works but an audit check fails: a NodePort range inside
+/// the ephemeral port range (32768-60999 by default) fails `ephemeral_ports`.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn check_exits_4_when_an_audit_check_fails() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let nodeports = format!("{}-{}", low + 100, low + 200);
+    let out = Command::new(tests::binary()).args(["check", "--format", "json", "--nodeport-range", &nodeports]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_status"], 4);
+    let ephemeral = v["audit"].as_array().unwrap().iter().find(|f| f["check"] == "ephemeral_ports").unwrap();
+    assert_eq!(ephemeral["status"], "fail", "{ephemeral}");
+}
+
+/// The text says once, in words, why each mechanism is unavailable; the
+/// loader's raw errors are for `-v` and JSON.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn check_text_explains_each_refused_mechanism_once() {
+    let text = |extra: &[&str]| {
+        let out = Command::new(tests::binary()).args(["check", "--format", "text"]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = text(&[]);
+    assert!(!plain.contains("BPF_PROG_LOAD") && !plain.contains("os error"), "raw loader errors in the text:\n{plain}");
+    let json: serde_json::Value = serde_json::from_slice(
+        &Command::new(tests::binary()).args(["check", "--format", "json"]).output().unwrap().stdout,
+    )
+    .unwrap();
+    for u in json["unavailable"].as_array().unwrap() {
+        let line = format!("\n  {:<13} {}", u["mechanism"].as_str().unwrap(), u["reason"].as_str().unwrap());
+        assert_eq!(plain.matches(&line).count(), 1, "{line:?} once in:\n{plain}");
+        assert!(!u["errors"].as_array().unwrap().is_empty(), "{u}");
+    }
+    if tests::machine() == tests::Machine::Bare {
+        // Locked down, BPF LSM, no kprobes, no ip_vs (../shared/TOOLCHAIN.md).
+        let causes: Vec<&str> = json["unavailable"].as_array().unwrap().iter().map(|u| u["cause"].as_str().unwrap()).collect();
+        assert_eq!(causes, ["tracing_programs_refused", "no_kprobe_pmu", "ip_vs_not_loaded"], "{plain}");
+        assert_eq!(plain.matches("EPERM").count(), 1, "{plain}");
+        assert!(plain.contains("/sys/bus/event_source/devices/kprobe is missing"), "{plain}");
+        assert!(text(&["-v"]).contains("BPF_PROG_LOAD"), "-v keeps the raw errors");
+    }
+}
+
 /// Whoever waits on `--ready-file` acts the moment it appears: a file an
 /// earlier run left (killed, or a PID reused under /tmp) must not pass for
 /// this run's, and this run's must be gone once it stops.
@@ -148,10 +215,20 @@ impl Drop for Netns {
     }
 }
 
+/// The audit findings, after checking the exit status agrees with them
+/// (4 when a check failed, 0 otherwise).
 fn audit_in(ns: &str) -> Vec<serde_json::Value> {
-    let out = sh(&["ip", "netns", "exec", ns, tests::binary().to_str().unwrap(), "check", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["audit"].as_array().unwrap().clone()
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(tests::binary())
+        .args(["check", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let audit = v["audit"].as_array().unwrap().clone();
+    let failed = audit.iter().any(|f| f["status"] == "fail");
+    assert_eq!(out.status.code(), Some(if failed { 4 } else { 0 }), "{}", String::from_utf8_lossy(&out.stderr));
+    audit
 }
 
 fn finding<'a>(audit: &'a [serde_json::Value], check: &str) -> &'a serde_json::Value {
@@ -194,4 +271,37 @@ fn check_audit_flags_nodeports_in_the_ephemeral_range_and_passes_with_the_fix() 
     let audit = audit_in(ns.0);
     assert_eq!(finding(&audit, "ephemeral_ports")["status"], "ok");
     assert_eq!(finding(&audit, "ipvs_nodeports")["status"], "ok");
+}
+
+/// `probe-tracer completions SHELL` prints a script that shell accepts and
+/// that completes the subcommands and `check`'s flags.
+#[test]
+#[ignore = "e2e: run by cargo xtask test"]
+fn completions_are_valid_scripts_for_bash_zsh_and_fish() {
+    for (shell, syntax_check) in [("bash", &["bash", "-n"][..]), ("zsh", &["zsh", "-n"][..]), ("fish", &["fish", "--no-execute"][..])] {
+        let out = Command::new(tests::binary()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let script = String::from_utf8(out.stdout).unwrap();
+        // fish spells long flags `-l NAME`.
+        for word in ["check", "run", "daemon", "replay", "completions", "nodeport-range", "verbose"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+        // Only the shells installed here are run; bash always is.
+        let file = std::env::temp_dir().join(format!("probe-tracer-completion-{}.{shell}", std::process::id()));
+        std::fs::write(&file, &script).unwrap();
+        match Command::new(syntax_check[0]).args(&syntax_check[1..]).arg(&file).output() {
+            Ok(o) => assert!(o.status.success(), "{shell} rejects its completion: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && shell != "bash" => eprintln!("{shell} not installed: syntax not checked"),
+            Err(e) => panic!("{shell}: {e}"),
+        }
+        if shell == "bash" {
+            // Sourcing it registers the completion function.
+            let o = Command::new("bash").arg("-c").arg(format!("source {} && complete -p probe-tracer", file.display())).output().unwrap();
+            assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("probe-tracer"), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        std::fs::remove_file(&file).unwrap();
+    }
+    // An unknown shell is a usage error.
+    let out = Command::new(tests::binary()).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

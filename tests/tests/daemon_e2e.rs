@@ -1,6 +1,7 @@
 //! `probe-tracer daemon` end to end: /healthz, Prometheus metrics that count
-//! a real verdict, pod names from a (fake) API server and an Event posted to
-//! it, and a prompt, clean stop on SIGTERM.
+//! a real verdict (and serve every name the alert rules and the dashboard
+//! use), pod names from a (fake) API server and an Event posted to it, and a
+//! prompt, clean stop on SIGTERM.
 
 use std::{
     fs,
@@ -12,6 +13,7 @@ use std::{
 use tests::{
     Machine, Scenario,
     fake_api::{FakeApiServer, recorded},
+    monitoring::{dashboard_usage, rule_test_series, rules_usage, served, unserved},
 };
 
 fn get(url: &str) -> Option<(u16, String)> {
@@ -95,6 +97,16 @@ fn daemon_serves_health_and_metrics_and_stops_on_sigterm() {
     assert!(metrics.contains("probe_tracer_lost_events_total 0"), "{metrics}");
     assert!(metrics.contains("probe_tracer_ringbuf_fill_ratio"), "{metrics}");
     assert_eq!(get(&format!("http://{addr}/nope")).unwrap().0, 404);
+    // Every metric and label the alert rules, their promtool tests and the
+    // Grafana dashboard use is one this daemon serves.
+    let page = served(&metrics);
+    let root = tests::root();
+    let mut uses = rules_usage(&root.join("deploy/prometheus/probe-tracer.rules.yaml"));
+    uses.extend(rule_test_series(&root.join("deploy/prometheus/probe-tracer.rules.test.yaml")));
+    let dashboard = serde_json::from_str(&fs::read_to_string(root.join("deploy/grafana/probe-tracer.json")).unwrap()).unwrap();
+    uses.extend(dashboard_usage(&dashboard));
+    let problems = unserved(&uses, &page);
+    assert!(problems.is_empty(), "names the daemon does not serve:\n{}\n{metrics}", problems.join("\n"));
 
     // The verdict's Event reached the API server.
     let events = api.events();

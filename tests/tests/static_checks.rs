@@ -1,5 +1,6 @@
 //! Checks of files that cannot run here: the Vagrantfile (Vagrant does not
-//! run on CI's machines) and the syntax of every scenario script.
+//! run on CI's machines), the syntax of every scenario script, and the
+//! deploy manifests, kustomize components and kubectl plugin.
 
 use std::{fs, path::Path, process::Command};
 
@@ -116,9 +117,80 @@ fn daemonset_manifest_is_least_privilege_and_probed() {
     // The pod list is filtered by the node's name, which the downward API gives.
     let env = c["env"].as_array().unwrap();
     assert!(env.iter().any(|e| e["name"] == "NODE_NAME" && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"), "{env:?}");
-    let sm = find(&docs, "ServiceMonitor");
-    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
-    assert_eq!(sm["spec"]["selector"]["matchLabels"], find(&docs, "Service")["metadata"]["labels"]);
+    // The base needs no CRD: the Prometheus Operator's kinds are components.
+    for d in &docs {
+        assert!(!d["apiVersion"].as_str().unwrap().starts_with("monitoring.coreos.com/"), "{} belongs in deploy/components/", d["kind"]);
+    }
+}
+
+/// The optional components: a ServiceMonitor scraping the Service's port
+/// with the node's name as `instance` (what the rules and dashboard show),
+/// and the PrometheusRule.
+#[test]
+fn operator_components_add_a_service_monitor_and_the_prometheus_rule() {
+    let service = find(&manifests(), "Service").clone();
+    let component = &yaml_documents("deploy/components/servicemonitor/kustomization.yaml")[0];
+    assert_eq!(component["kind"], "Component");
+    assert_eq!(component["apiVersion"], "kustomize.config.k8s.io/v1alpha1");
+    assert_eq!(component["resources"], serde_json::json!(["servicemonitor.yaml"]));
+    let sm = &yaml_documents("deploy/components/servicemonitor/servicemonitor.yaml")[0];
+    assert_eq!(sm["kind"], "ServiceMonitor");
+    assert_eq!(sm["metadata"]["namespace"], service["metadata"]["namespace"]);
+    let endpoint = &sm["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
+    assert_eq!(sm["spec"]["selector"]["matchLabels"], service["metadata"]["labels"]);
+    let relabel = &endpoint["relabelings"][0];
+    assert_eq!((relabel["sourceLabels"][0].as_str(), relabel["targetLabel"].as_str()), (Some("__meta_kubernetes_pod_node_name"), Some("instance")));
+
+    let rules = &yaml_documents("deploy/components/prometheusrule/kustomization.yaml")[0];
+    assert_eq!(rules["kind"], "Component");
+    assert_eq!(rules["resources"], serde_json::json!(["../../prometheus"]));
+    let inner = &yaml_documents("deploy/prometheus/kustomization.yaml")[0];
+    assert_eq!(inner["resources"], serde_json::json!(["prometheusrule.yaml"]));
+    assert_eq!(yaml_documents("deploy/prometheus/prometheusrule.yaml")[0]["kind"], "PrometheusRule");
+}
+
+/// `kubectl probe-tracer NODE ...` runs `kubectl debug node/NODE` with the
+/// sysadmin profile and the DaemonSet's image, passes the arguments to
+/// `probe-tracer run` (or `check`), and deletes the debug pod afterwards.
+/// Run against a stand-in kubectl that records its arguments.
+#[test]
+fn kubectl_plugin_runs_the_image_on_the_node_and_cleans_up() {
+    let plugin = tests::root().join("deploy/kubectl-probe_tracer");
+    let out = Command::new("bash").arg("-n").arg(&plugin).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = fs::read_to_string(&plugin).unwrap();
+    let image = find(&manifests(), "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
+    assert!(text.contains(&format!("image=${{PROBE_TRACER_IMAGE:-{image}}}")), "the plugin's default image is the DaemonSet's ({image})");
+
+    let dir = std::env::temp_dir().join(format!("probe-tracer-plugin-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("calls");
+    let fake = dir.join("kubectl");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {log}\ncase \"$*\" in *debug*) echo 'Creating debugging pod node-debugger-n1-abcde with container debugger on node n1.' >&2; exit 7;; esac\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    let status = Command::new(&plugin).args(["n1", "--duration", "30", "--format", "json"]).env("PATH", &path).status().unwrap();
+    assert_eq!(status.code(), Some(7), "the plugin exits with kubectl debug's status");
+    let calls = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(lines.len(), 2, "{calls}");
+    assert!(lines[0].starts_with(&format!("debug node/n1 --profile=sysadmin --image={image} --attach -- sh -c ")), "{calls}");
+    assert!(lines[0].contains("mount --rbind /host/run /run") && lines[0].contains("exec probe-tracer \"$@\""), "{calls}");
+    assert!(lines[0].ends_with(" probe-tracer run --duration 30 --format json"), "{calls}");
+    assert_eq!(lines[1], "delete pod node-debugger-n1-abcde --wait=false");
+    // `check` instead of `run`.
+    fs::remove_file(&log).unwrap();
+    Command::new(&plugin).args(["n1", "check"]).env("PATH", &path).status().unwrap();
+    assert!(fs::read_to_string(&log).unwrap().lines().next().unwrap().ends_with(" probe-tracer check"));
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The kustomize base lists files that exist and retags the image the

@@ -16,7 +16,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Report what this kernel allows: which mechanism each hook gets, BTF,
-    /// lockdown, privileges.
+    /// lockdown, privileges. Exits 0 if all is well, 3 if probe-tracer
+    /// cannot trace here, 4 if an audit check failed.
     Check(CheckArgs),
     /// Trace until --duration or Ctrl-C, printing one line per verdict.
     Run(RunArgs),
@@ -25,6 +26,16 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Run the diagnosis over a recording made with `run --record`.
     Replay(ReplayArgs),
+    /// Print a shell completion script: `source <(probe-tracer completions
+    /// bash)`, or save it where the shell loads completions from (docs/cli.md).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -36,11 +47,17 @@ pub struct DaemonArgs {
     pub run: RunArgs,
 }
 
+/// Exit status: 0 when probe-tracer can trace here and no audit check
+/// failed; 3 when it cannot trace (privileges, BTF, a needed hook); 4 when an
+/// audit check failed; 2 for a usage error; 1 for any other error.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Output format (default: text on a terminal, json otherwise).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Also print each hook's raw loader errors (JSON always has them).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Kubernetes NodePort range (kube-apiserver --service-node-port-range).
     #[arg(long, value_name = "LOW-HIGH", default_value = "30000-32767", value_parser = parse_port_range)]
     pub nodeport_range: RangeInclusive<u16>,

@@ -8,6 +8,8 @@
 //! - `events`: ring-buffer records decoded into owned values;
 //! - `diagnose`: correlation and verdicts, pure Rust (unit-tested with
 //!   recorded event sequences);
+//! - `check`: the `check` subcommand (refused mechanisms in words, exit
+//!   statuses);
 //! - `audit`: `check`'s node audit (port ranges, IPVS NodePorts, pids and
 //!   thread limits) as pure functions of what it reads;
 //! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
@@ -21,6 +23,7 @@
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod diagnose;
 mod enrich;
@@ -33,3 +36,9 @@ pub mod kernel;
 pub mod node;
 pub mod output;
 pub mod run;
+
+/// The build script's filter of the eBPF build's output, tested here
+/// (cargo does not run a build script's tests).
+#[cfg(test)]
+#[path = "../build/ebpf_output.rs"]
+mod build_ebpf_output;

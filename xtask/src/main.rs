@@ -139,7 +139,9 @@ fn run_task(task: Task) -> Result<()> {
 }
 
 fn build() -> Result<()> {
-    step("building probe-tracer (release; includes the eBPF object)");
+    // The eBPF object is built by tracer-user's build script, inside cargo's
+    // "Building ... tracer-user(build)" step: quiet unless it warns.
+    step("building probe-tracer (release; includes the eBPF object, which a first build compiles with core for the BPF target: a few minutes)");
     run(Command::new("cargo").current_dir(root()).args(["build", "--release", "-p", "tracer-user", "-p", "tests", "--bins"]))?;
     build_kube_prober()
 }

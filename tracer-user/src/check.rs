@@ -1,0 +1,365 @@
+//! `probe-tracer check`: what this kernel lets probe-tracer do, said once
+//! per mechanism in words (the loader's raw errors stay in `--format json`
+//! and `-v`), the node audit, and an exit status a script can test.
+
+use std::{collections::BTreeSet, fs, path::Path, process::ExitCode};
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    audit,
+    cli::CheckArgs,
+    host::ProcHost,
+    kernel::info::KernelInfo,
+    loader::{Group, HookStatus, LoadOptions, Mode, Tracer},
+    node::ProcNode,
+    output::{Clock, Format, Output},
+    run::{cost_notes, hooks_text},
+};
+
+/// `check`'s exit statuses (documented in docs/cli.md). Usage errors exit
+/// with clap's 2, and any other error with 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    /// Tracing works and no audit check failed (warnings and unknowns pass).
+    Ok = 0,
+    /// probe-tracer cannot trace on this node: privileges, no BTF, or a hook
+    /// it needs that no mechanism could attach. Wins over `AuditFailed`.
+    CannotTrace = 3,
+    /// Tracing works, but an audit check failed (status `fail`).
+    AuditFailed = 4,
+}
+
+impl CheckStatus {
+    pub fn exit_code(self) -> ExitCode {
+        ExitCode::from(self as u8)
+    }
+}
+
+/// The kernel facts that explain a refused mechanism.
+#[derive(Debug, Clone, Default)]
+pub struct KernelFacts {
+    /// The bracketed lockdown mode (`none`, `integrity`, `confidentiality`, `unknown`).
+    pub lockdown: String,
+    /// `bpf` is among /sys/kernel/security/lsm's active security modules.
+    pub bpf_lsm: bool,
+    /// /sys/bus/event_source/devices/kprobe exists.
+    pub kprobe_pmu: bool,
+}
+
+pub const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+
+impl KernelFacts {
+    pub fn probe(info: &KernelInfo) -> Self {
+        let lsm = fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+        Self {
+            lockdown: info.lockdown.clone(),
+            bpf_lsm: lsm.trim().split(',').any(|m| m == "bpf"),
+            kprobe_pmu: Path::new(KPROBE_PMU).exists(),
+        }
+    }
+}
+
+/// One mechanism this kernel refused, with the hooks that wanted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unavailable {
+    /// What was refused, as `check` names it: `fentry/fexit`, `kprobe`, `ipvs`, ...
+    pub mechanism: String,
+    /// Machine-readable cause: `tracing_programs_refused`, `no_kprobe_pmu`,
+    /// `ip_vs_not_loaded`, `other`.
+    pub cause: &'static str,
+    /// Why, in a sentence.
+    pub reason: String,
+    pub hooks: Vec<&'static str>,
+    /// The loader's distinct raw errors.
+    pub errors: Vec<String>,
+}
+
+const EPERM_TEXT: &str = "Operation not permitted";
+
+/// Groups every hook's failed attempts by cause: one entry per refused
+/// mechanism, however many hooks tried it. Mechanisms the user turned off
+/// (`--syscall-tracepoints off`) are not failures and are left to the notes.
+pub fn explain(hooks: &[HookStatus], facts: &KernelFacts) -> Vec<Unavailable> {
+    let mut found: Vec<Unavailable> = Vec::new();
+    for h in hooks {
+        for f in h.tried.iter().filter(|f| !f.turned_off) {
+            let tracing = matches!(f.mode, Mode::Fentry | Mode::Fexit | Mode::BtfTracepoint);
+            let (mechanism, cause, reason) = if tracing && f.error.contains(EPERM_TEXT) {
+                ("fentry/fexit".to_string(), "tracing_programs_refused", tracing_refused_reason(facts))
+            } else if f.mode == Mode::Kprobe && f.error.contains("ip_vs module is not loaded") {
+                (
+                    "ipvs".to_string(),
+                    "ip_vs_not_loaded",
+                    "the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs): IPVS diversions are inferred from \
+                     /proc/net/ip_vs, all a node needs whose kube-proxy does not use IPVS"
+                        .to_string(),
+                )
+            } else if f.mode == Mode::Kprobe && (!facts.kprobe_pmu || f.error.contains(KPROBE_PMU)) {
+                (
+                    "kprobe".to_string(),
+                    "no_kprobe_pmu",
+                    format!("no kprobe PMU: {KPROBE_PMU} is missing (a kernel built without CONFIG_KPROBES)"),
+                )
+            } else {
+                (f.mode.to_string(), "other", format!("the kernel refused {}: {}", f.mode, f.error))
+            };
+            let entry = match found.iter_mut().find(|u| u.mechanism == mechanism && u.reason == reason) {
+                Some(u) => u,
+                None => {
+                    found.push(Unavailable { mechanism, cause, reason, hooks: Vec::new(), errors: Vec::new() });
+                    found.last_mut().expect("just pushed")
+                }
+            };
+            if !entry.hooks.contains(&h.hook) {
+                entry.hooks.push(h.hook);
+            }
+            if !entry.errors.contains(&f.error) {
+                entry.errors.push(f.error.clone());
+            }
+        }
+    }
+    found
+}
+
+fn tracing_refused_reason(facts: &KernelFacts) -> String {
+    let mut why = Vec::new();
+    if facts.lockdown != "none" && facts.lockdown != "unknown" {
+        why.push(format!("lockdown is {}", facts.lockdown));
+    }
+    if facts.bpf_lsm {
+        why.push("the BPF LSM is active".to_string());
+    }
+    let policy = if why.is_empty() {
+        "a security policy of this kernel forbids them".to_string()
+    } else {
+        format!("{}, either of which can forbid them", why.join(" and "))
+    };
+    format!("refused at load even for root (EPERM): {policy}")
+}
+
+/// A hook's line: its mechanism, and the better ones this kernel refused
+/// (explained once below the list).
+fn hook_line(h: &HookStatus) -> String {
+    let refused: BTreeSet<String> = h.tried.iter().filter(|f| !f.turned_off).map(|f| f.mode.to_string()).collect();
+    let refused = refused.into_iter().collect::<Vec<_>>().join(", ");
+    let turned_off = h.tried.iter().any(|f| f.turned_off);
+    match (&h.mode, &h.target) {
+        (Some(mode), Some(target)) if refused.is_empty() => format!("{mode} ({target})"),
+        (Some(mode), Some(target)) => format!("{mode} ({target}); {refused} unavailable"),
+        _ => {
+            let mut why = Vec::new();
+            if !refused.is_empty() {
+                why.push(format!("{refused} unavailable"));
+            }
+            if turned_off {
+                why.push("syscall tracepoints off".to_string());
+            }
+            if why.is_empty() {
+                why.push("no allowed mechanism".to_string());
+            }
+            format!("NOT ATTACHED: {}", why.join("; "))
+        }
+    }
+}
+
+/// The `hooks:` and `unavailable on this kernel:` sections.
+pub fn hooks_section(hooks: &[HookStatus], notes: &[String], unavailable: &[Unavailable], verbose: bool) -> String {
+    if verbose {
+        return hooks_text(hooks, notes);
+    }
+    let mut text = String::new();
+    for h in hooks {
+        text.push_str(&format!("\n  {:<22} {}", h.hook, hook_line(h)));
+    }
+    for note in notes {
+        text.push_str(&format!("\n  note: {note}"));
+    }
+    if !unavailable.is_empty() {
+        text.push_str("\nunavailable on this kernel (the loader's errors: check -v or --format json):");
+        for u in unavailable {
+            let attached = |name: &&&str| hooks.iter().any(|h| h.hook == **name && h.mode.is_some());
+            let fell_back = u.hooks.iter().filter(attached).count();
+            let without = u.hooks.len() - fell_back;
+            let mut effect = Vec::new();
+            if fell_back > 0 {
+                effect.push(format!("{fell_back} hook{} fall{} back", plural(fell_back), if fell_back == 1 { "s" } else { "" }));
+            }
+            if without > 0 {
+                effect.push(format!("{without} hook{} not attached", plural(without)));
+            }
+            text.push_str(&format!("\n  {:<13} {}; {}", u.mechanism, u.reason, effect.join(", ")));
+        }
+    }
+    text
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Runs the check, prints it, and says which exit status it earned. The
+/// audit reads procfs only, so it is printed even when tracing is not
+/// possible.
+pub fn check(args: CheckArgs) -> Result<CheckStatus> {
+    let info = KernelInfo::probe();
+    let facts = KernelFacts::probe(&info);
+    let mut out = Output::stdout(Format::auto(args.format), Clock::now());
+    let findings = audit::audit(&audit::gather(&ProcNode, &ProcHost::default()), &args.nodeport_range);
+    let mut cannot_trace = info.blocker();
+    let hooks = match &cannot_trace {
+        Some(_) => Vec::new(),
+        None => match Tracer::load(&LoadOptions {
+            groups: vec![Group::Probe, Group::Exec, Group::Node],
+            allowed_modes: Mode::ALL.to_vec(),
+            // Shows what `run` gets; the cost note says what that costs.
+            syscall_tracepoints: true,
+            prober_comms: vec!["kubelet".into()],
+            runtime_comms: vec!["runc".into()],
+            ringbuf_bytes: 4096,
+        }) {
+            Ok(tracer) => tracer.hooks.clone(),
+            Err(e) => {
+                cannot_trace = Some(format!("{e:#}"));
+                Vec::new()
+            }
+        },
+    };
+    let unavailable = explain(&hooks, &facts);
+    let mut text = format!(
+        "kernel:      {}\nBTF:         {}\nlockdown:    {}\nprivileges:  {}",
+        info.release,
+        if info.btf { "yes" } else { "no" },
+        info.lockdown,
+        if info.privileged { "ok".to_string() } else { format!("missing {}", info.missing_capabilities.join(", ")) },
+    );
+    let notes = cost_notes(&hooks);
+    if !hooks.is_empty() {
+        text.push_str("\nhooks:");
+        text.push_str(&hooks_section(&hooks, &notes, &unavailable, args.verbose > 0));
+    }
+    text.push_str("\nnode audit:");
+    for f in &findings {
+        let status = serde_json::to_value(f.status)?.as_str().unwrap_or("").to_uppercase();
+        text.push_str(&format!("\n  {:<16} {:<7} {}", f.check, status, f.message));
+        if let Some(fix) = &f.fix {
+            text.push_str(&format!("\n  {:<16} {:<7} fix: {fix}", "", ""));
+        }
+    }
+    let audit_failed = findings.iter().any(|f| f.status == audit::Status::Fail);
+    let status = match (&cannot_trace, audit_failed) {
+        (Some(_), _) => CheckStatus::CannotTrace,
+        (None, true) => CheckStatus::AuditFailed,
+        (None, false) => CheckStatus::Ok,
+    };
+    out.record(
+        "check",
+        json!({
+            "kernel": info,
+            "hooks": hooks,
+            "unavailable": unavailable,
+            "notes": notes,
+            "audit": findings,
+            "cannot_trace": cannot_trace,
+            "exit_status": status as u8,
+        }),
+        &text,
+    )?;
+    if let Some(sentence) = cannot_trace {
+        eprintln!("probe-tracer: {sentence}");
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::Failure;
+
+    const EPERM: &str = "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: : Operation not permitted (os error 1)";
+    const NO_PMU: &str = "`/sys/bus/event_source/devices/kprobe/type`: No such file or directory (os error 2)";
+
+    fn hook(name: &'static str, mode: Option<Mode>, tried: Vec<Failure>) -> HookStatus {
+        HookStatus { hook: name, group: Group::Probe, mode, target: mode.map(|_| "t".to_string()), tried }
+    }
+
+    /// The 6.18 development machine: locked down, BPF LSM, no kprobes, no ip_vs.
+    fn bare_618() -> (Vec<HookStatus>, KernelFacts) {
+        let hooks = vec![
+            hook("tcp_state", Some(Mode::BtfTracepoint), vec![]),
+            hook(
+                "tcp_connect",
+                Some(Mode::BtfTracepoint),
+                vec![Failure::refused(Mode::Fentry, "tcp_connect", EPERM), Failure::refused(Mode::Kprobe, "tcp_connect", NO_PMU)],
+            ),
+            hook(
+                "tcp_rcv_state_process",
+                Some(Mode::BtfTracepoint),
+                vec![Failure::refused(Mode::Fentry, "tcp_rcv_state_process", EPERM), Failure::refused(Mode::Kprobe, "tcp_rcv_state_process", NO_PMU)],
+            ),
+            hook(
+                "ipvs_conn_new",
+                Some(Mode::Inferred),
+                vec![Failure::refused(Mode::Kprobe, "ip_vs_conn_new", "the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs)")],
+            ),
+            hook(
+                "fork_failed",
+                Some(Mode::Tracepoint),
+                vec![Failure::refused(Mode::Fexit, "__x64_sys_fork", format!("unknown BTF type `__x64_sys_fork`; __do_sys_fork: {EPERM}"))],
+            ),
+            hook("setns_failed", None, vec![Failure::refused(Mode::Fexit, "__x64_sys_setns", EPERM), Failure::syscall_tracepoint_off("syscalls:sys_exit_setns")]),
+        ];
+        (hooks, KernelFacts { lockdown: "integrity".into(), bpf_lsm: true, kprobe_pmu: false })
+    }
+
+    #[test]
+    fn each_refused_mechanism_is_explained_once_in_words() {
+        let (hooks, facts) = bare_618();
+        let u = explain(&hooks, &facts);
+        let names: Vec<&str> = u.iter().map(|u| u.mechanism.as_str()).collect();
+        assert_eq!(names, ["fentry/fexit", "kprobe", "ipvs"]);
+        assert_eq!(u[0].hooks, ["tcp_connect", "tcp_rcv_state_process", "fork_failed", "setns_failed"]);
+        assert!(u[0].reason.contains("lockdown is integrity and the BPF LSM is active"), "{}", u[0].reason);
+        assert!(u[0].reason.contains("EPERM"), "{}", u[0].reason);
+        // The raw errors are kept, each once.
+        assert_eq!(u[0].errors.len(), 2, "{:?}", u[0].errors);
+        assert_eq!(u[1].cause, "no_kprobe_pmu");
+        assert!(u[1].reason.contains("/sys/bus/event_source/devices/kprobe is missing"), "{}", u[1].reason);
+        assert_eq!(u[1].hooks, ["tcp_connect", "tcp_rcv_state_process"]);
+        assert_eq!(u[2].cause, "ip_vs_not_loaded");
+        assert_eq!(u[2].hooks, ["ipvs_conn_new"]);
+    }
+
+    #[test]
+    fn the_text_has_no_raw_loader_error_unless_verbose() {
+        let (hooks, facts) = bare_618();
+        let u = explain(&hooks, &facts);
+        let text = hooks_section(&hooks, &[], &u, false);
+        assert!(!text.contains("BPF_PROG_LOAD"), "{text}");
+        assert!(!text.contains("os error"), "{text}");
+        assert_eq!(text.matches("EPERM").count(), 1, "{text}");
+        assert!(text.contains("tcp_connect            btf_tracepoint (t); fentry, kprobe unavailable"), "{text}");
+        assert!(text.contains("setns_failed           NOT ATTACHED: fexit unavailable; syscall tracepoints off"), "{text}");
+        assert!(text.contains("check -v"), "{text}");
+        assert!(text.contains("  fentry/fexit  refused at load even for root (EPERM): lockdown is integrity and the BPF LSM is active, either of which can forbid them; 3 hooks fall back, 1 hook not attached"), "{text}");
+        assert!(text.contains("  kprobe        no kprobe PMU: /sys/bus/event_source/devices/kprobe is missing (a kernel built without CONFIG_KPROBES); 2 hooks fall back"), "{text}");
+        let verbose = hooks_section(&hooks, &[], &u, true);
+        assert!(verbose.contains("BPF_PROG_LOAD"), "{verbose}");
+    }
+
+    #[test]
+    fn an_unknown_refusal_keeps_its_error() {
+        let hooks = vec![hook("x", Some(Mode::Tracepoint), vec![Failure::refused(Mode::Kprobe, "f", "Invalid argument (os error 22)")])];
+        let u = explain(&hooks, &KernelFacts { lockdown: "none".into(), bpf_lsm: false, kprobe_pmu: true });
+        assert_eq!(u[0].cause, "other");
+        assert!(u[0].reason.contains("Invalid argument"), "{}", u[0].reason);
+    }
+
+    #[test]
+    fn without_lockdown_or_bpf_lsm_the_reason_names_no_culprit() {
+        let reason = tracing_refused_reason(&KernelFacts { lockdown: "none".into(), bpf_lsm: false, kprobe_pmu: true });
+        assert!(reason.ends_with("a security policy of this kernel forbids them"), "{reason}");
+    }
+}
