@@ -282,7 +282,7 @@ mod tests {
     const NO_PMU: &str = "`/sys/bus/event_source/devices/kprobe/type`: No such file or directory (os error 2)";
 
     fn hook(name: &'static str, mode: Option<Mode>, tried: Vec<Failure>) -> HookStatus {
-        HookStatus { hook: name, group: Group::Probe, mode, target: mode.map(|_| "t".to_string()), tried }
+        HookStatus { hook: name, group: Group::Probe, mode, target: mode.map(|_| "t".to_string()), tried, limitation: None }
     }
 
     /// The 6.18 development machine: locked down, BPF LSM, no kprobes, no ip_vs.

@@ -468,10 +468,12 @@ fn summary_text(s: &Summary) -> String {
     let a = &s.attempts;
     let verdicts: u64 = s.verdicts.values().sum();
     let kernel = s.kernel.as_ref();
+    let connected_then_failed = a.no_response + a.http_error + a.dropped_by_pod;
     format!(
-        "summary: {} prober connections ({} established, {} refused, {} timed out, {} diverted by IPVS); {verdicts} verdicts; {} events lost{}",
-        a.established + a.refused + a.timeout + a.diverted,
-        a.established, a.refused, a.timeout, a.diverted, kernel.map_or(0, |k| k.lost_events),
+        "summary: {} prober connections ({} established, {} refused, {} timed out, {} diverted by IPVS, \
+         {} connected and then failed); {verdicts} verdicts; {} events lost{}",
+        a.established + a.refused + a.timeout + a.diverted + connected_then_failed,
+        a.established, a.refused, a.timeout, a.diverted, connected_then_failed, kernel.map_or(0, |k| k.lost_events),
         match kernel.and_then(|k| k.missed_program_runs) {
             Some(n) if n > 0 => format!(
                 "; {n} program runs skipped by the kernel (the program was already running on that CPU): what they saw is lost"
