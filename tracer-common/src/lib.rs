@@ -27,6 +27,9 @@ pub mod kind {
     /// side) or was open too long to be a probe
     /// ([`TcpClosedEvent`](super::TcpClosedEvent)).
     pub const TCP_CLOSED: u16 = 8;
+    /// The kernel freed a packet of a tracked probe as dropped
+    /// ([`DropEvent`](super::DropEvent)).
+    pub const PACKET_DROP: u16 = 9;
     pub const PROC_EXEC: u16 = 10;
     pub const PROC_FORK: u16 = 11;
     pub const SYSCALL_FAILED: u16 = 12;
@@ -121,9 +124,57 @@ pub struct ProbeSock {
     pub established_ts_ns: u64,
     /// When its first payload byte arrived; 0 before.
     pub first_rx_ts_ns: u64,
+    /// Its destination's slot in the drop hook's filter (see
+    /// [`drop_filter_slot`]), counted while tracked.
+    pub drop_slot: u32,
+    pub _pad: u32,
     /// The first bytes of that payload (an HTTP status line), where the
     /// kernel let the program read them.
     pub rx_head: [u8; RX_HEAD_LEN],
+}
+
+/// A dropped packet that may be a tracked probe's: its addresses and ports
+/// as it carried them, where and why the kernel dropped it. Userspace
+/// matches it to the probe by the exact tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DropEvent {
+    pub header: EventHeader,
+    /// The kernel address that freed it (`kfree_skb`'s `location`).
+    pub location: u64,
+    /// `skb->sk`: the prober's socket while the packet is still its own.
+    pub sk: u64,
+    /// `enum skb_drop_reason` (5.17+), or NO_FIELD where the kernel has none.
+    pub reason: u32,
+    /// `ns.inum` of the network namespace it died in (its device's, else
+    /// its socket's); 0 when neither is known.
+    pub netns: u32,
+    pub tuple: Tuple,
+}
+
+/// Index bits of the drop hook's filter: a direct-mapped array of counts
+/// by (address, port) of the destinations tracked probes go to.
+pub const DROP_FILTER_BITS: u32 = 12;
+
+/// The filter slot of `addr` (network order; IPv4 in the first four
+/// bytes, as in [`Tuple`]) and `port`. A packet's destination or source
+/// is looked up the same way: one array load for each direction.
+#[inline(always)]
+pub fn drop_filter_slot(family: u16, addr: &[u8; 16], port: u16) -> u32 {
+    let word = |i: usize| u64::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3], addr[i + 4], addr[i + 5], addr[i + 6], addr[i + 7]]);
+    let folded = if family == 10 && !is_v4_mapped(addr) {
+        word(0) ^ word(8)
+    } else if family == 10 {
+        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]) as u64
+    } else {
+        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]) as u64
+    };
+    slot_index(folded ^ ((port as u64) << 40), DROP_FILTER_BITS)
+}
+
+#[inline(always)]
+fn is_v4_mapped(addr: &[u8; 16]) -> bool {
+    addr[..10].iter().all(|b| *b == 0) && addr[10] == 0xff && addr[11] == 0xff
 }
 
 /// How many bytes of a probe's first response segment the kernel keeps:
@@ -572,6 +623,43 @@ impl SkbOffsets {
     };
 }
 
+/// What the drop hook reads: the tracepoint's fields (classic mechanism),
+/// and `sk_buff` and `net_device` members from BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropOffsets {
+    /// skb:kfree_skb `skbaddr`, `location`, `reason` (NO_FIELD before 5.17).
+    pub tp_skbaddr: u32,
+    pub tp_location: u32,
+    pub tp_reason: u32,
+    /// Whether the tracepoint's arguments include the reason (5.17+):
+    /// the typed and raw programs read a third argument only then.
+    pub has_reason: u32,
+    pub skb_sk: u32,
+    pub skb_dev: u32,
+    /// `sk_buff.protocol` (big-endian EtherType) and the header offsets
+    /// from `head`.
+    pub skb_protocol: u32,
+    pub skb_network_header: u32,
+    pub dev_nd_net: u32,
+    pub _pad: u32,
+}
+
+impl DropOffsets {
+    pub const MISSING: Self = Self {
+        tp_skbaddr: NO_FIELD,
+        tp_location: NO_FIELD,
+        tp_reason: NO_FIELD,
+        has_reason: 0,
+        skb_sk: NO_FIELD,
+        skb_dev: NO_FIELD,
+        skb_protocol: NO_FIELD,
+        skb_network_header: NO_FIELD,
+        dev_nd_net: NO_FIELD,
+        _pad: 0,
+    };
+}
+
 /// Bytes of `struct sock_common` the programs read at once for a tuple:
 /// each `bpf_probe_read_kernel` costs ~40 ns (bpf_stats, bare 6.18), and
 /// the fields are next to each other on every kernel (the first 18 bytes).
@@ -737,6 +825,7 @@ pub struct Config {
     pub sock: SockOffsets,
     pub tcp_sock: TcpSockOffsets,
     pub skb: SkbOffsets,
+    pub drop: DropOffsets,
     pub ipvs: IpvsParamOffsets,
     pub process: ProcessOffsets,
 }
@@ -751,6 +840,7 @@ impl Config {
         sock: SockOffsets::MISSING,
         tcp_sock: TcpSockOffsets::MISSING,
         skb: SkbOffsets::MISSING,
+        drop: DropOffsets::MISSING,
         ipvs: IpvsParamOffsets::MISSING,
         process: ProcessOffsets::MISSING,
     };

@@ -18,6 +18,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod drops;
 mod ipvs;
 mod process;
 mod tcp;

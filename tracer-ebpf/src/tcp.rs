@@ -28,7 +28,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     DestKey, EventHeader, NO_FIELD, PROBE_OPEN_MAX_NS, ProbeSlot, ProbeSock, REPLY_SLOT_BITS, ReplyKey, SockTracepointOffsets,
-    TASK_COMM_LEN, TcpClosedEvent, TcpEvent, Tuple, hook_mode, kind, probe_sock, setting as settings, slot_index,
+    TASK_COMM_LEN, TcpClosedEvent, TcpEvent, Tuple, drop_filter_slot, hook_mode, kind, probe_sock, setting as settings,
+    slot_index,
 };
 
 use crate::{
@@ -221,6 +222,13 @@ fn in_host_namespaces(skaddr: u64) -> bool {
     read_kernel::<u32>(net as *const u8, host.net_inum).is_none_or(|inum| inum == host.netns_ino)
 }
 
+/// Whether any prober socket is tracked (a load from each count, which
+/// the verifier inlines).
+#[inline(always)]
+pub(crate) fn probes_tracked() -> bool {
+    may_hold(tracked_map::PROBE_SLOTS) || may_hold(tracked_map::PROBE_SOCKS)
+}
+
 /// The tracked socket at `skaddr`, if it is one.
 #[inline(always)]
 pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
@@ -259,14 +267,22 @@ fn tracked_at(address: impl FnOnce() -> u64) -> Option<(u64, &'static mut ProbeS
 }
 
 /// Starts tracking a prober's socket at its connect, keeping the connect
-/// record's header (this is the prober's context) for later.
-#[inline(always)]
-fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN]) {
-    let sock = ProbeSock { connect: prober_header(kind::TCP_CONNECT, mode, comm), ..ProbeSock::default() };
+/// record's header (this is the prober's context) for later. A function of
+/// its own (a BPF-to-BPF call, once per prober connect): its 104-byte
+/// value, inlined into the raw state program, put that over 512 bytes of
+/// stack.
+#[inline(never)]
+fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN], drop_slot: u32) {
+    let sock = ProbeSock { connect: prober_header(kind::TCP_CONNECT, mode, comm), drop_slot, ..ProbeSock::default() };
+    // Its destination passes the drop hook's filter while it is tracked.
+    // (An entry the LRU evicts, or one replaced in the map, keeps its
+    // count: a stale slot costs a false candidate, never a missed drop.)
+    crate::drops::filter_add(drop_slot, 1);
     if let Some(slot) = slot_of(skaddr) {
         if slot.skaddr == skaddr {
             // A missed close left this address here: the new attempt
             // replaces it, as in the map.
+            crate::drops::filter_add(slot.sock.drop_slot, -1);
             slot.sock = sock;
             return;
         }
@@ -305,7 +321,10 @@ fn track_reply(skaddr: u64, tuple: &Tuple) {
 /// Stops tracking a socket: its slot or map entry, and its reply key
 /// unless that went at ESTABLISHED already.
 #[inline(always)]
-fn untrack(skaddr: u64, tuple: &Tuple, flags: u32) {
+fn untrack(skaddr: u64, tuple: &Tuple, sock: &ProbeSock) {
+    let flags = sock.flags;
+    // Read before the slot is released: another CPU may claim it.
+    crate::drops::filter_add(sock.drop_slot, -1);
     match slot_of(skaddr) {
         Some(slot) if slot.skaddr == skaddr => {
             release_slot(&mut slot.skaddr, &mut slot.claims);
@@ -371,6 +390,21 @@ fn send(header: &EventHeader, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
     submit(entry);
 }
 
+/// [`send`] with a header of the current context. A function of its own
+/// (a BPF-to-BPF call), with the header in its frame: the state program
+/// sends up to four records, and their headers inlined put its stack past
+/// 512 bytes. Five arguments at most: kind and mode, states share one.
+#[inline(always)]
+fn send_new(kind: u16, mode: u8, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
+    send_with_header((kind as u32) << 8 | mode as u32, skaddr, tuple, (old as u32) << 8 | new as u32);
+}
+
+#[inline(never)]
+fn send_with_header(kind_mode: u32, skaddr: u64, tuple: &Tuple, states: u32) {
+    let h = header((kind_mode >> 8) as u16, kind_mode as u8);
+    send(&h, skaddr, tuple, (states >> 8) as u8, states as u8);
+}
+
 /// Sends what is still owed about a tracked socket before any other record
 /// about it: the connect, then a SYN-ACK seen in SYN-SENT.
 #[inline(always)]
@@ -381,8 +415,7 @@ fn send_owed(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple) {
     }
     if sock.flags & probe_sock::SYNACK_PENDING != 0 {
         sock.flags &= !probe_sock::SYNACK_PENDING;
-        let h = header(kind::TCP_SYN_SENT_RCV, sock.connect.hook_mode);
-        send(&h, skaddr, tuple, TCP_SYN_SENT, TCP_SYN_SENT);
+        send_new(kind::TCP_SYN_SENT_RCV, sock.connect.hook_mode, skaddr, tuple, TCP_SYN_SENT, TCP_SYN_SENT);
     }
 }
 
@@ -413,11 +446,20 @@ pub(crate) fn send_connect_owed(sock: &mut ProbeSock, sk: *const u8) {
 /// 512-byte stack on 6.1's verifier.
 #[inline(always)]
 fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, new: u8, mode: u8, reset: bool) {
-    if old == TCP_SYN_SENT && new == TCP_ESTABLISHED {
+    let established = old == TCP_SYN_SENT && new == TCP_ESTABLISHED;
+    if established {
         sock.established_ts_ns = unsafe { bpf_ktime_get_ns() };
+    }
+    // Nothing reported yet and connected: the close will say it all.
+    if !established || sock.flags & probe_sock::CONNECT_REPORTED != 0 {
+        send_owed(sock, skaddr, tuple);
+        if reset {
+            send_new(kind::TCP_RESET, mode, skaddr, tuple, 0, 0);
+        }
+        send_new(kind::TCP_STATE, mode, skaddr, tuple, old, new);
+    }
+    if established {
         if sock.flags & probe_sock::CONNECT_REPORTED != 0 {
-            send_owed(sock, skaddr, tuple);
-            send(&header(kind::TCP_STATE, mode), skaddr, tuple, old, new);
             sock.flags |= probe_sock::ESTABLISHED_REPORTED;
         }
         // Implied by ESTABLISHED.
@@ -427,11 +469,6 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
         forget_reply(skaddr, tuple);
         return;
     }
-    send_owed(sock, skaddr, tuple);
-    if reset {
-        send(&header(kind::TCP_RESET, mode), skaddr, tuple, 0, 0);
-    }
-    send(&header(kind::TCP_STATE, mode), skaddr, tuple, old, new);
     if old == TCP_SYN_SENT && new == TCP_SYN_RECV {
         crate::add_to_count(tracked_map::SIMULTANEOUS_OPENS, 1);
     } else if old == TCP_SYN_RECV {
@@ -440,7 +477,7 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
     match tracking_after(old, new) {
         Tracking::Keep => {}
         Tracking::Reply => track_reply(skaddr, tuple),
-        Tracking::Stop => untrack(skaddr, tuple, sock.flags),
+        Tracking::Stop => untrack(skaddr, tuple, sock),
     }
 }
 
@@ -466,7 +503,7 @@ fn report_first_close(sock: &mut ProbeSock, skaddr: u64, new: u8) {
         && answered_well(sock, bytes_acked, unacked)
     {
         if count_established(&dest_key_of(sk)) {
-            untrack(skaddr, &NO_TUPLE, flags);
+            untrack(skaddr, &NO_TUPLE, sock);
             return;
         }
     }
@@ -493,7 +530,7 @@ fn report_first_close(sock: &mut ProbeSock, skaddr: u64, new: u8) {
         e.rx_head = sock.rx_head;
         submit(entry);
     }
-    untrack(skaddr, &NO_TUPLE, flags);
+    untrack(skaddr, &NO_TUPLE, sock);
 }
 
 /// A state change out of ESTABLISHED: a followed probe's first close.
@@ -583,7 +620,7 @@ fn count_established(key: &DestKey) -> bool {
 #[inline(always)]
 fn on_tracked_event(sock: &mut ProbeSock, kind: u16, mode: u8, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
     send_owed(sock, skaddr, tuple);
-    send(&header(kind, mode), skaddr, tuple, old, new);
+    send_new(kind, mode, skaddr, tuple, old, new);
 }
 
 /// What a state change does to tracking.
@@ -627,6 +664,8 @@ trait SockAccess: Copy {
     fn err(self) -> Option<i32>;
     /// `skc_state`.
     fn state(self) -> u8;
+    /// The destination's slot in the drop hook's filter.
+    fn drop_slot(self) -> u32;
 }
 
 /// An untyped socket address: every field through `bpf_probe_read_kernel`
@@ -655,6 +694,17 @@ impl SockAccess for ReadByHelper {
     fn state(self) -> u8 {
         read_kernel::<u8>(self.0, config().sock.skc_state).unwrap_or(0)
     }
+    #[inline(always)]
+    fn drop_slot(self) -> u32 {
+        drop_slot_by_helper(self.0)
+    }
+}
+
+/// [`SockAccess::drop_slot`] through helpers.
+#[inline(always)]
+fn drop_slot_by_helper(sk: *const u8) -> u32 {
+    let key = dest_key_of(sk);
+    drop_filter_slot(key.family, &key.daddr, key.dport)
 }
 
 /// A BTF-typed socket pointer (tp_btf, fentry): each field is one load,
@@ -701,11 +751,24 @@ impl SockAccess for LoadDirect {
     fn state(self) -> u8 {
         load::<u8>(self.sk, config().sock.skc_state).unwrap_or(0)
     }
+    #[inline(always)]
+    fn drop_slot(self) -> u32 {
+        let (sk, off) = (self.sk, &config().sock);
+        let family = load::<u16>(sk, off.skc_family).unwrap_or(0);
+        let dport = u16::from_be(load::<u16>(sk, off.skc_dport).unwrap_or(0));
+        let mut daddr = [0u8; 16];
+        if family == AF_INET6 {
+            daddr = address16(load::<[u64; 2]>(sk, off.skc_v6_daddr));
+        } else {
+            daddr[..4].copy_from_slice(&load::<u32>(sk, off.skc_daddr).unwrap_or(0).to_ne_bytes());
+        }
+        drop_filter_slot(family, &daddr, dport)
+    }
 }
 
 /// A field of a BTF-typed pointer's struct, loaded directly.
 #[inline(always)]
-fn load<T: Copy>(base: *const u8, offset: u32) -> Option<T> {
+pub(crate) fn load<T: Copy>(base: *const u8, offset: u32) -> Option<T> {
     if offset == NO_FIELD {
         return None;
     }
@@ -747,7 +810,7 @@ static POINTER_SCRATCH: PerCpuArray<PointerScratch> = PerCpuArray::with_max_entr
 /// puts the depth back as it found it before the interrupted one resumes,
 /// so neither sees the other's pointer.
 #[inline(always)]
-fn pointer_value(p: *const u8) -> u64 {
+pub(crate) fn pointer_value(p: *const u8) -> u64 {
     let Some(scratch) = POINTER_SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: this CPU's map value, valid while the program runs; volatile
     // keeps the depth's update around the cell's store and load.
@@ -838,7 +901,7 @@ fn on_tcp_connect(sk: impl SockAccess, mode: u8) {
     if skaddr == 0 || !in_host_namespaces(skaddr) {
         return;
     }
-    track(skaddr, mode, comm);
+    track(skaddr, mode, comm, sk.drop_slot());
     // tcp_connect runs after the source port is bound.
     if setting(settings::IPVS_HOOKED) != 0 {
         track_reply(skaddr, &sk.tuple());
@@ -880,7 +943,7 @@ fn on_rcv_state_process(sk: impl SockAccess, mode: u8) {
         sock.flags |= probe_sock::SYNACK_PENDING;
         return;
     }
-    send(&header(kind::TCP_SYN_SENT_RCV, mode), skaddr, &sk.tuple(), TCP_SYN_SENT, TCP_SYN_SENT);
+    send_new(kind::TCP_SYN_SENT_RCV, mode, skaddr, &sk.tuple(), TCP_SYN_SENT, TCP_SYN_SENT);
 }
 
 #[fentry(function = "tcp_rcv_state_process")]
@@ -958,7 +1021,9 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
         && let Some(comm) = prober_comm()
         && in_host_namespaces(skaddr)
     {
-        track(skaddr, hook_mode::TRACEPOINT, comm);
+        // connect() sets the destination before the state.
+        let t = tp_tuple(&ctx, off);
+        track(skaddr, hook_mode::TRACEPOINT, comm, drop_filter_slot(t.family, &t.daddr, t.dport));
     }
     0
 }
@@ -996,7 +1061,8 @@ fn on_set_state(sk: impl SockAccess, old: u8, new: u8, mode: u8) {
     // records sent later carry it.
     let skaddr = sk.address();
     if in_host_namespaces(skaddr) {
-        track(skaddr, mode, comm);
+        // connect() sets the destination before the state.
+        track(skaddr, mode, comm, sk.drop_slot());
     }
 }
 

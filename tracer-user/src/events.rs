@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{
-    ARGS_LEN, EventHeader, ExecEvent, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, RX_HEAD_LEN, SignalEvent,
+    ARGS_LEN, DropEvent, EventHeader, ExecEvent, NO_FIELD, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, RX_HEAD_LEN, SignalEvent,
     SyscallFailedEvent, TcpClosedEvent, TcpEvent, Tuple, hook_mode, kind, probe_sock, read_record, role, syscall,
 };
 
@@ -76,6 +76,8 @@ pub enum Body {
     TcpSynSentRcv(TcpInfo),
     /// A connected probe's first close: what its phases need.
     TcpClosed(TcpClose),
+    /// A packet that may be a probe's was dropped.
+    PacketDrop(PacketDrop),
     IpvsConn(IpvsConn),
     Exec(ExecInfo),
     Fork { child_tid: u32 },
@@ -136,6 +138,24 @@ impl TcpClose {
     pub fn still_open(&self) -> bool {
         self.info.newstate == TCP_ESTABLISHED
     }
+}
+
+/// A dropped packet the kernel side's filter let through: its tuple as
+/// the packet carried it (matched to a probe by userspace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketDrop {
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// Kernel address of the code that dropped it.
+    pub location: u64,
+    /// `enum skb_drop_reason` value; `None` before 5.17.
+    pub reason: Option<u32>,
+    /// The network namespace's inode (0: unknown).
+    pub netns: u32,
+    /// `skb->sk` (the prober's socket, on its way out).
+    pub sk: u64,
 }
 
 /// The OOM killer chose a victim. The event's own pid/comm/cgroup are the
@@ -273,6 +293,20 @@ fn decode_one(header: &EventHeader, bytes: &[u8]) -> Option<Body> {
                 kind::TCP_RESET => Body::TcpReset(info),
                 _ => Body::TcpSynSentRcv(info),
             }
+        }
+        kind::PACKET_DROP => {
+            let e: DropEvent = read_record(bytes)?;
+            let Tuple { family, sport, dport, saddr, daddr, .. } = e.tuple;
+            Body::PacketDrop(PacketDrop {
+                saddr: ip(family, &saddr),
+                sport,
+                daddr: ip(family, &daddr),
+                dport,
+                location: e.location,
+                reason: (e.reason != NO_FIELD).then_some(e.reason),
+                netns: e.netns,
+                sk: e.sk,
+            })
         }
         kind::IPVS_CONN => {
             let e: IpvsConnEvent = read_record(bytes)?;

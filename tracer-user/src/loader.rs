@@ -133,6 +133,18 @@ pub const HOOKS: &[HookSpec] = &[
         required: false,
     },
     HookSpec {
+        // Every packet the kernel frees as dropped: a tracked probe's
+        // (either direction) is reported with where and why.
+        name: "packet_drop",
+        groups: &[Group::Probe],
+        candidates: &[
+            Attach::BtfTracepoint { program: "btf_tp_kfree_skb", name: "kfree_skb" },
+            Attach::RawTracepoint { program: "raw_tp_kfree_skb", name: "kfree_skb" },
+            Attach::Tracepoint { program: "tp_kfree_skb", category: "skb", name: "kfree_skb" },
+        ],
+        required: false,
+    },
+    HookSpec {
         name: "tcp_retransmit",
         groups: &[Group::Probe],
         candidates: &[
@@ -367,6 +379,9 @@ pub struct Tracer {
     ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
     ringbuf_bytes: u32,
+    /// The running kernel's drop reason names (BTF), for the drop hook's
+    /// records.
+    pub drop_reasons: std::collections::BTreeMap<u32, String>,
 }
 
 impl Tracer {
@@ -375,7 +390,10 @@ impl Tracer {
         tracefs::ensure_mounted()?;
         // Parsed BTF takes tens of MiB: our parse lives only as long as the
         // offsets need it, and aya's one parse serves relocation and attach.
-        let (mut config, ipvs_problem, fragments_problem) = build_config(&KernelBtf::load()?, &opts.groups)?;
+        let kernel_btf = KernelBtf::load()?;
+        let (mut config, ipvs_problem, fragments_problem) = build_config(&kernel_btf, &opts.groups)?;
+        let drop_reasons = kernel_btf.drop_reasons();
+        drop(kernel_btf);
         config.prober_comms = prober_comms(&opts.prober_comms)?;
         let aya_btf = Btf::from_sys_fs().ok();
         let ringbuf_bytes = opts.ringbuf_bytes.next_power_of_two().max(4096);
@@ -413,7 +431,16 @@ impl Tracer {
         settings.set(setting::IPVS_HOOKED, ipvs_observed(&hooks) as u32, 0)?;
         settings.set(setting::RESPONSE_HOOKED, mode_of(&hooks, RESPONSE_HOOK).is_some() as u32, 0)?;
 
-        Ok(Self { links, attached, ebpf, hooks, ringbuf_bytes })
+        if std::env::var_os("PROBE_TRACER_VERIFIER_STATS").is_some() {
+            // For whoever changes a program: how much the verifier walked
+            // (5.16+), the budget that older kernels and emulation feel.
+            for (name, program) in ebpf.programs() {
+                if let Some(n) = program.info().ok().and_then(|i| i.verified_instruction_count()) {
+                    eprintln!("verifier: {name} {n} instructions");
+                }
+            }
+        }
+        Ok(Self { links, attached, ebpf, hooks, ringbuf_bytes, drop_reasons })
     }
 
     /// Detaches every program, keeping them loaded and the maps as they
@@ -589,6 +616,13 @@ fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<Str
         }
         config.sock = btf.sock_offsets()?;
         config.tcp_sock = btf.tcp_sock_offsets()?;
+        if let Ok(f) = Format::load("skb", "kfree_skb") {
+            config.drop.tp_skbaddr = f.offset_or_missing("skbaddr");
+            config.drop.tp_location = f.offset_or_missing("location");
+            config.drop.tp_reason = f.offset_or_missing("reason");
+            config.drop.has_reason = u32::from(config.drop.tp_reason != NO_FIELD);
+        }
+        btf.drop_offsets(&mut config.drop)?;
         config.host_namespaces = host_namespaces(btf);
         config.skb = btf.skb_offsets()?;
         config.skb.page_shift = page_shift();

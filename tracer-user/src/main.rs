@@ -59,6 +59,12 @@ fn replay(args: ReplayArgs) -> Result<()> {
         ipvs_observed: !args.ipvs_inferred,
         // Recorded by a kernel side that follows probes to their close.
         follows_close: true,
+        drop_names: tracer_user::diagnose::probe::DropNames {
+            reasons: std::sync::Arc::new(
+                tracer_user::kernel::btf::KernelBtf::load().map(|b| b.drop_reasons()).unwrap_or_default(),
+            ),
+            host_netns: tracer_user::node::own_netns(),
+        },
         ..Default::default()
     };
     let mut agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());

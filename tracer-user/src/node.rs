@@ -2,7 +2,7 @@
 //! and the IPVS table. Read from procfs; behind a trait so the diagnosis
 //! logic can be tested with recorded values.
 
-use std::{fs, net::IpAddr, net::Ipv4Addr, ops::RangeInclusive};
+use std::{collections::HashMap, fs, net::IpAddr, net::Ipv4Addr, ops::RangeInclusive};
 
 /// A set of port ranges as in `net.ipv4.ip_local_reserved_ports`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,6 +102,10 @@ pub trait NodeView {
     /// address), found from the node's processes; `None` when no
     /// namespace has it.
     fn listeners(&self, addr: IpAddr) -> Option<Vec<Listener>>;
+    /// The inode of the network namespace that owns `addr`.
+    fn netns_of(&self, addr: IpAddr) -> Option<u32>;
+    /// The kernel function a code address lies in.
+    fn symbol(&self, addr: u64) -> Option<String>;
 }
 
 /// The live node, read from procfs on each call (calls are rare: once per
@@ -125,8 +129,73 @@ impl NodeView for ProcNode {
     }
 
     fn listeners(&self, addr: IpAddr) -> Option<Vec<Listener>> {
-        namespace_listeners(addr)
+        let dir = namespace_owning(addr)?;
+        let mut found = Vec::new();
+        for table in ["net/tcp", "net/tcp6"] {
+            found.extend(fs::read_to_string(dir.join(table)).map(|t| parse_tcp_listeners(&t)).unwrap_or_default());
+        }
+        found.sort_by_key(|l| (l.port, l.addr));
+        found.dedup();
+        found.truncate(LISTENERS_MAX);
+        Some(found)
     }
+
+    fn netns_of(&self, addr: IpAddr) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = namespace_owning(addr)?;
+        fs::metadata(dir.join("ns/net")).ok().map(|m| m.ino() as u32)
+    }
+
+    fn symbol(&self, addr: u64) -> Option<String> {
+        symbolize(addr)
+    }
+}
+
+/// Symbols resolved so far (drop locations repeat), at most this many.
+const SYMBOLS_MAX: usize = 256;
+
+/// The function containing `addr`, from /proc/kallsyms (read through
+/// once per new address: locations are few and repeat).
+fn symbolize(addr: u64) -> Option<String> {
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<u64, Option<String>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(found) = cache.lock().ok()?.get(&addr) {
+        return found.clone();
+    }
+    let found = fs::read_to_string("/proc/kallsyms").ok().and_then(|t| symbol_in(&t, addr));
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= SYMBOLS_MAX {
+            c.clear();
+        }
+        c.insert(addr, found.clone());
+    }
+    found
+}
+
+/// The text symbol at or below `addr` in a kallsyms listing (unsorted
+/// across modules), if it is within 64 KiB.
+pub fn symbol_in(kallsyms: &str, addr: u64) -> Option<String> {
+    let mut best: Option<(u64, &str)> = None;
+    for line in kallsyms.lines() {
+        let mut cols = line.split_whitespace();
+        let (Some(a), Some(kind), Some(name)) = (cols.next(), cols.next(), cols.next()) else { continue };
+        if !matches!(kind, "T" | "t") {
+            continue;
+        }
+        let Ok(a) = u64::from_str_radix(a, 16) else { continue };
+        if a <= addr && addr - a < 0x10000 && best.is_none_or(|(b, _)| a > b) {
+            best = Some((a, name));
+        }
+    }
+    best.map(|(_, name)| name.to_string())
+}
+
+/// The inode of this process's network namespace (the host's, for the
+/// DaemonSet's hostNetwork pod); 0 if unknown.
+pub fn own_netns() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino() as u32)
 }
 
 /// Listeners a refused probe's verdict names, at most.
@@ -135,9 +204,9 @@ const LISTENERS_MAX: usize = 32;
 const PROCESSES_MAX: usize = 100_000;
 
 /// Finds the network namespace whose local addresses include `addr`, one
-/// process per namespace (a pod's pause process holds it), and lists its
-/// TCP listeners from that process's view of /proc/net.
-fn namespace_listeners(addr: IpAddr) -> Option<Vec<Listener>> {
+/// process per namespace (a pod's pause process holds it): the /proc
+/// directory of a process in it.
+fn namespace_owning(addr: IpAddr) -> Option<std::path::PathBuf> {
     let mut seen = std::collections::HashSet::new();
     for entry in fs::read_dir("/proc").ok()?.flatten().take(PROCESSES_MAX) {
         let name = entry.file_name();
@@ -154,14 +223,7 @@ fn namespace_listeners(addr: IpAddr) -> Option<Vec<Listener>> {
             IpAddr::V6(v6) => fs::read_to_string(dir.join("net/if_inet6")).is_ok_and(|t| local_ipv6(&t).contains(&v6)),
         };
         if owns {
-            let mut found = Vec::new();
-            for table in ["net/tcp", "net/tcp6"] {
-                found.extend(fs::read_to_string(dir.join(table)).map(|t| parse_tcp_listeners(&t)).unwrap_or_default());
-            }
-            found.sort_by_key(|l| (l.port, l.addr));
-            found.dedup();
-            found.truncate(LISTENERS_MAX);
-            return Some(found);
+            return Some(dir);
         }
     }
     None
@@ -243,6 +305,9 @@ pub struct StaticNode {
     pub services: Vec<IpvsService>,
     /// The pod namespaces' listeners, by the pod's address.
     pub listeners: Vec<(IpAddr, Vec<Listener>)>,
+    /// Kernel symbols: (address, name), and namespaces by address.
+    pub symbols: Vec<(u64, String)>,
+    pub netns: Vec<(IpAddr, u32)>,
 }
 
 impl NodeView for StaticNode {
@@ -254,6 +319,12 @@ impl NodeView for StaticNode {
     }
     fn listeners(&self, addr: IpAddr) -> Option<Vec<Listener>> {
         self.listeners.iter().find(|(a, _)| *a == addr).map(|(_, l)| l.clone())
+    }
+    fn netns_of(&self, addr: IpAddr) -> Option<u32> {
+        self.netns.iter().find(|(a, _)| *a == addr).map(|(_, n)| *n)
+    }
+    fn symbol(&self, addr: u64) -> Option<String> {
+        self.symbols.iter().filter(|(a, _)| *a <= addr).max_by_key(|(a, _)| *a).map(|(_, n)| n.clone())
     }
 }
 

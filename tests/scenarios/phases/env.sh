@@ -11,3 +11,6 @@ PORT_LATE=8083      # 200 after 600 ms (within a 1 s timeout)
 PORT_RESET=8084     # reads the request, then resets (SO_LINGER 0)
 PORT_CLOSE=8085     # reads the request, then closes without answering
 PORT_LOOPBACK=8086  # listens on 127.0.0.1 only: the probe is refused
+# Probes whose packets die (issue: drop reasons):
+PORT_FW_POD=8087    # an iptables DROP in the pod's INPUT chain
+PORT_FW_HOST=8088   # an iptables DROP in the node's OUTPUT chain

@@ -4,7 +4,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/common.sh"
 . "$here/env.sh"
-need ip python3
+need ip python3 iptables
 "$here/teardown.sh" >/dev/null 2>&1 || true
 
 rm -f "$SCENARIO_WORK/phases-server.log"
@@ -17,4 +17,6 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 grep -q ready "$SCENARIO_WORK/phases-server.log" || { cat "$SCENARIO_WORK/phases-server.log" >&2; exit 1; }
+ip netns exec "$PHASE_NS" iptables -A INPUT -p tcp --dport "$PORT_FW_POD" -j DROP
+iptables -A OUTPUT -d "$PHASE_POD_IP" -p tcp --dport "$PORT_FW_HOST" -j DROP
 log "probe-phase pod up: $PHASE_POD_IP, ports $PORT_HEALTHY-$PORT_LOOPBACK"

@@ -27,6 +27,9 @@ use std::{
 use serde::Serialize;
 
 use super::Report;
+
+mod drops;
+pub use drops::{DropNames, DropSummary};
 use crate::{
     events::{Body, Event, IpvsConn, TcpClose, TcpInfo, tcp_state_name},
     node::{IpvsService, Listener, NodeView},
@@ -55,6 +58,9 @@ pub struct ProbeSettings {
     /// The received-segment hook is attached: a close without a response
     /// byte means none came.
     pub responses_observed: bool,
+    /// What names a dropped packet (the kernel's reasons, the host's
+    /// namespace).
+    pub drop_names: DropNames,
 }
 
 impl Default for ProbeSettings {
@@ -66,6 +72,7 @@ impl Default for ProbeSettings {
             pending_timeout_ns: 1_000_000_000,
             follows_close: false,
             responses_observed: true,
+            drop_names: DropNames::default(),
         }
     }
 }
@@ -148,6 +155,9 @@ pub struct ProbeCorrelator<N: NodeView> {
     /// Healthy probes the kernel counted (cumulative, as last read), when
     /// it counts them instead of sending records.
     kernel_established: HashMap<(IpAddr, u16), u64>,
+    /// Dropped packets that may be probes', for the verdicts of probes
+    /// that time out or get no answer.
+    drops: drops::RecentDrops,
 }
 
 impl<N: NodeView> ProbeCorrelator<N> {
@@ -158,6 +168,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
             attempts: HashMap::new(),
             destinations: BTreeMap::new(),
             kernel_established: HashMap::new(),
+            drops: Default::default(),
         }
     }
 
@@ -237,6 +248,10 @@ impl<N: NodeView> ProbeCorrelator<N> {
             Body::IpvsConn(conn) => self.on_ipvs_conn(ev, conn),
             Body::TcpState(info) => self.on_state(ev, info),
             Body::TcpClosed(close) => self.on_closed(ev, close),
+            Body::PacketDrop(drop) => {
+                self.drops.push(ev.ts_ns, *drop);
+                Vec::new()
+            }
             _ => Vec::new(),
         }
     }
@@ -349,6 +364,15 @@ impl<N: NodeView> ProbeCorrelator<N> {
         out
     }
 
+    /// The attempt's dropped packets as a `drops` field, and the phrase
+    /// for the most frequent.
+    fn drops_of(&self, a: &Attempt, ev: &Event, connected: bool) -> (serde_json::Value, Option<String>) {
+        let found = self.drops.of(&a.tuple_with_socket(), a.started.ts_ns, ev.ts_ns);
+        let summary = drops::summarize(&found, &a.tuple, &self.settings.drop_names, &self.node);
+        let phrase = summary.first().map(|d| drops::sentence(d, connected, a.tuple.daddr));
+        (serde_json::to_value(&summary).unwrap_or_default(), phrase)
+    }
+
     fn no_response(&self, a: &Attempt, ev: &Event, p: &Phases) -> Report {
         let n = p.request_bytes;
         let why = if p.request_acked {
@@ -366,8 +390,13 @@ impl<N: NodeView> ProbeCorrelator<N> {
                 p.unacked, p.elapsed_ms
             )
         };
+        let (drops, died) = self.drops_of(a, ev, true);
+        let why = match died {
+            Some(d) => format!("{d}; {why}"),
+            None => why,
+        };
         let message = format!("{} {} got no response: {why}", who(a), tuple_text(a));
-        p.add_to(self.base("probe_no_response", a, ev)).message(message)
+        p.add_to(self.base("probe_no_response", a, ev)).with("drops", drops).message(message)
     }
 
     fn http_error(&self, a: &Attempt, ev: &Event, p: &Phases, status: u16) -> Report {
@@ -549,19 +578,29 @@ impl<N: NodeView> ProbeCorrelator<N> {
         } else {
             "got no SYN-ACK"
         };
+        let (drops, died) = self.drops_of(a, ev, false);
+        let why = died.unwrap_or_else(|| "the pod is not answering or the path to it drops packets".to_string());
         let message = format!(
-            "{} {} timed out: {answer} ({} SYN retransmits, {} after {elapsed_ms} ms); the pod is not answering or the path to it drops packets",
+            "{} {} timed out: {answer} ({} SYN retransmits, {} after {elapsed_ms} ms); {why}",
             who(a),
             tuple_text(a),
             a.syn_retransmits,
             if still_pending { "still waiting" } else { "gave up" },
         );
         self.base("probe_timeout", a, ev)
+            .with("drops", drops)
             .with("syn_retransmits", a.syn_retransmits)
             .with("synack_seen", a.synack_seen)
             .with("elapsed_ms", elapsed_ms)
             .with("still_pending", still_pending)
             .message(message)
+    }
+}
+
+impl Attempt {
+    /// The tuple with the socket's address, which outgoing packets carry.
+    fn tuple_with_socket(&self) -> TcpInfo {
+        TcpInfo { skaddr: self.tuple.skaddr, ..self.tuple }
     }
 }
 

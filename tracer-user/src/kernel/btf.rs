@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use btf_rs::{Btf, BtfType, Type};
-use tracer_common::{IpvsParamOffsets, NO_FIELD, ProcessOffsets, SkbOffsets, SockOffsets, TcpSockOffsets};
+use tracer_common::{DropOffsets, IpvsParamOffsets, NO_FIELD, ProcessOffsets, SkbOffsets, SockOffsets, TcpSockOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -85,6 +85,37 @@ impl KernelBtf {
             inet_sport: member_offset(btf, "inet_sock", "inet_sport")?,
             _pad: 0,
         })
+    }
+
+    /// The `sk_buff` and `net_device` members the drop hook reads; the
+    /// tracepoint's fields are the caller's.
+    pub fn drop_offsets(&self, off: &mut DropOffsets) -> Result<()> {
+        let btf = &self.vmlinux;
+        let skb = |name| member_offset(btf, "sk_buff", name);
+        off.skb_sk = skb("sk")?;
+        off.skb_dev = skb("dev")?;
+        off.skb_protocol = skb("protocol")?;
+        off.skb_network_header = skb("network_header")?;
+        off.dev_nd_net = member_offset(btf, "net_device", "nd_net")?;
+        Ok(())
+    }
+
+    /// `enum skb_drop_reason`'s names by value, without the
+    /// `SKB_DROP_REASON_` prefix: the running kernel's own (values move
+    /// between kernels and vendors backport them). Empty before 5.17.
+    pub fn drop_reasons(&self) -> std::collections::BTreeMap<u32, String> {
+        let btf = &self.vmlinux;
+        let mut names = std::collections::BTreeMap::new();
+        for ty in btf.resolve_types_by_name("skb_drop_reason").unwrap_or_default() {
+            if let Type::Enum(e) = ty {
+                for m in &e.members {
+                    if let Ok(name) = btf.resolve_name(m) {
+                        names.insert(m.val(), name.trim_start_matches("SKB_DROP_REASON_").to_string());
+                    }
+                }
+            }
+        }
+        names
     }
 
     /// `sock_common.skc_net` and `net.ns.inum`: a socket's network
@@ -298,5 +329,10 @@ mod tests {
         // struct page is 64 bytes on every x86-64 distribution kernel.
         assert_eq!(skb.page_struct_shift, 6);
         assert!(skb.data_len == skb.len + 4 && skb.frag_offset > skb.frag_page);
+        let reasons = btf.drop_reasons();
+        if !reasons.is_empty() {
+            assert!(reasons.values().any(|n| n == "NETFILTER_DROP"), "{reasons:?}");
+            assert!(reasons.values().any(|n| n == "NO_SOCKET"), "{reasons:?}");
+        }
     }
 }

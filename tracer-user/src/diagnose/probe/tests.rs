@@ -313,7 +313,7 @@ fn no_answer_gives_probe_timeout_with_retransmits() {
 #[test]
 fn without_ipvs_hook_a_timeout_on_an_ipvs_port_is_an_inferred_diversion() {
     let settings = ProbeSettings { ipvs_observed: false, ..Default::default() };
-    let node = StaticNode { services: vec![ipvs_service()], reserved: PortRanges::default(), listeners: vec![] };
+    let node = StaticNode { services: vec![ipvs_service()], reserved: PortRanges::default(), ..Default::default() };
     let mut c = correlator(settings, node);
     let mut events = hijacked_probe();
     events.remove(1); // No IPVS event on a tracepoint-only kernel.
@@ -338,7 +338,7 @@ fn inferred_mode_leaves_timeouts_on_other_ports_alone() {
 
 #[test]
 fn reserved_port_is_reported_and_other_ports_get_a_targeted_fix() {
-    let node = StaticNode { reserved: PortRanges::parse("31055").unwrap(), services: vec![], listeners: vec![] };
+    let node = StaticNode { reserved: PortRanges::parse("31055").unwrap(), ..Default::default() };
     let mut c = correlator(ProbeSettings::default(), node);
     let v: Vec<Report> = run(&mut c, &hijacked_probe()).into_iter().filter(|r| r.is_verdict()).collect();
     assert_eq!(v[0].fields["sport_reserved"], true);

@@ -1,0 +1,209 @@
+//! Dropped probe packets: `skb:kfree_skb`, which the kernel calls for every
+//! packet it frees as dropped, with where (`location`) and, since 5.17,
+//! why (`reason`). A busy node drops many packets that are no probe's, so
+//! the program returns at once while no probe is tracked, and otherwise
+//! reads the packet's IP header and ports in one helper call and looks
+//! both its destination and its source up in a direct-mapped filter of
+//! the tracked probes' destinations ([`DROP_FILTER`]): either direction of
+//! a probe (its SYN and request, the pod's SYN-ACK and response) passes.
+//! Userspace matches what passes to the probe by the exact tuple.
+
+use aya_ebpf::{
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
+    maps::Array,
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+};
+use tracer_common::{DROP_FILTER_BITS, DropEvent, NO_FIELD, Tuple, drop_filter_slot, hook_mode, kind};
+
+use crate::{config, header, read_kernel, reserve, submit, tcp, tp_read};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_TCP: u8 = 6;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Tracked probes by destination slot ([`drop_filter_slot`]): how many
+/// go there now. Changed by atomic adds at track and untrack.
+#[map]
+static DROP_FILTER: Array<i64> = Array::with_max_entries(1 << DROP_FILTER_BITS, 0);
+
+/// Counts a tracked probe's destination in (+1) or out (-1) of the filter.
+#[inline(always)]
+pub(crate) fn filter_add(slot: u32, delta: i64) {
+    if let Some(p) = DROP_FILTER.get_ptr_mut(slot) {
+        crate::atomic_add(p, delta);
+    }
+}
+
+#[inline(always)]
+fn filter_holds(slot: u32) -> bool {
+    DROP_FILTER.get(slot).is_some_and(|n| *n > 0)
+}
+
+/// How a program reads the skb: plain loads of a BTF-typed pointer
+/// (tp_btf) or helper reads (raw and classic tracepoints).
+trait SkbAccess: Copy {
+    fn u16_at(self, offset: u32) -> Option<u16>;
+    fn u64_at(self, offset: u32) -> Option<u64>;
+    /// The skb's address as a number, for helper reads once it matched.
+    fn address(self) -> u64;
+}
+
+#[derive(Clone, Copy)]
+struct TypedSkb(*const u8);
+
+impl SkbAccess for TypedSkb {
+    #[inline(always)]
+    fn u16_at(self, offset: u32) -> Option<u16> {
+        tcp::load(self.0, offset)
+    }
+    #[inline(always)]
+    fn u64_at(self, offset: u32) -> Option<u64> {
+        tcp::load(self.0, offset)
+    }
+    #[inline(always)]
+    fn address(self) -> u64 {
+        tcp::pointer_value(self.0)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SkbByHelper(*const u8);
+
+impl SkbAccess for SkbByHelper {
+    #[inline(always)]
+    fn u16_at(self, offset: u32) -> Option<u16> {
+        read_kernel(self.0, offset)
+    }
+    #[inline(always)]
+    fn u64_at(self, offset: u32) -> Option<u64> {
+        read_kernel(self.0, offset)
+    }
+    #[inline(always)]
+    fn address(self) -> u64 {
+        self.0 as u64
+    }
+}
+
+/// IPv4 header and the TCP ports after it, as one read: 20 + 4 bytes.
+const V4_READ: usize = 24;
+/// IPv6 header and the ports: 40 + 4 bytes.
+const V6_READ: usize = 44;
+
+#[inline(always)]
+fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
+    if !tcp::probes_tracked() {
+        return;
+    }
+    let off = &config().skb;
+    let d = &config().drop;
+    let (Some(protocol), Some(head), Some(nh)) =
+        (skb.u16_at(d.skb_protocol), skb.u64_at(off.head), skb.u16_at(d.skb_network_header))
+    else {
+        return;
+    };
+    if nh == u16::MAX {
+        return; // no network header (dropped below IP)
+    }
+    let at = (head + nh as u64) as *const u8;
+    let mut t = Tuple::default();
+    match u16::from_be(protocol) {
+        ETH_P_IP => {
+            let Some(h) = read_kernel::<[u8; V4_READ]>(at, 0) else { return };
+            if h[0] >> 4 != 4 || h[9] != IPPROTO_TCP {
+                return;
+            }
+            let ihl = (h[0] & 15) as usize * 4;
+            t.family = AF_INET;
+            t.saddr[..4].copy_from_slice(&h[12..16]);
+            t.daddr[..4].copy_from_slice(&h[16..20]);
+            let ports = if ihl == 20 {
+                [h[20], h[21], h[22], h[23]]
+            } else {
+                let Some(p) = read_kernel::<[u8; 4]>(at, (ihl as u32) & 0x3f) else { return };
+                p
+            };
+            t.sport = u16::from_be_bytes([ports[0], ports[1]]);
+            t.dport = u16::from_be_bytes([ports[2], ports[3]]);
+        }
+        ETH_P_IPV6 => {
+            let Some(h) = read_kernel::<[u8; V6_READ]>(at, 0) else { return };
+            // Extension headers before TCP are not followed.
+            if h[6] != IPPROTO_TCP {
+                return;
+            }
+            t.family = AF_INET6;
+            t.saddr.copy_from_slice(&h[8..24]);
+            t.daddr.copy_from_slice(&h[24..40]);
+            t.sport = u16::from_be_bytes([h[40], h[41]]);
+            t.dport = u16::from_be_bytes([h[42], h[43]]);
+        }
+        _ => return,
+    }
+    // To a probe's destination (the SYN, the request), or from it (the
+    // pod's SYN-ACK, its response).
+    if !filter_holds(drop_filter_slot(t.family, &t.daddr, t.dport))
+        && !filter_holds(drop_filter_slot(t.family, &t.saddr, t.sport))
+    {
+        return;
+    }
+    report(skb.address(), location, reason, &t, mode);
+}
+
+/// Sends a drop that passed the filter, with the namespace it died in.
+#[inline(never)]
+fn report(skb: u64, location: u64, reason: u32, t: &Tuple, mode: u8) {
+    let skb = skb as *const u8;
+    let d = &config().drop;
+    let host = &config().host_namespaces;
+    let sk = read_kernel::<u64>(skb, d.skb_sk).unwrap_or(0);
+    let dev = read_kernel::<u64>(skb, d.skb_dev).unwrap_or(0);
+    // The device's namespace; on the way out before one is chosen (the
+    // OUTPUT hook), the socket's.
+    let net = if dev != 0 {
+        read_kernel::<u64>(dev as *const u8, d.dev_nd_net)
+    } else if sk != 0 {
+        read_kernel::<u64>(sk as *const u8, host.skc_net)
+    } else {
+        None
+    };
+    let netns = net.and_then(|n| read_kernel::<u32>(n as *const u8, host.net_inum)).unwrap_or(0);
+    let Some(mut entry) = reserve::<DropEvent>() else { return };
+    // SAFETY: room for a DropEvent; every field is written.
+    let e = unsafe { &mut *entry.as_mut_ptr() };
+    e.header = header(kind::PACKET_DROP, mode);
+    e.location = location;
+    e.sk = sk;
+    e.reason = reason;
+    e.netns = netns;
+    e.tuple = *t;
+    submit(entry);
+}
+
+/// `TP_PROTO(struct sk_buff *skb, void *location[, enum skb_drop_reason
+/// reason[, struct sock *rx_sk]])`: the reason is read only where the
+/// kernel passes it (a constant to the verifier, which then never sees
+/// the access on older kernels).
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn btf_tp_kfree_skb(ctx: BtfTracePointContext) -> u32 {
+    let reason = if config().drop.has_reason != 0 { ctx.arg::<u64>(2) as u32 } else { NO_FIELD };
+    on_drop(TypedSkb(ctx.arg(0)), ctx.arg::<u64>(1), reason, hook_mode::BTF_TRACEPOINT);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn raw_tp_kfree_skb(ctx: RawTracePointContext) -> u32 {
+    let reason = if config().drop.has_reason != 0 { ctx.arg::<u64>(2) as u32 } else { NO_FIELD };
+    on_drop(SkbByHelper(ctx.arg(0)), ctx.arg::<u64>(1), reason, hook_mode::RAW_TRACEPOINT);
+    0
+}
+
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn tp_kfree_skb(ctx: TracePointContext) -> u32 {
+    let d = &config().drop;
+    let skb = tp_read::<u64>(&ctx, d.tp_skbaddr) as *const u8;
+    let reason = if d.tp_reason == NO_FIELD { NO_FIELD } else { tp_read::<u32>(&ctx, d.tp_reason) };
+    on_drop(SkbByHelper(skb), tp_read::<u64>(&ctx, d.tp_location), reason, hook_mode::TRACEPOINT);
+    0
+}
