@@ -171,7 +171,7 @@ fn healthz_answers_under_hundreds_of_idle_and_slow_connections() {
     fs::create_dir_all(&dir).unwrap();
     let ready = dir.join("ready");
     let addr = "127.0.0.1:19465";
-    let child = tests::die_with_parent(&mut Command::new(tests::binary()))
+    let mut child = tests::die_with_parent(&mut Command::new(tests::binary()))
         .args(["daemon", "--metrics-addr", addr, "--no-kubernetes", "--groups", "probe"])
         .arg("--ready-file")
         .arg(&ready)
@@ -218,5 +218,7 @@ fn healthz_answers_under_hundreds_of_idle_and_slow_connections() {
     }
     assert_eq!(open, 0, "connections still open after the header timeout");
     assert_eq!(timed_get(addr, "/healthz").0, 200);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
     fs::remove_dir_all(&dir).unwrap();
 }

@@ -616,6 +616,90 @@ mod tests {
     use super::*;
     use crate::loader::{Failure, Group};
 
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn test_sink() -> (Sink, Arc<std::sync::Mutex<Vec<u8>>>, Arc<Metrics>) {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let metrics = Metrics::new();
+        let host = ProcHost::default();
+        let sink = Sink {
+            agg: Aggregator::new(ProbeSettings::default(), ProcNode, Default::default(), host.clone()),
+            out: Output::to_writer(Format::Json, Clock::now(), Box::new(Shared(buf.clone()))),
+            recorder: None,
+            undecodable: 0,
+            metrics: Some(metrics.clone()),
+            print_attempts: false,
+            enricher: Enricher::new(Default::default(), host),
+            poster: None,
+            limiter: RateLimiter::default(),
+            loss: LossTracker::new(STALE_ATTEMPT_NS, LOSS_RECORD_EVERY_NS),
+        };
+        (sink, buf, metrics)
+    }
+
+    fn fork_failed(cgroup_id: u64) -> Report {
+        let ev = crate::events::Event {
+            ts_ns: 1,
+            pid: 9,
+            tid: 9,
+            comm: "runc:[2:INIT]".into(),
+            cgroup_id,
+            mode: crate::events::HookMode::Tracepoint,
+            body: crate::events::Body::Fork { child_tid: 10 },
+        };
+        Report::new("fork_failed", &ev).with("errno_name", "EAGAIN").message("fork failed".into())
+    }
+
+    fn lines(buf: &Arc<std::sync::Mutex<Vec<u8>>>) -> Vec<serde_json::Value> {
+        String::from_utf8(buf.lock().unwrap().clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_flooding_cgroup_is_throttled_and_counted_while_another_cgroups_verdict_comes_through() {
+        let (mut sink, buf, metrics) = test_sink();
+        for _ in 0..500 {
+            sink.emit(fork_failed(666)).unwrap();
+        }
+        sink.emit(fork_failed(42)).unwrap();
+        let out = lines(&buf);
+        let forks = out.iter().filter(|v| v["kind"] == "fork_failed").count();
+        let throttled: Vec<_> = out.iter().filter(|v| v["kind"] == "throttled").collect();
+        assert_eq!(forks, 21, "20 from the flood, 1 from the other cgroup");
+        assert_eq!(throttled.len(), 1, "one record when throttling starts");
+        assert_eq!(throttled[0]["source"], "cgroup 666");
+        assert_eq!(throttled[0]["throttled_kind"], "fork_failed");
+        assert_eq!(sink.limiter.suppressed, 480);
+        let text = metrics.encode();
+        assert!(text.contains("probe_tracer_throttled_reports_total 480"), "{text}");
+        // Metrics still count every verdict.
+        assert!(text.contains(r#"probe_tracer_verdicts_total{kind="fork_failed",reason="EAGAIN"} 501"#), "{text}");
+    }
+
+    #[test]
+    fn loss_gives_one_events_lost_record_and_marks_verdicts_incomplete() {
+        let (mut sink, buf, _) = test_sink();
+        sink.emit(fork_failed(1)).unwrap();
+        let now = Clock::monotonic_now_ns();
+        sink.lost(0, now).unwrap();
+        sink.lost(12, now).unwrap();
+        sink.lost(20, now + 1).unwrap();
+        sink.emit(fork_failed(2)).unwrap();
+        let out = lines(&buf);
+        let kinds: Vec<&str> = out.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["fork_failed", "events_lost", "fork_failed"]);
+        assert!(out[0].get("incomplete").is_none(), "{}", out[0]);
+        assert_eq!(out[1]["lost"], 12);
+        assert_eq!(out[2]["incomplete"], true);
+    }
+
     fn hook(hook: &'static str, mode: Mode, target: &str) -> HookStatus {
         HookStatus { hook, group: Group::Exec, mode: Some(mode), target: Some(target.into()), tried: Vec::new(), limitation: None }
     }
