@@ -305,3 +305,97 @@ fn completions_are_valid_scripts_for_bash_zsh_and_fish() {
     let out = Command::new(tests::binary()).args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Out-of-range numbers are usage errors in one sentence, before anything
+/// loads: a ring buffer past 1 GiB (rounding past 2^31 once wrapped to
+/// 4 KiB), negative or NaN durations.
+#[test]
+#[ignore = "e2e: run by cargo xtask test"]
+fn edge_values_are_refused_in_one_line() {
+    for (args, says) in [
+        (&["run", "--ringbuf-size", "3000000000"][..], "1 GiB"),
+        (&["run", "--ringbuf-size", "99999999999999"][..], "1 GiB"),
+        (&["run", "--ringbuf-size", "12"][..], "4096"),
+        (&["run", "--duration=-1"][..], "seconds >= 0"),
+        (&["run", "--duration", "NaN"][..], "seconds >= 0"),
+    ] {
+        let out = Command::new(tests::binary()).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// `--duration inf` and `1e20` run until a signal, as no --duration does
+/// (they panicked after attaching).
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn unbounded_durations_run_until_a_signal() {
+    for d in ["inf", "1e20"] {
+        let dir = std::env::temp_dir().join(format!("probe-tracer-inf-{}-{d}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ready = dir.join("ready");
+        let child = tests::die_with_parent(&mut Command::new(tests::binary()))
+            .args(["run", "--groups", "exec", "--no-kubernetes", "--format", "json", "--duration", d])
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "--duration {d}: not attached within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "--duration {d}: {} {stderr}", out.status);
+        assert!(String::from_utf8_lossy(&out.stdout).contains(r#""kind":"summary""#), "--duration {d}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The write end of a pipe whose read end is closed: every write fails
+/// with EPIPE (a log collector that went away, `| head`).
+fn broken_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    std::process::Stdio::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) })
+}
+
+/// A stdout or stderr that is closed or goes nowhere (EPIPE) ends the run
+/// with a status, never a panic (101): the error is said on stderr when
+/// stderr still works, and lost when it does not.
+#[test]
+#[ignore = "e2e: run by cargo xtask test"]
+fn closed_stdout_and_stderr_do_not_panic() {
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("probe-tracer-closed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    let run = |args: &[&str], stdout: Stdio, stderr: Stdio| {
+        Command::new(tests::binary()).args(args).stdout(stdout).stderr(stderr).status().unwrap().code()
+    };
+    // Both broken: writing the summary fails, and so does saying so.
+    assert_eq!(run(&["replay", empty], broken_pipe(), broken_pipe()), Some(1));
+    assert_eq!(run(&["completions", "bash"], broken_pipe(), broken_pipe()), Some(1));
+    assert_eq!(run(&["replay", "/nonexistent"], Stdio::null(), broken_pipe()), Some(1));
+    // A broken stdout with a working stderr: one sentence there.
+    let out = Command::new(tests::binary()).args(["completions", "bash"]).stdout(broken_pipe()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("probe-tracer: ") && stderr.trim().lines().count() == 1, "{stderr}");
+    // Closed outright (EBADF): the standard library drops what is written.
+    let bin = tests::binary();
+    let script = format!("exec {} replay {empty} >&- 2>&-", bin.display());
+    assert_eq!(Command::new("sh").args(["-c", &script]).status().unwrap().code(), Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -145,3 +145,80 @@ fn daemon_serves_health_and_metrics_and_stops_on_sigterm() {
     assert!(!kinds.contains(&"tcp_attempt".to_string()), "the daemon prints verdicts only");
     assert_eq!(kinds.last().map(String::as_str), Some("summary"));
 }
+
+/// One plain HTTP/1.1 GET on a fresh connection: status code and how long
+/// the answer took.
+fn timed_get(addr: &str, path: &str) -> (u16, Duration) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let code = reply.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, start.elapsed())
+}
+
+/// Hundreds of clients that connect and never finish a request (idle, or
+/// slowloris with half a header) neither stop /healthz from answering nor
+/// stay connected past the header timeout.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn healthz_answers_under_hundreds_of_idle_and_slow_connections() {
+    use std::io::{Read, Write};
+    let dir = std::env::temp_dir().join(format!("probe-tracer-flood-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("ready");
+    let addr = "127.0.0.1:19465";
+    let mut child = tests::die_with_parent(&mut Command::new(tests::binary()))
+        .args(["daemon", "--metrics-addr", addr, "--no-kubernetes", "--groups", "probe"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(child.id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "not attached within 60 s");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (code, quiet) = timed_get(addr, "/healthz");
+    assert_eq!(code, 200);
+    let mut flood = Vec::new();
+    for i in 0..500 {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        if i % 2 == 1 {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+        }
+        flood.push(s);
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let (code, took) = timed_get(addr, "/healthz");
+        assert_eq!(code, 200, "/healthz under 500 idle connections");
+        worst = worst.max(took);
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("/healthz: {quiet:?} alone, at worst {worst:?} among 500 idle and slow connections");
+    assert!(worst < Duration::from_millis(500), "{worst:?}");
+    // Past the header timeout (5 s) the server has closed every one.
+    thread::sleep(Duration::from_secs(7));
+    let mut open = 0;
+    for s in &mut flood {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(_) => open += 1,
+        }
+    }
+    assert_eq!(open, 0, "connections still open after the header timeout");
+    assert_eq!(timed_get(addr, "/healthz").0, 200);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    fs::remove_dir_all(&dir).unwrap();
+}

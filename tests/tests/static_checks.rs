@@ -104,16 +104,55 @@ fn daemonset_manifest_is_least_privilege_and_probed() {
     for m in c["volumeMounts"].as_array().unwrap() {
         assert!(volumes.contains(&m["name"].as_str().unwrap()), "{m}");
     }
-    let sa = find(&docs, "ServiceAccount");
-    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
-    // RBAC: read-only on pods and services; Events may only be created.
-    for rule in find(&docs, "ClusterRole")["rules"].as_array().unwrap() {
-        let resources: Vec<&str> = rule["resources"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        let allowed: &[&str] = if resources == ["events"] { &["create"] } else { &["get", "list", "watch"] };
-        for verb in rule["verbs"].as_array().unwrap() {
-            assert!(allowed.contains(&verb.as_str().unwrap()), "{rule}");
+    // Every host path is mounted read-only, and nothing mounts the whole of
+    // /run (the container runtime's socket is there) or the host's root.
+    for m in c["volumeMounts"].as_array().unwrap() {
+        assert_eq!(m["readOnly"], true, "{m}");
+        let path = m["mountPath"].as_str().unwrap();
+        assert!(!["/", "/run", "/var/run", "/host"].contains(&path), "{m}");
+    }
+    for v in pod["volumes"].as_array().unwrap() {
+        if let Some(path) = v["hostPath"]["path"].as_str() {
+            assert!(!["/", "/run", "/var/run", "/var", "/proc", "/run/containerd", "/var/run/containerd"].contains(&path), "{v}");
+            assert!(!path.ends_with(".sock"), "a runtime socket is mounted: {v}");
         }
     }
+    // Syscalls filtered by the runtime's default profile; no escalation.
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{sc}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    // /metrics binds the node's own address from the downward API, not 0.0.0.0.
+    let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(!args.iter().any(|a| a.contains("0.0.0.0") || a.contains("[::]")), "{args:?}");
+    let env = c["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "NODE_IP" && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"), "{env:?}");
+    let sa = find(&docs, "ServiceAccount");
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    // RBAC: read-only on pods and services; core Events may only be
+    // created, in a rule of their own; nothing else, no wildcards.
+    let rules = find(&docs, "ClusterRole")["rules"].as_array().unwrap();
+    let strings = |v: &serde_json::Value| -> Vec<String> { v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect() };
+    let mut event_rules = 0;
+    for rule in rules {
+        let resources = strings(&rule["resources"]);
+        let verbs = strings(&rule["verbs"]);
+        assert_eq!(strings(&rule["apiGroups"]), [""], "core API group only: {rule}");
+        assert!(!resources.iter().chain(&verbs).any(|s| s.contains('*')), "{rule}");
+        assert!(rule.get("nonResourceURLs").is_none(), "{rule}");
+        if resources.iter().any(|r| r == "events") {
+            event_rules += 1;
+            assert_eq!(resources, ["events"], "events in a rule of their own: {rule}");
+            assert_eq!(verbs, ["create"], "{rule}");
+        } else {
+            for r in &resources {
+                assert!(["pods", "services"].contains(&r.as_str()), "{rule}");
+            }
+            for v in &verbs {
+                assert!(["get", "list", "watch"].contains(&v.as_str()), "{rule}");
+            }
+        }
+    }
+    assert!(event_rules <= 1, "{rules:?}");
     // The pod list is filtered by the node's name, which the downward API gives.
     let env = c["env"].as_array().unwrap();
     assert!(env.iter().any(|e| e["name"] == "NODE_NAME" && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"), "{env:?}");

@@ -268,7 +268,7 @@ pub fn check(args: CheckArgs) -> Result<CheckStatus> {
         &text,
     )?;
     if let Some(sentence) = cannot_trace {
-        eprintln!("probe-tracer: {sentence}");
+        crate::output::warn(&sentence);
     }
     Ok(status)
 }

@@ -40,11 +40,36 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DaemonArgs {
-    /// Where to serve /metrics and /healthz.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9464")]
-    pub metrics_addr: std::net::SocketAddr,
+    /// Where to serve /metrics and /healthz (default: port 9464 on the
+    /// node's own address from $NODE_IP, as the DaemonSet passes the pod's
+    /// hostIP, else 127.0.0.1:9464; never every address unless asked).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// The default port of /metrics and /healthz.
+pub const METRICS_PORT: u16 = 9464;
+
+impl DaemonArgs {
+    /// `--metrics-addr`, else $NODE_IP:9464, else 127.0.0.1:9464.
+    pub fn metrics_addr(&self) -> Result<std::net::SocketAddr, String> {
+        resolve_metrics_addr(self.metrics_addr, std::env::var("NODE_IP").ok().as_deref())
+    }
+}
+
+pub fn resolve_metrics_addr(flag: Option<std::net::SocketAddr>, node_ip: Option<&str>) -> Result<std::net::SocketAddr, String> {
+    if let Some(addr) = flag {
+        return Ok(addr);
+    }
+    match node_ip.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(ip) => ip
+            .parse::<std::net::IpAddr>()
+            .map(|ip| (ip, METRICS_PORT).into())
+            .map_err(|_| format!("NODE_IP={ip:?} is not an IP address (pass --metrics-addr)")),
+        None => Ok((std::net::Ipv4Addr::LOCALHOST, METRICS_PORT).into()),
+    }
 }
 
 /// Exit status: 0 when probe-tracer can trace here and no audit check
@@ -129,8 +154,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "GROUPS", value_enum, value_delimiter = ',',
           default_values_t = [crate::loader::Group::Probe, crate::loader::Group::Exec, crate::loader::Group::Node])]
     pub groups: Vec<crate::loader::Group>,
-    /// Stop by itself after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop by itself after this many seconds (`inf`: never).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration_secs)]
     pub duration: Option<f64>,
     /// Create this file once every program is attached (removed when it stops).
     #[arg(long, value_name = "PATH")]
@@ -156,8 +181,9 @@ pub struct RunArgs {
     /// minutes) and off for `daemon` (always on).
     #[arg(long = "syscall-tracepoints", value_name = "on|off", value_enum)]
     pub syscall_tracepoints: Option<Switch>,
-    /// Ring buffer size in bytes (rounded up to a power of two).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    /// Ring buffer size in bytes (rounded up to a power of two; 4096 to
+    /// 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ringbuf_size)]
     pub ringbuf_size: u32,
     /// For benchmarks: SIGUSR1 detaches every program and removes the ready
     /// file, SIGUSR2 attaches them again and recreates it. Connections that
@@ -205,6 +231,33 @@ impl DiagnoseArgs {
     }
 }
 
+/// The largest `--ringbuf-size`: 1 GiB, so rounding up to a power of two
+/// can never pass 2^31 (and wrap).
+pub const MAX_RINGBUF_BYTES: u64 = 1 << 30;
+
+pub fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
+    let n: u64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number of bytes"))?;
+    if !(4096..=MAX_RINGBUF_BYTES).contains(&n) {
+        return Err(format!("{n} bytes is out of range: the ring buffer takes 4096 to {MAX_RINGBUF_BYTES} (1 GiB)"));
+    }
+    Ok(n as u32)
+}
+
+/// Seconds, non-negative; `inf` (or anything past a century) means no end.
+pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
+    let secs: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if secs.is_nan() || secs < 0.0 {
+        return Err(format!("'{s}' is not a duration: give a number of seconds >= 0, or inf"));
+    }
+    Ok(secs)
+}
+
+/// When a run of `secs` seconds started at `start` ends; `None` when it
+/// does not (inf, 1e20: beyond what an Instant can hold).
+pub fn deadline(start: std::time::Instant, secs: f64) -> Option<std::time::Instant> {
+    std::time::Duration::try_from_secs_f64(secs).ok().and_then(|d| start.checked_add(d))
+}
+
 pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     let (lo, hi) = s
         .split_once('-')
@@ -227,6 +280,39 @@ mod tests {
         assert!(parse_port_range("32767-30000").is_err());
         assert!(parse_port_range("30000").is_err());
         assert!(parse_port_range("0-5").is_err());
+    }
+
+    #[test]
+    fn ringbuf_sizes_past_a_gibibyte_and_absurd_durations_are_refused_or_unbounded() {
+        assert_eq!(parse_ringbuf_size("4194304").unwrap(), 4 << 20);
+        assert_eq!(parse_ringbuf_size("1073741824").unwrap(), 1 << 30);
+        for bad in ["2147483649", "4294967295", "99999999999", "100", "-1", "x"] {
+            assert!(parse_ringbuf_size(bad).is_err(), "{bad}");
+        }
+        assert!(Cli::try_parse_from(["probe-tracer", "run", "--ringbuf-size", "3000000000"]).is_err());
+        assert_eq!(parse_duration_secs("1.5").unwrap(), 1.5);
+        for bad in ["-1", "NaN", "soon"] {
+            assert!(parse_duration_secs(bad).is_err(), "{bad}");
+        }
+        let now = std::time::Instant::now();
+        for unbounded in ["inf", "1e20", "1e300"] {
+            assert_eq!(deadline(now, parse_duration_secs(unbounded).unwrap()), None, "{unbounded}");
+        }
+        assert!(deadline(now, 2.0).is_some());
+    }
+
+    #[test]
+    fn metrics_bind_the_node_address_or_loopback_and_the_flag_wins() {
+        let flag: std::net::SocketAddr = "0.0.0.0:9000".parse().unwrap();
+        assert_eq!(resolve_metrics_addr(Some(flag), Some("10.0.0.5")).unwrap(), flag);
+        assert_eq!(resolve_metrics_addr(None, Some("10.0.0.5")).unwrap().to_string(), "10.0.0.5:9464");
+        assert_eq!(resolve_metrics_addr(None, Some("fd00::5")).unwrap().to_string(), "[fd00::5]:9464");
+        assert_eq!(resolve_metrics_addr(None, None).unwrap().to_string(), "127.0.0.1:9464");
+        assert_eq!(resolve_metrics_addr(None, Some("")).unwrap().to_string(), "127.0.0.1:9464");
+        assert!(resolve_metrics_addr(None, Some("node-1")).is_err());
+        let cli = Cli::try_parse_from(["probe-tracer", "daemon"]).unwrap();
+        let Command::Daemon(d) = cli.command else { panic!() };
+        assert_eq!(d.metrics_addr, None, "no flag: nothing binds 0.0.0.0 by default");
     }
 
     #[test]

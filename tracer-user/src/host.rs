@@ -90,12 +90,16 @@ pub trait HostView {
     fn memory_usage(&self, pid: u32, other_pid: u32, cgroup_id: u64) -> Option<MemoryUsage>;
 }
 
+/// Most cgroup ids the path cache holds before it starts over.
+pub const MAX_CGROUP_PATHS: usize = 65536;
+
 /// The real host: procfs, cgroupfs, runc state files. Clones share the
 /// cgroup path cache.
 #[derive(Default, Clone)]
 pub struct ProcHost {
-    /// cgroup id -> path, filled by walking the cgroup2 tree once per miss.
-    cgroup_paths: Arc<Mutex<HashMap<u64, String>>>,
+    /// cgroup id -> path (None: not found), filled by walking the cgroup2
+    /// tree once per miss; at most MAX_CGROUP_PATHS entries.
+    cgroup_paths: Arc<Mutex<HashMap<u64, Option<String>>>>,
 }
 
 impl HostView for ProcHost {
@@ -142,7 +146,12 @@ impl HostView for ProcHost {
         }
         let mut cache = self.cgroup_paths.lock().ok()?;
         if let Some(p) = cache.get(&cgroup_id) {
-            return Some(p.clone());
+            return p.clone();
+        }
+        // Bounded: each walk re-caches what still exists, so clearing
+        // forgets only removed cgroups (and ids that were never found).
+        if cache.len() >= MAX_CGROUP_PATHS {
+            cache.clear();
         }
         let root = cgroup2_mount()?;
         // Walk the tree, caching everything seen: later lookups are free.
@@ -154,10 +163,15 @@ impl HostView for ProcHost {
             if meta.ino() == cgroup_id {
                 found = Some(path.clone());
             }
-            cache.insert(meta.ino(), path);
+            cache.insert(meta.ino(), Some(path));
             if let Ok(entries) = fs::read_dir(&dir) {
                 stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
             }
+        }
+        // An id the walk did not find is not walked for again (a flood of
+        // unknown ids costs one walk each, once): remembered as unknown.
+        if found.is_none() {
+            cache.insert(cgroup_id, None);
         }
         found
     }

@@ -36,6 +36,7 @@ pub mod kernel;
 pub mod node;
 pub mod output;
 pub mod run;
+pub mod throttle;
 
 /// The build script's filter of the eBPF build's output, tested here
 /// (cargo does not run a build script's tests).

@@ -28,8 +28,9 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Completions(args) => {
-            clap_complete::generate(args.shell, &mut Cli::command(), "probe-tracer", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "probe-tracer", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).context("cannot write the completion script")
         }
         Command::Run(args) => tokio_runtime().and_then(|rt| rt.block_on(run(args))),
         Command::Daemon(args) => tokio_runtime().and_then(|rt| rt.block_on(daemon(args))),
@@ -39,7 +40,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the cause chain joined, no backtrace.
-            eprintln!("probe-tracer: {e:#}");
+            // A closed stderr loses the sentence, not the exit status.
+            tracer_user::output::warn(&format!("{e:#}"));
             ExitCode::FAILURE
         }
     }

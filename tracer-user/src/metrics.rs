@@ -4,6 +4,7 @@
 //! the kernel-side counters; it is served over HTTP by hyper.
 
 use std::{
+    collections::VecDeque,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
@@ -15,13 +16,13 @@ use std::{
 use anyhow::{Context, Result};
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::AbortHandle};
 
 use crate::{
     diagnose::{Report, catalogue::Class},
@@ -68,6 +69,7 @@ pub struct Metrics {
     ringbuf_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     runtime_calls: Family<SubcommandLabels, Histogram>,
     kubernetes_events: Family<ResultLabels, Counter>,
+    throttled: Counter,
     /// Kernel counters are cumulative; the Prometheus counters get deltas.
     last_kernel: Mutex<(u64, u64, u64)>,
     /// Unix seconds of the last pass of the event loop (for /healthz).
@@ -90,6 +92,7 @@ impl Metrics {
             Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
         });
         let kubernetes_events = Family::<ResultLabels, Counter>::default();
+        let throttled = Counter::default();
         registry.register("verdicts", "Verdicts by kind and reason", verdicts.clone());
         registry.register("probe_connections", "Prober TCP connections by outcome", connections.clone());
         registry.register("events", "Events received from the kernel", events.clone());
@@ -108,6 +111,11 @@ impl Metrics {
             "Kubernetes Events for verdicts (--emit-events): posted, deduplicated, failed, dropped",
             kubernetes_events.clone(),
         );
+        registry.register(
+            "throttled_reports",
+            "Reports not printed or posted because their source (a cgroup, a probed pod) exceeded its rate limit",
+            throttled.clone(),
+        );
         Arc::new(Self {
             registry,
             verdicts,
@@ -120,6 +128,7 @@ impl Metrics {
             ringbuf_fill,
             runtime_calls,
             kubernetes_events,
+            throttled,
             last_kernel: Mutex::new((0, 0, 0)),
             last_loop: AtomicU64::new(now_secs()),
         })
@@ -168,6 +177,10 @@ impl Metrics {
             .observe(ns as f64 / 1e9);
     }
 
+    pub fn throttled(&self) {
+        self.throttled.inc();
+    }
+
     pub fn kubernetes_event(&self, result: &str) {
         self.kubernetes_events.get_or_create(&ResultLabels { result: result.to_string() }).inc();
     }
@@ -203,25 +216,125 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
 }
 
-/// Serves `/metrics` and `/healthz` until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for metrics (--metrics-addr)"))?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(&metrics, req.uri().path())) }
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-            });
+/// What one flooded or slow client may cost the metrics server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Connections served at once. One more evicts the oldest, so a flood
+    /// of idle connections cannot keep the kubelet's /healthz out.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (slowloris).
+    pub header_timeout: Duration,
+    /// A connection is closed (gracefully) after this, however busy.
+    pub connection_lifetime: Duration,
+    /// Longest pause after failing accepts (EMFILE, ENFILE, ENOBUFS).
+    pub max_accept_backoff: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(5),
+            connection_lifetime: Duration::from_secs(60),
+            max_accept_backoff: Duration::from_secs(1),
         }
-    });
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on a thread of its own, with its own
+/// runtime: a flooded or slow server cannot stall event draining, and a
+/// busy event loop cannot keep /healthz from answering (it then says
+/// whether the loop still beats). Binding happens here, so a bad address is
+/// reported before anything is loaded.
+pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>, limits: ServerLimits) -> Result<()> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} for metrics (--metrics-addr)"))?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("metrics server: cannot start its runtime: {e}"),
+            };
+            rt.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!("metrics server: {e}"),
+                };
+                accept_loop(|| listener.accept(), metrics, limits).await
+            })
+        })
+        .context("cannot start the metrics server's thread")?;
     Ok(())
+}
+
+/// Accepts forever. A failing accept (EMFILE at the descriptor limit, say)
+/// is retried after a pause that doubles up to `max_accept_backoff`, never
+/// in a tight loop.
+async fn accept_loop<F, Fut, S, A>(mut accept: F, metrics: Arc<Metrics>, limits: ServerLimits)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<(S, A)>>,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let open: Arc<Mutex<VecDeque<(u64, AbortHandle)>>> = Default::default();
+    let mut next_id = 0u64;
+    let mut backoff = Duration::ZERO;
+    loop {
+        let stream = match accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::ZERO;
+                stream
+            }
+            Err(e) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(5), limits.max_accept_backoff.max(Duration::from_millis(5)));
+                tracing::warn!("metrics server: accept failed ({e}); retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let id = next_id;
+        next_id += 1;
+        let metrics = metrics.clone();
+        let open_for_task = open.clone();
+        // Locked across spawn and push: the task removes itself under the
+        // same lock, so it cannot finish before it is listed.
+        let mut list = open.lock().expect("connection list");
+        while list.len() >= limits.max_connections.max(1) {
+            if let Some((_, oldest)) = list.pop_front() {
+                oldest.abort();
+            }
+        }
+        let task = tokio::spawn(async move {
+            serve_connection(stream, metrics, limits).await;
+            open_for_task.lock().expect("connection list").retain(|(i, _)| *i != id);
+        });
+        list.push_back((id, task.abort_handle()));
+    }
+}
+
+async fn serve_connection<S>(stream: S, metrics: Arc<Metrics>, limits: ServerLimits)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let metrics = metrics.clone();
+        async move { Ok::<_, std::convert::Infallible>(respond(&metrics, req.uri().path())) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = tokio::time::sleep(limits.connection_lifetime) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.header_timeout, conn).await;
+        }
+    }
 }
 
 fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
@@ -242,6 +355,58 @@ fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
     use crate::events::{Body, Event, HookMode};
+
+    #[tokio::test]
+    async fn failing_accepts_back_off_instead_of_spinning() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = calls.clone();
+        let accept = move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            std::future::ready(Err::<(tokio::io::DuplexStream, ()), _>(std::io::Error::from_raw_os_error(libc::EMFILE)))
+        };
+        let limits = ServerLimits { max_accept_backoff: Duration::from_millis(100), ..Default::default() };
+        let _ = tokio::time::timeout(Duration::from_millis(500), accept_loop(accept, Metrics::new(), limits)).await;
+        // 5+10+20+40+80+100+100+100 ms: about 8 tries, not millions.
+        let n = calls.load(Ordering::Relaxed);
+        assert!((3..=15).contains(&n), "{n} accepts in 500 ms");
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_past_hundreds_of_idle_connections() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<tokio::io::DuplexStream>(1024);
+        let accept = move || {
+            let next = rx.try_recv();
+            async move {
+                match next {
+                    Ok(s) => Ok((s, ())),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+                    }
+                }
+            }
+        };
+        let limits = ServerLimits { max_connections: 32, max_accept_backoff: Duration::from_millis(5), ..Default::default() };
+        let server = tokio::spawn(accept_loop(accept, Metrics::new(), limits));
+        // 500 clients that connect and say nothing (or half a request).
+        let mut idle = Vec::new();
+        for i in 0..500 {
+            let (mut client, server_side) = tokio::io::duplex(1024);
+            if i % 2 == 0 {
+                client.write_all(b"GET /metrics HTTP/1.1\r\nHost:").await.unwrap();
+            }
+            tx.send(server_side).await.unwrap();
+            idle.push(client);
+        }
+        let (mut client, server_side) = tokio::io::duplex(4096);
+        tx.send(server_side).await.unwrap();
+        client.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(2), client.read_to_string(&mut reply)).await.expect("/healthz in time").unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        server.abort();
+    }
 
     #[test]
     fn verdicts_and_outcomes_are_counted_with_reasons() {

@@ -87,7 +87,9 @@ impl Output {
                 let time = self.clock.rfc3339(r.ts_ns);
                 // HH:MM:SS.mmm is enough on a terminal.
                 let short = time.get(11..23).unwrap_or(&time);
-                writeln!(self.out, "{short} {}: {}", r.kind, r.message)?;
+                // The message quotes what containers control (comm, argv,
+                // IDs, cgroup paths, pod names): no terminal escapes.
+                writeln!(self.out, "{short} {}: {}", r.kind, escape_controls(&r.message, false))?;
                 self.out.flush()?;
                 Ok(())
             }
@@ -108,7 +110,7 @@ impl Output {
                 self.json_line(Value::Object(obj))
             }
             Format::Text => {
-                writeln!(self.out, "{text}")?;
+                writeln!(self.out, "{}", escape_controls(text, true))?;
                 self.out.flush()?;
                 Ok(())
             }
@@ -121,6 +123,38 @@ impl Output {
         self.out.flush()?;
         Ok(())
     }
+}
+
+/// Text output's defence against terminal escape injection (the class of
+/// kubectl's CVE-2021-25743): every control character (C0, DEL, C1) and
+/// the bidirectional overrides are written as `\xNN` / `\u{NNNN}`, and a
+/// backslash as `\\`, so what a container named itself is shown, never
+/// obeyed. `keep_newlines` lets a multi-line record (the hook list) keep
+/// its own line breaks. JSON output needs none of this: serde escapes.
+pub fn escape_controls(s: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| (c.is_control() && !(keep_newlines && c == '\n')) || c == '\\' || is_bidi_control(c);
+    if !s.chars().any(needs) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if needs(c) && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if needs(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
+
+/// A line on stderr that cannot panic: a closed stderr loses the line.
+pub fn warn(msg: &str) {
+    let _ = writeln!(io::stderr(), "probe-tracer: {msg}");
 }
 
 /// The JSON contract: `kind`, `ts`, `pid`, `comm`, then the kind's fields,
@@ -149,6 +183,37 @@ mod tests {
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["kind", "ts", "pid", "comm", "sport", "message"]);
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn text_output_escapes_what_containers_control() {
+        assert_eq!(escape_controls("plain runc exec c9", false), "plain runc exec c9");
+        assert_eq!(escape_controls("a\x1b]0;pwned\x07b", false), "a\\x1b]0;pwned\\x07b");
+        assert_eq!(escape_controls("x\ry\nz\t", false), "x\\x0dy\\x0az\\x09");
+        assert_eq!(escape_controls("c1 \u{9b}31m", false), "c1 \\x9b31m");
+        assert_eq!(escape_controls("rtl \u{202e}gpj.exe", false), "rtl \\u{202e}gpj.exe");
+        assert_eq!(escape_controls("a\\x1b", false), "a\\\\x1b", "a literal backslash cannot forge an escape");
+        assert_eq!(escape_controls("one\ntwo\x1b", true), "one\ntwo\\x1b");
+
+        let ev = Event { ts_ns: 5, pid: 7, tid: 7, comm: "evil\x1b[2J".into(), cgroup_id: 0, mode: HookMode::Kprobe, body: Body::Fork { child_tid: 1 } };
+        let r = Report::new("fork_failed", &ev).message("fork failed in evil\x1b[2J (container \x1b]8;;http://x\x07id)".into());
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().write(b)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = Output::to_writer(Format::Text, Clock::now(), Box::new(Shared(buf.clone())));
+        out.report(&r).unwrap();
+        out.record("summary", json!({}), "line one\nline \x1b[31mtwo").unwrap();
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains("evil\\x1b[2J"), "{text}");
+        assert_eq!(text.lines().count(), 3, "{text}");
     }
 
     #[test]

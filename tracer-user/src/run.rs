@@ -21,7 +21,12 @@ use std::sync::Arc;
 
 use crate::{
     cli::{DaemonArgs, RunArgs, Switch},
-    diagnose::{Aggregator, KernelSummary, Report, Summary, catalogue::Class, probe::ProbeSettings},
+    diagnose::{
+        Aggregator, KernelSummary, Report, Summary,
+        catalogue::{Class, Subject},
+        probe::ProbeSettings,
+    },
+    throttle::{Admit, LossTracker, RateLimiter},
     metrics::Metrics,
     events,
     kernel::info::KernelInfo,
@@ -51,6 +56,15 @@ const KUBE_REFRESH: Duration = Duration::from_secs(30);
 /// was 2.7 ms of CPU a second with nothing to trace.
 const DRAIN_PERIOD: Duration = Duration::from_millis(200);
 
+/// Most ring-buffer records handled per drain before the loop yields to
+/// signals, timers and housekeeping; the rest wait for the next pass.
+const DRAIN_BUDGET: usize = 1024;
+
+/// An `events_lost` record at most this often; verdicts within
+/// STALE_ATTEMPT_NS of a loss carry `incomplete: true` (a lost record
+/// can change a verdict that long after).
+const LOSS_RECORD_EVERY_NS: u64 = 60 * 1_000_000_000;
+
 pub async fn run(args: RunArgs) -> Result<()> {
     session(args, None).await
 }
@@ -59,7 +73,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// Prometheus metrics and /healthz on `metrics_addr`.
 pub async fn daemon(args: DaemonArgs) -> Result<()> {
     let metrics = Metrics::new();
-    crate::metrics::serve(args.metrics_addr, metrics.clone()).await?;
+    let addr = args.metrics_addr().map_err(anyhow::Error::msg)?;
+    crate::metrics::serve(addr, metrics.clone(), crate::metrics::ServerLimits::default())?;
     session(daemon_defaults(args.run), Some(metrics)).await
 }
 
@@ -163,7 +178,8 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     };
     ready.create()?;
 
-    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    // `--duration inf` (or 1e20) has no deadline rather than a panic.
+    let deadline = args.duration.and_then(|s| crate::cli::deadline(Instant::now().into_std(), s)).map(Instant::from_std);
     let mut housekeeping = interval(Duration::from_secs(1));
     housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The kernel side wakes us only once a batch has built up; this timer
@@ -174,16 +190,39 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         m.hooks(&tracer.hooks);
     }
     let print_attempts = !args.verdicts_only;
-    let mut sink = Sink { agg, out, recorder, undecodable: 0, metrics, print_attempts, enricher, poster };
+    let mut sink = Sink {
+        agg,
+        out,
+        recorder,
+        undecodable: 0,
+        metrics,
+        print_attempts,
+        enricher,
+        poster,
+        limiter: RateLimiter::default(),
+        loss: LossTracker::new(STALE_ATTEMPT_NS, LOSS_RECORD_EVERY_NS),
+    };
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                sink.drain(guard.get_inner_mut())?;
-                guard.clear_ready();
+                // Readiness is cleared only once the buffer is empty: a
+                // flood is taken DRAIN_BUDGET records at a time, with the
+                // other branches (signals, housekeeping) between.
+                if sink.drain(guard.get_inner_mut(), DRAIN_BUDGET)? {
+                    guard.clear_ready();
+                }
+                drop(guard);
+                tokio::task::yield_now().await;
             }
-            _ = drain.tick() => sink.drain(ring.get_mut())?,
+            _ = drain.tick() => {
+                sink.drain(ring.get_mut(), DRAIN_BUDGET)?;
+            }
             _ = housekeeping.tick() => {
+                let now = Clock::monotonic_now_ns();
+                let c = tracer.counters()?;
+                sink.lost(c.ringbuf_full.saturating_add(c.missed_runs.unwrap_or(0)), now)?;
+                sink.limiter.prune(now);
                 for r in sink.agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
                     sink.emit(r)?;
                 }
@@ -191,7 +230,6 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
                     sink.kernel_established(&tracer)?;
                 }
                 if let Some(m) = &sink.metrics {
-                    let c = tracer.counters()?;
                     m.kernel(&c, c.ringbuf_high_water as f64 / tracer.ringbuf_bytes() as f64);
                     tracer.reset_high_water()?;
                     m.heartbeat();
@@ -203,7 +241,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
             // --pause-signals: the ready file exists exactly while attached,
             // so whoever signals waits for it to go or come back.
             _ = recv_opt(&mut sigpause) => {
-                sink.drain(ring.get_mut())?;
+                sink.drain(ring.get_mut(), usize::MAX)?;
                 tracer.pause();
                 ready.remove();
             }
@@ -218,14 +256,16 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // summary does (its guard would remove it on an error return too).
     ready.remove();
     // Drain what arrived before we stopped, then judge what is left.
-    sink.drain(ring.get_mut())?;
+    sink.drain(ring.get_mut(), usize::MAX)?;
+    let c = tracer.counters()?;
+    sink.lost(c.ringbuf_full.saturating_add(c.missed_runs.unwrap_or(0)), Clock::monotonic_now_ns())?;
     if established_in_kernel {
         sink.kernel_established(&tracer)?;
     }
     for r in sink.agg.finish(Clock::monotonic_now_ns()) {
         sink.emit(r)?;
     }
-    let Sink { agg, mut out, mut recorder, undecodable, poster, .. } = sink;
+    let Sink { agg, mut out, mut recorder, undecodable, poster, limiter, .. } = sink;
     // Queued Events get a moment to reach the API server, no more: SIGTERM
     // must finish within a second.
     drop(poster);
@@ -245,6 +285,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // kernel so far: still in flight.
     let unreported = tracer.unreported_probes(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS)?;
     summary.in_flight = (sink_in_flight + unreported) as u64;
+    summary.throttled = Some(limiter.suppressed);
     summary.kernel = Some(KernelSummary {
         lost_events: counters.ringbuf_full,
         tracking_map_full: counters.map_full,
@@ -309,11 +350,20 @@ struct Sink {
     enricher: Enricher<ProcHost>,
     /// Set with --emit-events.
     poster: Option<EventPoster>,
+    /// Per-source limit on what is printed, enriched and posted.
+    limiter: RateLimiter,
+    loss: LossTracker,
 }
 
 impl Sink {
-    fn drain(&mut self, rb: &mut RingBuf<MapData>) -> Result<()> {
-        while let Some(item) = rb.next() {
+    /// Handles up to `budget` records; true when the buffer was emptied.
+    fn drain(&mut self, rb: &mut RingBuf<MapData>, budget: usize) -> Result<bool> {
+        let mut emptied = false;
+        for _ in 0..budget {
+            let Some(item) = rb.next() else {
+                emptied = true;
+                break;
+            };
             let Some(decoded) = events::decode(&item) else {
                 self.undecodable += 1;
                 continue;
@@ -328,6 +378,13 @@ impl Sink {
                 }
             }
         }
+        self.drained()?;
+        Ok(emptied)
+    }
+
+    /// After a drain: the runtime call durations and event count to the
+    /// metrics.
+    fn drained(&mut self) -> Result<()> {
         // Taken on every drain, so they do not pile up when no one reads them.
         let durations = self.agg.exec.take_durations();
         if let Some(m) = &self.metrics {
@@ -352,7 +409,28 @@ impl Sink {
         self.metrics.as_ref().map_or(0, |m| m.events_seen())
     }
 
+    /// The kernel's cumulative lost-event count: an `events_lost` record
+    /// when loss starts (then at most once a minute while it goes on).
+    fn lost(&mut self, lost_total: u64, now_ns: u64) -> Result<()> {
+        if let Some(rec) = self.loss.observe(lost_total, now_ns) {
+            let text = format!(
+                "events_lost: the ring buffer had no room for {} events ({} so far): verdicts for the next {} s carry incomplete: true (--ringbuf-size)",
+                rec.lost,
+                rec.lost_total,
+                STALE_ATTEMPT_NS / 1_000_000_000
+            );
+            self.out.record("events_lost", json!({ "lost": rec.lost, "lost_total": rec.lost_total, "message": text }), &text)?;
+        }
+        Ok(())
+    }
+
     fn emit(&mut self, mut r: Report) -> Result<()> {
+        let now = Clock::monotonic_now_ns();
+        let verdict = r.is_verdict();
+        if verdict && self.loss.incomplete(now) {
+            r.fields.insert("incomplete".into(), json!(true));
+            r.message.push_str(" (incomplete: events were lost meanwhile)");
+        }
         if let Some(m) = &self.metrics {
             m.report(&r);
         }
@@ -360,11 +438,61 @@ impl Sink {
         if attempt && !self.print_attempts {
             return Ok(());
         }
+        // Counted above; printed, enriched and posted within a per-source
+        // budget, so one container's flood cannot drown the rest.
+        if !attempt {
+            let source = source_of(&r);
+            match self.limiter.admit(&source, now) {
+                Admit::Pass => {}
+                Admit::Dropped => {
+                    if let Some(m) = &self.metrics {
+                        m.throttled();
+                    }
+                    return Ok(());
+                }
+                Admit::ThrottlingStarted => {
+                    if let Some(m) = &self.metrics {
+                        m.throttled();
+                    }
+                    // The first held-back report's identity (pid, cgroup,
+                    // addresses), so enrichment names the pod.
+                    let mut t = Report { kind: "throttled", fields: Default::default(), grouped: false, ..r.clone() }
+                        .with("source", source.clone())
+                        .with("throttled_kind", r.kind);
+                    if r.cgroup_id != 0 {
+                        t = t.with("cgroup_id", r.cgroup_id);
+                    }
+                    for key in ["cgroup", "container_id", "pod_uid", "daddr"] {
+                        if let Some(v) = r.fields.get(key) {
+                            t.fields.insert(key.into(), v.clone());
+                        }
+                    }
+                    t.message = format!(
+                        "{source} is reporting faster than one a second ({}, ...): its further reports are held back and counted (summary: throttled)",
+                        r.kind
+                    );
+                    self.enricher.enrich(&mut t);
+                    return self.out.report(&t);
+                }
+            }
+        }
         let event = self.enricher.enrich(&mut r);
         if let (Some(poster), Some(event)) = (&self.poster, event) {
             poster.post(event);
         }
         self.out.report(&r)
+    }
+}
+
+/// Whose reports these are, for the rate limit: the probed pod (by its
+/// address) for a prober's connection, the container's cgroup for what
+/// happens in one, the node for node-wide reports.
+fn source_of(r: &Report) -> String {
+    match r.catalogued().map(|k| k.subject) {
+        Some(Subject::Probe) => format!("pod address {}", r.field_str("daddr").unwrap_or("?")),
+        Some(Subject::Node) => format!("node ({})", r.kind),
+        Some(Subject::Container) | None if r.cgroup_id != 0 => format!("cgroup {}", r.cgroup_id),
+        Some(Subject::Container) | None => format!("pid {}", r.pid),
     }
 }
 
@@ -491,6 +619,90 @@ fn summary_text(s: &Summary) -> String {
 mod tests {
     use super::*;
     use crate::loader::{Failure, Group};
+
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn test_sink() -> (Sink, Arc<std::sync::Mutex<Vec<u8>>>, Arc<Metrics>) {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let metrics = Metrics::new();
+        let host = ProcHost::default();
+        let sink = Sink {
+            agg: Aggregator::new(ProbeSettings::default(), ProcNode, Default::default(), host.clone()),
+            out: Output::to_writer(Format::Json, Clock::now(), Box::new(Shared(buf.clone()))),
+            recorder: None,
+            undecodable: 0,
+            metrics: Some(metrics.clone()),
+            print_attempts: false,
+            enricher: Enricher::new(Default::default(), host),
+            poster: None,
+            limiter: RateLimiter::default(),
+            loss: LossTracker::new(STALE_ATTEMPT_NS, LOSS_RECORD_EVERY_NS),
+        };
+        (sink, buf, metrics)
+    }
+
+    fn fork_failed(cgroup_id: u64) -> Report {
+        let ev = crate::events::Event {
+            ts_ns: 1,
+            pid: 9,
+            tid: 9,
+            comm: "runc:[2:INIT]".into(),
+            cgroup_id,
+            mode: crate::events::HookMode::Tracepoint,
+            body: crate::events::Body::Fork { child_tid: 10 },
+        };
+        Report::new("fork_failed", &ev).with("errno_name", "EAGAIN").message("fork failed".into())
+    }
+
+    fn lines(buf: &Arc<std::sync::Mutex<Vec<u8>>>) -> Vec<serde_json::Value> {
+        String::from_utf8(buf.lock().unwrap().clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_flooding_cgroup_is_throttled_and_counted_while_another_cgroups_verdict_comes_through() {
+        let (mut sink, buf, metrics) = test_sink();
+        for _ in 0..500 {
+            sink.emit(fork_failed(666)).unwrap();
+        }
+        sink.emit(fork_failed(42)).unwrap();
+        let out = lines(&buf);
+        let forks = out.iter().filter(|v| v["kind"] == "fork_failed").count();
+        let throttled: Vec<_> = out.iter().filter(|v| v["kind"] == "throttled").collect();
+        assert_eq!(forks, 21, "20 from the flood, 1 from the other cgroup");
+        assert_eq!(throttled.len(), 1, "one record when throttling starts");
+        assert_eq!(throttled[0]["source"], "cgroup 666");
+        assert_eq!(throttled[0]["throttled_kind"], "fork_failed");
+        assert_eq!(sink.limiter.suppressed, 480);
+        let text = metrics.encode();
+        assert!(text.contains("probe_tracer_throttled_reports_total 480"), "{text}");
+        // Metrics still count every verdict.
+        assert!(text.contains(r#"probe_tracer_verdicts_total{kind="fork_failed",reason="EAGAIN"} 501"#), "{text}");
+    }
+
+    #[test]
+    fn loss_gives_one_events_lost_record_and_marks_verdicts_incomplete() {
+        let (mut sink, buf, _) = test_sink();
+        sink.emit(fork_failed(1)).unwrap();
+        let now = Clock::monotonic_now_ns();
+        sink.lost(0, now).unwrap();
+        sink.lost(12, now).unwrap();
+        sink.lost(20, now + 1).unwrap();
+        sink.emit(fork_failed(2)).unwrap();
+        let out = lines(&buf);
+        let kinds: Vec<&str> = out.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["fork_failed", "events_lost", "fork_failed"]);
+        assert!(out[0].get("incomplete").is_none(), "{}", out[0]);
+        assert_eq!(out[1]["lost"], 12);
+        assert_eq!(out[2]["incomplete"], true);
+    }
 
     fn hook(hook: &'static str, mode: Mode, target: &str) -> HookStatus {
         HookStatus { hook, group: Group::Exec, mode: Some(mode), target: Some(target.into()), tried: Vec::new(), limitation: None }

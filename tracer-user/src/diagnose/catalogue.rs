@@ -89,6 +89,11 @@ pub(crate) const KINDS: &[Kind] = &[
     verdict("oom_kill", Container, "ContainerOOMKilled", Some("constraint")),
     // The runtime's latency over an interval (diagnose/exec.rs).
     verdict("runtime_slow", Node, "ContainerRuntimeSlow", None),
+    // The tracer's own state (run.rs, throttle.rs): a source's reports are
+    // being rate-limited; the kernel lost events (verdicts meanwhile carry
+    // `incomplete: true`).
+    Kind { name: "throttled", class: Record, subject: Container },
+    Kind { name: "events_lost", class: Record, subject: Node },
 ];
 
 /// The row for `name`, if it is catalogued.
@@ -157,9 +162,10 @@ mod tests {
             if let Verdict { metric_reason: Some(field), .. } = k.class {
                 assert!(field.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{}: {field}", k.name);
             }
-            // The Node is an Event target only for verdicts.
+            // The Node is an Event target only for verdicts; a record about
+            // the tracer itself (events_lost) is about the node, never posted.
             if k.subject == Node {
-                assert!(k.is_verdict(), "{}", k.name);
+                assert!(k.is_verdict() || k.class == Record, "{}", k.name);
             }
         }
     }

@@ -219,6 +219,11 @@ struct InitExit {
     killer: Option<(u32, String, i32)>,
 }
 
+/// How long a stopped container and a signal to a container init are
+/// remembered, and how many of each at most.
+const KEEP_NS: u64 = 3600 * 1_000_000_000;
+const MAX_KEPT: usize = 8192;
+
 pub struct ExecCorrelator<H: HostView> {
     settings: ExecSettings,
     host: H,
@@ -226,7 +231,7 @@ pub struct ExecCorrelator<H: HostView> {
     /// pid -> the invocation (its first runc pid) it belongs to.
     members: HashMap<u32, u32>,
     /// Fatal signals sent to container inits: target pid -> (sender pid, comm, sig).
-    init_signals: HashMap<u32, (u32, String, i32)>,
+    init_signals: HashMap<u32, (u32, String, i32, u64)>,
     stopped: BTreeMap<String, InitExit>,
     /// Container inits started by a traced `runc run`/`create`: pid -> id.
     known_inits: HashMap<u32, String>,
@@ -349,7 +354,7 @@ impl<H: HostView> ExecCorrelator<H> {
                         inv.signals.insert(*target_pid, *sig);
                     }
                     None => {
-                        self.init_signals.insert(*target_pid, (ev.pid, ev.comm.clone(), *sig));
+                        self.init_signals.insert(*target_pid, (ev.pid, ev.comm.clone(), *sig, ev.ts_ns));
                     }
                 }
                 Vec::new()
@@ -508,7 +513,8 @@ impl<H: HostView> ExecCorrelator<H> {
             .known_inits
             .remove(&ev.pid)
             .or_else(|| self.host.container_by_init_pid(&self.settings.runtime_roots, ev.pid).map(|s| s.id));
-        let killer = self.init_signals.remove(&ev.pid);
+        // A signal long before this exit was to an earlier holder of the pid.
+        let killer = self.init_signals.remove(&ev.pid).filter(|k| ev.ts_ns.saturating_sub(k.3) < KEEP_NS).map(|(p, c, s, _)| (p, c, s));
         let cgroup = self.host.cgroup_path(ev.cgroup_id);
         let name = container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
         let how = match (&killer, status.signal) {
@@ -542,9 +548,29 @@ impl<H: HostView> ExecCorrelator<H> {
             .message(message)
     }
 
+    /// Entries held per map (the soak test bounds them).
+    #[cfg(test)]
+    pub(crate) fn state_sizes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("invocations", self.invocations.len()),
+            ("members", self.members.len()),
+            ("init_signals", self.init_signals.len()),
+            ("stopped", self.stopped.len()),
+            ("known_inits", self.known_inits.len()),
+            ("lingering", self.lingering.len()),
+            ("recent", self.recent.len()),
+        ]
+    }
+
     /// Judges invocations with failures that went quiet (their runc may
     /// linger, e.g. a foreground `runc run`).
     pub fn expire(&mut self, now_ns: u64) -> Vec<Report> {
+        // Bounded for weeks of container churn (issue 27): stopped
+        // containers and signals to inits are kept KEEP_NS, at most MAX_KEPT.
+        self.stopped.retain(|_, x| now_ns.saturating_sub(x.ts_ns) < KEEP_NS);
+        self.init_signals.retain(|_, k| now_ns.saturating_sub(k.3) < KEEP_NS);
+        crate::diagnose::bound_oldest(&mut self.stopped, MAX_KEPT, |x| x.ts_ns);
+        crate::diagnose::bound_oldest(&mut self.init_signals, MAX_KEPT, |k| k.3);
         let mut out: Vec<Report> = self.tick(now_ns).into_iter().collect();
         let idle = self.settings.idle_ns;
         let stale: Vec<u32> = self

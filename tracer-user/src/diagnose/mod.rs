@@ -6,8 +6,14 @@ pub(crate) mod catalogue;
 pub mod exec;
 pub mod oom;
 pub mod probe;
+#[cfg(test)]
+mod soak;
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::Hash,
+    net::IpAddr,
+};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -38,6 +44,10 @@ pub struct Report {
     /// their text for the JSON, enrichment reads them from here.
     #[serde(skip)]
     pub(crate) ips: Vec<(String, IpAddr)>,
+    /// The cgroup of the event that decided it: the source a flood is
+    /// throttled by (run.rs).
+    #[serde(skip)]
+    pub cgroup_id: u64,
 }
 
 impl Report {
@@ -52,6 +62,7 @@ impl Report {
             message: String::new(),
             grouped: false,
             ips: Vec::new(),
+            cgroup_id: ev.cgroup_id,
         }
     }
 
@@ -96,6 +107,54 @@ impl Report {
     }
 }
 
+/// A map whose oldest entries can be dropped: see [`bound_oldest`].
+pub(crate) trait AgedMap<V> {
+    fn size(&self) -> usize;
+    fn drop_oldest(&mut self, n: usize, age: &dyn Fn(&V) -> u64);
+}
+
+impl<K: Clone + Eq + Hash, V> AgedMap<V> for HashMap<K, V> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+    fn drop_oldest(&mut self, n: usize, age: &dyn Fn(&V) -> u64) {
+        let mut keys: Vec<(u64, K)> = self.iter().map(|(k, v)| (age(v), k.clone())).collect();
+        keys.sort_unstable_by_key(|(t, _)| *t);
+        for (_, k) in keys.into_iter().take(n) {
+            self.remove(&k);
+        }
+    }
+}
+
+impl<K: Clone + Ord, V> AgedMap<V> for BTreeMap<K, V> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+    fn drop_oldest(&mut self, n: usize, age: &dyn Fn(&V) -> u64) {
+        let mut keys: Vec<(u64, K)> = self.iter().map(|(k, v)| (age(v), k.clone())).collect();
+        keys.sort_unstable_by_key(|(t, _)| *t);
+        for (_, k) in keys.into_iter().take(n) {
+            self.remove(&k);
+        }
+    }
+}
+
+/// Keeps `map` at most `max` entries: past it, the oldest (by `age`, a
+/// timestamp) go, down to three quarters of `max` so the sort is rare.
+pub(crate) fn bound_oldest<V>(map: &mut impl AgedMap<V>, max: usize, age: impl Fn(&V) -> u64) {
+    if map.size() > max {
+        let n = map.size() - max * 3 / 4;
+        map.drop_oldest(n, &age);
+    }
+}
+
+/// Per-destination counts (the summary's `destinations`) of a destination
+/// with no new attempt for this long are folded into `retired`: pod IPs
+/// churn, and a daemon runs for weeks.
+pub const DESTINATION_IDLE_NS: u64 = 3600 * 1_000_000_000;
+/// At most this many destinations are itemised.
+pub const MAX_DESTINATIONS: usize = 4096;
+
 /// All correlators behind one `handle`: what `run`, `daemon` and `replay`
 /// feed events into.
 pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView + Clone> {
@@ -104,6 +163,14 @@ pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView + Clone
     pub oom: oom::OomCorrelator<H>,
     pub events: u64,
     pub verdict_counts: BTreeMap<&'static str, u64>,
+    /// Per destination: its attempt total when last looked at, and when
+    /// that total last changed.
+    destination_seen: HashMap<(IpAddr, u16), (u64, u64)>,
+    /// Counts of destinations no longer itemised (still in the totals).
+    retired: probe::DestinationStats,
+    /// When destinations were last looked over (once a minute is plenty
+    /// for an hour's idleness).
+    retired_at_ns: Option<u64>,
 }
 
 impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H> {
@@ -114,7 +181,55 @@ impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H
             oom: oom::OomCorrelator::new(host),
             events: 0,
             verdict_counts: Default::default(),
+            destination_seen: HashMap::new(),
+            retired: Default::default(),
+            retired_at_ns: None,
         }
+    }
+
+    /// Folds idle destinations (and the idlest past MAX_DESTINATIONS) into
+    /// the retired totals.
+    fn retire_destinations(&mut self, now_ns: u64) {
+        if self.retired_at_ns.is_some_and(|t| now_ns.saturating_sub(t) < 60 * 1_000_000_000) {
+            return;
+        }
+        self.retired_at_ns = Some(now_ns);
+        let mut live: Vec<((IpAddr, u16), u64)> = Vec::new();
+        for (key, s) in self.probe.destinations() {
+            let total = attempts_total(s);
+            let seen = self.destination_seen.entry(*key).or_insert((total, now_ns));
+            if seen.0 != total {
+                *seen = (total, now_ns);
+            }
+            live.push((*key, seen.1));
+        }
+        let mut retire: Vec<(IpAddr, u16)> =
+            live.iter().filter(|(_, t)| now_ns.saturating_sub(*t) >= DESTINATION_IDLE_NS).map(|(k, _)| *k).collect();
+        if live.len() - retire.len() > MAX_DESTINATIONS {
+            let mut busy: Vec<&((IpAddr, u16), u64)> = live.iter().filter(|(_, t)| now_ns.saturating_sub(*t) < DESTINATION_IDLE_NS).collect();
+            busy.sort_unstable_by_key(|(_, t)| *t);
+            let excess = busy.len() - MAX_DESTINATIONS * 3 / 4;
+            retire.extend(busy.into_iter().take(excess).map(|(k, _)| *k));
+        }
+        for key in retire {
+            if let Some(s) = self.probe.forget_destination(&key) {
+                self.retired.add(&s);
+            }
+            self.destination_seen.remove(&key);
+        }
+        let known = self.probe.destinations();
+        self.destination_seen.retain(|k, _| known.contains_key(k));
+    }
+
+    /// Entries held by every correlator's maps (the soak test bounds them).
+    #[cfg(test)]
+    pub(crate) fn state_sizes(&self) -> Vec<(&'static str, usize)> {
+        let mut sizes = self.exec.state_sizes();
+        sizes.push(("destinations", self.probe.destinations().len()));
+        sizes.push(("destination_seen", self.destination_seen.len()));
+        sizes.push(("attempts", self.probe.in_flight()));
+        sizes.push(("oom_pending", self.oom.pending()));
+        sizes
     }
 
     pub fn handle(&mut self, ev: &Event) -> Vec<Report> {
@@ -135,6 +250,7 @@ impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H
     /// waits are judged now rather than held forever.
     pub fn expire(&mut self, now_ns: u64, min_age_ns: u64) -> Vec<Report> {
         let mut reports = self.probe.expire(now_ns, min_age_ns);
+        self.retire_destinations(now_ns);
         reports.extend(self.exec.expire(now_ns));
         reports.extend(self.oom.expire(now_ns));
         self.count(reports)
@@ -157,7 +273,7 @@ impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H
 
     /// Summary fields shared by text and JSON output.
     pub fn summary(&self) -> Summary {
-        let mut attempts = probe::DestinationStats::default();
+        let mut attempts = self.retired.clone();
         let destinations = self
             .probe
             .destinations()
@@ -180,8 +296,15 @@ impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H
             verdicts: self.verdict_counts.clone(),
             destinations,
             kernel: None,
+            throttled: None,
         }
     }
+}
+
+fn attempts_total(s: &probe::DestinationStats) -> u64 {
+    [s.established, s.refused, s.timeout, s.diverted, s.no_response, s.http_error, s.dropped_by_pod]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b))
 }
 
 /// The `summary` record: what was seen, in total and per destination.
@@ -199,6 +322,9 @@ pub struct Summary {
     /// no kernel).
     #[serde(flatten)]
     pub(crate) kernel: Option<KernelSummary>,
+    /// Reports the per-source rate limit held back (`run`, `daemon`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) throttled: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,6 +369,7 @@ mod tests {
             verdicts: BTreeMap::from([("probe_refused", 1), ("synack_diverted", 2)]),
             destinations: vec![DestinationSummary { daddr: [10, 200, 1, 2].into(), dport: 8080, stats }],
             kernel,
+            throttled: None,
         }
     }
 

@@ -44,6 +44,11 @@ impl<H: HostView> OomCorrelator<H> {
         Self { host, pending: HashMap::new() }
     }
 
+    /// OOM kills waiting for their victim's exit.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn host(&self) -> &H {
         &self.host
     }
@@ -116,8 +121,10 @@ fn verdict(p: Pending, exit: Option<(&Event, i32)>) -> Report {
         None => ("unknown", "its memory cgroup could not be read".to_string()),
     };
     let who = if comm.is_empty() { format!("pid {}", p.kill.victim_pid) } else { format!("{comm} (pid {})", p.kill.victim_pid) };
-    let rss = if p.kill.anon_rss_kb + p.kill.file_rss_kb > 0 {
-        format!(" with {} resident", mib((p.kill.anon_rss_kb + p.kill.file_rss_kb + p.kill.shmem_rss_kb) * 1024))
+    // Saturating: the kernel's numbers are trusted for nothing.
+    let resident_kb = p.kill.anon_rss_kb.saturating_add(p.kill.file_rss_kb).saturating_add(p.kill.shmem_rss_kb);
+    let rss = if resident_kb > 0 {
+        format!(" with {} resident", mib(resident_kb.saturating_mul(1024)))
     } else {
         String::new()
     };

@@ -196,6 +196,12 @@ impl<N: NodeView> ProbeCorrelator<N> {
         &self.destinations
     }
 
+    /// Takes a destination's counts out (pod-IP churn: Aggregator keeps
+    /// their sum).
+    pub fn forget_destination(&mut self, key: &(IpAddr, u16)) -> Option<DestinationStats> {
+        self.destinations.remove(key)
+    }
+
     pub fn handle(&mut self, ev: &Event) -> Vec<Report> {
         match &ev.body {
             Body::TcpConnect(info) => {

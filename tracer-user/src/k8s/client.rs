@@ -127,7 +127,7 @@ fn replace(dir: &RwLock<Directory>, d: Directory) {
 }
 
 fn warn(msg: &str) {
-    eprintln!("probe-tracer: {msg}");
+    crate::output::warn(msg);
 }
 
 /// --node-name, else $NODE_NAME, else the kernel's hostname (what the
@@ -174,24 +174,27 @@ impl EventPoster {
         let (tx, mut rx) = mpsc::channel::<EventRequest>(256);
         let task_results = results.clone();
         let handle = tokio::spawn(async move {
-            let mut last_posted: HashMap<(String, &'static str), Instant> = HashMap::new();
+            let mut gate = PostGate::default();
             while let Some(req) = rx.recv().await {
                 let key = (target_key(&req.target), req.reason);
-                if last_posted.get(&key).is_some_and(|t| t.elapsed() < DEDUP_WINDOW) {
-                    count(&task_results, "deduplicated");
+                if let Err(result) = gate.admit(&key, Instant::now()) {
+                    count(&task_results, result);
                     continue;
                 }
-                last_posted.retain(|_, t| t.elapsed() < DEDUP_WINDOW);
-                match kube.post_event(&req).await {
-                    Ok(()) => {
-                        last_posted.insert(key, Instant::now());
-                        count(&task_results, "posted");
+                let posted = kube.post_event(&req).await;
+                if let Err(e) = &posted {
+                    count(&task_results, "failed");
+                    // One warning per run of failures, not one per Event.
+                    if gate.failures == 0 {
+                        warn(&format!("cannot post a {} Event: {e:#}; backing off, further failures are counted in probe_tracer_kubernetes_events_total", req.reason));
                     }
-                    Err(e) => {
-                        count(&task_results, "failed");
-                        warn(&format!("cannot post a {} Event: {e:#}", req.reason));
+                } else {
+                    count(&task_results, "posted");
+                    if gate.failures > 0 {
+                        warn("posting Events works again");
                     }
                 }
+                gate.record(key, posted.is_ok(), Instant::now());
             }
         });
         (Self { tx, results }, handle)
@@ -201,6 +204,58 @@ impl EventPoster {
     pub fn post(&self, req: EventRequest) {
         if self.tx.try_send(req).is_err() {
             count(&self.results, "dropped");
+        }
+    }
+}
+
+/// Longest pause in posting after failed POSTs.
+pub const MAX_POST_BACKOFF: Duration = Duration::from_secs(300);
+/// Most (object, reason) pairs remembered for deduplication.
+pub const MAX_DEDUP_KEYS: usize = 4096;
+
+type PostKey = (String, &'static str);
+
+/// Which Events are posted: one per (object, reason) per `DEDUP_WINDOW`,
+/// failed ones included (a failing POST is not retried for the same
+/// object at once), and none at all for a pause after failures that doubles
+/// from a second up to `MAX_POST_BACKOFF` (the API server is down or
+/// refusing: hammering it helps nobody).
+#[derive(Default)]
+struct PostGate {
+    last: HashMap<PostKey, Instant>,
+    /// Consecutive failed POSTs.
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+impl PostGate {
+    /// `Err(result)`: not posted, counted as `result`.
+    fn admit(&mut self, key: &PostKey, now: Instant) -> Result<(), &'static str> {
+        if self.last.get(key).is_some_and(|t| now.saturating_duration_since(*t) < DEDUP_WINDOW) {
+            return Err("deduplicated");
+        }
+        if self.retry_at.is_some_and(|t| now < t) {
+            return Err("dropped");
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, key: PostKey, ok: bool, now: Instant) {
+        self.last.retain(|_, t| now.saturating_duration_since(*t) < DEDUP_WINDOW);
+        if self.last.len() >= MAX_DEDUP_KEYS {
+            // Full of distinct recent keys: forget the oldest.
+            if let Some(oldest) = self.last.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) {
+                self.last.remove(&oldest);
+            }
+        }
+        self.last.insert(key, now);
+        if ok {
+            self.failures = 0;
+            self.retry_at = None;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            let pause = Duration::from_secs(1u64 << self.failures.min(16).saturating_sub(1)).min(MAX_POST_BACKOFF);
+            self.retry_at = Some(now + pause);
         }
     }
 }
@@ -298,6 +353,39 @@ mod tests {
         assert_eq!(v["type"], "Warning");
         assert_eq!(v["source"]["component"], "probe-tracer");
         assert_eq!(v["source"]["host"], "node-1");
+    }
+
+    #[test]
+    fn failed_posts_are_deduplicated_and_backed_off() {
+        let mut gate = PostGate::default();
+        let t0 = Instant::now();
+        let a: PostKey = ("pod-a".into(), "ProbeConnectionRefused");
+        let b: PostKey = ("pod-b".into(), "ProbeConnectionRefused");
+        assert_eq!(gate.admit(&a, t0), Ok(()));
+        gate.record(a.clone(), false, t0);
+        // The same Event again: not retried within the window.
+        assert_eq!(gate.admit(&a, t0 + Duration::from_millis(10)), Err("deduplicated"));
+        // Another object: held back while the pause after a failure lasts.
+        assert_eq!(gate.admit(&b, t0 + Duration::from_millis(500)), Err("dropped"));
+        assert_eq!(gate.admit(&b, t0 + Duration::from_millis(1001)), Ok(()));
+        gate.record(b.clone(), false, t0 + Duration::from_secs(1));
+        // The pause doubles: 2 s after the second failure.
+        let c: PostKey = ("pod-c".into(), "ProbeConnectionRefused");
+        assert_eq!(gate.admit(&c, t0 + Duration::from_millis(2500)), Err("dropped"));
+        assert_eq!(gate.admit(&c, t0 + Duration::from_millis(3001)), Ok(()));
+        // It never exceeds MAX_POST_BACKOFF, however many failures.
+        for i in 0..100 {
+            gate.record((format!("p{i}"), "X"), false, t0);
+        }
+        assert_eq!(gate.retry_at, Some(t0 + MAX_POST_BACKOFF));
+        // A success ends the pause.
+        gate.record(c, true, t0 + Duration::from_secs(4));
+        assert_eq!(gate.admit(&("pod-d".into(), "X"), t0 + Duration::from_secs(4)), Ok(()));
+        // The dedup memory is bounded.
+        for i in 0..(MAX_DEDUP_KEYS * 2) {
+            gate.record((format!("q{i}"), "X"), true, t0 + Duration::from_secs(5));
+        }
+        assert!(gate.last.len() <= MAX_DEDUP_KEYS);
     }
 
     #[test]
