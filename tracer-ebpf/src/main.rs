@@ -235,6 +235,32 @@ fn header(kind: u16, hook_mode: u8) -> EventHeader {
     header_with_comm(kind, hook_mode, bpf_get_current_comm().unwrap_or_default())
 }
 
+/// Writes [`header`] where it will be sent (ring-buffer memory): no
+/// 48-byte copy on the program's stack, where the state program has none
+/// to spare.
+#[inline(always)]
+fn fill_header(h: &mut EventHeader, kind: u16, hook_mode: u8) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    h.kind = kind;
+    h.hook_mode = hook_mode;
+    h._pad0 = 0;
+    h.pid = (pid_tgid >> 32) as u32;
+    h.tid = pid_tgid as u32;
+    h._pad1 = 0;
+    h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: the helper writes at most the 16 bytes given, NUL-padded.
+    let ret = unsafe {
+        aya_ebpf::helpers::generated::bpf_get_current_comm(
+            h.comm.as_mut_ptr() as *mut aya_ebpf::cty::c_void,
+            TASK_COMM_LEN as u32,
+        )
+    };
+    if ret != 0 {
+        h.comm = [0; TASK_COMM_LEN];
+    }
+}
+
 /// [`header`] with the comm given.
 #[inline(always)]
 fn header_with_comm(kind: u16, hook_mode: u8, comm: [u8; TASK_COMM_LEN]) -> EventHeader {

@@ -33,7 +33,7 @@ use tracer_common::{
 };
 
 use crate::{
-    config, header, insert_counted, prober_header, may_hold, read_kernel,
+    config, insert_counted, prober_header, may_hold, read_kernel,
     remove_counted, reserve, setting, submit, tp_read, tracked_map,
 };
 
@@ -390,19 +390,19 @@ fn send(header: &EventHeader, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
     submit(entry);
 }
 
-/// [`send`] with a header of the current context. A function of its own
-/// (a BPF-to-BPF call), with the header in its frame: the state program
-/// sends up to four records, and their headers inlined put its stack past
-/// 512 bytes. Five arguments at most: kind and mode, states share one.
+/// [`send`] with a header of the current context, written in place.
 #[inline(always)]
 fn send_new(kind: u16, mode: u8, skaddr: u64, tuple: &Tuple, old: u8, new: u8) {
-    send_with_header((kind as u32) << 8 | mode as u32, skaddr, tuple, (old as u32) << 8 | new as u32);
-}
-
-#[inline(never)]
-fn send_with_header(kind_mode: u32, skaddr: u64, tuple: &Tuple, states: u32) {
-    let h = header((kind_mode >> 8) as u16, kind_mode as u8);
-    send(&h, skaddr, tuple, (states >> 8) as u8, states as u8);
+    let Some(mut entry) = reserve::<TcpEvent>() else { return };
+    // SAFETY: reserve returned room for a TcpEvent; every field is set.
+    let e = unsafe { &mut *entry.as_mut_ptr() };
+    crate::fill_header(&mut e.header, kind, mode);
+    e.skaddr = skaddr;
+    e.tuple = *tuple;
+    e.oldstate = old;
+    e.newstate = new;
+    e._pad = [0; 6];
+    submit(entry);
 }
 
 /// Sends what is still owed about a tracked socket before any other record
