@@ -841,7 +841,17 @@ fn sock_tuple(sk: *const u8) -> Tuple {
 #[inline(always)]
 fn read_sock_tuple(sk: *const u8, t: &mut Tuple) {
     let off = &config().sock;
-    let window = if off.tuple_window != NO_FIELD { read_kernel::<[u64; 3]>(sk, off.tuple_window) } else { None };
+    // A failed window read leaves the tuple zero rather than falling back
+    // to the field reads: that fallback on a runtime result doubled the
+    // paths the verifier walks after every tuple read.
+    let window = if off.tuple_window != NO_FIELD {
+        match read_kernel::<[u64; 3]>(sk, off.tuple_window) {
+            Some(w) => Some(w),
+            None => return,
+        }
+    } else {
+        None
+    };
     match window {
         Some(w) => {
             let field = |at: u32, bytes: u32| window_field(&w, at.wrapping_sub(off.tuple_window), bytes);
