@@ -86,10 +86,23 @@ impl SkbAccess for SkbByHelper {
     }
 }
 
-/// IPv4 header and the TCP ports after it, as one read: 20 + 4 bytes.
-const V4_READ: usize = 24;
-/// IPv6 header and the ports: 40 + 4 bytes.
-const V6_READ: usize = 44;
+/// IPv4 header and the TCP header's first 14 bytes (ports, data offset,
+/// flags), as one read.
+const V4_READ: usize = 34;
+/// IPv6 header and the same 14 bytes.
+const V6_READ: usize = 54;
+const TCP_SYN: u8 = 0x02;
+
+/// Whether a dropped segment says something about a probe: its SYN or
+/// SYN-ACK, or a segment with payload (the request, the response). The
+/// teardown of an earlier probe to the same pod (FINs, RSTs and bare ACKs
+/// meeting a closed socket) is not, and would pass the destination filter.
+#[inline(always)]
+fn telling(ip_payload: u32, tcp: &[u8]) -> bool {
+    let flags = tcp[13];
+    let header = ((tcp[12] >> 4) as u32) * 4;
+    flags & TCP_SYN != 0 || ip_payload > header
+}
 
 #[inline(always)]
 fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
@@ -114,18 +127,23 @@ fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
             if h[0] >> 4 != 4 || h[9] != IPPROTO_TCP {
                 return;
             }
-            let ihl = (h[0] & 15) as usize * 4;
+            let ihl = (h[0] & 15) as u32 * 4;
+            let total = u16::from_be_bytes([h[2], h[3]]) as u32;
             t.family = AF_INET;
             t.saddr[..4].copy_from_slice(&h[12..16]);
             t.daddr[..4].copy_from_slice(&h[16..20]);
-            let ports = if ihl == 20 {
-                [h[20], h[21], h[22], h[23]]
+            let mut tcp = [0u8; 14];
+            if ihl == 20 {
+                tcp.copy_from_slice(&h[20..34]);
             } else {
-                let Some(p) = read_kernel::<[u8; 4]>(at, (ihl as u32) & 0x3f) else { return };
-                p
-            };
-            t.sport = u16::from_be_bytes([ports[0], ports[1]]);
-            t.dport = u16::from_be_bytes([ports[2], ports[3]]);
+                let Some(p) = read_kernel::<[u8; 14]>(at, ihl & 0x3f) else { return };
+                tcp = p;
+            }
+            if !telling(total.saturating_sub(ihl), &tcp) {
+                return;
+            }
+            t.sport = u16::from_be_bytes([tcp[0], tcp[1]]);
+            t.dport = u16::from_be_bytes([tcp[2], tcp[3]]);
         }
         ETH_P_IPV6 => {
             let Some(h) = read_kernel::<[u8; V6_READ]>(at, 0) else { return };
@@ -133,11 +151,16 @@ fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
             if h[6] != IPPROTO_TCP {
                 return;
             }
+            let mut tcp = [0u8; 14];
+            tcp.copy_from_slice(&h[40..54]);
+            if !telling(u16::from_be_bytes([h[4], h[5]]) as u32, &tcp) {
+                return;
+            }
             t.family = AF_INET6;
             t.saddr.copy_from_slice(&h[8..24]);
             t.daddr.copy_from_slice(&h[24..40]);
-            t.sport = u16::from_be_bytes([h[40], h[41]]);
-            t.dport = u16::from_be_bytes([h[42], h[43]]);
+            t.sport = u16::from_be_bytes([tcp[0], tcp[1]]);
+            t.dport = u16::from_be_bytes([tcp[2], tcp[3]]);
         }
         _ => return,
     }
