@@ -108,7 +108,9 @@ fn assert_phase_verdicts(out: &Output) {
     assert_eq!((&silent["request_bytes"], &silent["request_acked"]), (&REQUEST_BYTES.into(), &true.into()), "{silent}");
     assert_eq!((&silent["response_bytes"], &silent["closed_by"]), (&0.into(), &"prober".into()), "{silent}");
     let elapsed = silent["elapsed_ms"].as_u64().unwrap();
-    assert!((timeout_ms() * 95 / 100..timeout_ms() * 3 / 2).contains(&elapsed), "the prober's timeout: {silent}");
+    // The prober's clock starts before its connect: under emulation by
+    // a good part of a second.
+    assert!((timeout_ms() * 6 / 10..timeout_ms() * 3 / 2).contains(&elapsed), "the prober's timeout: {silent}");
     assert!(silent["connect_ms"].as_u64().unwrap() < timeout_ms() / 2, "{silent}");
     let message = silent["message"].as_str().unwrap();
     assert!(message.contains("reached the pod's socket") && message.contains("not the network"), "{message}");
