@@ -300,8 +300,10 @@ fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN], drop_slot: u32) {
 
 /// Makes the socket's reply visible to the IPVS hook. Without a source port
 /// (tracepoint path before the port is bound) there is nothing to match;
-/// without the IPVS hook there is nobody to match it.
-#[inline(always)]
+/// without the IPVS hook there is nobody to match it. A function of its
+/// own, as is [`forget_reply`]: their 40-byte keys in the state program's
+/// tracked half put its frame past what 5.10 allows along a call chain.
+#[inline(never)]
 fn track_reply(skaddr: u64, tuple: &Tuple) {
     if tuple.sport == 0 || setting(settings::IPVS_HOOKED) == 0 {
         return;
@@ -341,7 +343,7 @@ fn untrack(skaddr: u64, tuple: &Tuple, sock: &ProbeSock) {
 
 /// IPVS can take only a reply that opens a connection (a SYN-ACK): once
 /// the socket leaves SYN-SENT its reply key is of no use.
-#[inline(always)]
+#[inline(never)]
 fn forget_reply(skaddr: u64, tuple: &Tuple) {
     if tuple.sport != 0 && setting(settings::IPVS_HOOKED) != 0 {
         untrack_reply(skaddr, &reply_key(tuple));
