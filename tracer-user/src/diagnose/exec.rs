@@ -484,7 +484,7 @@ impl<H: HostView> ExecCorrelator<H> {
             self.members.remove(&ev.pid);
         }
         if ns_pid == 1 && ns_level > 0 {
-            out.push(self.container_init_exit(ev, status, root));
+            out.extend(self.container_init_exit(ev, status, root, role));
         }
         let Some(root) = root else { return out };
         if root == ev.pid {
@@ -505,7 +505,7 @@ impl<H: HostView> ExecCorrelator<H> {
         out
     }
 
-    fn container_init_exit(&mut self, ev: &Event, status: ExitStatus, root: Option<u32>) -> Report {
+    fn container_init_exit(&mut self, ev: &Event, status: ExitStatus, root: Option<u32>, role: Role) -> Option<Report> {
         // Which container: the traced runc that created it, else runc's
         // state files (they keep the pid until the container is deleted).
         let _ = root;
@@ -513,8 +513,15 @@ impl<H: HostView> ExecCorrelator<H> {
             .known_inits
             .remove(&ev.pid)
             .or_else(|| self.host.container_by_init_pid(&self.settings.runtime_roots, ev.pid).map(|s| s.id));
+        let killer = self.init_signals.remove(&ev.pid);
+        // Pid 1 of a namespace no runtime made, ran or signalled (unshare,
+        // a sandbox, a process a tenant names as it likes) is no container.
+        let by_runtime = killer.as_ref().is_some_and(|(_, comm, _, _)| self.settings.runtime_comms.iter().any(|c| c == comm));
+        if container.is_none() && role != Role::Container && !by_runtime {
+            return None;
+        }
         // A signal long before this exit was to an earlier holder of the pid.
-        let killer = self.init_signals.remove(&ev.pid).filter(|k| ev.ts_ns.saturating_sub(k.3) < KEEP_NS).map(|(p, c, s, _)| (p, c, s));
+        let killer = killer.filter(|k| ev.ts_ns.saturating_sub(k.3) < KEEP_NS).map(|(p, c, s, _)| (p, c, s));
         let cgroup = self.host.cgroup_path(ev.cgroup_id);
         let name = container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
         let how = match (&killer, status.signal) {
@@ -541,11 +548,13 @@ impl<H: HostView> ExecCorrelator<H> {
         };
         let r = Report::new(kind, ev).with("container_id", json!(container));
         let r = status.fields(r);
-        r.with("killed_by_pid", json!(killer.as_ref().map(|k| k.0)))
-            .with("killed_by_comm", json!(killer.as_ref().map(|k| k.1.clone())))
-            .with("cgroup", json!(cgroup))
-            .with("cgroup_id", ev.cgroup_id)
-            .message(message)
+        Some(
+            r.with("killed_by_pid", json!(killer.as_ref().map(|k| k.0)))
+                .with("killed_by_comm", json!(killer.as_ref().map(|k| k.1.clone())))
+                .with("cgroup", json!(cgroup))
+                .with("cgroup_id", ev.cgroup_id)
+                .message(message),
+        )
     }
 
     /// Entries held per map (the soak test bounds them).

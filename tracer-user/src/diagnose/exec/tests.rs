@@ -287,3 +287,11 @@ fn a_container_stopped_by_the_runtime_is_a_record() {
     assert_eq!(out[0].kind, "container_stopped");
     assert!(!out[0].is_verdict());
 }
+
+#[test]
+fn pid_one_of_a_namespace_no_runtime_made_is_no_container() {
+    // `unshare --pid --fork prober` on the host: its pid 1 exits 1.
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    let out = c.handle(&ev(1, 50, "kubelet", Body::Exit { exit_code: 1, ns_pid: 1, ppid: 1, group_dead: true, ns_level: 1, role: Role::Untracked }));
+    assert!(out.is_empty(), "{out:?}");
+}
