@@ -44,6 +44,19 @@ impl<H: HostView> Enricher<H> {
             if let Some(ip) = r.ip("daddr") {
                 pod = dir.pod_by_ip(ip).map(|p| (**p).clone());
             }
+            // The serving container's cgroup, where the verdict measured it.
+            if let Some(path) = r.field_str("cgroup") {
+                let ids = ContainerRef::from_cgroup_path(path);
+                for (key, value) in [("pod_uid", ids.pod_uid), ("container_id", ids.container_id)] {
+                    if let Some(v) = value {
+                        r.fields.entry(key.to_string()).or_insert(json!(v));
+                    }
+                }
+                if let Some(c) = r.field_str("container_id").and_then(|id| dir.container(id)) {
+                    container = Some(c.name.clone());
+                    pod = pod.or_else(|| Some((*c.pod).clone()));
+                }
+            }
             if let Some(svc) = r.fields.get("ipvs_vport").and_then(|v| v.as_u64()).and_then(|p| dir.service_by_nodeport(p as u16)) {
                 r.fields.insert("ipvs_service".into(), json!(format!("{}/{}", svc.namespace, svc.name)));
             }

@@ -13,6 +13,7 @@
 //! - `audit`: `check`'s node audit (port ranges, IPVS NodePorts, pids and
 //!   thread limits) as pure functions of what it reads;
 //! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
+//! - `cgroup_cpu`: a probed container's CPU throttling and pressure;
 //! - `host`: process facts the exec verdicts cite (pids cgroups,
 //!   threads-max, runc state files);
 //! - `enrich`: the stage between `diagnose` and `output` that adds pod and
@@ -23,6 +24,7 @@
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
 pub mod audit;
+pub mod cgroup_cpu;
 pub mod check;
 pub mod cli;
 pub mod diagnose;

@@ -4,6 +4,8 @@
 
 use std::{collections::HashMap, fs, net::IpAddr, net::Ipv4Addr, ops::RangeInclusive};
 
+use crate::cgroup_cpu::{self, CpuReading, ServingCgroup};
+
 /// A set of port ranges as in `net.ipv4.ip_local_reserved_ports`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortRanges(pub Vec<RangeInclusive<u16>>);
@@ -106,6 +108,12 @@ pub trait NodeView {
     fn netns_of(&self, addr: IpAddr) -> Option<u32>;
     /// The kernel function a code address lies in.
     fn symbol(&self, addr: u64) -> Option<String>;
+    /// The cgroup of the process serving `addr:port`: the holder of the
+    /// listening socket in the namespace that owns `addr`.
+    fn serving_cgroup(&self, addr: IpAddr, port: u16) -> Option<ServingCgroup>;
+    /// That cgroup's counters, read now (`now_ns` is the caller's idea of
+    /// now: recorded views answer with what they had then).
+    fn cpu_reading(&self, cgroup: &ServingCgroup, now_ns: u64) -> Option<CpuReading>;
 }
 
 /// The live node, read from procfs on each call (calls are rare: once per
@@ -129,7 +137,7 @@ impl NodeView for ProcNode {
     }
 
     fn listeners(&self, addr: IpAddr) -> Option<Vec<Listener>> {
-        let dir = namespace_owning(addr)?;
+        let dir = namespace_dir(addr)?;
         let mut found = Vec::new();
         for table in ["net/tcp", "net/tcp6"] {
             found.extend(fs::read_to_string(dir.join(table)).map(|t| parse_tcp_listeners(&t)).unwrap_or_default());
@@ -142,12 +150,20 @@ impl NodeView for ProcNode {
 
     fn netns_of(&self, addr: IpAddr) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
-        let dir = namespace_owning(addr)?;
+        let dir = namespace_dir(addr)?;
         fs::metadata(dir.join("ns/net")).ok().map(|m| m.ino() as u32)
     }
 
     fn symbol(&self, addr: u64) -> Option<String> {
         symbolize(addr)
+    }
+
+    fn serving_cgroup(&self, addr: IpAddr, port: u16) -> Option<ServingCgroup> {
+        cgroup_cpu::serving(addr, port)
+    }
+
+    fn cpu_reading(&self, cgroup: &ServingCgroup, _now_ns: u64) -> Option<CpuReading> {
+        cgroup_cpu::read(cgroup)
     }
 }
 
@@ -206,7 +222,7 @@ const PROCESSES_MAX: usize = 100_000;
 /// Finds the network namespace whose local addresses include `addr`, one
 /// process per namespace (a pod's pause process holds it): the /proc
 /// directory of a process in it.
-fn namespace_owning(addr: IpAddr) -> Option<std::path::PathBuf> {
+pub(crate) fn namespace_dir(addr: IpAddr) -> Option<std::path::PathBuf> {
     let mut seen = std::collections::HashSet::new();
     for entry in fs::read_dir("/proc").ok()?.flatten().take(PROCESSES_MAX) {
         let name = entry.file_name();
@@ -260,13 +276,18 @@ pub fn local_ipv6(if_inet6: &str) -> Vec<std::net::Ipv6Addr> {
 /// Listening sockets (state 0A) in a `/proc/net/tcp` or `tcp6`, whose
 /// addresses are printed as native-endian 32-bit words.
 pub fn parse_tcp_listeners(text: &str) -> Vec<Listener> {
+    parse_tcp_listener_inodes(text).into_iter().map(|(l, _)| l).collect()
+}
+
+/// [`parse_tcp_listeners`] with each socket's inode (what a process's
+/// `fd/N -> socket:[inode]` names).
+pub fn parse_tcp_listener_inodes(text: &str) -> Vec<(Listener, u64)> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
-        let mut cols = line.split_whitespace();
-        let (Some(_), Some(local), Some(_), Some(state)) = (cols.next(), cols.next(), cols.next(), cols.next()) else {
-            continue;
-        };
-        if state != "0A" {
+        let cols: Vec<&str> = line.split_whitespace().take(10).collect();
+        let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else { continue };
+        let inode = cols.get(9).and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
+        if *state != "0A" {
             continue;
         }
         let Some((addr, port)) = local.split_once(':') else { continue };
@@ -286,7 +307,7 @@ pub fn parse_tcp_listeners(text: &str) -> Vec<Listener> {
             }
             _ => continue,
         };
-        out.push(Listener { addr, port });
+        out.push((Listener { addr, port }, inode));
     }
     out
 }
@@ -308,6 +329,10 @@ pub struct StaticNode {
     /// Kernel symbols: (address, name), and namespaces by address.
     pub symbols: Vec<(u64, String)>,
     pub netns: Vec<(IpAddr, u32)>,
+    /// Serving cgroups by destination, and each one's readings over time
+    /// (by cgroup path).
+    pub serving: Vec<((IpAddr, u16), ServingCgroup)>,
+    pub readings: Vec<(String, Vec<CpuReading>)>,
 }
 
 impl NodeView for StaticNode {
@@ -325,6 +350,13 @@ impl NodeView for StaticNode {
     }
     fn symbol(&self, addr: u64) -> Option<String> {
         self.symbols.iter().filter(|(a, _)| *a <= addr).max_by_key(|(a, _)| *a).map(|(_, n)| n.clone())
+    }
+    fn serving_cgroup(&self, addr: IpAddr, port: u16) -> Option<ServingCgroup> {
+        self.serving.iter().find(|(d, _)| *d == (addr, port)).map(|(_, c)| c.clone())
+    }
+    fn cpu_reading(&self, cgroup: &ServingCgroup, now_ns: u64) -> Option<CpuReading> {
+        let (_, readings) = self.readings.iter().find(|(p, _)| *p == cgroup.path)?;
+        readings.iter().rev().find(|r| r.ts_ns <= now_ns).copied()
     }
 }
 

@@ -186,6 +186,9 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // picks up the rest, so a lone verdict is printed within DRAIN_PERIOD.
     let mut drain = interval(DRAIN_PERIOD);
     drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The probed containers' CPU counters, ahead of their probes' verdicts.
+    let mut cpu_sampler = interval(Duration::from_nanos(crate::diagnose::probe::SAMPLE_PERIOD_NS));
+    cpu_sampler.set_missed_tick_behavior(MissedTickBehavior::Skip);
     if let Some(m) = &metrics {
         m.hooks(&tracer.hooks);
     }
@@ -217,6 +220,9 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
             }
             _ = drain.tick() => {
                 sink.drain(ring.get_mut(), DRAIN_BUDGET)?;
+            }
+            _ = cpu_sampler.tick() => {
+                sink.agg.probe.sample_cpu(Clock::monotonic_now_ns());
             }
             _ = housekeeping.tick() => {
                 let now = Clock::monotonic_now_ns();
@@ -398,7 +404,7 @@ impl Sink {
 
     /// Takes in the healthy probes the kernel counted since the last call.
     fn kernel_established(&mut self, tracer: &Tracer) -> Result<()> {
-        let new = self.agg.probe.kernel_established(&tracer.established_counts()?);
+        let new = self.agg.probe.kernel_established(&tracer.established_counts()?, Clock::monotonic_now_ns());
         if let Some(m) = &self.metrics {
             m.established(new);
         }

@@ -28,7 +28,9 @@ use serde::Serialize;
 
 use super::Report;
 
+mod cpu_window;
 mod drops;
+pub use cpu_window::{CpuSampler, SAMPLE_PERIOD_NS};
 pub use drops::{DropNames, DropSummary};
 use crate::{
     events::{Body, Event, IpvsConn, TcpClose, TcpInfo, tcp_state_name},
@@ -158,7 +160,13 @@ pub struct ProbeCorrelator<N: NodeView> {
     /// Dropped packets that may be probes', for the verdicts of probes
     /// that time out or get no answer.
     drops: drops::RecentDrops,
+    /// The probed containers' CPU counters, for the verdicts of probes
+    /// that got no answer or a slow one.
+    cpu: CpuSampler,
 }
+
+/// An answer this slow is worth its container's CPU window.
+const SLOW_ANSWER_MS: u64 = 500;
 
 impl<N: NodeView> ProbeCorrelator<N> {
     pub fn new(settings: ProbeSettings, node: N) -> Self {
@@ -169,12 +177,23 @@ impl<N: NodeView> ProbeCorrelator<N> {
             destinations: BTreeMap::new(),
             kernel_established: HashMap::new(),
             drops: Default::default(),
+            cpu: CpuSampler::default(),
         }
+    }
+
+    /// Samples the probed containers' CPU counters (every
+    /// [`SAMPLE_PERIOD_NS`]).
+    pub fn sample_cpu(&mut self, now_ns: u64) {
+        self.cpu.tick(&self.node, now_ns);
+    }
+
+    pub fn cpu_sampler(&self) -> &CpuSampler {
+        &self.cpu
     }
 
     /// Takes in the kernel's cumulative healthy-probe counts per
     /// destination; returns how many are new since the last call.
-    pub fn kernel_established(&mut self, counts: &[((IpAddr, u16), u64)]) -> u64 {
+    pub fn kernel_established(&mut self, counts: &[((IpAddr, u16), u64)], now_ns: u64) -> u64 {
         let mut new = 0;
         for &(dest, total) in counts {
             let seen = self.kernel_established.entry(dest).or_default();
@@ -182,6 +201,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
             *seen = total.max(*seen);
             if delta > 0 {
                 self.destinations.entry(dest).or_default().established += delta;
+                self.cpu.note(dest, now_ns);
                 new += delta;
             }
         }
@@ -215,6 +235,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
                     _ => true,
                 };
                 if fresh {
+                    self.cpu.note((info.daddr, info.dport), ev.ts_ns);
                     let attempt = Attempt {
                         started: ev.clone(),
                         tuple: *info,
@@ -364,8 +385,16 @@ impl<N: NodeView> ProbeCorrelator<N> {
         }
         let mut out: Vec<Report> = verdict.into_iter().collect();
         out.extend(self.attempt_record(&a, ev, outcome).map(|r| {
-            let message = format!("{} {} {}: {}", who(&a), tuple_text(&a), outcome.as_str(), phases.text());
-            phases.add_to(r).message(message)
+            let mut message = format!("{} {} {}: {}", who(&a), tuple_text(&a), outcome.as_str(), phases.text());
+            let r = phases.add_to(r);
+            if !phases.slow() {
+                return r.message(message);
+            }
+            let cpu = self.cpu_window(&a, ev);
+            if let Some(limits) = cpu.explanation() {
+                message.push_str(&format!("; slow: {limits}"));
+            }
+            cpu.add_to(r).message(message)
         }));
         out
     }
@@ -397,23 +426,42 @@ impl<N: NodeView> ProbeCorrelator<N> {
             )
         };
         let (drops, died) = self.drops_of(a, ev, true);
-        let why = match died {
-            Some(d) => format!("{d}; {why}"),
-            None => why,
+        let cpu = self.cpu_window(a, ev);
+        // The container's limits lead when they explain a request that
+        // reached it; the network's drops lead otherwise.
+        let why = match (died, p.request_acked.then(|| cpu.explanation()).flatten()) {
+            (Some(d), _) => format!("{d}; {why}"),
+            (None, Some(limits)) => format!("{limits}; {why}"),
+            (None, None) if p.request_acked => format!("{why}; {}", cpu.ruled_out()),
+            (None, None) => why,
         };
         let message = format!("{} {} got no response: {why}", who(a), tuple_text(a));
-        p.add_to(self.base("probe_no_response", a, ev)).with("drops", drops).message(message)
+        let r = p.add_to(self.base("probe_no_response", a, ev)).with("drops", drops);
+        cpu.add_to(r).message(message)
     }
 
     fn http_error(&self, a: &Attempt, ev: &Event, p: &Phases, status: u16) -> Report {
         let after = p.response_ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default();
-        let message = format!(
+        let mut message = format!(
             "{} {} failed: the application answered HTTP {status}{after}; the pod's own health handler reports \
              it unhealthy: check the application's log for the probe's path",
             who(a),
             tuple_text(a),
         );
-        p.add_to(self.base("probe_http_error", a, ev)).message(message)
+        let r = p.add_to(self.base("probe_http_error", a, ev));
+        if !p.slow() {
+            return r.message(message);
+        }
+        let cpu = self.cpu_window(a, ev);
+        if let Some(limits) = cpu.explanation() {
+            message.push_str(&format!("; it answered slowly: {limits}"));
+        }
+        cpu.add_to(r).message(message)
+    }
+
+    /// The probed container's CPU over the attempt's window.
+    fn cpu_window(&self, a: &Attempt, ev: &Event) -> cpu_window::CpuWindow {
+        self.cpu.window(&self.node, (a.tuple.daddr, a.tuple.dport), a.started.ts_ns, ev.ts_ns)
     }
 
     fn dropped_by_pod(&self, a: &Attempt, ev: &Event, p: &Phases, reset: bool) -> Report {
@@ -639,6 +687,11 @@ struct Phases {
 }
 
 impl Phases {
+    /// An answer slow enough to be worth its container's CPU window.
+    fn slow(&self) -> bool {
+        self.response_ms.is_some_and(|ms| ms >= SLOW_ANSWER_MS)
+    }
+
     fn of(a: &Attempt, ev: &Event, close: &TcpClose, responses_observed: bool) -> Self {
         let ms = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
         let established = a.established_ns.unwrap_or(close.established_ts_ns);

@@ -407,11 +407,81 @@ fn healthy_probes_counted_in_the_kernel_add_only_what_is_new() {
     // setting was not yet set), then the kernel counted the rest.
     let mut c = correlator(ProbeSettings { attempt_records: false, ..following() }, StaticNode::default());
     run(&mut c, &closed_probe(b"HTTP/1.1 200 OK\r\n"));
-    assert_eq!(c.kernel_established(&[(pod, 3)]), 3);
+    assert_eq!(c.kernel_established(&[(pod, 3)], 0), 3);
     // Counts are cumulative: a second read adds only the difference.
-    assert_eq!(c.kernel_established(&[(pod, 5), (other, 2)]), 4);
-    assert_eq!(c.kernel_established(&[(pod, 5), (other, 2)]), 0);
+    assert_eq!(c.kernel_established(&[(pod, 5), (other, 2)], 0), 4);
+    assert_eq!(c.kernel_established(&[(pod, 5), (other, 2)], 0), 0);
     assert_eq!(c.destinations()[&pod].established, 6);
     assert_eq!(c.destinations()[&other].established, 2);
     assert_eq!(c.in_flight(), 0);
+}
+
+/// A pod at a tiny CPU limit: its container's counters, sampled while it
+/// is probed, say it was throttled for most of the probe's window.
+fn throttled_node(throttled_per_tick_ms: u64) -> StaticNode {
+    use crate::cgroup_cpu::{CpuReading, ServingCgroup};
+    let path = "/kubepods/burstable/pod0a1b/c1";
+    let cgroup = ServingCgroup { pid: 77, path: path.into(), cpu_dir: path.into(), psi_dir: None, v1: true };
+    let readings = (0..40)
+        .map(|i| CpuReading {
+            ts_ns: i * 100 * MS,
+            throttled_us: i * throttled_per_tick_ms * 1000,
+            nr_throttled: i * u64::from(throttled_per_tick_ms > 0),
+            nr_periods: i,
+            cpu_limit: Some(0.01),
+            ..Default::default()
+        })
+        .collect();
+    StaticNode { serving: vec![((ip("10.200.1.2"), 8080), cgroup)], readings: vec![(path.into(), readings)], ..Default::default() }
+}
+
+fn sampled_run(node: StaticNode, events: &[Event]) -> Vec<Report> {
+    let mut c = correlator(following(), node);
+    // An earlier probe to the pod started its sampling.
+    c.kernel_established(&[((ip("10.200.1.2"), 8080), 1)], 0);
+    let mut out = Vec::new();
+    for e in events {
+        while c.cpu.targets_sampled_until() < e.ts_ns {
+            let next = c.cpu.targets_sampled_until() + cpu_window::SAMPLE_PERIOD_NS;
+            c.sample_cpu(next);
+        }
+        out.extend(c.handle(e));
+    }
+    out
+}
+
+#[test]
+fn a_probe_stalled_by_its_containers_cpu_limit_says_so_first() {
+    let mut events = connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0));
+    for e in &mut events {
+        e.ts_ns += 200 * MS;
+    }
+    let reports = sampled_run(throttled_node(90), &events);
+    let v = verdicts(&reports);
+    assert_eq!(v.len(), 1, "{reports:#?}");
+    let f = &v[0].fields;
+    assert_eq!(f["cpu_throttled_ms"], 900, "{f:?}");
+    assert_eq!((&f["cpu_throttled_periods"], &f["cpu_limit"], &f["cpu_window_ms"]), (&10.into(), &0.01.into(), &1000.into()));
+    assert_eq!((&f["cgroup"], &f["cpu_measured"]), (&"/kubepods/burstable/pod0a1b/c1".into(), &"sampled".into()));
+    let m = &v[0].message;
+    assert!(m.contains("got no response: its container was CPU-throttled in 10 of 10 periods of the 1000 ms"), "{m}");
+    assert!(m.contains("limit of 0.01 CPU: raise resources.limits.cpu"), "{m}");
+}
+
+#[test]
+fn a_stalled_probe_whose_container_was_not_throttled_is_not_blamed_on_it() {
+    let mut events = connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0));
+    for e in &mut events {
+        e.ts_ns += 200 * MS;
+    }
+    let reports = sampled_run(throttled_node(0), &events);
+    let v = verdicts(&reports);
+    assert_eq!(v[0].fields["cpu_throttled_ms"], 0);
+    let m = &v[0].message;
+    assert!(!m.contains("CPU-throttled in") && m.contains("not held back by its limits (0 ms"), "{m}");
+    // Without a sample before the probe, the window is not guessed.
+    let reports = run(&mut correlator(following(), throttled_node(90)), &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)));
+    let v = verdicts(&reports);
+    assert!(v[0].fields["cpu_throttled_ms"].is_null());
+    assert_eq!(v[0].fields["cpu_measured"], "no_sample_before_the_probe");
 }

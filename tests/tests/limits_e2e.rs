@@ -1,0 +1,66 @@
+//! Why the pod could not answer in time (INCIDENTS.md; kubernetes#70585):
+//! a probe that connected and got no answer is measured against its
+//! container's CPU over the probe's own window. The scenario's pod has two
+//! containers in the kubelet's cgroup layout: one at a CPU limit of 0.01
+//! with busy loops beside its server, one unlimited whose server stalls on
+//! its own. Runs on the bare machine (cgroup v1 hybrid) and every VM (v2).
+
+use serde_json::Value;
+use tests::{Machine, Scenario, Tracer, machine};
+
+const POD_UID: &str = "7e5e1a2b-0c3d-4e5f-8a9b-0c1d2e3f4a5b";
+
+fn container_id(pair: &str) -> String {
+    pair.repeat(32)
+}
+
+/// The probes' timeoutSeconds (more under emulation, where the prober's
+/// own start takes part of it).
+fn timeout() -> &'static str {
+    if machine() == Machine::Vm { "2s" } else { "1s" }
+}
+
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn a_probe_starved_by_its_containers_cpu_limit_is_blamed_on_the_limit_and_a_stall_without_one_is_not() {
+    let scenario = Scenario::up("limits");
+    let tracer = Tracer::start(&[]);
+    assert_eq!(scenario.trigger(&["free", timeout()]), "success");
+    // A kubelet probes each container every periodSeconds: the first probe
+    // to a container starts its sampling, the next is measured.
+    for case in ["throttled", "stalled", "throttled", "stalled"] {
+        let said = scenario.trigger(&[case, timeout()]);
+        assert!(said.contains("Client.Timeout exceeded"), "{case}: {said}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let out = tracer.stop();
+    let measured = |port: u16| -> Vec<&Value> {
+        out.kind("probe_no_response").into_iter().filter(|v| v["dport"] == port && v["cpu_measured"] == "sampled").collect()
+    };
+    assert!(out.verdicts().iter().all(|v| v["dport"] != 8091), "the free container's healthy probe: {}", out.dump());
+
+    let throttled = measured(8090);
+    assert!(!throttled.is_empty(), "no measured verdict for the throttled container: {}", out.dump());
+    for v in &throttled {
+        let window = v["cpu_window_ms"].as_u64().unwrap();
+        let (periods, throttled_periods) = (v["cpu_periods"].as_u64().unwrap(), v["cpu_throttled_periods"].as_u64().unwrap());
+        assert!(window >= 900, "{v}");
+        assert!(v["cpu_throttled_ms"].as_u64().unwrap() * 2 >= window, "throttled for most of the window: {v}");
+        assert!(periods > 0 && throttled_periods * 10 >= periods * 8, "{v}");
+        assert_eq!(v["cpu_limit"], 0.01, "{v}");
+        assert_eq!((v["pod_uid"].as_str(), v["container_id"].as_str()), (Some(POD_UID), Some(container_id("a1").as_str())), "{v}");
+        let m = v["message"].as_str().unwrap();
+        assert!(m.contains("got no response: its container was CPU-throttled in"), "{m}");
+        assert!(m.contains("at a limit of 0.01 CPU: raise resources.limits.cpu"), "{m}");
+    }
+
+    let stalled = measured(8092);
+    assert!(!stalled.is_empty(), "no measured verdict for the stalled container: {}", out.dump());
+    for v in &stalled {
+        assert_eq!((&v["cpu_throttled_ms"], &v["cpu_limit"]), (&0.into(), &Value::Null), "{v}");
+        assert_eq!(v["container_id"].as_str(), Some(container_id("f2").as_str()), "{v}");
+        let m = v["message"].as_str().unwrap();
+        assert!(!m.contains("CPU-throttled in") && m.contains("not held back by its limits"), "{m}");
+        assert!(m.contains("the application is stalled"), "{m}");
+    }
+}
