@@ -6,6 +6,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 need ip python3
 "$here/teardown.sh" >/dev/null 2>&1 || true
+if ! grep -q cgroup /proc/mounts; then
+    mount -t cgroup2 none /sys/fs/cgroup
+    . "$here/env.sh"
+fi
 
 # mkcg ID: the container's cgroup (and its unified twin on a v1 hybrid).
 mkcg() {
