@@ -5,8 +5,8 @@
 //! with busy loops beside its server, one unlimited whose server stalls on
 //! its own. Runs on the bare machine (cgroup v1 hybrid) and every VM (v2).
 
-use serde_json::Value;
-use tests::{Machine, Scenario, Tracer, machine};
+use serde_json::{Value, json};
+use tests::{Machine, Scenario, Tracer, fake_api::FakeApiServer, machine};
 
 const POD_UID: &str = "7e5e1a2b-0c3d-4e5f-8a9b-0c1d2e3f4a5b";
 
@@ -63,4 +63,46 @@ fn a_probe_starved_by_its_containers_cpu_limit_is_blamed_on_the_limit_and_a_stal
         assert!(!m.contains("CPU-throttled in") && m.contains("not held back by its limits"), "{m}");
         assert!(m.contains("the application is stalled"), "{m}");
     }
+}
+
+/// The pod as the API server lists it: its probes are what the verdicts
+/// name (`probe_type`, `timeout_s`).
+fn pod_list() -> Value {
+    let probe = |port: u16| json!({"httpGet": {"path": "/healthz", "port": port}, "timeoutSeconds": 1, "periodSeconds": 10, "failureThreshold": 3});
+    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [{
+        "metadata": {"name": "limits-0", "namespace": "shop", "uid": POD_UID},
+        "spec": {"nodeName": "node-1", "containers": [
+            {"name": "app", "livenessProbe": probe(8090)},
+            {"name": "sidecar", "readinessProbe": probe(8093)}]},
+        "status": {"phase": "Running", "podIP": "10.200.6.2", "podIPs": [{"ip": "10.200.6.2"}], "containerStatuses": [
+            {"name": "app", "ready": true, "restartCount": 0, "image": "app", "imageID": "app", "containerID": format!("containerd://{}", container_id("a1"))},
+            {"name": "sidecar", "ready": true, "restartCount": 0, "image": "sc", "imageID": "sc", "containerID": format!("containerd://{}", container_id("f2"))}]}
+    }]})
+}
+
+/// With the pod's spec: a verdict names its probe, and an answer in 85 %
+/// of the timeout is a warning before the kubelet fails it. Verdicts only,
+/// as the daemon runs: the kernel counts healthy probes itself, and must
+/// still send the slow one.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn probes_are_named_from_the_pods_spec_and_a_slow_answer_is_near_its_timeout() {
+    let scenario = Scenario::up("limits");
+    let api = FakeApiServer::start("node-1", pod_list(), json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {}, "items": []}));
+    let tracer = Tracer::start(&["--verdicts-only", "--kube-api", &api.url, "--node-name", "node-1"]);
+    // The pod list is read in the background: give it its first read.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for case in ["free", "slow", "throttled"] {
+        scenario.trigger(&[case, timeout()]);
+    }
+    let out = tracer.stop();
+    let near = out.only("probe_near_timeout");
+    assert_eq!((near["dport"].as_u64(), near["probe_type"].as_str(), near["timeout_s"].as_u64()), (Some(8093), Some("readiness"), Some(1)), "{near}");
+    assert!(near["answer_share_pct"].as_u64().unwrap() >= 80, "{near}");
+    assert_eq!((near["pod"].as_str(), near["probe_container"].as_str()), (Some("limits-0"), Some("sidecar")), "{near}");
+    let stalled = out.only("probe_no_response");
+    assert_eq!((stalled["dport"].as_u64(), stalled["probe_type"].as_str()), (Some(8090), Some("liveness")), "{stalled}");
+    assert_eq!((stalled["timeout_s"].as_u64(), stalled["failure_threshold"].as_u64()), (Some(1), Some(3)), "{stalled}");
+    assert_eq!(stalled["container"].as_str(), Some("app"), "{stalled}");
+    assert_eq!(out.verdicts().len(), 2, "the free container's probe is healthy: {}", out.dump());
 }

@@ -863,7 +863,12 @@ pub mod setting {
     /// only then can the kernel tell an answered probe from a silent one
     /// and an HTTP error from a success, and count healthy ones itself.
     pub const RESPONSE_HOOKED: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// An answer whose first byte came this many ms or more after
+    /// ESTABLISHED is not counted as healthy in the kernel: userspace
+    /// measures the container's CPU for it and compares it with the probe's
+    /// timeout. 0: no such limit.
+    pub const SLOW_ANSWER_MS: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Index into the per-CPU `COUNTERS` map.

@@ -564,6 +564,10 @@ fn answered_well(sock: &ProbeSock, bytes_acked: u64, unacked: u32) -> bool {
     if setting(settings::RESPONSE_HOOKED) == 0 || sock.flags & read != read {
         return false;
     }
+    let slow_ms = u64::from(setting(settings::SLOW_ANSWER_MS));
+    if slow_ms != 0 && sock.first_rx_ts_ns.wrapping_sub(sock.established_ts_ns) >= slow_ms * 1_000_000 {
+        return false;
+    }
     let h = &sock.rx_head;
     let http = h[0] == HTTP_PREFIX[0]
         && h[1] == HTTP_PREFIX[1]

@@ -5,7 +5,10 @@
 //! for the pod, and the Event's reason, come from the report's row in
 //! diagnose/catalogue.rs.
 
-use std::sync::{Arc, RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use serde_json::json;
 
@@ -18,18 +21,75 @@ use crate::{
     k8s::{
         cgroup::ContainerRef,
         client::{EventRequest, EventTarget},
-        directory::{Directory, PodInfo},
+        directory::{Directory, PodInfo, ProbeSpec},
     },
 };
 
 pub struct Enricher<H: HostView> {
     dir: Arc<RwLock<Directory>>,
     host: H,
+    /// When each probe last got a `probe_near_timeout`.
+    near_timeout_said: HashMap<(String, &'static str, u16), u64>,
 }
+
+/// A probe whose answer takes more than this share of its timeoutSeconds
+/// is near failing.
+const NEAR_TIMEOUT: f64 = 0.8;
+/// At most one `probe_near_timeout` per probe this often.
+const NEAR_TIMEOUT_EVERY_NS: u64 = 60_000_000_000;
+/// Probes remembered for that, at most.
+const NEAR_TIMEOUT_MAX: usize = 4096;
 
 impl<H: HostView> Enricher<H> {
     pub fn new(dir: Arc<RwLock<Directory>>, host: H) -> Self {
-        Self { dir, host }
+        Self { dir, host, near_timeout_said: HashMap::new() }
+    }
+
+    /// A probe that answered, but in more than 80 % of its timeoutSeconds
+    /// (from the pod's spec, so only with the API server): a warning before
+    /// the kubelet starts failing it, at most once a minute per probe.
+    pub fn near_timeout(&mut self, r: &Report, now_ns: u64) -> Option<Report> {
+        if r.kind != "tcp_attempt" || r.field_str("outcome") != Some("established") {
+            return None;
+        }
+        let response_ms = r.fields.get("response_ms")?.as_u64()?;
+        let (ip, port) = (r.ip("daddr")?, u16::try_from(r.fields.get("dport")?.as_u64()?).ok()?);
+        let dir = self.dir.read().ok()?;
+        let pod = dir.pod_by_ip(ip)?.clone();
+        // The tightest of the probes on that port is the one near failing.
+        let spec = dir.probes_at(ip, port).iter().min_by_key(|p| p.timeout_s)?.clone();
+        drop(dir);
+        let timeout_ms = u64::from(spec.timeout_s) * 1000;
+        if (response_ms as f64) <= NEAR_TIMEOUT * timeout_ms as f64 {
+            return None;
+        }
+        let key = (pod.uid.clone(), spec.probe_type, port);
+        if self.near_timeout_said.get(&key).is_some_and(|t| now_ns.saturating_sub(*t) < NEAR_TIMEOUT_EVERY_NS) {
+            return None;
+        }
+        if self.near_timeout_said.len() >= NEAR_TIMEOUT_MAX {
+            self.near_timeout_said.retain(|_, t| now_ns.saturating_sub(*t) < NEAR_TIMEOUT_EVERY_NS);
+            if self.near_timeout_said.len() >= NEAR_TIMEOUT_MAX {
+                self.near_timeout_said.clear();
+            }
+        }
+        self.near_timeout_said.insert(key, now_ns);
+        let share = response_ms * 100 / timeout_ms.max(1);
+        let mut w = Report { kind: "probe_near_timeout", grouped: false, ..r.clone() };
+        w.fields.remove("outcome");
+        w.fields.remove("state");
+        let mut message = format!(
+            "the {} probe of container {} answered in {response_ms} ms, {share} % of its timeoutSeconds ({}): the kubelet \
+             fails it past {timeout_ms} ms; raise timeoutSeconds or find what slows the answer",
+            spec.probe_type, spec.container, spec.timeout_s
+        );
+        if r.field_str("cpu_measured") == Some("sampled")
+            && let Some(m) = r.message.split_once("; slow: ").map(|(_, m)| m)
+        {
+            message.push_str(&format!(" ({m})"));
+        }
+        w.message = message;
+        Some(w.with("answer_share_pct", share))
     }
 
     /// Adds what is known to `r` and returns the Event it deserves, if it
@@ -56,6 +116,9 @@ impl<H: HostView> Enricher<H> {
                     container = Some(c.name.clone());
                     pod = pod.or_else(|| Some((*c.pod).clone()));
                 }
+            }
+            if let (Some(ip), Some(port)) = (r.ip("daddr"), r.fields.get("dport").and_then(|p| p.as_u64())) {
+                add_probe_spec(r, dir.probes_at(ip, port as u16));
             }
             if let Some(svc) = r.fields.get("ipvs_vport").and_then(|v| v.as_u64()).and_then(|p| dir.service_by_nodeport(p as u16)) {
                 r.fields.insert("ipvs_service".into(), json!(format!("{}/{}", svc.namespace, svc.name)));
@@ -104,6 +167,32 @@ impl<H: HostView> Enricher<H> {
             self.host.cgroup_path(id)
         });
         path.map(|p| ContainerRef::from_cgroup_path(&p)).unwrap_or_default()
+    }
+}
+
+/// Which of the pod's probes a probe report is: the one on its port (of
+/// several, the one whose timeout the probe's elapsed time is nearest).
+fn add_probe_spec(r: &mut Report, specs: &[ProbeSpec]) {
+    let elapsed = r.fields.get("elapsed_ms").and_then(|v| v.as_u64()).unwrap_or(0);
+    let Some(spec) = specs.iter().min_by_key(|s| (u64::from(s.timeout_s) * 1000).abs_diff(elapsed)) else {
+        // No spec (no API server, or not a probe of the pod's): the
+        // timeout is unknown, not guessed.
+        if r.is_verdict() {
+            r.fields.insert("probe_type".into(), json!(null));
+            r.fields.insert("timeout_s".into(), json!(null));
+        }
+        return;
+    };
+    r.fields.insert("probe_type".into(), json!(spec.probe_type));
+    r.fields.insert("probe_container".into(), json!(spec.container));
+    r.fields.insert("timeout_s".into(), json!(spec.timeout_s));
+    r.fields.insert("period_s".into(), json!(spec.period_s));
+    r.fields.insert("failure_threshold".into(), json!(spec.failure_threshold));
+    if r.is_verdict() {
+        r.message.push_str(&format!(
+            " [{} probe of container {}: timeoutSeconds {}, periodSeconds {}, failureThreshold {}]",
+            spec.probe_type, spec.container, spec.timeout_s, spec.period_s, spec.failure_threshold
+        ));
     }
 }
 
@@ -165,6 +254,39 @@ mod tests {
             .with("container_id", "ab".repeat(32))
             .with("causes", json!(["fork_failed", "runc_init_died"]));
         assert_eq!(e.enrich(&mut story).unwrap().reason, "ExecProbeForkFailed");
+    }
+
+    #[test]
+    fn a_probe_verdict_names_the_probe_in_the_pods_spec() {
+        let e = Enricher::new(directory(), StaticHost::default());
+        let mut r = report("probe_no_response").with_ip("daddr", [10, 200, 1, 2].into()).with("dport", 8080).with("elapsed_ms", 1000);
+        e.enrich(&mut r).unwrap();
+        assert_eq!((r.fields["probe_type"].as_str(), r.fields["timeout_s"].as_u64()), (Some("liveness"), Some(1)));
+        assert_eq!((r.fields["period_s"].as_u64(), r.fields["failure_threshold"].as_u64()), (Some(10), Some(3)));
+        assert!(r.message.contains("[liveness probe of container app: timeoutSeconds 1"), "{}", r.message);
+    }
+
+    #[test]
+    fn an_answer_past_80_percent_of_the_timeout_is_a_warning_once_a_minute() {
+        let mut e = Enricher::new(directory(), StaticHost::default());
+        let attempt = |ms: u64| {
+            report("tcp_attempt")
+                .with_ip("daddr", [10, 200, 1, 2].into())
+                .with("dport", 8080)
+                .with("outcome", "established")
+                .with("response_ms", ms)
+        };
+        assert!(e.near_timeout(&attempt(700), 0).is_none(), "70 % is fine");
+        let w = e.near_timeout(&attempt(850), 1).unwrap();
+        assert_eq!(w.kind, "probe_near_timeout");
+        assert!(w.is_verdict());
+        assert_eq!(w.fields["answer_share_pct"], 85);
+        assert!(w.message.contains("liveness probe of container app answered in 850 ms, 85 % of its timeoutSeconds (1)"), "{}", w.message);
+        assert!(e.near_timeout(&attempt(900), 30_000_000_000).is_none(), "once a minute");
+        assert!(e.near_timeout(&attempt(900), 61_000_000_001).is_some());
+        // Without the pod's spec (no API server) the timeout is unknown: no guess.
+        let mut bare = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticHost::default());
+        assert!(bare.near_timeout(&attempt(5000), 0).is_none());
     }
 
     #[test]

@@ -517,6 +517,7 @@ impl Tracer {
         let mut settings: Array<_, u32> =
             Array::try_from(self.ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
         settings.set(setting::ESTABLISHED_COUNTED, 1, 0)?;
+        settings.set(setting::SLOW_ANSWER_MS, crate::diagnose::probe::SLOW_ANSWER_MS as u32, 0)?;
         Ok(())
     }
 

@@ -441,6 +441,11 @@ impl Sink {
             m.report(&r);
         }
         let attempt = r.catalogued().is_some_and(|k| k.class == Class::Attempt);
+        // A slow answer that the pod's spec says is near its timeout: a
+        // warning, whether attempts are printed or not.
+        if attempt && let Some(warning) = self.enricher.near_timeout(&r, now) {
+            self.emit(warning)?;
+        }
         if attempt && !self.print_attempts {
             return Ok(());
         }

@@ -10,6 +10,7 @@ LIMIT_NS=ptlimit
 PORT_THROTTLED=8090   # 200 after ~20 ms of CPU work; starved at the limit
 PORT_FREE=8091        # the same, unlimited
 PORT_FREE_STALLED=8092  # unlimited, never answers: a stall no limit explains
+PORT_FREE_SLOW=8093   # unlimited, answers after 850 ms (85 % of a 1 s timeout)
 LIMIT_POD_UID=7e5e1a2b-0c3d-4e5f-8a9b-0c1d2e3f4a5b
 THROTTLED_ID=$(printf 'a1%.0s' $(seq 32))
 FREE_ID=$(printf 'f2%.0s' $(seq 32))

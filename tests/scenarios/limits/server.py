@@ -1,5 +1,6 @@
 """The container-limits scenario's server: answers a probe after ~20 ms
-of CPU work (a health check that computes something), or never (--stall).
+of CPU work (a health check that computes something), never (--stall),
+or after sleeping (--delay SECONDS).
 Run inside the pod's network namespace and its container's cgroup."""
 import socket
 import sys
@@ -8,6 +9,7 @@ import time
 
 ADDR, PORT = sys.argv[1], int(sys.argv[2])
 STALL = "--stall" in sys.argv
+DELAY = float(sys.argv[sys.argv.index("--delay") + 1]) if "--delay" in sys.argv else 0.0
 
 
 def work():
@@ -29,6 +31,7 @@ def handle(conn):
         if STALL:
             time.sleep(60)
             return
+        time.sleep(DELAY)
         work()
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
     finally:

@@ -53,10 +53,13 @@ mkcg "$FREE_ID"
 log_t="$SCENARIO_WORK/limits-throttled.log"
 log_f="$SCENARIO_WORK/limits-free.log"
 log_s="$SCENARIO_WORK/limits-stalled.log"
+log_d="$SCENARIO_WORK/limits-slow.log"
 enter "$THROTTLED_ID" python3 "$here/server.py" "$LIMIT_POD_IP" "$PORT_THROTTLED" >"$log_t" 2>&1
 enter "$FREE_ID" python3 "$here/server.py" "$LIMIT_POD_IP" "$PORT_FREE" >"$log_f" 2>&1
 enter "$FREE_ID" python3 "$here/server.py" "$LIMIT_POD_IP" "$PORT_FREE_STALLED" --stall >"$log_s" 2>&1
+enter "$FREE_ID" python3 "$here/server.py" "$LIMIT_POD_IP" "$PORT_FREE_SLOW" --delay 0.85 >"$log_d" 2>&1
 wait_ready "$log_t"
+wait_ready "$log_d"
 wait_ready "$log_f"
 wait_ready "$log_s"
 # The limit once the server is up (Python's start would take seconds at it).
@@ -70,4 +73,4 @@ fi
 for _ in $(seq "$BUSY_LOOPS"); do
     enter "$THROTTLED_ID" sh -c 'while :; do :; done' >/dev/null 2>&1
 done
-log "limits pod up: $LIMIT_POD_IP:$PORT_THROTTLED at $((CPU_QUOTA_US * 100 / CPU_PERIOD_US))% of a CPU, :$PORT_FREE and :$PORT_FREE_STALLED unlimited"
+log "limits pod up: $LIMIT_POD_IP:$PORT_THROTTLED at $((CPU_QUOTA_US * 100 / CPU_PERIOD_US))% of a CPU, :$PORT_FREE, :$PORT_FREE_STALLED and :$PORT_FREE_SLOW unlimited"

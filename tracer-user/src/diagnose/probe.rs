@@ -165,8 +165,9 @@ pub struct ProbeCorrelator<N: NodeView> {
     cpu: CpuSampler,
 }
 
-/// An answer this slow is worth its container's CPU window.
-const SLOW_ANSWER_MS: u64 = 500;
+/// An answer this slow is worth its container's CPU window (and the
+/// kernel sends its record rather than counting it as healthy).
+pub const SLOW_ANSWER_MS: u64 = 500;
 
 impl<N: NodeView> ProbeCorrelator<N> {
     pub fn new(settings: ProbeSettings, node: N) -> Self {
@@ -384,7 +385,8 @@ impl<N: NodeView> ProbeCorrelator<N> {
             _ => stats.established += 1,
         }
         let mut out: Vec<Report> = verdict.into_iter().collect();
-        out.extend(self.attempt_record(&a, ev, outcome).map(|r| {
+        let record = if phases.slow() { Some(self.attempt_record_always(&a, ev, outcome)) } else { self.attempt_record(&a, ev, outcome) };
+        out.extend(record.map(|r| {
             let mut message = format!("{} {} {}: {}", who(&a), tuple_text(&a), outcome.as_str(), phases.text());
             let r = phases.add_to(r);
             if !phases.slow() {
@@ -408,7 +410,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
         (serde_json::to_value(&summary).unwrap_or_default(), phrase)
     }
 
-    fn no_response(&self, a: &Attempt, ev: &Event, p: &Phases) -> Report {
+    fn no_response(&mut self, a: &Attempt, ev: &Event, p: &Phases) -> Report {
         let n = p.request_bytes;
         let why = if p.request_acked {
             format!(
@@ -440,7 +442,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
         cpu.add_to(r).message(message)
     }
 
-    fn http_error(&self, a: &Attempt, ev: &Event, p: &Phases, status: u16) -> Report {
+    fn http_error(&mut self, a: &Attempt, ev: &Event, p: &Phases, status: u16) -> Report {
         let after = p.response_ms.map(|ms| format!(" after {ms} ms")).unwrap_or_default();
         let mut message = format!(
             "{} {} failed: the application answered HTTP {status}{after}; the pod's own health handler reports \
@@ -460,7 +462,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
     }
 
     /// The probed container's CPU over the attempt's window.
-    fn cpu_window(&self, a: &Attempt, ev: &Event) -> cpu_window::CpuWindow {
+    fn cpu_window(&mut self, a: &Attempt, ev: &Event) -> cpu_window::CpuWindow {
         self.cpu.window(&self.node, (a.tuple.daddr, a.tuple.dport), a.started.ts_ns, ev.ts_ns)
     }
 
@@ -535,6 +537,12 @@ impl<N: NodeView> ProbeCorrelator<N> {
         if !self.settings.attempt_records {
             return None;
         }
+        Some(self.attempt_record_always(a, ev, outcome))
+    }
+
+    /// [`Self::attempt_record`] even where attempts are not wanted: a slow
+    /// answer's record is what `probe_near_timeout` is judged from.
+    fn attempt_record_always(&self, a: &Attempt, ev: &Event, outcome: Outcome) -> Report {
         let connected = !matches!(outcome, Outcome::Refused | Outcome::Timeout | Outcome::Diverted);
         let state = if connected { TCP_ESTABLISHED } else { TCP_CLOSE };
         let elapsed_ms = ev.ts_ns.saturating_sub(a.started.ts_ns) / 1_000_000;
@@ -551,7 +559,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
             outcome.as_str(),
             tcp_state_name(state)
         );
-        Some(r.message(message))
+        r.message(message)
     }
 
     fn diverted(

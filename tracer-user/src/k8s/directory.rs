@@ -28,12 +28,32 @@ pub struct ServiceInfo {
     pub name: String,
 }
 
+/// A network probe in a pod's spec (HTTP, TCP or gRPC), with the
+/// kubelet's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub container: String,
+    /// `liveness`, `readiness`, `startup`.
+    pub probe_type: &'static str,
+    /// `http`, `tcp`, `grpc`.
+    pub handler: &'static str,
+    pub path: Option<String>,
+    pub timeout_s: u32,
+    pub period_s: u32,
+    pub failure_threshold: u32,
+}
+
+/// Probes indexed per pod, at most (a spec is the tenant's to write).
+const PROBES_PER_POD_MAX: usize = 64;
+
 #[derive(Debug, Default)]
 pub struct Directory {
     by_uid: HashMap<String, Arc<PodInfo>>,
     by_ip: HashMap<IpAddr, Arc<PodInfo>>,
     by_container: HashMap<String, ContainerInfo>,
     by_nodeport: HashMap<u16, ServiceInfo>,
+    /// Network probes by the pod's address and the probe's port.
+    probes: HashMap<(IpAddr, u16), Vec<ProbeSpec>>,
 }
 
 impl Directory {
@@ -50,8 +70,15 @@ impl Directory {
             let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
             if !host_network {
                 let ips = status.pod_ips.iter().flatten().map(|p| p.ip.as_str()).chain(status.pod_ip.as_deref());
-                for ip in ips.filter_map(|ip| ip.parse().ok()) {
+                let specs = pod.spec.as_ref().map(probe_specs).unwrap_or_default();
+                for ip in ips.filter_map(|ip| ip.parse::<IpAddr>().ok()) {
                     d.by_ip.insert(ip, info.clone());
+                    for (port, spec) in &specs {
+                        let at = d.probes.entry((ip, *port)).or_default();
+                        if !at.contains(spec) {
+                            at.push(spec.clone());
+                        }
+                    }
                 }
             }
             let statuses = [&status.container_statuses, &status.init_container_statuses, &status.ephemeral_container_statuses];
@@ -92,6 +119,53 @@ impl Directory {
     pub fn pods(&self) -> usize {
         self.by_uid.len()
     }
+
+    /// The network probes of the pod at `ip` on `port`.
+    pub fn probes_at(&self, ip: IpAddr, port: u16) -> &[ProbeSpec] {
+        self.probes.get(&(ip, port)).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A pod spec's network probes by port, named ports resolved.
+fn probe_specs(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<(u16, ProbeSpec)> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let mut out = Vec::new();
+    for c in &spec.containers {
+        let named = |name: &str| {
+            c.ports.iter().flatten().find(|p| p.name.as_deref() == Some(name)).and_then(|p| u16::try_from(p.container_port).ok())
+        };
+        let port_of = |p: &IntOrString| match p {
+            IntOrString::Int(n) => u16::try_from(*n).ok(),
+            IntOrString::String(name) => named(name),
+        };
+        for (probe_type, probe) in [("liveness", &c.liveness_probe), ("readiness", &c.readiness_probe), ("startup", &c.startup_probe)] {
+            let Some(p) = probe else { continue };
+            let (handler, port, path) = if let Some(h) = &p.http_get {
+                ("http", port_of(&h.port), h.path.clone())
+            } else if let Some(t) = &p.tcp_socket {
+                ("tcp", port_of(&t.port), None)
+            } else if let Some(g) = &p.grpc {
+                ("grpc", u16::try_from(g.port).ok(), None)
+            } else {
+                continue;
+            };
+            let Some(port) = port else { continue };
+            let positive = |v: Option<i32>, default: u32| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0).unwrap_or(default);
+            out.push((port, ProbeSpec {
+                container: c.name.clone(),
+                probe_type,
+                handler,
+                path,
+                timeout_s: positive(p.timeout_seconds, 1),
+                period_s: positive(p.period_seconds, 10),
+                failure_threshold: positive(p.failure_threshold, 3),
+            }));
+            if out.len() >= PROBES_PER_POD_MAX {
+                return out;
+            }
+        }
+    }
+    out
 }
 
 /// `containerd://<id>`, `cri-o://<id>`, `docker://<id>` -> `<id>`.
@@ -124,6 +198,17 @@ mod tests {
         // Host-network pods are not found by the node's address.
         assert!(d.pod_by_ip("192.168.122.10".parse().unwrap()).is_none());
         assert!(d.pod_by_uid("1e2f3a4b-5555-6666-7777-888899990000").is_some());
+    }
+
+    #[test]
+    fn indexes_network_probes_by_address_and_port() {
+        let d = sample();
+        let probes = d.probes_at("10.200.1.2".parse().unwrap(), 8080);
+        assert_eq!(probes.len(), 1);
+        let p = &probes[0];
+        assert_eq!((p.probe_type, p.handler, p.path.as_deref(), p.container.as_str()), ("liveness", "http", Some("/healthz"), "app"));
+        assert_eq!((p.timeout_s, p.period_s, p.failure_threshold), (1, 10, 3));
+        assert!(d.probes_at("10.200.1.2".parse().unwrap(), 9090).is_empty());
     }
 
     #[test]

@@ -57,8 +57,9 @@ pub struct CpuSampler {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CpuWindow {
     Measured(Measured),
-    /// Why not: said in the verdict rather than guessed.
-    Unmeasured(&'static str),
+    /// Why not: said in the verdict rather than guessed; the serving
+    /// cgroup where known.
+    Unmeasured(&'static str, Option<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,20 +133,22 @@ impl CpuSampler {
     }
 
     /// The container's CPU from before `start_ns` to now (the verdict, at
-    /// `end_ns`).
-    pub fn window<N: NodeView>(&self, node: &N, dest: Dest, start_ns: u64, end_ns: u64) -> CpuWindow {
-        let Some(t) = self.targets.get(&dest) else { return CpuWindow::Unmeasured("no_sampler") };
-        let Some(cgroup) = &t.cgroup else {
-            // Not looked for yet: this probe is the first seen to it.
-            let why = if t.looked_ns.is_some() { "serving_process_not_found" } else { "no_sample_before_the_probe" };
-            return CpuWindow::Unmeasured(why);
-        };
+    /// `end_ns`). A destination not looked up yet is looked up now, for
+    /// the cgroup's name: its sampling starts with this verdict.
+    pub fn window<N: NodeView>(&mut self, node: &N, dest: Dest, start_ns: u64, end_ns: u64) -> CpuWindow {
+        let Some(t) = self.targets.get_mut(&dest) else { return CpuWindow::Unmeasured("no_sampler", None) };
+        if t.cgroup.is_none() && t.looked_ns.is_none() {
+            t.looked_ns = Some(end_ns);
+            t.cgroup = node.serving_cgroup(dest.0, dest.1);
+        }
+        let Some(cgroup) = &t.cgroup else { return CpuWindow::Unmeasured("serving_process_not_found", None) };
+        let path = || Some(cgroup.path.clone());
         let Some(before) = t.samples.iter().rev().find(|s| s.ts_ns <= start_ns) else {
-            return CpuWindow::Unmeasured("no_sample_before_the_probe");
+            return CpuWindow::Unmeasured("no_sample_before_the_probe", path());
         };
         let after = node.cpu_reading(cgroup, end_ns).or_else(|| t.samples.back().copied());
         let Some(after) = after.filter(|a| a.ts_ns > before.ts_ns && same_life(before, a)) else {
-            return CpuWindow::Unmeasured("cgroup_gone");
+            return CpuWindow::Unmeasured("cgroup_gone", path());
         };
         let pressure = |b: Option<u64>, a: Option<u64>| Some(a?.saturating_sub(b?) / 1000);
         CpuWindow::Measured(Measured {
@@ -175,7 +178,9 @@ impl CpuWindow {
                 .with("cpu_pressure_ms", json!(m.cpu_pressure_ms))
                 .with("memory_pressure_ms", json!(m.memory_pressure_ms))
                 .with("cpu_measured", "sampled"),
-            Self::Unmeasured(why) => r
+            Self::Unmeasured(why, cgroup) => cgroup
+                .iter()
+                .fold(r, |r, c| r.with("cgroup", json!(c)))
                 .with("cpu_throttled_ms", json!(null))
                 .with("cpu_throttled_periods", json!(null))
                 .with("cpu_limit", json!(null))
@@ -224,7 +229,7 @@ impl CpuWindow {
             Self::Measured(m) => {
                 format!("its container was not held back by its limits ({} ms CPU-throttled of {} ms)", m.throttled_ms, m.window_ms)
             }
-            Self::Unmeasured(why) => format!("its container's CPU in the window is unknown ({})", why.replace('_', " ")),
+            Self::Unmeasured(why, _) => format!("its container's CPU in the window is unknown ({})", why.replace('_', " ")),
         }
     }
 }
@@ -286,15 +291,16 @@ mod tests {
         let dest = ([10, 200, 1, 2].into(), 8080);
         let n = node(vec![reading(5 * S, 0, 0)]);
         let mut s = CpuSampler::default();
-        assert_eq!(s.window(&n, dest, S, 2 * S), CpuWindow::Unmeasured("no_sampler"));
+        assert_eq!(s.window(&n, dest, S, 2 * S), CpuWindow::Unmeasured("no_sampler", None));
         s.note(dest, 5 * S);
         s.tick(&n, 5 * S);
-        assert_eq!(s.window(&n, dest, S, 6 * S), CpuWindow::Unmeasured("no_sample_before_the_probe"));
+        let named = Some("/kubepods/pod1/c1".to_string());
+        assert_eq!(s.window(&n, dest, S, 6 * S), CpuWindow::Unmeasured("no_sample_before_the_probe", named));
         // Another destination: no serving process known.
         let other = ([10, 200, 1, 3].into(), 80);
         s.note(other, 5 * S);
         s.tick(&n, 5 * S);
-        assert_eq!(s.window(&n, other, S, 6 * S), CpuWindow::Unmeasured("serving_process_not_found"));
+        assert_eq!(s.window(&n, other, S, 6 * S), CpuWindow::Unmeasured("serving_process_not_found", None));
     }
 
     #[test]
