@@ -59,7 +59,10 @@ fn vm_only_nodeport_synack_hijack_is_diagnosed_by_the_kprobe_programs() {
 /// tracer started with `args`.
 fn probe_through_the_hijack(args: &[&str]) -> Output {
     let scenario = Scenario::up("nodeport");
-    let tracer = Tracer::start(args);
+    // Probes only: the exec group's programs add minutes of attach under
+    // emulation and nothing to these tests.
+    let args: Vec<&str> = ["--groups", "probe"].iter().chain(args).copied().collect();
+    let tracer = Tracer::start(&args);
     assert_eq!(scenario.trigger(&["healthy"]), "200");
     assert_eq!(scenario.trigger(&["hijack"]), "000", "the hijacked probe must fail");
     assert_eq!(scenario.trigger(&["fixed"]), "200", "the fix must make the probe succeed");
@@ -103,7 +106,7 @@ fn vm_only_hijacked_probes_whose_replies_share_a_slot_are_both_diagnosed() {
     let ports = nodeports_sharing_a_reply_slot();
     let _scenario = Scenario::up("nodeport");
     let _services = NodePortServices::add(&ports);
-    let tracer = Tracer::start(&[]);
+    let tracer = Tracer::start(&["--groups", "probe"]);
     std::thread::scope(|s| {
         // The first probe holds its slot until curl gives up (its SYN-ACKs
         // are diverted, so it stays in SYN-SENT); the second connects
@@ -198,7 +201,7 @@ fn vm_only_nodeport_hijack_is_inferred_from_the_ipvs_table_without_kprobes() {
     assert_eq!(machine(), Machine::Vm, "needs IPVS: the bare run skips vm_only_ tests");
     let scenario = Scenario::up("nodeport");
     // What a tracepoint-only kernel gets, forced on a capable one.
-    let tracer = Tracer::start(&["--allow-mode", "tracepoint,inferred"]);
+    let tracer = Tracer::start(&["--groups", "probe", "--allow-mode", "tracepoint,inferred"]);
     assert_eq!(scenario.trigger(&["hijack"]), "000");
     let out = tracer.stop();
     assert_eq!(out.hook_mode("tcp_connect"), "tracepoint");
@@ -254,7 +257,10 @@ impl Drop for PlainPod {
 /// a tracer started with `args`.
 fn probe_the_plain_pod(args: &[&str]) -> Output {
     let _pod = PlainPod::up();
-    let tracer = Tracer::start(args);
+    // Probes only: the exec group's programs add minutes of attach under
+    // emulation and nothing to these tests.
+    let args: Vec<&str> = ["--groups", "probe"].iter().chain(args).copied().collect();
+    let tracer = Tracer::start(&args);
     assert_eq!(kubelet_probe("http://10.200.5.2:8080/", 2, &[]), "200");
     assert_eq!(kubelet_probe("http://10.200.5.2:8081/", 2, &[]), "000");
     assert_eq!(kubelet_probe("http://10.200.5.99:8080/", 2, &[]), "000");
@@ -388,7 +394,7 @@ fn hundreds_of_prober_connections_in_flight_at_once_are_each_counted() {
     unsafe { libc::listen(listener.as_raw_fd(), 0) };
     let _filler = TcpStream::connect(("127.0.0.1", port)).unwrap();
 
-    let tracer = Tracer::start(&[]);
+    let tracer = Tracer::start(&["--groups", "probe"]);
     let fds = thread::spawn(move || {
         tests::set_thread_name("kubelet");
         (0..N).map(|_| start_connect(port)).collect::<Vec<i32>>()
@@ -445,7 +451,7 @@ fn healthy_probes_are_counted_in_the_kernel_when_only_verdicts_are_wanted() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let tracer = Tracer::start(&["--verdicts-only"]);
+    let tracer = Tracer::start(&["--groups", "probe", "--verdicts-only"]);
     probe_loopback(&listener, N as usize);
     std::thread::spawn(move || {
         tests::set_thread_name("kubelet");
@@ -481,7 +487,7 @@ fn healthy_probes_to_hundreds_of_destinations_are_each_counted() {
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let address = |i: usize| Ipv4Addr::new(127, 1, (i / 200) as u8, (i % 200 + 1) as u8);
-    let tracer = Tracer::start(&["--verdicts-only"]);
+    let tracer = Tracer::start(&["--groups", "probe", "--verdicts-only"]);
     probe_listener(&listener, DESTINATIONS, address);
     let out = tracer.stop();
 
@@ -507,7 +513,7 @@ fn only_the_named_prober_comms_are_traced() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     // 15 bytes, the most a comm holds: the two differ in the second word.
-    let tracer = Tracer::start(&["--prober-comm", "probe-tracer-xy", "--prober-comm", "kubelet"]);
+    let tracer = Tracer::start(&["--groups", "probe", "--prober-comm", "probe-tracer-xy", "--prober-comm", "kubelet"]);
     let names = ["kubelet", "probe-tracer-xy", "probe-tracer-xz", "kubelet2", "kubele", "bench"];
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -560,7 +566,10 @@ fn probe_ipv6_loopback(args: &[&str]) -> (Output, u16, u16) {
     let listener = TcpListener::bind("[::1]:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let closed_port = TcpListener::bind("[::1]:0").unwrap().local_addr().unwrap().port();
-    let tracer = Tracer::start(args);
+    // Probes only: the exec group's programs add minutes of attach under
+    // emulation and nothing to these tests.
+    let args: Vec<&str> = ["--groups", "probe"].iter().chain(args).copied().collect();
+    let tracer = Tracer::start(&args);
     std::thread::scope(|s| {
         s.spawn(|| drop(listener.accept().unwrap()));
         s.spawn(|| {
@@ -611,7 +620,7 @@ fn a_probe_younger_than_its_first_retransmit_is_in_flight_at_stop() {
     // SAFETY: listen(2) on our own socket.
     unsafe { libc::listen(listener.as_raw_fd(), 0) };
     let _filler = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let tracer = Tracer::start(&["--verdicts-only"]);
+    let tracer = Tracer::start(&["--groups", "probe", "--verdicts-only"]);
     let fd = std::thread::spawn(move || {
         tests::set_thread_name("kubelet");
         start_connect(port)
@@ -635,7 +644,7 @@ fn a_probe_younger_than_its_first_retransmit_is_in_flight_at_stop() {
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn a_simultaneous_open_is_followed_to_established() {
-    let tracer = Tracer::start(&[]);
+    let tracer = Tracer::start(&["--groups", "probe"]);
     let port = std::thread::spawn(|| {
         tests::set_thread_name("kubelet");
         // SAFETY: socket(2), bind(2), getsockname(2), connect(2) and close(2)

@@ -49,9 +49,11 @@ fn only_to<'a>(out: &'a Output, kind: &str, dport: u16) -> &'a Value {
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
     let scenario = Scenario::up("phases");
+    // Probes only (here and below): the exec group's programs add minutes of
+    // attach under emulation and nothing to these tests.
 
     // Every attempt printed.
-    let tracer = Tracer::start(&[]);
+    let tracer = Tracer::start(&["--groups", "probe"]);
     probe_every_case(&scenario);
     let out = tracer.stop();
     assert_eq!(out.hook_mode("tcp_rcv_established"), "btf_tracepoint", "{}", out.dump());
@@ -77,7 +79,7 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
 
     // As the daemon runs: healthy probes are counted in the kernel and
     // never reach userspace; the failures must still come through.
-    let tracer = Tracer::start(&["--verdicts-only"]);
+    let tracer = Tracer::start(&["--groups", "probe", "--verdicts-only"]);
     probe_every_case(&scenario);
     let out = tracer.stop();
     assert!(out.kind("tcp_attempt").is_empty(), "{}", out.dump());
@@ -87,7 +89,7 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
 
     // Where BTF-typed tracepoints are refused: the raw tracepoints read
     // the socket and the segment through helpers, to the same verdicts.
-    let tracer = Tracer::start(&["--allow-mode", "raw_tracepoint,tracepoint,inferred"]);
+    let tracer = Tracer::start(&["--groups", "probe", "--allow-mode", "raw_tracepoint,tracepoint,inferred"]);
     probe_every_case(&scenario);
     let out = tracer.stop();
     assert_eq!(out.hook_mode("tcp_rcv_established"), "raw_tracepoint", "{}", out.dump());
@@ -141,6 +143,7 @@ fn assert_phase_verdicts(out: &Output) {
 fn a_process_named_kubelet_outside_the_hosts_namespaces_is_not_a_prober() {
     let scenario = Scenario::up("phases");
     let prober = tests::root().join("target/kube-prober/kubelet");
+    // Every group: the prober's own pid 1 exiting is no container's either.
     let tracer = Tracer::start(&[]);
     let run = |cmd: &mut std::process::Command| {
         let out = cmd.output().expect("runs");
@@ -181,7 +184,7 @@ fn drop_reasons_known() -> bool {
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn probes_whose_packets_are_dropped_say_where_and_why() {
     let scenario = Scenario::up("phases");
-    let tracer = Tracer::start(&[]);
+    let tracer = Tracer::start(&["--groups", "probe"]);
     let timeout = format!("{}ms", timeout_ms());
     for case in ["fw-pod", "fw-host"] {
         let said = scenario.trigger(&[case, &timeout]);
