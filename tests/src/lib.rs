@@ -182,11 +182,14 @@ impl Tracer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let mut tracer = Self { child, ready, stdout, stderr };
+        let started = Instant::now();
         // The verifier walks the state program's paths instruction by
         // instruction: a second or two on hardware, minutes under TCG for
         // the helper-read fallbacks on 5.10.
         let limit = if env::var("PROBE_TRACER_ENV").as_deref() == Ok("vm") { 300 } else { 120 };
         tracer.wait_until_attached(true, Duration::from_secs(limit), Duration::from_millis(50));
+        // Shown with --nocapture: where a slow suite spends its time.
+        eprintln!("probe-tracer {args:?} attached in {:.1} s", started.elapsed().as_secs_f64());
         tracer
     }
 

@@ -7,7 +7,7 @@ use std::{
 
 #[test]
 #[ignore = "e2e: needs root (to drop privileges); run by cargo xtask test"]
-fn unprivileged_run_says_what_is_wrong_in_one_line() {
+fn bare_only_unprivileged_run_says_what_is_wrong_in_one_line() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
         .arg(tests::binary())
@@ -24,7 +24,7 @@ fn unprivileged_run_says_what_is_wrong_in_one_line() {
 
 #[test]
 #[ignore = "e2e: run by cargo xtask test"]
-fn bad_flags_are_rejected_before_anything_loads() {
+fn bare_only_bad_flags_are_rejected_before_anything_loads() {
     let out = Command::new(tests::binary()).args(["run", "--nodeport-range", "32767-30000"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty or reversed"));
@@ -68,7 +68,7 @@ fn check_reports_every_hook_and_the_kernel() {
 /// with the report still printed and one sentence on stderr.
 #[test]
 #[ignore = "e2e: needs root (to drop privileges); run by cargo xtask test"]
-fn check_exits_3_when_it_cannot_trace() {
+fn bare_only_check_exits_3_when_it_cannot_trace() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
         .arg(tests::binary())
@@ -277,7 +277,7 @@ fn check_audit_flags_nodeports_in_the_ephemeral_range_and_passes_with_the_fix() 
 /// that completes the subcommands and `check`'s flags.
 #[test]
 #[ignore = "e2e: run by cargo xtask test"]
-fn completions_are_valid_scripts_for_bash_zsh_and_fish() {
+fn bare_only_completions_are_valid_scripts_for_bash_zsh_and_fish() {
     for (shell, syntax_check) in [("bash", &["bash", "-n"][..]), ("zsh", &["zsh", "-n"][..]), ("fish", &["fish", "--no-execute"][..])] {
         let out = Command::new(tests::binary()).args(["completions", shell]).output().unwrap();
         assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
@@ -311,7 +311,7 @@ fn completions_are_valid_scripts_for_bash_zsh_and_fish() {
 /// 4 KiB), negative or NaN durations.
 #[test]
 #[ignore = "e2e: run by cargo xtask test"]
-fn edge_values_are_refused_in_one_line() {
+fn bare_only_edge_values_are_refused_in_one_line() {
     for (args, says) in [
         (&["run", "--ringbuf-size", "3000000000"][..], "1 GiB"),
         (&["run", "--ringbuf-size", "99999999999999"][..], "1 GiB"),
@@ -331,7 +331,7 @@ fn edge_values_are_refused_in_one_line() {
 /// (they panicked after attaching).
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
-fn unbounded_durations_run_until_a_signal() {
+fn bare_only_unbounded_durations_run_until_a_signal() {
     for d in ["inf", "1e20"] {
         let dir = std::env::temp_dir().join(format!("probe-tracer-inf-{}-{d}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -374,7 +374,7 @@ fn broken_pipe() -> std::process::Stdio {
 /// stderr still works, and lost when it does not.
 #[test]
 #[ignore = "e2e: run by cargo xtask test"]
-fn closed_stdout_and_stderr_do_not_panic() {
+fn bare_only_closed_stdout_and_stderr_do_not_panic() {
     use std::process::Stdio;
     let dir = std::env::temp_dir().join(format!("probe-tracer-closed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

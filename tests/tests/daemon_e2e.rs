@@ -165,7 +165,7 @@ fn timed_get(addr: &str, path: &str) -> (u16, Duration) {
 /// stay connected past the header timeout.
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
-fn healthz_answers_under_hundreds_of_idle_and_slow_connections() {
+fn bare_only_healthz_answers_under_hundreds_of_idle_and_slow_connections() {
     use std::io::{Read, Write};
     let dir = std::env::temp_dir().join(format!("probe-tracer-flood-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();

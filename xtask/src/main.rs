@@ -320,14 +320,25 @@ fn print_hook_table() {
 fn vm_test(vm: &VmArgs, filter: &[String]) -> Result<(u64, u64)> {
     build()?;
     let bins = e2e_binaries()?;
-    let mut body = String::from("rc=0\n");
+    // One test per process, each timed, so a log says where a slow suite
+    // goes; the slowest are listed last.
+    let mut body = String::from(
+        r#"rc=0
+times=$(mktemp)
+run_each() {
+    bin=$1; shift
+    for t in $("$bin" --list --ignored --skip bare_only_ "$@" 2>/dev/null | sed -n 's/: test$//p'); do
+        s=$(date +%s)
+        "$bin" --ignored --test-threads=1 --exact "$t" "$@" || rc=1
+        echo "$(( $(date +%s) - s )) s $t" >>"$times"
+    done
+}
+"#,
+    );
     for bin in &bins {
-        body.push_str(&format!(
-            "{} --ignored --test-threads=1 {} || rc=1\n",
-            bin.display(),
-            filter.join(" ")
-        ));
+        body.push_str(&format!("run_each {} {}\n", bin.display(), filter.join(" ")));
     }
+    body.push_str("echo 'xtask: the slowest tests:'; sort -rn \"$times\" | head -15 | sed 's/^/xtask:   /'\n");
     body.push_str("exit $rc");
     let run = vm::run_in_vm(&root(), vm.kernel.as_deref(), "vm-test", &body, Duration::from_secs(vm.vm_timeout), vm.kvm)?;
     eprintln!("{}", run.output);
