@@ -150,7 +150,13 @@ pub struct DropEvent {
     /// its socket's); 0 when neither is known.
     pub netns: u32,
     pub tuple: Tuple,
+    /// The name of the device it was on (the one it arrived by, on the
+    /// way in); empty when it had none.
+    pub ifname: [u8; IFNAMSIZ],
 }
+
+/// `IFNAMSIZ`: a device name and its NUL.
+pub const IFNAMSIZ: usize = 16;
 
 /// Index bits of the drop hook's filter: a direct-mapped array of counts
 /// by (address, port) of the destinations tracked probes go to.
@@ -642,7 +648,8 @@ pub struct DropOffsets {
     pub skb_protocol: u32,
     pub skb_network_header: u32,
     pub dev_nd_net: u32,
-    pub _pad: u32,
+    /// `net_device.name`.
+    pub dev_name: u32,
 }
 
 impl DropOffsets {
@@ -656,7 +663,7 @@ impl DropOffsets {
         skb_protocol: NO_FIELD,
         skb_network_header: NO_FIELD,
         dev_nd_net: NO_FIELD,
-        _pad: 0,
+        dev_name: NO_FIELD,
     };
 }
 

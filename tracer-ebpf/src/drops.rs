@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::Array,
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use tracer_common::{DROP_FILTER_BITS, DropEvent, NO_FIELD, Tuple, drop_filter_slot, hook_mode, kind};
+use tracer_common::{DROP_FILTER_BITS, DropEvent, IFNAMSIZ, NO_FIELD, Tuple, drop_filter_slot, hook_mode, kind};
 
 use crate::{config, header, read_kernel, reserve, submit, tcp, tp_read};
 
@@ -192,6 +192,8 @@ fn report(skb: u64, location: u64, reason: u32, t: &Tuple, mode: u8) {
         None
     };
     let netns = net.and_then(|n| read_kernel::<u32>(n as *const u8, host.net_inum)).unwrap_or(0);
+    // Names the interface in a fix (rp_filter is per interface).
+    let ifname = read_kernel::<[u8; IFNAMSIZ]>(dev as *const u8, d.dev_name).unwrap_or([0; IFNAMSIZ]);
     let Some(mut entry) = reserve::<DropEvent>() else { return };
     // SAFETY: room for a DropEvent; every field is written.
     let e = unsafe { &mut *entry.as_mut_ptr() };
@@ -201,6 +203,7 @@ fn report(skb: u64, location: u64, reason: u32, t: &Tuple, mode: u8) {
     e.reason = reason;
     e.netns = netns;
     e.tuple = *t;
+    e.ifname = ifname;
     submit(entry);
 }
 

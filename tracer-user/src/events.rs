@@ -142,7 +142,7 @@ impl TcpClose {
 
 /// A dropped packet the kernel side's filter let through: its tuple as
 /// the packet carried it (matched to a probe by userspace).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PacketDrop {
     pub saddr: IpAddr,
     pub sport: u16,
@@ -156,6 +156,10 @@ pub struct PacketDrop {
     pub netns: u32,
     /// `skb->sk` (the prober's socket, on its way out).
     pub sk: u64,
+    /// The device it was on (empty: none, or a recording from before
+    /// this field). Named by whoever named the device: a pod can.
+    #[serde(default)]
+    pub interface: String,
 }
 
 /// The OOM killer chose a victim. The event's own pid/comm/cgroup are the
@@ -306,6 +310,7 @@ fn decode_one(header: &EventHeader, bytes: &[u8]) -> Option<Body> {
                 reason: (e.reason != NO_FIELD).then_some(e.reason),
                 netns: e.netns,
                 sk: e.sk,
+                interface: c_string(&e.ifname),
             })
         }
         kind::IPVS_CONN => {

@@ -277,7 +277,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
             Body::TcpState(info) => self.on_state(ev, info),
             Body::TcpClosed(close) => self.on_closed(ev, close),
             Body::PacketDrop(drop) => {
-                self.drops.push(ev.ts_ns, *drop);
+                self.drops.push(ev.ts_ns, drop.clone());
                 Vec::new()
             }
             _ => Vec::new(),

@@ -97,6 +97,7 @@ impl KernelBtf {
         off.skb_protocol = skb("protocol")?;
         off.skb_network_header = skb("network_header")?;
         off.dev_nd_net = member_offset(btf, "net_device", "nd_net")?;
+        off.dev_name = member_offset(btf, "net_device", "name")?;
         Ok(())
     }
 

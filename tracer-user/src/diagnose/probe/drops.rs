@@ -47,7 +47,7 @@ impl RecentDrops {
         self.drops
             .iter()
             .filter(|(t, _)| (from_ns..=to_ns).contains(t))
-            .map(|(_, d)| *d)
+            .map(|(_, d)| d.clone())
             .filter(|d| {
                 let to_pod = d.daddr == tuple.daddr && d.dport == tuple.dport && port_ok(d.sport);
                 let from_pod = d.saddr == tuple.daddr && d.sport == tuple.dport && port_ok(d.dport);
