@@ -236,7 +236,8 @@ fn finding<'a>(audit: &'a [serde_json::Value], check: &str) -> &'a serde_json::V
 }
 
 /// The node audit reads its network namespace's port sysctls (and IPVS
-/// table, in the VM): a widened ephemeral range fails, the fix passes.
+/// table, in the VM), conntrack table and rp_filter modes: a widened
+/// ephemeral range fails and strict rp_filter warns; the fixes pass.
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn check_audit_flags_nodeports_in_the_ephemeral_range_and_passes_with_the_fix() {
@@ -266,11 +267,29 @@ fn check_audit_flags_nodeports_in_the_ephemeral_range_and_passes_with_the_fix() 
     for check in ["runtime_pids", "threads"] {
         assert!(["ok", "warn", "fail", "unknown"].contains(&finding(&audit, check)["status"].as_str().unwrap()));
     }
+    // This namespace's connection tracking table (the module is shared).
+    let conntrack = finding(&audit, "conntrack");
+    assert_eq!(conntrack["status"], "ok", "{conntrack}");
+    let loaded = std::path::Path::new("/proc/sys/net/netfilter/nf_conntrack_count").exists();
+    let text = conntrack["message"].as_str().unwrap();
+    assert!(if loaded { text.starts_with("0 connection tracking entries in use of net.netfilter.nf_conntrack_max") } else { text.contains("not loaded") }, "{conntrack}");
+    // Strict reverse-path filtering on an interface that is up.
+    in_ns(&["ip", "link", "add", "pta0", "type", "veth", "peer", "name", "pta1"]);
+    in_ns(&["ip", "link", "set", "pta0", "up"]);
+    in_ns(&["ip", "link", "set", "pta1", "up"]);
+    in_ns(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.pta0.rp_filter=1", "net.ipv4.conf.pta1.rp_filter=2"]);
+    let rp = finding(&audit_in(ns.0), "rp_filter").clone();
+    assert_eq!(rp["status"], "warn", "{rp}");
+    assert!(rp["message"].as_str().unwrap().contains("strict (rp_filter 1, the larger of net.ipv4.conf.all and the interface's own) on pta0:"), "{rp}");
+    assert_eq!(rp["fix"], "sysctl -w net.ipv4.conf.pta0.rp_filter=2 (loose; persist it in /etc/sysctl.d)", "{rp}");
 
-    in_ns(&["sysctl", "-qw", "net.ipv4.ip_local_reserved_ports=30000-32767"]);
+    in_ns(&["sysctl", "-qw", "net.ipv4.ip_local_reserved_ports=30000-32767", "net.ipv4.conf.pta0.rp_filter=2"]);
     let audit = audit_in(ns.0);
     assert_eq!(finding(&audit, "ephemeral_ports")["status"], "ok");
     assert_eq!(finding(&audit, "ipvs_nodeports")["status"], "ok");
+    let rp = finding(&audit, "rp_filter");
+    assert_eq!(rp["status"], "ok", "{rp}");
+    assert!(rp["message"].as_str().unwrap().contains("loose or off on the 2 interfaces that are up"), "{rp}");
 }
 
 /// `probe-tracer completions SHELL` prints a script that shell accepts and

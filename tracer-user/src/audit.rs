@@ -27,7 +27,8 @@ pub enum Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `ephemeral_ports`, `ipvs_nodeports`, `runtime_pids`, `threads`.
+    /// `ephemeral_ports`, `ipvs_nodeports`, `runtime_pids`, `threads`,
+    /// `conntrack`, `rp_filter`.
     pub check: &'static str,
     pub status: Status,
     pub message: String,
@@ -42,6 +43,25 @@ pub struct RuntimeProcess {
     pub limit: Option<PidsLimit>,
 }
 
+/// The connection tracking table of this network namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Conntrack {
+    /// No `nf_conntrack_count`: the module is not loaded.
+    NotLoaded,
+    /// Entries in use (this namespace's) against the node's limit.
+    Table { count: u64, max: u64 },
+    #[default]
+    Unreadable,
+}
+
+/// Reverse-path filtering modes: `net.ipv4.conf.all.rp_filter` and each
+/// interface's own, for the interfaces that are up (not loopback).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpFilter {
+    pub all: u8,
+    pub interfaces: Vec<(String, u8)>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditInputs {
     pub ephemeral: Option<RangeInclusive<u16>>,
@@ -50,6 +70,8 @@ pub struct AuditInputs {
     pub runtime: Vec<RuntimeProcess>,
     pub threads: Option<ThreadCount>,
     pub pid_max: Option<u64>,
+    pub conntrack: Conntrack,
+    pub rp_filter: Option<RpFilter>,
 }
 
 /// Reads the inputs from the node this runs on (its network namespace's
@@ -70,12 +92,69 @@ pub fn gather(node: &impl NodeView, host: &impl HostView) -> AuditInputs {
         ipvs: node.ipvs_services(),
         runtime,
         threads: host.thread_count(),
-        pid_max: fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()),
+        pid_max: read_number("/proc/sys/kernel/pid_max"),
+        conntrack: gather_conntrack(),
+        rp_filter: gather_rp_filter(),
     }
 }
 
+fn read_number(path: impl AsRef<std::path::Path>) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+const CONNTRACK_COUNT: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
+const CONNTRACK_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+
+fn gather_conntrack() -> Conntrack {
+    if !std::path::Path::new(CONNTRACK_COUNT).exists() {
+        return Conntrack::NotLoaded;
+    }
+    match (read_number(CONNTRACK_COUNT), read_number(CONNTRACK_MAX)) {
+        (Some(count), Some(max)) => Conntrack::Table { count, max },
+        _ => Conntrack::Unreadable,
+    }
+}
+
+const IFF_UP: u64 = 0x1;
+const IFF_LOOPBACK: u64 = 0x8;
+
+/// The interfaces of this network namespace that are up, but loopback
+/// (`/proc/net/dev`; flags from sysfs), with their rp_filter modes.
+fn gather_rp_filter() -> Option<RpFilter> {
+    let conf = |name: &str| -> Option<u8> {
+        fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/rp_filter")).ok()?.trim().parse().ok()
+    };
+    let all = conf("all")?;
+    let dev = fs::read_to_string("/proc/net/dev").ok()?;
+    let mut interfaces = Vec::new();
+    for name in dev.lines().skip(2).filter_map(|l| l.split_once(':')).map(|(n, _)| n.trim()) {
+        // A name with a path separator cannot be a sysctl directory.
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            continue;
+        }
+        let flags = fs::read_to_string(format!("/sys/class/net/{name}/flags"))
+            .ok()
+            .and_then(|f| u64::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
+        if flags.is_some_and(|f| f & IFF_LOOPBACK != 0 || f & IFF_UP == 0) {
+            continue;
+        }
+        // No IPv4 configuration: no reverse-path check.
+        if let Some(mode) = conf(name) {
+            interfaces.push((name.to_string(), mode));
+        }
+    }
+    Some(RpFilter { all, interfaces })
+}
+
 pub fn audit(inputs: &AuditInputs, nodeports: &RangeInclusive<u16>) -> Vec<Finding> {
-    vec![ephemeral_ports(inputs, nodeports), ipvs_nodeports(inputs, nodeports), runtime_pids(inputs), threads(inputs)]
+    vec![
+        ephemeral_ports(inputs, nodeports),
+        ipvs_nodeports(inputs, nodeports),
+        runtime_pids(inputs),
+        threads(inputs),
+        conntrack(inputs),
+        rp_filter(inputs),
+    ]
 }
 
 /// NodePorts an outgoing connection may take as its source port.
@@ -209,6 +288,80 @@ fn threads(inputs: &AuditInputs) -> Finding {
     }
 }
 
+fn conntrack(inputs: &AuditInputs) -> Finding {
+    let check = "conntrack";
+    let (count, max) = match inputs.conntrack {
+        Conntrack::NotLoaded => {
+            return Finding {
+                check,
+                status: Status::Ok,
+                message: "nf_conntrack is not loaded: there is no connection tracking table to fill".into(),
+                fix: None,
+            };
+        }
+        Conntrack::Unreadable => {
+            return Finding { check, status: Status::Unknown, message: format!("{CONNTRACK_MAX} is not readable"), fix: None };
+        }
+        Conntrack::Table { count, max } => (count, max),
+    };
+    // A full table drops the first packet of every new connection (the
+    // kernel logs "nf_conntrack: table full, dropping packet").
+    let status = if max == 0 || count * 100 >= max * 95 {
+        Status::Fail
+    } else if count * 100 >= max * 80 {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    let percent = if max == 0 { 100 } else { count * 100 / max };
+    let message = format!(
+        "{count} connection tracking entries in use of net.netfilter.nf_conntrack_max {max} ({percent}%){}",
+        if status == Status::Ok { "" } else { ": when it is full, new connections (probes included) lose their SYN" }
+    );
+    let fix = (status != Status::Ok).then(|| {
+        format!(
+            "sysctl -w net.netfilter.nf_conntrack_max={} (kube-proxy sets it at start from conntrack.maxPerCore: raise that where it runs), or find what opens so many connections (conntrack -S)",
+            (max * 2).max(65536)
+        )
+    });
+    Finding { check, status, message, fix }
+}
+
+/// How many names a finding lists before "and N more".
+const NAMES_SHOWN: usize = 5;
+
+fn rp_filter(inputs: &AuditInputs) -> Finding {
+    let check = "rp_filter";
+    let Some(rp) = &inputs.rp_filter else {
+        return Finding { check, status: Status::Unknown, message: "net.ipv4.conf.all.rp_filter is not readable".into(), fix: None };
+    };
+    // The kernel checks with the larger of `all` and the interface's own.
+    let strict: Vec<&str> = rp.interfaces.iter().filter(|(_, m)| rp.all.max(*m) == 1).map(|(n, _)| n.as_str()).collect();
+    if strict.is_empty() {
+        return Finding {
+            check,
+            status: Status::Ok,
+            message: format!("reverse-path filtering is loose or off on the {} interfaces that are up", rp.interfaces.len()),
+            fix: None,
+        };
+    }
+    let mut shown = strict.iter().take(NAMES_SHOWN).copied().collect::<Vec<_>>().join(", ");
+    if strict.len() > NAMES_SHOWN {
+        shown.push_str(&format!(" and {} more", strict.len() - NAMES_SHOWN));
+    }
+    let message = format!(
+        "reverse-path filtering is strict (rp_filter 1, the larger of net.ipv4.conf.all and the interface's own) on {shown}: a reply that comes back by another interface than the route to its sender is dropped (IP_RPFILTER), as on multi-homed nodes and with policy routing; harmless while routes are symmetric"
+    );
+    // Loose mode (2) still drops what no route reaches; `all` at 2 makes
+    // every interface at least loose.
+    let fix = if rp.all != 1 && strict.len() <= 3 {
+        strict.iter().map(|i| format!("sysctl -w net.ipv4.conf.{}.rp_filter=2", i.replace('.', "/"))).collect::<Vec<_>>().join("; ")
+    } else {
+        "sysctl -w net.ipv4.conf.all.rp_filter=2".to_string()
+    };
+    Finding { check, status: Status::Warn, message, fix: Some(format!("{fix} (loose; persist it in /etc/sysctl.d)")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +448,57 @@ mod tests {
         i.threads = Some(ThreadCount { threads: 160_000, threads_max: 190_000 });
         i.pid_max = Some(4_194_304);
         assert_eq!(find(&audit(&i, &NODEPORTS), "threads").status, Status::Warn);
+    }
+
+    #[test]
+    fn conntrack_near_or_at_its_max_and_not_loaded() {
+        let mut i = inputs();
+        let at = |i: &AuditInputs| find(&audit(i, &NODEPORTS), "conntrack").clone();
+        i.conntrack = Conntrack::NotLoaded;
+        let f = at(&i);
+        assert_eq!(f.status, Status::Ok);
+        assert!(f.message.contains("not loaded"), "{}", f.message);
+        i.conntrack = Conntrack::Table { count: 1200, max: 262_144 };
+        let f = at(&i);
+        assert_eq!((f.status, f.fix), (Status::Ok, None));
+        assert!(f.message.contains("1200 connection tracking entries in use of net.netfilter.nf_conntrack_max 262144 (0%)"), "{}", f.message);
+        i.conntrack = Conntrack::Table { count: 220_000, max: 262_144 };
+        let f = at(&i);
+        assert_eq!(f.status, Status::Warn, "{}", f.message);
+        assert!(f.fix.as_deref().unwrap().starts_with("sysctl -w net.netfilter.nf_conntrack_max=524288"), "{:?}", f.fix);
+        i.conntrack = Conntrack::Table { count: 262_144, max: 262_144 };
+        let f = at(&i);
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.message.contains("lose their SYN"), "{}", f.message);
+        i.conntrack = Conntrack::Unreadable;
+        assert_eq!(at(&i).status, Status::Unknown);
+    }
+
+    #[test]
+    fn strict_rp_filter_is_the_larger_of_all_and_the_interfaces_own() {
+        let mut i = inputs();
+        let at = |i: &AuditInputs| find(&audit(i, &NODEPORTS), "rp_filter").clone();
+        let ifs = |v: &[(&str, u8)]| v.iter().map(|(n, m)| (n.to_string(), *m)).collect::<Vec<_>>();
+        // Debian's default (systemd sets loose): fine.
+        i.rp_filter = Some(RpFilter { all: 2, interfaces: ifs(&[("eth0", 1), ("cni0", 0)]) });
+        let f = at(&i);
+        assert_eq!(f.status, Status::Ok, "{}", f.message);
+        assert!(f.message.contains("2 interfaces"), "{}", f.message);
+        // One interface strict on its own: its own fix, with a VLAN's dot
+        // spelled as sysctl wants it.
+        i.rp_filter = Some(RpFilter { all: 0, interfaces: ifs(&[("eth0", 0), ("eth0.100", 1)]) });
+        let f = at(&i);
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.message.contains("strict (rp_filter 1") && f.message.contains("on eth0.100:"), "{}", f.message);
+        assert_eq!(f.fix.as_deref(), Some("sysctl -w net.ipv4.conf.eth0/100.rp_filter=2 (loose; persist it in /etc/sysctl.d)"));
+        // `all` strict makes every interface strict, whatever its own.
+        let many: Vec<(String, u8)> = (0..8).map(|n| (format!("veth{n}"), 0)).collect();
+        i.rp_filter = Some(RpFilter { all: 1, interfaces: many });
+        let f = at(&i);
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.message.contains("veth0, veth1, veth2, veth3, veth4 and 3 more"), "{}", f.message);
+        assert_eq!(f.fix.as_deref(), Some("sysctl -w net.ipv4.conf.all.rp_filter=2 (loose; persist it in /etc/sysctl.d)"));
+        i.rp_filter = None;
+        assert_eq!(at(&i).status, Status::Unknown);
     }
 }
