@@ -2,7 +2,12 @@
 //! and the IPVS table. Read from procfs; behind a trait so the diagnosis
 //! logic can be tested with recorded values.
 
-use std::{collections::HashMap, fs, net::IpAddr, net::Ipv4Addr, ops::RangeInclusive};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    ops::RangeInclusive,
+};
 
 use crate::cgroup_cpu::{self, CpuReading, ServingCgroup};
 
@@ -114,6 +119,37 @@ pub trait NodeView {
     /// That cgroup's counters, read now (`now_ns` is the caller's idea of
     /// now: recorded views answer with what they had then).
     fn cpu_reading(&self, cgroup: &ServingCgroup, now_ns: u64) -> Option<CpuReading>;
+    /// The accept queue of the listener that `addr:port` reaches in the
+    /// network namespace owning `addr`, and whether the connection from
+    /// `peer` waits in it unaccepted.
+    fn listen_queue(&self, addr: IpAddr, port: u16, peer: (IpAddr, u16)) -> Option<ListenQueue>;
+    /// A network namespace's `TcpExt` counters (`/proc/net/netstat`): the
+    /// one owning `pod`, or the node's own when `None`.
+    fn tcp_ext(&self, pod: Option<IpAddr>) -> BTreeMap<String, u64>;
+    /// The reverse-path filter mode of an interface of the node's own
+    /// network namespace: the larger of `all` and the interface's own.
+    fn rp_filter(&self, interface: &str) -> Option<u8>;
+}
+
+/// A listening socket's accept queue, as its namespace's `/proc/net/tcp`
+/// and `netstat` show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListenQueue {
+    /// The listening socket the probe's port reaches.
+    #[serde(serialize_with = "display")]
+    pub listener: Listener,
+    /// Connections the kernel completed that the application has not
+    /// accepted yet (the listener's `rx_queue`).
+    pub waiting: u32,
+    /// The probe's own connection is one of them: no file owns it yet.
+    pub probe_waiting: bool,
+    /// The namespace's `TcpExtListenOverflows`: SYNs and handshakes a full
+    /// accept queue turned away (cumulative).
+    pub listen_overflows: Option<u64>,
+}
+
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// The live node, read from procfs on each call (calls are rare: once per
@@ -164,6 +200,39 @@ impl NodeView for ProcNode {
 
     fn cpu_reading(&self, cgroup: &ServingCgroup, _now_ns: u64) -> Option<CpuReading> {
         cgroup_cpu::read(cgroup)
+    }
+
+    fn listen_queue(&self, addr: IpAddr, port: u16, peer: (IpAddr, u16)) -> Option<ListenQueue> {
+        let dir = namespace_dir(addr)?;
+        let mut rows = Vec::new();
+        for table in ["net/tcp", "net/tcp6"] {
+            rows.extend(fs::read_to_string(dir.join(table)).map(|t| parse_tcp_table(&t)).unwrap_or_default());
+        }
+        let overflows = fs::read_to_string(dir.join("net/netstat")).ok().and_then(|t| parse_netstat(&t).get("TcpExt.ListenOverflows").copied());
+        listen_queue_in(&rows, SocketAddr::new(addr, port), SocketAddr::new(peer.0, peer.1), overflows)
+    }
+
+    fn tcp_ext(&self, pod: Option<IpAddr>) -> BTreeMap<String, u64> {
+        let dir = match pod {
+            Some(addr) => namespace_dir(addr),
+            None => Some("/proc/self".into()),
+        };
+        let text = dir.and_then(|d| fs::read_to_string(d.join("net/netstat")).ok()).unwrap_or_default();
+        parse_netstat(&text)
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("TcpExt.")?.to_string(), v)))
+            .collect()
+    }
+
+    fn rp_filter(&self, interface: &str) -> Option<u8> {
+        // A name from the kernel; one with a path separator is no sysctl.
+        if interface.is_empty() || interface.contains('/') || interface.starts_with('.') {
+            return None;
+        }
+        let read = |name: &str| -> Option<u8> {
+            fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/rp_filter")).ok()?.trim().parse().ok()
+        };
+        Some(read("all")?.max(read(interface)?))
     }
 }
 
@@ -273,8 +342,7 @@ pub fn local_ipv6(if_inet6: &str) -> Vec<std::net::Ipv6Addr> {
         .collect()
 }
 
-/// Listening sockets (state 0A) in a `/proc/net/tcp` or `tcp6`, whose
-/// addresses are printed as native-endian 32-bit words.
+/// Listening sockets (state 0A) in a `/proc/net/tcp` or `tcp6`.
 pub fn parse_tcp_listeners(text: &str) -> Vec<Listener> {
     parse_tcp_listener_inodes(text).into_iter().map(|(l, _)| l).collect()
 }
@@ -282,20 +350,39 @@ pub fn parse_tcp_listeners(text: &str) -> Vec<Listener> {
 /// [`parse_tcp_listeners`] with each socket's inode (what a process's
 /// `fd/N -> socket:[inode]` names).
 pub fn parse_tcp_listener_inodes(text: &str) -> Vec<(Listener, u64)> {
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let cols: Vec<&str> = line.split_whitespace().take(10).collect();
-        let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else { continue };
-        let inode = cols.get(9).and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
-        if *state != "0A" {
-            continue;
-        }
-        let Some((addr, port)) = local.split_once(':') else { continue };
-        let Ok(port) = u16::from_str_radix(port, 16) else { continue };
+    parse_tcp_table(text)
+        .into_iter()
+        .filter(|r| r.state == TCP_LISTEN_HEX)
+        .map(|r| (Listener { addr: r.local.ip(), port: r.local.port() }, r.inode))
+        .collect()
+}
+
+/// One socket of a `/proc/net/tcp` or `tcp6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpRow {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: u8,
+    /// For a listener, its accept queue's length.
+    pub rx_queue: u32,
+    /// The socket's inode: 0 while no file owns it (not yet accepted).
+    pub inode: u64,
+}
+
+const TCP_LISTEN_HEX: u8 = 0x0a;
+const TCP_ESTABLISHED_HEX: u8 = 0x01;
+const TCP_CLOSE_WAIT_HEX: u8 = 0x08;
+
+/// Every socket in a `/proc/net/tcp` or `tcp6`, whose addresses are
+/// printed as native-endian 32-bit words.
+pub fn parse_tcp_table(text: &str) -> Vec<TcpRow> {
+    let endpoint = |s: &str| -> Option<SocketAddr> {
+        let (addr, port) = s.split_once(':')?;
+        let port = u16::from_str_radix(port, 16).ok()?;
         let words: Option<Vec<[u8; 4]>> = (0..addr.len() / 8)
             .map(|i| addr.get(i * 8..i * 8 + 8).and_then(|w| u32::from_str_radix(w, 16).ok()).map(u32::to_le_bytes))
             .collect();
-        let addr = match words.as_deref() {
+        let ip = match words.as_deref() {
             Some([w]) => IpAddr::V4(Ipv4Addr::from(*w)),
             Some(ws) if ws.len() == 4 => {
                 let mut b = [0u8; 16];
@@ -305,9 +392,60 @@ pub fn parse_tcp_listener_inodes(text: &str) -> Vec<(Listener, u64)> {
                 let v6 = std::net::Ipv6Addr::from(b);
                 v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
             }
-            _ => continue,
+            _ => return None,
         };
-        out.push((Listener { addr, port }, inode));
+        Some(SocketAddr::new(ip, port))
+    };
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(remote), Some(state)) = (cols.get(1), cols.get(2), cols.get(3)) else { continue };
+        let (Some(local), Some(remote), Ok(state)) = (endpoint(local), endpoint(remote), u8::from_str_radix(state, 16)) else {
+            continue;
+        };
+        let rx_queue = cols.get(4).and_then(|q| q.split_once(':')).and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok()).unwrap_or(0);
+        let inode = cols.get(9).and_then(|i| i.parse().ok()).unwrap_or(0);
+        out.push(TcpRow { local, remote, state, rx_queue, inode });
+    }
+    out
+}
+
+/// The accept queue of the listener `dest` reaches (its own address or
+/// the wildcard), and whether `peer`'s connection to it waits unaccepted.
+pub fn listen_queue_in(rows: &[TcpRow], dest: SocketAddr, peer: SocketAddr, overflows: Option<u64>) -> Option<ListenQueue> {
+    let reaches = |l: &SocketAddr| l.port() == dest.port() && (l.ip() == dest.ip() || l.ip().is_unspecified());
+    let listener = rows
+        .iter()
+        .filter(|r| r.state == TCP_LISTEN_HEX && reaches(&r.local))
+        // The exact address wins over a wildcard, as in the kernel's lookup.
+        .max_by_key(|r| r.local.ip() == dest.ip())?;
+    let probe_waiting = rows.iter().any(|r| {
+        r.local == dest && r.remote == peer && r.inode == 0 && matches!(r.state, TCP_ESTABLISHED_HEX | TCP_CLOSE_WAIT_HEX)
+    });
+    Some(ListenQueue {
+        listener: Listener { addr: listener.local.ip(), port: listener.local.port() },
+        waiting: listener.rx_queue,
+        probe_waiting,
+        listen_overflows: overflows,
+    })
+}
+
+/// `/proc/net/netstat` (or `snmp`): header and value lines in pairs,
+/// as `Prefix.Name` -> value.
+pub fn parse_netstat(text: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((prefix, names)), Some((prefix2, values))) = (names.split_once(':'), values.split_once(':')) else { continue };
+        if prefix != prefix2 {
+            continue;
+        }
+        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+            if let Ok(v) = value.parse() {
+                out.insert(format!("{prefix}.{name}"), v);
+            }
+        }
     }
     out
 }
@@ -333,6 +471,12 @@ pub struct StaticNode {
     /// (by cgroup path).
     pub serving: Vec<((IpAddr, u16), ServingCgroup)>,
     pub readings: Vec<(String, Vec<CpuReading>)>,
+    /// Accept queues by the pod's address and port.
+    pub listen_queues: Vec<((IpAddr, u16), ListenQueue)>,
+    /// `TcpExt` counters by namespace (`None`: the node's).
+    pub tcp_ext: Vec<(Option<IpAddr>, BTreeMap<String, u64>)>,
+    /// Node interfaces' rp_filter modes.
+    pub rp_filter: Vec<(String, u8)>,
 }
 
 impl NodeView for StaticNode {
@@ -357,6 +501,15 @@ impl NodeView for StaticNode {
     fn cpu_reading(&self, cgroup: &ServingCgroup, now_ns: u64) -> Option<CpuReading> {
         let (_, readings) = self.readings.iter().find(|(p, _)| *p == cgroup.path)?;
         readings.iter().rev().find(|r| r.ts_ns <= now_ns).copied()
+    }
+    fn listen_queue(&self, addr: IpAddr, port: u16, _peer: (IpAddr, u16)) -> Option<ListenQueue> {
+        self.listen_queues.iter().find(|(k, _)| *k == (addr, port)).map(|(_, q)| q.clone())
+    }
+    fn tcp_ext(&self, pod: Option<IpAddr>) -> BTreeMap<String, u64> {
+        self.tcp_ext.iter().find(|(k, _)| *k == pod).map(|(_, c)| c.clone()).unwrap_or_default()
+    }
+    fn rp_filter(&self, interface: &str) -> Option<u8> {
+        self.rp_filter.iter().find(|(i, _)| i == interface).map(|(_, v)| *v)
     }
 }
 
@@ -427,5 +580,44 @@ Local:
         assert_eq!(s[0].vip, "10.200.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(s[0].vport, 31055);
         assert_eq!(s[0].reals, vec![("10.200.2.2".parse().unwrap(), 80)]);
+    }
+
+    // The bare 6.18, a pod namespace whose listener on 10.200.9.2:9000
+    // (backlog 1) never accepts: two connections wait in CLOSE_WAIT, no
+    // file owns them (inode 0); one more was accepted (an inode).
+    const LISTEN_FULL: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0209C80A:2328 00000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 1257504 3 000000002f325451 100 0 0 10 0
+   1: 0209C80A:2328 0109C80A:E8CE 08 00000000:0000001C 00:00000000 00000000     0        0 0 1 000000001327b161 20 4 28 10 -1
+   2: 0209C80A:2328 0109C80A:ED9A 08 00000000:0000001C 00:00000000 00000000     0        0 0 1 00000000c73c2fbf 20 4 28 10 -1
+   3: 0209C80A:2328 0109C80A:9C40 01 00000000:00000000 00:00000000 00000000     0        0 1257999 1 00000000c73c2fc0 20 4 28 10 -1
+";
+    const NETSTAT: &str = "TcpExt: SyncookiesSent EmbryonicRsts ListenOverflows ListenDrops IPReversePathFilter
+TcpExt: 0 0 3 3 0
+IpExt: InNoRoutes InTruncatedPkts
+IpExt: 0 5
+";
+
+    #[test]
+    fn reads_a_listeners_accept_queue_and_who_waits_in_it() {
+        let rows = parse_tcp_table(LISTEN_FULL);
+        assert_eq!(rows.len(), 4);
+        assert_eq!((rows[0].state, rows[0].rx_queue, rows[0].inode), (0x0a, 2, 1257504));
+        assert_eq!(rows[1].remote, "10.200.9.1:59598".parse().unwrap());
+        let dest: SocketAddr = "10.200.9.2:9000".parse().unwrap();
+        let counters = parse_netstat(NETSTAT);
+        assert_eq!(counters["TcpExt.ListenOverflows"], 3);
+        assert_eq!(counters["IpExt.InTruncatedPkts"], 5);
+        let overflows = counters.get("TcpExt.ListenOverflows").copied();
+        let q = listen_queue_in(&rows, dest, "10.200.9.1:59598".parse().unwrap(), overflows).unwrap();
+        assert_eq!(q, ListenQueue { listener: Listener { addr: dest.ip(), port: 9000 }, waiting: 2, probe_waiting: true, listen_overflows: Some(3) });
+        // An accepted connection is no longer waiting.
+        let q = listen_queue_in(&rows, dest, "10.200.9.1:40000".parse().unwrap(), None).unwrap();
+        assert!(!q.probe_waiting);
+        // No listener on that port.
+        assert!(listen_queue_in(&rows, "10.200.9.2:9001".parse().unwrap(), "10.200.9.1:1".parse().unwrap(), None).is_none());
+        // A wildcard listener in tcp6 takes IPv4 too.
+        let v6 = parse_tcp_table(PROC_NET_TCP6);
+        let q = listen_queue_in(&v6, "10.200.9.2:9090".parse().unwrap(), "10.200.9.1:1".parse().unwrap(), None).unwrap();
+        assert_eq!(q.listener.to_string(), "[::]:9090");
     }
 }

@@ -70,6 +70,8 @@ pub(crate) const KINDS: &[Kind] = &[
     // A prober's TCP connection (diagnose/probe.rs).
     verdict("synack_diverted", Probe, "ProbeSynAckDiverted", Some("evidence")),
     verdict("probe_refused", Probe, "ProbeConnectionRefused", None),
+    // With `drops` (where the kernel freed its packets, and why) and
+    // `listen_queue` (the pod's accept queue, when it turns probes away).
     verdict("probe_timeout", Probe, "ProbeConnectionTimeout", None),
     // Connected, then failed (the kernel follows the probe to its close).
     verdict("probe_no_response", Probe, "ProbeNoResponse", None),

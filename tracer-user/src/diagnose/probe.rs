@@ -34,7 +34,7 @@ pub use cpu_window::{CpuSampler, SAMPLE_PERIOD_NS};
 pub use drops::{DropNames, DropSummary};
 use crate::{
     events::{Body, Event, IpvsConn, TcpClose, TcpInfo, tcp_state_name},
-    node::{IpvsService, Listener, NodeView},
+    node::{IpvsService, ListenQueue, Listener, NodeView},
 };
 
 const TCP_ESTABLISHED: u8 = 1;
@@ -404,41 +404,78 @@ impl<N: NodeView> ProbeCorrelator<N> {
     /// The attempt's dropped packets as a `drops` field, and the phrase
     /// for the most frequent.
     fn drops_of(&self, a: &Attempt, ev: &Event, connected: bool) -> (serde_json::Value, Option<String>) {
+        // IPVS took a diverted probe's SYN-ACK: whatever the kernel freed
+        // after that (retransmitted SYNs the pod answers again) is no cause.
+        if a.diverted {
+            return (serde_json::json!([]), None);
+        }
         let found = self.drops.of(&a.tuple_with_socket(), a.started.ts_ns, ev.ts_ns);
         let summary = drops::summarize(&found, &a.tuple, &self.settings.drop_names, &self.node);
-        let phrase = summary.first().map(|d| drops::sentence(d, connected, a.tuple.daddr));
+        let phrase = summary.first().map(|d| {
+            let ctx = drops::DropContext::of(d, a.tuple.daddr, &self.node);
+            drops::sentence(d, connected, a.tuple.daddr, &ctx)
+        });
         (serde_json::to_value(&summary).unwrap_or_default(), phrase)
+    }
+
+    /// The accept queue of the listener the probe went to, in the pod's
+    /// network namespace.
+    fn listen_queue(&self, a: &Attempt) -> Option<ListenQueue> {
+        self.node.listen_queue(a.tuple.daddr, a.tuple.dport, (a.tuple.saddr, a.tuple.sport))
     }
 
     fn no_response(&mut self, a: &Attempt, ev: &Event, p: &Phases) -> Report {
         let n = p.request_bytes;
-        let why = if p.request_acked {
-            format!(
+        let queue = self.listen_queue(a);
+        let why = match &queue {
+            // The kernel completed the handshake and took the request; the
+            // application never took the connection.
+            Some(q) if p.request_acked && q.probe_waiting => format!(
+                "the request ({n} bytes) reached the pod's kernel, but the application never accepted the \
+                 connection: it waits in the accept queue of the listener on {} ({} waiting in all); the \
+                 application does not call accept(): its accept loop is stuck or too slow; {}",
+                q.listener,
+                q.waiting,
+                drops::LISTEN_FIX
+            ),
+            _ if p.request_acked => format!(
                 "the request ({n} bytes) reached the pod's socket (its kernel acknowledged it) and the application \
                  wrote nothing in {} ms: the application is stalled, not the network; check its threads and CPU \
                  limit, or raise the probe's timeoutSeconds if it is only slow",
                 p.elapsed_ms
-            )
-        } else {
-            format!(
+            ),
+            _ => format!(
                 "the pod's kernel never acknowledged the request ({n} bytes, {} unacknowledged) in {} ms: it was lost \
                  on the way after the handshake; the network or a firewall between the node and the pod drops the \
                  probe's packets",
                 p.unacked, p.elapsed_ms
-            )
+            ),
         };
         let (drops, died) = self.drops_of(a, ev, true);
         let cpu = self.cpu_window(a, ev);
+        // The handshake's last ACK and the request meeting a full accept
+        // queue are dropped, with a reason only since 5.17 (and the
+        // prober thinks it is connected).
+        let overflow = (!p.request_acked).then(|| queue.as_ref().and_then(overflow_evidence)).flatten();
+        // A connection never accepted is the application's, whatever its
+        // CPU: the limits are no explanation then.
+        let never_accepted = p.request_acked && queue.as_ref().is_some_and(|q| q.probe_waiting);
+        let limits = (p.request_acked && !never_accepted).then(|| cpu.explanation()).flatten();
         // The container's limits lead when they explain a request that
         // reached it; the network's drops lead otherwise.
-        let why = match (died, p.request_acked.then(|| cpu.explanation()).flatten()) {
-            (Some(d), _) => format!("{d}; {why}"),
-            (None, Some(limits)) => format!("{limits}; {why}"),
-            (None, None) if p.request_acked => format!("{why}; {}", cpu.ruled_out()),
-            (None, None) => why,
+        let why = match (died, overflow, limits) {
+            (Some(d), Some(o), _) => format!("{d}; {o}"),
+            (Some(d), None, _) => format!("{d}; {why}"),
+            (None, Some(o), _) => format!("the pod's kernel never acknowledged the request ({n} bytes); {o}"),
+            (None, None, Some(limits)) => format!("{limits}; {why}"),
+            (None, None, None) if p.request_acked && !never_accepted => format!("{why}; {}", cpu.ruled_out()),
+            (None, None, None) => why,
         };
         let message = format!("{} {} got no response: {why}", who(a), tuple_text(a));
-        let r = p.add_to(self.base("probe_no_response", a, ev)).with("drops", drops);
+        let r = p
+            .add_to(self.base("probe_no_response", a, ev))
+            .with("drops", drops)
+            .with("listen_queue", serde_json::to_value(&queue).unwrap_or_default());
         cpu.add_to(r).message(message)
     }
 
@@ -641,7 +678,12 @@ impl<N: NodeView> ProbeCorrelator<N> {
             "got no SYN-ACK"
         };
         let (drops, died) = self.drops_of(a, ev, false);
-        let why = died.unwrap_or_else(|| "the pod is not answering or the path to it drops packets".to_string());
+        // A full accept queue discards the SYN without a drop the kernel
+        // reports (it consumes it): only the pod's counters tell.
+        let queue = if died.is_none() && !a.synack_seen { self.listen_queue(a) } else { None };
+        let why = died
+            .or_else(|| queue.as_ref().and_then(overflow_evidence))
+            .unwrap_or_else(|| "the pod is not answering or the path to it drops packets".to_string());
         let message = format!(
             "{} {} timed out: {answer} ({} SYN retransmits, {} after {elapsed_ms} ms); {why}",
             who(a),
@@ -651,12 +693,35 @@ impl<N: NodeView> ProbeCorrelator<N> {
         );
         self.base("probe_timeout", a, ev)
             .with("drops", drops)
+            .with("listen_queue", serde_json::to_value(&queue).unwrap_or_default())
             .with("syn_retransmits", a.syn_retransmits)
             .with("synack_seen", a.synack_seen)
             .with("elapsed_ms", elapsed_ms)
             .with("still_pending", still_pending)
             .message(message)
     }
+}
+
+/// A listener whose accept queue holds connections the application has
+/// not taken while its namespace counts overflows: the phrase that says
+/// so, measured.
+fn overflow_evidence(q: &ListenQueue) -> Option<String> {
+    let overflows = q.listen_overflows.filter(|n| *n > 0)?;
+    if q.waiting == 0 {
+        return None;
+    }
+    let s = |n: u64| if n == 1 { "" } else { "s" };
+    Some(format!(
+        "the pod's listener on {} has a full accept queue: {} connection{} the application has not accepted \
+         wait{} in it, and its network namespace has counted {overflows} listen queue overflow{} \
+         (TcpExtListenOverflows); the kernel turns the probe away without a reply; {}",
+        q.listener,
+        q.waiting,
+        s(q.waiting.into()),
+        if q.waiting == 1 { "s" } else { "" },
+        s(overflows),
+        drops::LISTEN_FIX
+    ))
 }
 
 impl Attempt {

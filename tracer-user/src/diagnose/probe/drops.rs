@@ -71,9 +71,12 @@ pub struct DropSummary {
     /// `host`, `pod` (the namespace that owns the pod's address), or
     /// `other`/`unknown`.
     pub netns: &'static str,
+    /// The device it was on, where it had one.
+    pub interface: Option<String>,
 }
 
-/// The probe's drops, grouped by kind, most frequent first.
+/// The probe's drops, grouped by kind: those that can explain a failure
+/// first, then the most frequent, then the earliest.
 pub(super) fn summarize(drops: &[PacketDrop], tuple: &TcpInfo, names: &DropNames, node: &impl NodeView) -> Vec<DropSummary> {
     let pod_netns = if drops.is_empty() { None } else { node.netns_of(tuple.daddr) };
     let mut out: Vec<DropSummary> = Vec::new();
@@ -87,13 +90,31 @@ pub(super) fn summarize(drops: &[PacketDrop], tuple: &TcpInfo, names: &DropNames
             n if Some(n) == pod_netns => "pod",
             _ => "other",
         };
-        match out.iter_mut().find(|s| s.direction == direction && s.reason == reason && s.location == location && s.netns == netns) {
+        let interface = (!d.interface.is_empty()).then(|| d.interface.clone());
+        let same = |s: &&mut DropSummary| {
+            s.direction == direction && s.reason == reason && s.location == location && s.netns == netns && s.interface == interface
+        };
+        match out.iter_mut().find(same) {
             Some(s) => s.count += 1,
-            None => out.push(DropSummary { direction, reason, location, count: 1, netns }),
+            None => out.push(DropSummary { direction, reason, location, count: 1, netns, interface }),
         }
     }
-    out.sort_by(|a, b| b.count.cmp(&a.count));
+    // Stable: equal keys keep the order they were first seen in.
+    out.sort_by_key(|s| (echo(s), std::cmp::Reverse(s.count)));
     out
+}
+
+/// Drops that follow from another failure rather than cause one: a
+/// retransmitted SYN freed by the pod's TCP while its SYN-ACK is lost
+/// elsewhere (no reason given), a SYN-ACK retransmit reaching a prober
+/// that has already connected (TCP_INVALID_SYN).
+fn echo(s: &DropSummary) -> bool {
+    match s.reason.as_deref() {
+        Some("NOT_SPECIFIED") | Some("TCP_INVALID_SYN") => true,
+        Some(_) => false,
+        // Before 5.17: by the place alone.
+        None => matches!(s.location.as_str(), "tcp_v4_rcv" | "tcp_v6_rcv" | "tcp_validate_incoming"),
+    }
 }
 
 /// A reason's name; since 6.4 the high 16 bits name a subsystem whose
@@ -106,9 +127,50 @@ fn reason_name(names: &DropNames, reason: u32) -> String {
     }
 }
 
+/// What else the node says about a drop: for reverse-path filtering,
+/// the interface's mode and the namespace's counter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct DropContext {
+    /// The effective rp_filter of the interface it arrived on (the
+    /// node's interfaces only: a pod's sysctls are not readable here).
+    pub rp_filter: Option<u8>,
+    /// `TcpExtIPReversePathFilter` of the namespace it died in.
+    pub rp_filter_drops: Option<u64>,
+}
+
+impl DropContext {
+    pub(super) fn of(first: &DropSummary, pod: IpAddr, node: &impl NodeView) -> Self {
+        let routing = first.reason.as_deref() == Some("IP_RPFILTER") || (first.reason.is_none() && route_input(&first.location));
+        if !routing {
+            return Self::default();
+        }
+        let ns = match first.netns {
+            "host" => None,
+            "pod" => Some(pod),
+            _ => return Self::default(),
+        };
+        Self {
+            rp_filter: if ns.is_none() { first.interface.as_deref().and_then(|i| node.rp_filter(i)) } else { None },
+            rp_filter_drops: node.tcp_ext(ns).get("IPReversePathFilter").copied(),
+        }
+    }
+
+    /// Before 5.17 there is no reason: a packet freed where the input
+    /// route is decided, on an interface in reverse-path filtering mode,
+    /// with the namespace counting such drops.
+    fn infers_rp_filter(&self) -> bool {
+        self.rp_filter.is_some_and(|m| m > 0) || self.rp_filter_drops.is_some_and(|n| n > 0)
+    }
+}
+
+/// Where IPv4 input routing (and its reverse-path check) frees a packet.
+fn route_input(location: &str) -> bool {
+    ["ip_rcv_finish", "ip_list_rcv_finish", "ip_sublist_rcv", "ip_route_input"].iter().any(|f| location.starts_with(f))
+}
+
 /// "the SYN was dropped by netfilter (NETFILTER_DROP in nf_hook_slow) in
-/// the pod's network namespace: ...", for the most frequent drop.
-pub(super) fn sentence(first: &DropSummary, connected: bool, addr: IpAddr) -> String {
+/// the pod's network namespace: ...", for the first drop.
+pub(super) fn sentence(first: &DropSummary, connected: bool, addr: IpAddr, ctx: &DropContext) -> String {
     let packet = match (first.direction, connected) {
         ("to_pod", false) => "the SYN",
         ("from_pod", false) => "the pod's SYN-ACK",
@@ -117,18 +179,56 @@ pub(super) fn sentence(first: &DropSummary, connected: bool, addr: IpAddr) -> St
     };
     let times = if first.count > 1 { format!(" ({} times)", first.count) } else { String::new() };
     let reason = first.reason.as_deref();
-    let by = if reason == Some("NETFILTER_DROP") { "by netfilter" } else { "by the kernel" };
+    let rp_filter = reason == Some("IP_RPFILTER") || (reason.is_none() && ctx.infers_rp_filter());
+    let by = match reason {
+        Some("NETFILTER_DROP") => "by netfilter",
+        _ if rp_filter => "by reverse-path filtering",
+        _ => "by the kernel",
+    };
     let why = match reason {
         Some(r) => format!("{r} in {}", first.location),
         None => format!("in {}; this kernel gives no reason", first.location),
     };
+    let on = first.interface.as_deref().map(|i| format!(" on {i}")).unwrap_or_default();
     let ns = match first.netns {
         "host" => "the node's network namespace".to_string(),
         "pod" => format!("the pod's network namespace ({addr})"),
         other => format!("an{} network namespace", if other == "other" { "other" } else { " unknown" }),
     };
-    let fix = fix(reason, first.netns);
-    format!("{packet} was dropped{times} {by} ({why}) in {ns}{fix}")
+    let fix = if rp_filter {
+        rp_filter_fix(first, ctx, addr)
+    } else if echo(first) && first.direction == "to_pod" && !connected {
+        ": a retransmitted SYN meeting the pod's half-open connection, so the pod did answer and its SYN-ACK is lost \
+         on the way back to the node"
+            .to_string()
+    } else if echo(first) && first.direction == "from_pod" && connected {
+        ": a retransmitted SYN-ACK reaching the prober after it connected, so the pod never got the handshake's last ACK"
+            .to_string()
+    } else {
+        fix(reason, first.netns)
+    };
+    format!("{packet} was dropped{times} {by} ({why}){on} in {ns}{fix}")
+}
+
+/// Reverse-path filtering: what was measured, and the sysctl for the
+/// interface it arrived on.
+fn rp_filter_fix(first: &DropSummary, ctx: &DropContext, addr: IpAddr) -> String {
+    let mode = match (ctx.rp_filter, first.interface.as_deref()) {
+        (Some(m), Some(i)) => format!("rp_filter is {m} ({}) on {i} and ", ["off", "strict", "loose"][m.min(2) as usize]),
+        _ => String::new(),
+    };
+    let sender = if first.direction == "from_pod" { format!("the pod ({addr})") } else { "the node".to_string() };
+    let counted = ctx.rp_filter_drops.map(|n| format!(" (IPReversePathFilter: {n} in that namespace)")).unwrap_or_default();
+    // sysctl spells a dot in an interface name (a VLAN's) as a slash.
+    let sysctl = match first.interface.as_deref() {
+        Some(i) => format!("net.ipv4.conf.{}.rp_filter=2", i.replace('.', "/")),
+        None => "net.ipv4.conf.<interface>.rp_filter=2".to_string(),
+    };
+    let place = if first.netns == "pod" { " in the pod's network namespace" } else { "" };
+    format!(
+        ": {mode}the route back to {sender} leaves by another interface{counted}; sysctl -w {sysctl} (loose){place}, \
+         or route the reply back the way the probe came"
+    )
 }
 
 /// What to do, for the reasons that say.
@@ -138,14 +238,13 @@ fn fix(reason: Option<&str>, netns: &str) -> String {
         Some("NETFILTER_DROP") => format!(
             ": a firewall or NetworkPolicy rule drops the probe; check the iptables/nftables rules {place} for the probe's port"
         ),
-        Some("IP_RPFILTER") => ": reverse-path filtering drops it (the route back to the sender leaves by another interface); \
-             set net.ipv4.conf.<interface>.rp_filter=2 (loose) on the interface that received it, or fix the route"
-            .to_string(),
-        Some("TCP_LISTEN_OVERFLOW") | Some("SOCKET_BACKLOG") => ": the application's listen queue is full; raise its listen \
-             backlog (and net.core.somaxconn) or make it accept faster"
-            .to_string(),
+        Some("TCP_LISTEN_OVERFLOW") | Some("SOCKET_BACKLOG") => format!(": the application's listen queue is full; {LISTEN_FIX}"),
         Some("NO_SOCKET") => ": no socket takes the packet (nothing listens, or the connection is gone)".to_string(),
         Some("NEIGH_FAILED") | Some("NEIGH_QUEUEFULL") => ": the next hop does not answer ARP/ND: the pod's address is not on the node's network".to_string(),
         _ => String::new(),
     }
 }
+
+/// The fix for a listener whose accept queue overflows.
+pub(super) const LISTEN_FIX: &str = "raise the application's listen backlog (listen(2), capped by net.core.somaxconn in the \
+     pod's namespace) or make it accept connections faster (a stalled accept loop, too few workers)";

@@ -485,3 +485,297 @@ fn a_stalled_probe_whose_container_was_not_throttled_is_not_blamed_on_it() {
     assert!(v[0].fields["cpu_throttled_ms"].is_null());
     assert_eq!(v[0].fields["cpu_measured"], "no_sample_before_the_probe");
 }
+
+// Dropped packets, as the kfree_skb hook sends them: reason values and
+// names as the bare 6.18's BTF has them, namespaces by inode.
+const HOST_NS: u32 = 4026531840;
+const POD_NS: u32 = 4026532500;
+const TCP_V4_RCV: u64 = 0xffff_ffff_8100_1000;
+const NFT_DO_CHAIN: u64 = 0xffff_ffff_8100_2000;
+const IP_RCV_FINISH_CORE: u64 = 0xffff_ffff_8100_3000;
+const TCP_VALIDATE_INCOMING: u64 = 0xffff_ffff_8100_4000;
+
+fn drop_names() -> DropNames {
+    let reasons = [(2, "NOT_SPECIFIED"), (12, "NETFILTER_DROP"), (16, "IP_RPFILTER"), (40, "TCP_LISTEN_OVERFLOW"), (46, "TCP_INVALID_SYN")];
+    DropNames { reasons: std::sync::Arc::new(reasons.iter().map(|(v, n)| (*v, n.to_string())).collect()), host_netns: HOST_NS }
+}
+
+fn dropping_node() -> StaticNode {
+    StaticNode {
+        symbols: vec![
+            (TCP_V4_RCV, "tcp_v4_rcv".into()),
+            (NFT_DO_CHAIN, "nft_do_chain".into()),
+            (IP_RCV_FINISH_CORE, "ip_rcv_finish_core".into()),
+            (TCP_VALIDATE_INCOMING, "tcp_validate_incoming".into()),
+        ],
+        netns: vec![(ip("10.200.1.2"), POD_NS)],
+        ..Default::default()
+    }
+}
+
+fn with_drops(s: ProbeSettings) -> ProbeSettings {
+    ProbeSettings { drop_names: drop_names(), ..s }
+}
+
+/// A packet of the probe from 10.200.0.1:`sport` to 10.200.1.2:8080
+/// (`to_pod`) or back, freed as dropped.
+fn dropped(ts_ms: u64, to_pod: bool, sport: u16, reason: Option<u32>, location: u64, netns: u32, interface: &str) -> Event {
+    let (node, pod) = (ip("10.200.0.1"), ip("10.200.1.2"));
+    let (saddr, s, daddr, d) = if to_pod { (node, sport, pod, 8080) } else { (pod, 8080, node, sport) };
+    softirq(ts_ms, Body::PacketDrop(crate::events::PacketDrop {
+        saddr,
+        sport: s,
+        daddr,
+        dport: d,
+        location,
+        reason,
+        netns,
+        sk: 0,
+        interface: interface.into(),
+    }))
+}
+
+/// A probe that never connects: its SYN and two retransmits, `between`
+/// after the first, then the prober's close.
+fn unanswered(sport: u16, between: Vec<Event>) -> Vec<Event> {
+    let mut events = vec![kubelet(0, Body::TcpConnect(tcp(SK, sport, 8080, 2, 2)))];
+    events.extend(between);
+    events.push(softirq(1000, Body::TcpRetransmit(tcp(SK, sport, 8080, 2, 2))));
+    events.push(kubelet(1500, Body::TcpState(tcp(SK, sport, 8080, 2, 7))));
+    events
+}
+
+fn only_verdict(reports: &[Report]) -> &Report {
+    let v = verdicts(reports);
+    assert_eq!(v.len(), 1, "{reports:#?}");
+    v[0]
+}
+
+#[test]
+fn a_syn_dropped_by_a_firewall_in_the_pods_namespace_says_where() {
+    let mut c = correlator(with_drops(ProbeSettings::default()), dropping_node());
+    let reports = run(&mut c, &unanswered(45010, vec![
+        dropped(0, true, 45010, Some(12), NFT_DO_CHAIN + 0x40, POD_NS, "eth0"),
+        dropped(1000, true, 45010, Some(12), NFT_DO_CHAIN + 0x40, POD_NS, "eth0"),
+        // Another probe's drop to the same pod: not this one's.
+        dropped(500, true, 45999, Some(16), IP_RCV_FINISH_CORE, POD_NS, "eth0"),
+    ]));
+    let v = only_verdict(&reports);
+    assert_eq!(v.kind, "probe_timeout");
+    assert_eq!(
+        v.fields["drops"],
+        serde_json::json!([{"direction": "to_pod", "reason": "NETFILTER_DROP", "location": "nft_do_chain", "count": 2, "netns": "pod", "interface": "eth0"}])
+    );
+    assert!(v.message.contains("the SYN was dropped (2 times) by netfilter (NETFILTER_DROP in nft_do_chain) on eth0 in the pod's network namespace (10.200.1.2)"), "{}", v.message);
+    assert!(v.message.contains("check the iptables/nftables rules in the pod's namespace"), "{}", v.message);
+    assert_eq!(v.fields["listen_queue"], serde_json::Value::Null);
+}
+
+/// Strict rp_filter on the node's interface the pod's reply comes back
+/// by: the SYN-ACK dies in the node's namespace, and each retransmitted
+/// SYN meets the pod's half-open connection, which frees it (more of
+/// those than SYN-ACKs lost, but they are the echo, not the cause).
+fn rp_filtered(reason: Option<u32>, echo_reason: Option<u32>) -> Vec<Event> {
+    unanswered(45011, vec![
+        dropped(1, false, 45011, reason, IP_RCV_FINISH_CORE + 0x90, HOST_NS, "veth-ptrp"),
+        dropped(1000, true, 45011, echo_reason, TCP_V4_RCV + 0x200, POD_NS, "eth0"),
+        dropped(1001, false, 45011, reason, IP_RCV_FINISH_CORE + 0x90, HOST_NS, "veth-ptrp"),
+        dropped(1200, true, 45011, echo_reason, TCP_V4_RCV + 0x200, POD_NS, "eth0"),
+        dropped(1400, true, 45011, echo_reason, TCP_V4_RCV + 0x200, POD_NS, "eth0"),
+    ])
+}
+
+#[test]
+fn a_syn_ack_dropped_by_strict_rp_filter_names_the_interface_and_the_sysctl() {
+    let node = StaticNode { rp_filter: vec![("veth-ptrp".into(), 1)], ..dropping_node() };
+    let mut c = correlator(with_drops(ProbeSettings::default()), node);
+    let reports = run(&mut c, &rp_filtered(Some(16), Some(2)));
+    let v = only_verdict(&reports);
+    let drops = v.fields["drops"].as_array().unwrap();
+    assert_eq!(drops.len(), 2, "{drops:?}");
+    assert_eq!(
+        drops[0],
+        serde_json::json!({"direction": "from_pod", "reason": "IP_RPFILTER", "location": "ip_rcv_finish_core", "count": 2, "netns": "host", "interface": "veth-ptrp"})
+    );
+    assert_eq!((&drops[1]["reason"], &drops[1]["count"]), (&"NOT_SPECIFIED".into(), &3.into()));
+    let m = &v.message;
+    assert!(m.contains("the pod's SYN-ACK was dropped (2 times) by reverse-path filtering (IP_RPFILTER in ip_rcv_finish_core) on veth-ptrp in the node's network namespace"), "{m}");
+    assert!(m.contains("rp_filter is 1 (strict) on veth-ptrp and the route back to the pod (10.200.1.2) leaves by another interface"), "{m}");
+    assert!(m.contains("sysctl -w net.ipv4.conf.veth-ptrp.rp_filter=2 (loose)"), "{m}");
+}
+
+#[test]
+fn before_5_17_an_rp_filter_drop_is_told_by_its_place_and_the_interfaces_mode() {
+    // No reason: the place (where input routing frees packets) and the
+    // interface's strict mode tell.
+    let node = StaticNode { rp_filter: vec![("veth-ptrp".into(), 1)], ..dropping_node() };
+    let mut c = correlator(with_drops(ProbeSettings::default()), node);
+    let reports = run(&mut c, &rp_filtered(None, None));
+    let v = only_verdict(&reports);
+    assert_eq!(v.fields["drops"][0]["reason"], serde_json::Value::Null);
+    assert_eq!(v.fields["drops"][0]["location"], "ip_rcv_finish_core");
+    let m = &v.message;
+    assert!(m.contains("by reverse-path filtering (in ip_rcv_finish_core; this kernel gives no reason) on veth-ptrp"), "{m}");
+    assert!(m.contains("net.ipv4.conf.veth-ptrp.rp_filter=2"), "{m}");
+
+    // Or the namespace's counter, where the interface's mode is not known.
+    let node = StaticNode { tcp_ext: vec![(None, [("IPReversePathFilter".to_string(), 7)].into())], ..dropping_node() };
+    let mut c = correlator(with_drops(ProbeSettings::default()), node);
+    let m = only_verdict(&run(&mut c, &rp_filtered(None, None))).message.clone();
+    assert!(m.contains("(IPReversePathFilter: 7 in that namespace)") && m.contains("rp_filter=2"), "{m}");
+
+    // Neither: the place alone, and no claim about rp_filter.
+    let mut c = correlator(with_drops(ProbeSettings::default()), dropping_node());
+    let m = only_verdict(&run(&mut c, &rp_filtered(None, None))).message.clone();
+    assert!(m.contains("by the kernel (in ip_rcv_finish_core; this kernel gives no reason)") && !m.contains("rp_filter"), "{m}");
+}
+
+#[test]
+fn retransmitted_syns_the_pod_frees_say_its_syn_ack_is_lost_on_the_way_back() {
+    let mut c = correlator(with_drops(ProbeSettings::default()), dropping_node());
+    let reports = run(&mut c, &unanswered(45012, vec![dropped(1000, true, 45012, Some(2), TCP_V4_RCV, POD_NS, "eth0")]));
+    let m = &only_verdict(&reports).message;
+    assert!(m.contains("the SYN was dropped by the kernel (NOT_SPECIFIED in tcp_v4_rcv)"), "{m}");
+    assert!(m.contains("so the pod did answer and its SYN-ACK is lost on the way back"), "{m}");
+}
+
+fn listen_queue(waiting: u32, probe_waiting: bool, overflows: u64) -> ((IpAddr, u16), ListenQueue) {
+    let listener = crate::node::Listener { addr: ip("10.200.1.2"), port: 8080 };
+    ((ip("10.200.1.2"), 8080), ListenQueue { listener, waiting, probe_waiting, listen_overflows: Some(overflows) })
+}
+
+/// A listener that never accepts, its queue full: the kernel consumes
+/// the SYN (no drop reported; observed on 6.18, 6.1 and 5.10), and the
+/// pod's counters are what tell.
+#[test]
+fn a_syn_turned_away_by_a_full_accept_queue_is_told_from_the_pods_counters() {
+    let node = StaticNode { listen_queues: vec![listen_queue(2, false, 3)], ..dropping_node() };
+    let mut c = correlator(with_drops(ProbeSettings::default()), node);
+    let v = only_verdict(&run(&mut c, &unanswered(45013, vec![]))).clone();
+    assert_eq!(v.kind, "probe_timeout");
+    assert_eq!(v.fields["drops"], serde_json::json!([]));
+    assert_eq!(
+        v.fields["listen_queue"],
+        serde_json::json!({"listener": "10.200.1.2:8080", "waiting": 2, "probe_waiting": false, "listen_overflows": 3})
+    );
+    let m = &v.message;
+    assert!(m.contains("the pod's listener on 10.200.1.2:8080 has a full accept queue: 2 connections the application has not accepted wait in it"), "{m}");
+    assert!(m.contains("has counted 3 listen queue overflows (TcpExtListenOverflows)"), "{m}");
+    assert!(m.contains("listen backlog") && m.contains("net.core.somaxconn") && m.contains("accept connections faster"), "{m}");
+
+    // Connections waiting but no overflow counted: not the cause.
+    let node = StaticNode { listen_queues: vec![listen_queue(2, false, 0)], ..dropping_node() };
+    let mut c = correlator(with_drops(ProbeSettings::default()), node);
+    let m = only_verdict(&run(&mut c, &unanswered(45013, vec![]))).message.clone();
+    assert!(m.contains("the pod is not answering") && !m.contains("accept queue"), "{m}");
+}
+
+#[test]
+fn a_connection_the_application_never_accepts_is_not_blamed_on_a_slow_answer() {
+    let node = StaticNode { listen_queues: vec![listen_queue(1, true, 0)], ..Default::default() };
+    let mut c = correlator(following(), node);
+    let reports = run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)));
+    let v = only_verdict(&reports);
+    assert_eq!(v.kind, "probe_no_response");
+    assert_eq!(v.fields["listen_queue"]["probe_waiting"], true);
+    let m = &v.message;
+    assert!(m.contains("the application never accepted the connection: it waits in the accept queue of the listener on 10.200.1.2:8080 (1 waiting in all)"), "{m}");
+    assert!(m.contains("net.core.somaxconn") && !m.contains("is stalled, not the network"), "{m}");
+
+    // Accepted (a file owns it) and unanswered: the application is slow.
+    let node = StaticNode { listen_queues: vec![listen_queue(0, false, 0)], ..Default::default() };
+    let mut c = correlator(following(), node);
+    let m = only_verdict(&run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)))).message.clone();
+    assert!(m.contains("is stalled, not the network"), "{m}");
+}
+
+/// The handshake's last ACK (and the request with it) meets a full
+/// accept queue: the prober thinks it is connected; 5.17+ says
+/// TCP_LISTEN_OVERFLOW, and the pod's SYN-ACK retransmits reaching the
+/// connected prober (TCP_INVALID_SYN) are the echo. 5.10 frees those
+/// without the tracepoint.
+fn overflowed_handshake(reason: Option<u32>) -> Vec<Event> {
+    let mut events = vec![
+        kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
+        softirq(1, Body::TcpState(tcp(SK, 45000, 8080, 2, 1))),
+    ];
+    for t in [2, 200, 400] {
+        events.push(dropped(t, true, 45000, reason, TCP_V4_RCV + 0x300, POD_NS, "eth0"));
+    }
+    for t in [300, 500, 700, 900].into_iter().filter(|_| reason.is_some()) {
+        events.push(dropped(t, false, 45000, Some(46), TCP_VALIDATE_INCOMING, HOST_NS, "veth-ptph"));
+    }
+    events.push(softirq(1001, Body::TcpClosed(close(TCP_FIN_WAIT1, 96, 96, 0, 0))));
+    events
+}
+
+#[test]
+fn a_handshake_turned_away_by_a_full_accept_queue_names_the_overflow() {
+    let node = StaticNode { listen_queues: vec![listen_queue(2, false, 9)], ..dropping_node() };
+    let mut c = correlator(with_drops(following()), node.clone());
+    let v = only_verdict(&run(&mut c, &overflowed_handshake(Some(40)))).clone();
+    assert_eq!(v.kind, "probe_no_response");
+    assert_eq!((&v.fields["drops"][0]["reason"], &v.fields["drops"][0]["count"]), (&"TCP_LISTEN_OVERFLOW".into(), &3.into()));
+    assert_eq!(v.fields["drops"][1]["reason"], "TCP_INVALID_SYN");
+    let m = &v.message;
+    assert!(m.contains("the request was dropped (3 times) by the kernel (TCP_LISTEN_OVERFLOW in tcp_v4_rcv) on eth0 in the pod's network namespace"), "{m}");
+    assert!(m.contains("the application's listen queue is full") && m.contains("has a full accept queue: 2 connections"), "{m}");
+
+    // 5.10: the place alone, and the pod's counters.
+    let mut c = correlator(with_drops(following()), node);
+    let m = only_verdict(&run(&mut c, &overflowed_handshake(None))).message.clone();
+    assert!(m.contains("the request was dropped (3 times) by the kernel (in tcp_v4_rcv; this kernel gives no reason)"), "{m}");
+    assert!(m.contains("has a full accept queue") && m.contains("has counted 9 listen queue overflows"), "{m}");
+}
+
+/// Issue item 5: IPVS took the SYN-ACK; the pod's TCP then frees each
+/// retransmitted SYN (it answered already). That is no drop to report:
+/// the diversion is the one verdict, and no report carries drops.
+#[test]
+fn a_diverted_probe_is_never_also_reported_as_dropped() {
+    let echoes = [
+        dropped(1000, true, 31055, Some(2), TCP_V4_RCV, POD_NS, "eth0"),
+        dropped(1001, false, 31055, Some(16), IP_RCV_FINISH_CORE, HOST_NS, "veth-ptph"),
+    ];
+    let with_echoes = |mut events: Vec<Event>| {
+        let close = events.pop().unwrap();
+        events.extend(echoes.iter().cloned());
+        events.push(close);
+        events
+    };
+    let no_drops = |reports: &[Report]| {
+        for r in reports {
+            let d = r.fields.get("drops");
+            assert!(d.is_none() || d == Some(&serde_json::json!([])), "{r:#?}");
+            assert!(!r.message.contains("dropped"), "{}", r.message);
+        }
+    };
+    // Observed through the IPVS hook.
+    let mut c = correlator(with_drops(ProbeSettings::default()), dropping_node());
+    let reports = run(&mut c, &with_echoes(hijacked_probe()));
+    assert_eq!(only_verdict(&reports).kind, "synack_diverted");
+    no_drops(&reports);
+
+    // Inferred from the IPVS table.
+    let settings = with_drops(ProbeSettings { ipvs_observed: false, ..Default::default() });
+    let mut c = correlator(settings, StaticNode { services: vec![ipvs_service()], ..dropping_node() });
+    let mut events = with_echoes(hijacked_probe());
+    events.remove(1);
+    let reports = run(&mut c, &events);
+    assert_eq!(only_verdict(&reports).fields["evidence"], "inferred");
+    no_drops(&reports);
+
+    // Diverted, and then connected after all (a later SYN-ACK got
+    // through) and unanswered: still no drops on its second verdict.
+    let mut c = correlator(with_drops(following()), dropping_node());
+    let mut events = hijacked_probe();
+    events.pop();
+    events.extend(echoes.iter().cloned());
+    events.push(softirq(1500, Body::TcpState(tcp(SK, 31055, 8080, 2, 1))));
+    let mut cl = close(TCP_FIN_WAIT1, 96, 96, 0, 0);
+    cl.info = tcp(SK, 31055, 8080, 1, TCP_FIN_WAIT1);
+    events.push(softirq(2500, Body::TcpClosed(cl)));
+    let reports = run(&mut c, &events);
+    assert_eq!(verdicts(&reports)[0].kind, "synack_diverted");
+    no_drops(&reports);
+}
