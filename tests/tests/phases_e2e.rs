@@ -177,24 +177,55 @@ fn drop_reasons_known() -> bool {
         .is_ok_and(|f| f.contains(" reason;"))
 }
 
-/// Probes whose SYN dies on the way: the timed-out verdict names where
-/// (the function, the namespace) and why (the kernel's reason, 5.17+),
-/// and a healthy probe beside them has none.
+/// How many connections wait in the accept queue of the pod's listener
+/// on `port` (its `rx_queue` in the pod's /proc/net/tcp).
+fn waiting_on(port: u16) -> Option<u32> {
+    let out = std::process::Command::new("ip").args(["netns", "exec", "ptphase", "cat", "/proc/net/tcp"]).output().ok()?;
+    let local = format!("0203C80A:{port:04X}");
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.get(1) == Some(&local.as_str()) && cols.get(3) == Some(&"0A"))
+            .then(|| u32::from_str_radix(cols.get(4)?.split_once(':')?.1, 16).ok())
+            .flatten()
+    })
+}
+
+/// Probes whose packets die on the way, or that a full listen queue turns
+/// away: the verdict names where (the function, the namespace, the
+/// interface) and why (the kernel's reason, 5.17+, or the pod's own
+/// counters), with the fix; a healthy probe beside them has none. The
+/// probes run side by side (one timeout in all) but for the second to the
+/// never-accepting listener, which must find the first in its queue.
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn probes_whose_packets_are_dropped_say_where_and_why() {
     let scenario = Scenario::up("phases");
     let tracer = Tracer::start(&["--groups", "probe"]);
     let timeout = format!("{}ms", timeout_ms());
-    for case in ["fw-pod", "fw-host"] {
-        let said = scenario.trigger(&[case, &timeout]);
-        assert!(said.contains("Client.Timeout exceeded") || said.contains("i/o timeout"), "{case}: {said}");
+    let said: Vec<(&str, String)> = std::thread::scope(|s| {
+        let probe = |case: &'static str| {
+            let (scenario, timeout) = (&scenario, &timeout);
+            s.spawn(move || (case, scenario.trigger(&[case, timeout])))
+        };
+        let mut running: Vec<_> = ["fw-pod", "fw-host", "rpfilter", "backlog"].into_iter().map(probe).collect();
+        // The connection setup left waiting, and the first probe's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms());
+        while waiting_on(8090) != Some(2) {
+            assert!(std::time::Instant::now() < deadline, "the first backlog probe never reached the queue: {:?}", waiting_on(8090));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        running.push(probe("backlog"));
+        running.push(probe("healthy"));
+        running.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (case, said) in &said {
+        let expected = if *case == "healthy" { said == "success" } else { said.contains("Client.Timeout exceeded") || said.contains("i/o timeout") };
+        assert!(expected, "{case}: {said}");
     }
-    assert_eq!(scenario.trigger(&["healthy", &timeout]), "success");
     let out = tracer.stop();
     assert_eq!(out.hook_mode("packet_drop"), "btf_tracepoint", "{}", out.dump());
-    assert_eq!(out.kind("probe_timeout").len(), 2, "{}", out.dump());
-    assert_eq!(out.verdicts().len(), 2, "the healthy probe has no verdict: {}", out.dump());
+    assert_eq!(out.kind("probe_timeout").len(), 4, "{}", out.dump());
+    assert_eq!(out.verdicts().len(), 5, "the healthy probe has no verdict: {}", out.dump());
     let reasons = drop_reasons_known();
 
     let first_drop = |port: u16| -> Value {
@@ -204,6 +235,7 @@ fn probes_whose_packets_are_dropped_say_where_and_why() {
         assert!(v["sport"].as_u64().unwrap() > 0, "{v}");
         drops[0].clone()
     };
+    let message = |kind: &str, port: u16| only_to(&out, kind, port)["message"].as_str().unwrap().to_string();
     for (port, netns) in [(8087, "pod"), (8088, "host")] {
         let d = first_drop(port);
         assert_eq!((&d["direction"], &d["netns"]), (&"to_pod".into(), &netns.into()), "{port}: {d}");
@@ -213,8 +245,35 @@ fn probes_whose_packets_are_dropped_say_where_and_why() {
         assert_eq!(d["reason"], if reasons { "NETFILTER_DROP".into() } else { Value::Null }, "{port}: {d}");
         // The SYN and its retransmits.
         assert!(d["count"].as_u64().unwrap() >= 1, "{d}");
-        let message = only_to(&out, "probe_timeout", port)["message"].as_str().unwrap().to_string();
+        let message = message("probe_timeout", port);
         assert!(message.contains("the SYN was dropped") && message.contains("by netfilter") == reasons, "{message}");
         assert!(message.contains(if netns == "pod" { "the pod's network namespace" } else { "the node's network namespace" }), "{message}");
     }
+
+    // Strict rp_filter on the interface the pod's SYN-ACK comes back by:
+    // dropped where the node routes its input, with the interface's fix
+    // (5.10: the place alone, and the interface's mode).
+    let d = first_drop(8089);
+    assert_eq!((&d["direction"], &d["netns"], &d["interface"]), (&"from_pod".into(), &"host".into(), &"veth-ptrp".into()), "{d}");
+    assert_eq!(d["reason"], if reasons { "IP_RPFILTER".into() } else { Value::Null }, "{d}");
+    assert!(d["location"].as_str().unwrap().starts_with("ip_"), "input routing frees it: {d}");
+    let m = message("probe_timeout", 8089);
+    assert!(m.contains("the pod's SYN-ACK was dropped") && m.contains("by reverse-path filtering"), "{m}");
+    assert!(m.contains("rp_filter is 1 (strict) on veth-ptrp and the route back to the pod") && m.contains("sysctl -w net.ipv4.conf.veth-ptrp.rp_filter=2"), "{m}");
+
+    // The listener that never accepts: the first probe connects into its
+    // queue and is never accepted; the next finds the queue full, and the
+    // kernel consumes its SYN (no drop reported on any kernel tried), so
+    // the pod's counters tell.
+    let first = only_to(&out, "probe_no_response", 8090);
+    assert_eq!((&first["request_acked"], &first["listen_queue"]["probe_waiting"]), (&true.into(), &true.into()), "{first}");
+    let m = first["message"].as_str().unwrap();
+    assert!(m.contains("the application never accepted the connection") && m.contains("10.200.3.2:8090 (2 waiting in all)"), "{m}");
+    let second = only_to(&out, "probe_timeout", 8090);
+    assert_eq!(second["drops"], serde_json::json!([]), "{second}");
+    let queue = &second["listen_queue"];
+    assert_eq!((&queue["listener"], &queue["waiting"]), (&"10.200.3.2:8090".into(), &2.into()), "{second}");
+    assert!(queue["listen_overflows"].as_u64().unwrap() >= 1, "{second}");
+    let m = second["message"].as_str().unwrap();
+    assert!(m.contains("has a full accept queue") && m.contains("TcpExtListenOverflows") && m.contains("net.core.somaxconn"), "{m}");
 }

@@ -14,3 +14,7 @@ PORT_LOOPBACK=8086  # listens on 127.0.0.1 only: the probe is refused
 # Probes whose packets die (issue: drop reasons):
 PORT_FW_POD=8087    # an iptables DROP in the pod's INPUT chain
 PORT_FW_HOST=8088   # an iptables DROP in the node's OUTPUT chain
+PORT_RPFILTER=8089  # replies leave by a second veth pair (pod eth1 -> node veth-ptrp),
+                    # whose strict rp_filter drops them: the route to the pod is veth-ptph
+PORT_BACKLOG=8090   # listens with backlog 1 and never accepts; one connection already
+                    # waits, so one probe more fits and the next overflows

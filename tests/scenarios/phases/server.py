@@ -8,7 +8,7 @@ import threading
 import time
 
 POD_IP = sys.argv[1]
-HEALTHY, SILENT, ERROR, LATE, RESET, CLOSE, LOOPBACK = (int(p) for p in sys.argv[2:9])
+HEALTHY, SILENT, ERROR, LATE, RESET, CLOSE, LOOPBACK, RPFILTER, BACKLOG = (int(p) for p in sys.argv[2:11])
 
 
 def reply(status, reason):
@@ -58,8 +58,20 @@ def serve(addr, port):
         threading.Thread(target=handle, args=(port, conn), daemon=True).start()
 
 
-for port in (HEALTHY, SILENT, ERROR, LATE, RESET, CLOSE):
+def never_accepting(addr, port):
+    """A listener with backlog 1 that never accepts, and a connection that
+    already waits in its queue (the kernel queues backlog + 1)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(1)
+    waiting = socket.create_connection((addr, port))
+    return s, waiting
+
+
+for port in (HEALTHY, SILENT, ERROR, LATE, RESET, CLOSE, RPFILTER):
     threading.Thread(target=serve, args=(POD_IP, port), daemon=True).start()
 threading.Thread(target=serve, args=("127.0.0.1", LOOPBACK), daemon=True).start()
+held = never_accepting(POD_IP, BACKLOG)
 print("ready", flush=True)
 threading.Event().wait()

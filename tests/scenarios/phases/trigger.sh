@@ -13,6 +13,7 @@ case "$1" in
     late) port=$PORT_LATE ;; reset) port=$PORT_RESET ;; close) port=$PORT_CLOSE ;;
     loopback) port=$PORT_LOOPBACK ;;
     fw-pod) port=$PORT_FW_POD ;; fw-host) port=$PORT_FW_HOST ;;
+    rpfilter) port=$PORT_RPFILTER ;; backlog) port=$PORT_BACKLOG ;;
     tcp) "$prober" tcp "$PHASE_POD_IP:$PORT_HEALTHY" "${2:-1s}" || true; exit 0 ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
 esac
