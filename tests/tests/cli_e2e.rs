@@ -251,6 +251,11 @@ fn check_audit_flags_nodeports_in_the_ephemeral_range_and_passes_with_the_fix() 
         sh(&["modprobe", "ip_vs"]);
         in_ns(&["ipvsadm", "-A", "-t", "10.9.9.9:31055", "-s", "rr"]);
     }
+    // Strict reverse-path filtering on an interface that is up.
+    in_ns(&["ip", "link", "add", "pta0", "type", "veth", "peer", "name", "pta1"]);
+    in_ns(&["ip", "link", "set", "pta0", "up"]);
+    in_ns(&["ip", "link", "set", "pta1", "up"]);
+    in_ns(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.pta0.rp_filter=1", "net.ipv4.conf.pta1.rp_filter=2"]);
 
     let audit = audit_in(ns.0);
     let ports = finding(&audit, "ephemeral_ports");
@@ -273,12 +278,7 @@ fn check_audit_flags_nodeports_in_the_ephemeral_range_and_passes_with_the_fix() 
     let loaded = std::path::Path::new("/proc/sys/net/netfilter/nf_conntrack_count").exists();
     let text = conntrack["message"].as_str().unwrap();
     assert!(if loaded { text.starts_with("0 connection tracking entries in use of net.netfilter.nf_conntrack_max") } else { text.contains("not loaded") }, "{conntrack}");
-    // Strict reverse-path filtering on an interface that is up.
-    in_ns(&["ip", "link", "add", "pta0", "type", "veth", "peer", "name", "pta1"]);
-    in_ns(&["ip", "link", "set", "pta0", "up"]);
-    in_ns(&["ip", "link", "set", "pta1", "up"]);
-    in_ns(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.pta0.rp_filter=1", "net.ipv4.conf.pta1.rp_filter=2"]);
-    let rp = finding(&audit_in(ns.0), "rp_filter").clone();
+    let rp = finding(&audit, "rp_filter");
     assert_eq!(rp["status"], "warn", "{rp}");
     assert!(rp["message"].as_str().unwrap().contains("strict (rp_filter 1, the larger of net.ipv4.conf.all and the interface's own) on pta0:"), "{rp}");
     assert_eq!(rp["fix"], "sysctl -w net.ipv4.conf.pta0.rp_filter=2 (loose; persist it in /etc/sysctl.d)", "{rp}");
