@@ -121,6 +121,9 @@ struct Attempt {
     diverted: bool,
     /// When it reached ESTABLISHED, while it waits for its close.
     established_ns: Option<u64>,
+    /// A retransmit in ESTABLISHED came first: it connected, and the
+    /// kernel keeps when for the close record.
+    connected: bool,
 }
 
 /// Per-destination counts for the summary.
@@ -245,6 +248,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
                         reset: false,
                         diverted: false,
                         established_ns: None,
+                        connected: false,
                     };
                     self.attempts.insert(info.skaddr, attempt);
                 }
@@ -256,6 +260,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
                     if info.newstate == TCP_SYN_SENT {
                         a.syn_retransmits += 1;
                     }
+                    a.connected |= info.newstate == TCP_ESTABLISHED;
                 }
                 Vec::new()
             }
@@ -302,7 +307,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
             if let Some(a) = self.attempts.remove(&skaddr) {
                 let mut end = a.started.clone();
                 end.ts_ns = now_ns;
-                if a.established_ns.is_some() {
+                if a.established_ns.is_some() || a.connected {
                     // Connected, and its close never came (the kernel lost
                     // the socket, or the tracer stops first).
                     self.stats(&a).established += 1;

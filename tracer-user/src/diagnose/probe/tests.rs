@@ -240,6 +240,21 @@ fn a_connected_probe_waits_for_its_close_and_is_recorded_if_it_never_comes() {
 }
 
 #[test]
+fn a_connected_probe_whose_request_is_retransmitted_is_no_timeout_when_it_never_closes() {
+    // The kernel sends the owed connect before the retransmit and keeps
+    // ESTABLISHED for the close record; the tracer stops first.
+    let mut c = correlator(following(), StaticNode::default());
+    let events = [
+        kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
+        softirq(300, Body::TcpRetransmit(tcp(SK, 45000, 8080, 1, 1))),
+    ];
+    assert!(run(&mut c, &events).is_empty());
+    let reports = c.finish(20_000 * MS);
+    assert!(verdicts(&reports).is_empty(), "{reports:#?}");
+    assert_eq!(reports[0].fields["outcome"], "established");
+}
+
+#[test]
 fn a_refused_probe_names_what_the_pods_namespace_listens_on() {
     let pod = ip("10.200.1.2");
     let listening = |addr: &str, port| crate::node::Listener { addr: ip(addr), port };
