@@ -707,8 +707,9 @@ fn a_connection_the_application_never_accepts_is_not_blamed_on_a_slow_answer() {
 /// The handshake's last ACK (and the request with it) meets a full
 /// accept queue: the prober thinks it is connected; 5.17+ says
 /// TCP_LISTEN_OVERFLOW, and the pod's SYN-ACK retransmits reaching the
-/// connected prober (TCP_INVALID_SYN) are the echo. 5.10 frees those
-/// without the tracepoint.
+/// connected prober (TCP_INVALID_SYN) are the echo. 6.1 gives the ACK
+/// NOT_SPECIFIED (seen in its VM); 5.10 gives no reason and frees the
+/// SYN-ACK retransmits without the tracepoint.
 fn overflowed_handshake(reason: Option<u32>) -> Vec<Event> {
     let mut events = vec![
         kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
@@ -735,6 +736,13 @@ fn a_handshake_turned_away_by_a_full_accept_queue_names_the_overflow() {
     let m = &v.message;
     assert!(m.contains("the request was dropped (3 times) by the kernel (TCP_LISTEN_OVERFLOW in tcp_v4_rcv) on eth0 in the pod's network namespace"), "{m}");
     assert!(m.contains("the application's listen queue is full") && m.contains("has a full accept queue: 2 connections"), "{m}");
+
+    // 6.1: no such reason yet (NOT_SPECIFIED); the echo of the SYN-ACK
+    // retransmits leads, and the pod's counters say why.
+    let mut c = correlator(with_drops(following()), node.clone());
+    let m = only_verdict(&run(&mut c, &overflowed_handshake(Some(2)))).message.clone();
+    assert!(m.contains("so the pod never got the handshake's last ACK"), "{m}");
+    assert!(m.contains("has a full accept queue") && m.contains("has counted 9 listen queue overflows"), "{m}");
 
     // 5.10: the place alone, and the pod's counters.
     let mut c = correlator(with_drops(following()), node);
