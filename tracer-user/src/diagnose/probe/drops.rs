@@ -182,7 +182,9 @@ pub(super) fn sentence(first: &DropSummary, connected: bool, addr: IpAddr, ctx: 
     let rp_filter = reason == Some("IP_RPFILTER") || (reason.is_none() && ctx.infers_rp_filter());
     let by = match reason {
         Some("NETFILTER_DROP") => "by netfilter",
-        _ if rp_filter => "by reverse-path filtering",
+        Some(_) if rp_filter => "by reverse-path filtering",
+        // Inferred from the place and the node's settings.
+        None if rp_filter => "most likely by reverse-path filtering",
         _ => "by the kernel",
     };
     let why = match reason {

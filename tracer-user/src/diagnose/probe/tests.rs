@@ -630,7 +630,7 @@ fn before_5_17_an_rp_filter_drop_is_told_by_its_place_and_the_interfaces_mode() 
     assert_eq!(v.fields["drops"][0]["reason"], serde_json::Value::Null);
     assert_eq!(v.fields["drops"][0]["location"], "ip_rcv_finish_core");
     let m = &v.message;
-    assert!(m.contains("by reverse-path filtering (in ip_rcv_finish_core; this kernel gives no reason) on veth-ptrp"), "{m}");
+    assert!(m.contains("most likely by reverse-path filtering (in ip_rcv_finish_core; this kernel gives no reason) on veth-ptrp"), "{m}");
     assert!(m.contains("net.ipv4.conf.veth-ptrp.rp_filter=2"), "{m}");
 
     // Or the namespace's counter, where the interface's mode is not known.
