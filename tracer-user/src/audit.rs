@@ -341,7 +341,10 @@ fn rp_filter(inputs: &AuditInputs) -> Finding {
         return Finding {
             check,
             status: Status::Ok,
-            message: format!("reverse-path filtering is loose or off on the {} interfaces that are up", rp.interfaces.len()),
+            message: match rp.interfaces.len() {
+                1 => "reverse-path filtering is loose or off on the one interface that is up".to_string(),
+                n => format!("reverse-path filtering is loose or off on the {n} interfaces that are up"),
+            },
             fix: None,
         };
     }
