@@ -120,7 +120,7 @@ impl BpfStats {
 }
 
 /// What one process's BPF programs and its own threads cost so far.
-#[derive(Clone, Copy, Default, Debug, PartialEq)]
+#[derive(Clone, Default, Debug, PartialEq)]
 pub struct ProcessCost {
     /// Time the programs it holds ran in the kernel ([`BpfStats`] on).
     pub bpf_ns: u64,
@@ -128,6 +128,18 @@ pub struct ProcessCost {
     pub bpf_runs: u64,
     /// CPU time of its threads (its userspace and the syscalls it makes).
     pub cpu_ns: u64,
+    /// The same BPF time and runs program by program, by id.
+    pub programs: Vec<ProgramCost>,
+}
+
+/// One program's share of [`ProcessCost`].
+#[derive(Clone, Default, Debug, PartialEq)]
+pub struct ProgramCost {
+    pub id: u64,
+    /// The name the kernel keeps (its first 15 bytes), or `prog ID`.
+    pub name: String,
+    pub ns: u64,
+    pub runs: u64,
 }
 
 impl ProcessCost {
@@ -145,8 +157,11 @@ impl ProcessCost {
             {
                 cost.bpf_ns += ns;
                 cost.bpf_runs += runs;
+                let name = program_name(id).unwrap_or_else(|| format!("prog {id}"));
+                cost.programs.push(ProgramCost { id, name, ns, runs });
             }
         }
+        cost.programs.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         for entry in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
             // schedstat: time on CPU (ns), time waiting, timeslices.
             let on_cpu = std::fs::read_to_string(entry.path().join("schedstat"))
@@ -159,12 +174,64 @@ impl ProcessCost {
 
     /// What was spent between `earlier` and this reading.
     pub fn since(&self, earlier: &Self) -> Self {
+        let programs = self
+            .programs
+            .iter()
+            .map(|p| {
+                let before = earlier.programs.iter().find(|e| e.id == p.id);
+                ProgramCost {
+                    id: p.id,
+                    name: p.name.clone(),
+                    ns: p.ns.saturating_sub(before.map_or(0, |e| e.ns)),
+                    runs: p.runs.saturating_sub(before.map_or(0, |e| e.runs)),
+                }
+            })
+            .collect();
         Self {
             bpf_ns: self.bpf_ns.saturating_sub(earlier.bpf_ns),
             bpf_runs: self.bpf_runs.saturating_sub(earlier.bpf_runs),
             cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            programs,
         }
     }
+}
+
+/// A program's name by id: `BPF_PROG_GET_FD_BY_ID`, then
+/// `BPF_OBJ_GET_INFO_BY_FD` (root). `struct bpf_prog_info` is UAPI: its
+/// `name[16]` is at byte 64 on every kernel that has it (4.15+).
+pub fn program_name(id: u64) -> Option<String> {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // { prog_id, next_id, open_flags }
+    let by_id = [u32::try_from(id).ok()?, 0, 0];
+    // SAFETY: bpf(2) with an attribute of the size passed.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_GET_FD_BY_ID, by_id.as_ptr(), size_of_val(&by_id)) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a new fd the kernel just returned, owned by nobody else.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let mut info = [0u8; 80];
+    // { bpf_fd, info_len, info }
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let attr = InfoAttr {
+        bpf_fd: std::os::fd::AsRawFd::as_raw_fd(&fd) as u32,
+        info_len: info.len() as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes into `info`.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr as *const InfoAttr, size_of::<InfoAttr>()) };
+    if ret != 0 {
+        return None;
+    }
+    let name = &info[64..80];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Some(String::from_utf8_lossy(&name[..end]).into_owned())
 }
 
 /// A `name:\tvalue` line of an fdinfo file.

@@ -308,7 +308,7 @@ fn alternation_phase(args: &Args, addr: std::net::SocketAddr, workloads: &[&'sta
 }
 
 /// One workload window of the cost phase.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct CostSample {
     connections: u64,
     /// The whole machine's busy CPU time in the window.
@@ -380,6 +380,27 @@ fn cost_phase(args: &Args, addr: std::net::SocketAddr, workloads: &[&'static str
     Some((samples, accounting))
 }
 
+/// Each program that ran, over a condition's windows of one workload:
+/// the medians of its ns per connection, runs per connection and ns per
+/// run (the attribution that says which hook a change moved).
+fn program_breakdown(windows: &[CostSample]) -> Vec<Value> {
+    let mut names: Vec<&str> = windows.iter().flat_map(|s| s.tracer.programs.iter().filter(|p| p.runs > 0).map(|p| p.name.as_str())).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let of = |s: &CostSample| {
+                s.tracer.programs.iter().filter(|p| p.name == name).fold((0u64, 0u64), |(ns, runs), p| (ns + p.ns, runs + p.runs))
+            };
+            let ns = median(windows.iter().map(|s| s.per_connection(of(s).0)).collect());
+            let runs = median(windows.iter().map(|s| of(s).1 as f64 / s.connections.max(1) as f64).collect());
+            let per_run = median(windows.iter().filter(|s| of(s).1 > 0).map(|s| of(s).0 as f64 / of(s).1 as f64).collect());
+            json!({ "program": name, "ns_per_conn": ns, "runs_per_conn": runs, "ns_per_run": per_run })
+        })
+        .collect()
+}
+
 /// Prints the cost table and returns it as JSON rows.
 fn report_cost(args: &Args, workloads: &[&'static str], samples: &[Vec<(Condition, CostSample)>]) -> Vec<Value> {
     let peer = if args.peer_tracer.is_some() { "peer build" } else { "bpftrace" };
@@ -391,7 +412,7 @@ fn report_cost(args: &Args, workloads: &[&'static str], samples: &[Vec<(Conditio
     println!("{:<12} {:<13} {:>10} {:>24} {:>10} {:>22} {:>24}", "workload", "tracer", "base us", "BPF ns/conn", "runs/conn", "process ns/conn", "share");
     let mut rows = Vec::new();
     for (wi, comm) in workloads.iter().enumerate() {
-        let of = |c: Condition| samples[wi].iter().filter(move |(k, _)| *k == c).map(|(_, s)| *s);
+        let of = |c: Condition| samples[wi].iter().filter(move |(k, _)| *k == c).map(|(_, s)| s.clone());
         let base_ns = median(of(Condition::Baseline).map(|s| s.busy_ns / s.connections.max(1) as f64).collect());
         for (condition, name) in [(Condition::ProbeTracer, "probe-tracer"), (Condition::Bpftrace, peer)] {
             let bpf = spread(of(condition).map(|s| s.per_connection(s.tracer.bpf_ns)).collect());
@@ -408,11 +429,23 @@ fn report_cost(args: &Args, workloads: &[&'static str], samples: &[Vec<(Conditio
                 format!("{:.0} [{:.0}-{:.0}]", process.0, process.1, process.2),
                 format!("{:.2} % [{:.2}-{:.2}]", share.0 * 100.0, share.1 * 100.0, share.2 * 100.0),
             );
+            let programs = program_breakdown(&of(condition).collect::<Vec<_>>());
+            for p in &programs {
+                println!(
+                    "{:<12}   {:<24} {:>16} {:>10.2} {:>22}",
+                    "",
+                    p["program"].as_str().unwrap_or(""),
+                    format!("{:.0} ns/conn", p["ns_per_conn"].as_f64().unwrap_or(0.0)),
+                    p["runs_per_conn"].as_f64().unwrap_or(0.0),
+                    format!("{:.1} ns/run", p["ns_per_run"].as_f64().unwrap_or(0.0)),
+                );
+            }
             rows.push(json!({
                 "workload": comm, "tracer": name, "baseline_busy_ns_per_conn": base_ns,
                 "bpf_ns_per_conn": bpf.0, "bpf_ns_per_conn_min": bpf.1, "bpf_ns_per_conn_max": bpf.2,
                 "bpf_runs_per_conn": runs, "process_ns_per_conn": process.0,
                 "share": share.0, "share_min": share.1, "share_max": share.2,
+                "programs": programs,
             }));
         }
     }
