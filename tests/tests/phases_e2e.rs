@@ -56,7 +56,7 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
     let tracer = Tracer::start(&["--groups", "probe"]);
     probe_every_case(&scenario);
     let out = tracer.stop();
-    assert_eq!(out.hook_mode("tcp_rcv_established"), "btf_tracepoint", "{}", out.dump());
+    assert_eq!(out.hook_mode("tcp_recvmsg"), "btf_tracepoint", "{}", out.dump());
     assert_phase_verdicts(&out);
 
     let attempt = |dport: u16| -> Vec<&Value> { out.kind("tcp_attempt").into_iter().filter(|a| a["dport"] == dport).collect() };
@@ -92,7 +92,7 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
     let tracer = Tracer::start(&["--groups", "probe", "--allow-mode", "raw_tracepoint,tracepoint,inferred"]);
     probe_every_case(&scenario);
     let out = tracer.stop();
-    assert_eq!(out.hook_mode("tcp_rcv_established"), "raw_tracepoint", "{}", out.dump());
+    assert_eq!(out.hook_mode("tcp_recvmsg"), "raw_tracepoint", "{}", out.dump());
     assert_eq!(out.hook_mode("tcp_state"), "raw_tracepoint", "{}", out.dump());
     assert_phase_verdicts(&out);
 }

@@ -117,12 +117,15 @@ pub struct ProbeSock {
     pub connect: EventHeader,
     /// `probe_sock::*` bits.
     pub flags: u32,
-    /// Payload bytes of the first segment the socket received in
-    /// ESTABLISHED (the response's first), as the segment said.
+    /// Payload bytes of the first unread segment when the response was
+    /// first seen (the prober's first read of it, or the close if it came
+    /// first): the response's first segment, or more where the kernel
+    /// coalesced segments in the queue.
     pub first_rx_len: u32,
     /// When the socket reached ESTABLISHED; 0 before.
     pub established_ts_ns: u64,
-    /// When its first payload byte arrived; 0 before.
+    /// When its first payload byte was seen (as the prober read it, or at
+    /// the close if that came first); 0 before.
     pub first_rx_ts_ns: u64,
     /// Its destination's slot in the drop hook's filter (see
     /// [`drop_filter_slot`]), counted while tracked.
@@ -208,7 +211,7 @@ pub mod probe_sock {
     pub const SYNACK_PENDING: u32 = 2;
     /// The socket is ESTABLISHED and followed until its first close.
     pub const ESTABLISHED: u32 = 4;
-    /// Its first response segment has been seen (`first_rx_*`).
+    /// Its response has been seen (`first_rx_*`).
     pub const RESPONSE_SEEN: u32 = 8;
     /// `rx_head` holds the response's first bytes.
     pub const RESPONSE_READ: u32 = 16;
@@ -569,12 +572,25 @@ pub struct TcpSockOffsets {
     /// `inet_sock.inet_sport`: kept after the port is released at close,
     /// where `skc_num` reads 0.
     pub inet_sport: u32,
+    /// `sock.sk_receive_queue` and, in that `sk_buff_head`, `next`: the
+    /// first unread segment, whose payload starts at its `data` (the TCP
+    /// header is pulled when it is queued).
+    pub sk_receive_queue: u32,
+    pub queue_next: u32,
     pub _pad: u32,
 }
 
 impl TcpSockOffsets {
-    pub const MISSING: Self =
-        Self { bytes_acked: NO_FIELD, bytes_received: NO_FIELD, write_seq: NO_FIELD, snd_una: NO_FIELD, inet_sport: NO_FIELD, _pad: 0 };
+    pub const MISSING: Self = Self {
+        bytes_acked: NO_FIELD,
+        bytes_received: NO_FIELD,
+        write_seq: NO_FIELD,
+        snd_una: NO_FIELD,
+        inet_sport: NO_FIELD,
+        sk_receive_queue: NO_FIELD,
+        queue_next: NO_FIELD,
+        _pad: 0,
+    };
 }
 
 /// Where a received segment's payload is: `sk_buff` and `skb_shared_info`
@@ -866,7 +882,7 @@ pub mod setting {
     /// sending a record (the ring buffer's cost, and userspace's, for the
     /// one outcome that needs no explaining).
     pub const ESTABLISHED_COUNTED: u32 = 2;
-    /// Non-zero once the received-segment hook (`tcp_probe`) is attached:
+    /// Non-zero once the read hook (`tcp_rcv_space_adjust`) is attached:
     /// only then can the kernel tell an answered probe from a silent one
     /// and an HTTP error from a success, and count healthy ones itself.
     pub const RESPONSE_HOOKED: u32 = 3;

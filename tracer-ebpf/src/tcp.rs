@@ -494,6 +494,13 @@ fn on_tracked_state(sock: &mut ProbeSock, skaddr: u64, tuple: &Tuple, old: u8, n
 /// program's went past 512 bytes.
 #[inline(never)]
 fn report_first_close(sock: &mut ProbeSock, skaddr: u64, new: u8) {
+    // An answer the prober has not read yet (the pod closed right after
+    // writing it) is still queued. Only with the read hook attached is an
+    // unseen response an unread one: without it the head of the queue may
+    // be any later segment.
+    if sock.flags & probe_sock::RESPONSE_SEEN == 0 && setting(settings::RESPONSE_HOOKED) != 0 {
+        take_response(sock, skaddr);
+    }
     let sk = skaddr as *const u8;
     let off = &config().tcp_sock;
     let bytes_acked = read_kernel::<u64>(sk, off.bytes_acked).unwrap_or(0);
@@ -1181,17 +1188,27 @@ pub fn tp_tcp_receive_reset(ctx: TracePointContext) -> u32 {
 }
 
 // ---------------------------------------------------------------------------
-// Hook: tcp_probe (tp_btf, raw tracepoint): every segment an ESTABLISHED
-// socket receives (`tcp_rcv_established`). For a followed probe, the first
-// segment with payload is the response's first byte: its time, its length
-// and its first bytes (the HTTP status line).
+// Hook: tcp_rcv_space_adjust (tp_btf, raw tracepoint): a process read data
+// from an established socket (`tcp_recvmsg` calls it after each segment it
+// copies, before it frees the segment). For a followed probe, the first
+// such read is the response's first bytes: their time, their length and
+// the HTTP status line, read from the segment at the head of the receive
+// queue. A response still unread when the socket first closes (the pod's
+// FIN came first) is read there instead ([`take_response`] from
+// [`report_first_close`]).
+//
+// Not `tcp:tcp_probe`: that fires for every segment an established socket
+// receives (data, bare ACKs, the FIN), and every run is a dispatch paid by
+// every connection on the node, prober or not; reads are fewer (see
+// docs/benchmarks.md).
 
-/// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb)` on every
-/// kernel since 4.16.
+/// `TP_PROTO(struct sock *sk)` on every kernel since 4.16, in the reading
+/// process's context, with the socket locked: the state hook's close
+/// (softirq) cannot run between the copy and this.
 #[inline(always)]
-fn on_segment_received(sk: impl SockAccess, skb: impl FnOnce() -> u64) {
-    // Fires for every segment of every established connection on the
-    // node: while no probe is established, one inlined map load.
+fn on_read(sk: impl SockAccess) {
+    // Fires for every read of every TCP socket on the node: while no probe
+    // is established, one inlined map load.
     if !may_hold(tracked_map::ESTABLISHED_PROBES) {
         return;
     }
@@ -1207,9 +1224,29 @@ fn on_segment_received(sk: impl SockAccess, skb: impl FnOnce() -> u64) {
         }
         return;
     }
-    let Some((payload, at)) = payload_of(skb() as *const u8) else { return };
+    take_response(sock, skaddr);
+}
+
+/// Notes the response's first bytes from the socket's first unread
+/// segment, once: the first read of a followed probe (the segment being
+/// copied is still queued), or its first close when nothing was read
+/// before it. A function of its own (a BPF-to-BPF call, at most once per
+/// probe), so its reads are not inlined into the state program twice.
+#[inline(never)]
+fn take_response(sock: &mut ProbeSock, skaddr: u64) {
+    let off = &config().tcp_sock;
+    if off.sk_receive_queue == NO_FIELD {
+        return;
+    }
+    let queue = skaddr + off.sk_receive_queue as u64;
+    let Some(skb) = read_kernel::<u64>(queue as *const u8, off.queue_next) else { return };
+    // An empty sk_buff_head points at itself.
+    if skb == 0 || skb == queue {
+        return;
+    }
+    let Some((payload, at)) = queued_payload(skb as *const u8) else { return };
     if payload == 0 {
-        return; // a bare ACK of the request
+        return; // a FIN alone
     }
     sock.first_rx_ts_ns = unsafe { bpf_ktime_get_ns() };
     sock.first_rx_len = payload;
@@ -1219,22 +1256,19 @@ fn on_segment_received(sk: impl SockAccess, skb: impl FnOnce() -> u64) {
     }
 }
 
-/// The segment's payload length and the kernel address of its first byte
-/// (0 when it cannot be found). `skb->data` is the TCP header here.
+/// A queued segment's payload length and the kernel address of its first
+/// byte (0 when it cannot be found). `skb->data` is the payload here.
 #[inline(always)]
-fn payload_of(skb: *const u8) -> Option<(u32, u64)> {
+fn queued_payload(skb: *const u8) -> Option<(u32, u64)> {
     let off = &config().skb;
     let len = read_kernel::<u32>(skb, off.len)?;
-    let data = read_kernel::<u64>(skb, off.data)?;
-    let doff = read_kernel::<u8>(data as *const u8, 12)?;
-    let header = ((doff >> 4) as u32) * 4;
-    if len <= header {
+    if len == 0 {
         return Some((0, 0));
     }
-    let payload = len - header;
+    let data = read_kernel::<u64>(skb, off.data)?;
     let linear = len.saturating_sub(read_kernel::<u32>(skb, off.data_len).unwrap_or(0));
-    if linear > header {
-        return Some((payload, data + header as u64));
+    if linear > 0 {
+        return Some((len, data));
     }
     // In the first page fragment (where TCP puts what the sender wrote).
     let head = read_kernel::<u64>(skb, off.head)?;
@@ -1242,8 +1276,8 @@ fn payload_of(skb: *const u8) -> Option<(u32, u64)> {
     let frag = (head + end as u64 + off.shinfo_frags as u64) as *const u8;
     let page = read_kernel::<u64>(frag, off.frag_page)?;
     let frag_offset = read_kernel::<u32>(frag, off.frag_offset)?;
-    let at = page_address(page).map_or(0, |p| p + frag_offset as u64 + (header - linear) as u64);
-    Some((payload, at))
+    let at = page_address(page).map_or(0, |p| p + frag_offset as u64);
+    Some((len, at))
 }
 
 /// The direct-map address of a `struct page`'s memory (see
@@ -1267,19 +1301,14 @@ fn page_address(page: u64) -> Option<u64> {
     Some(direct + (pfn << (off.page_shift & 63)))
 }
 
-#[btf_tracepoint(function = "tcp_probe")]
-pub fn btf_tp_tcp_probe(ctx: BtfTracePointContext) -> u32 {
-    let sk = LoadDirect { sk: ctx.arg::<*const u8>(0) };
-    let skb: *const u8 = ctx.arg(1);
-    // The skb is read through helpers: as a number, not a typed pointer,
-    // got only for a followed socket.
-    on_segment_received(sk, || pointer_value(skb));
+#[btf_tracepoint(function = "tcp_rcv_space_adjust")]
+pub fn btf_tp_tcp_rcv_space_adjust(ctx: BtfTracePointContext) -> u32 {
+    on_read(LoadDirect { sk: ctx.arg::<*const u8>(0) });
     0
 }
 
-#[raw_tracepoint(tracepoint = "tcp_probe")]
-pub fn raw_tp_tcp_probe(ctx: RawTracePointContext) -> u32 {
-    let skb = ctx.arg::<u64>(1);
-    on_segment_received(ReadByHelper(ctx.arg::<*const u8>(0)), || skb);
+#[raw_tracepoint(tracepoint = "tcp_rcv_space_adjust")]
+pub fn raw_tp_tcp_rcv_space_adjust(ctx: RawTracePointContext) -> u32 {
+    on_read(ReadByHelper(ctx.arg::<*const u8>(0)));
     0
 }

@@ -121,14 +121,15 @@ pub const HOOKS: &[HookSpec] = &[
         required: false,
     },
     HookSpec {
-        // Every segment an established socket gets: a followed probe's
-        // first response byte, its time and status line. Without it a
-        // probe's close still says who closed and what was acknowledged.
-        name: "tcp_rcv_established",
+        // Every read from a TCP socket (tcp_recvmsg, after each segment it
+        // copies): a followed probe's first response bytes, their time and
+        // status line. Without it a probe's close still says who closed
+        // and what was acknowledged.
+        name: "tcp_recvmsg",
         groups: &[Group::Probe],
         candidates: &[
-            Attach::BtfTracepoint { program: "btf_tp_tcp_probe", name: "tcp_probe" },
-            Attach::RawTracepoint { program: "raw_tp_tcp_probe", name: "tcp_probe" },
+            Attach::BtfTracepoint { program: "btf_tp_tcp_rcv_space_adjust", name: "tcp_rcv_space_adjust" },
+            Attach::RawTracepoint { program: "raw_tp_tcp_rcv_space_adjust", name: "tcp_rcv_space_adjust" },
         ],
         required: false,
     },
@@ -595,7 +596,7 @@ fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
 }
 
 /// The hook that sees a followed probe's response.
-const RESPONSE_HOOK: &str = "tcp_rcv_established";
+const RESPONSE_HOOK: &str = "tcp_recvmsg";
 
 /// Fills the offsets the programs need. Returns why the IPVS hook cannot
 /// work, if it cannot (module not loaded, or its BTF lacks the struct), and

@@ -131,7 +131,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         // The daemon counts every attempt's outcome without printing it.
         attempt_records: !args.verdicts_only || metrics.is_some(),
         follows_close: true,
-        responses_observed: tracer.hook_mode("tcp_rcv_established").is_some(),
+        responses_observed: tracer.hook_mode("tcp_recvmsg").is_some(),
         drop_names: crate::diagnose::probe::DropNames {
             reasons: std::sync::Arc::new(tracer.drop_reasons.clone()),
             host_netns: crate::node::own_netns(),

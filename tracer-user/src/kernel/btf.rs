@@ -83,6 +83,8 @@ impl KernelBtf {
             write_seq: tcp("write_seq")?,
             snd_una: tcp("snd_una")?,
             inet_sport: member_offset(btf, "inet_sock", "inet_sport")?,
+            sk_receive_queue: member_offset(btf, "sock", "sk_receive_queue")?,
+            queue_next: member_offset(btf, "sk_buff_head", "next")?,
             _pad: 0,
         })
     }
