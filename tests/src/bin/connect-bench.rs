@@ -15,7 +15,7 @@
 //! Usage: connect-bench [--seconds S] [--rounds R] [--tracer BIN] [--json FILE]
 //!                      [--pin] [--control] [--tracer-arg ARG]... [--peer-every N]
 //!                      [--peer-tracer BIN] [--cost-rounds N] [--alternations N]
-//!                      [--alternation-seconds S] [--clients N]
+//!                      [--alternation-seconds S] [--clients N] [--together]
 //!
 //! `--control` runs a process that attaches nothing in probe-tracer's
 //! windows (an A/A test): its "ratio" shows the schedule's own bias and how
@@ -48,7 +48,11 @@
 //! `--peer-tracer BIN` runs another build of probe-tracer (same arguments)
 //! in bpftrace's place, to compare two builds in one run: for instance one
 //! whose programs return at once, which separates what attaching costs
-//! from what the programs do.
+//! from what the programs do. With `--together` the cost phase runs the
+//! peer build in probe-tracer's windows instead of its own, both attached
+//! at once: each program's BPF time is then read under the same load,
+//! connection for connection, where windows seconds apart on a shared
+//! machine differ by more than the change measured.
 
 use std::{
     env, fs,
@@ -81,10 +85,11 @@ struct Args {
     cost_rounds: usize,
     alternations: usize,
     alternation_seconds: f64,
+    together: bool,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1, peer_tracer: None, clients: 1, cost_rounds: 3, alternations: 150, alternation_seconds: 0.2 };
+    let mut args = Args { seconds: 1.0, rounds: 10, tracer: tests::binary(), json: None, pin: false, control: false, tracer_args: vec!["--verdicts-only".into()], peer_every: 1, peer_tracer: None, clients: 1, cost_rounds: 3, alternations: 150, alternation_seconds: 0.2, together: false };
     let mut it = env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
@@ -102,6 +107,7 @@ fn parse_args() -> Args {
             "--alternations" => args.alternations = val().parse().expect("--alternations"),
             "--alternation-seconds" => args.alternation_seconds = val().parse().expect("--alternation-seconds"),
             "--peer-tracer" => args.peer_tracer = Some(PathBuf::from(val())),
+            "--together" => args.together = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -345,31 +351,52 @@ fn cost_phase(args: &Args, addr: std::net::SocketAddr, workloads: &[&'static str
     };
     let mut samples = vec![Vec::new(); workloads.len()];
     let mut accounting = Vec::new();
+    // `--together`: the peer build runs in probe-tracer's windows, both
+    // attached to the same hooks, so every connection pays both and each
+    // program's time is read under the same load; which one attaches
+    // first (and so runs first on each hook) alternates by round.
+    let together = args.together && args.peer_tracer.is_some();
     for round in 0..args.cost_rounds {
         for condition in Condition::ALL {
+            if together && condition == Condition::Bpftrace {
+                continue;
+            }
+            let peer_first = together && round % 2 == 1;
+            let peer_before = if peer_first { Some(start(Condition::Bpftrace, args)) } else { None };
             let running = start(condition, args);
+            let peer = match peer_before {
+                Some(p) => Some(p),
+                None if together && condition == Condition::ProbeTracer => Some(start(Condition::Bpftrace, args)),
+                None => None,
+            };
             thread::sleep(bench::SETTLE);
-            let pid = running.pid();
-            let cost_now = || pid.map(bench::ProcessCost::of).unwrap_or_default();
+            let pids: Vec<(Condition, Option<u32>)> =
+                std::iter::once((condition, running.pid())).chain(peer.iter().map(|p| (Condition::Bpftrace, p.pid()))).collect();
+            let costs_now = || pids.iter().map(|(_, pid)| pid.map(bench::ProcessCost::of).unwrap_or_default()).collect::<Vec<_>>();
             connect_loop(addr, "bench-warmup", WARMUP_SECONDS, args.pin, args.clients);
             let mut prober_made = 0;
             for (wi, &comm) in workloads.iter().enumerate() {
-                let (cost_before, busy_before) = (cost_now(), bench::busy_cpu_seconds());
+                let (costs_before, busy_before) = (costs_now(), bench::busy_cpu_seconds());
                 let n = connect_loop(addr, comm, args.seconds, args.pin, args.clients);
                 let busy_ns = (bench::busy_cpu_seconds() - busy_before) * 1e9;
-                let sample = CostSample { connections: n, busy_ns, tracer: cost_now().since(&cost_before) };
-                eprintln!(
-                    "cost round {round} {:<13} {comm:<13} {:>7.0} ns BPF/conn ({:.1} runs) {:>7.0} ns process CPU/conn {:>6.1} us busy CPU/conn",
-                    condition.name(),
-                    sample.per_connection(sample.tracer.bpf_ns),
-                    sample.tracer.bpf_runs as f64 / n.max(1) as f64,
-                    sample.per_connection(sample.tracer.cpu_ns),
-                    sample.per_connection(busy_ns as u64) / 1e3,
-                );
-                samples[wi].push((condition, sample));
+                for ((c, _), (now, before)) in pids.iter().zip(costs_now().iter().zip(&costs_before)) {
+                    let sample = CostSample { connections: n, busy_ns, tracer: now.since(before) };
+                    eprintln!(
+                        "cost round {round} {:<13} {comm:<13} {:>7.0} ns BPF/conn ({:.1} runs) {:>7.0} ns process CPU/conn {:>6.1} us busy CPU/conn",
+                        c.name(),
+                        sample.per_connection(sample.tracer.bpf_ns),
+                        sample.tracer.bpf_runs as f64 / n.max(1) as f64,
+                        sample.per_connection(sample.tracer.cpu_ns),
+                        sample.per_connection(busy_ns as u64) / 1e3,
+                    );
+                    samples[wi].push((*c, sample));
+                }
                 if comm == "kubelet" {
                     prober_made = n;
                 }
+            }
+            if let Some(p) = peer {
+                stop(p);
             }
             if let Some((seen, lost)) = stop(running) {
                 accounting.push(json!({ "round": round, "phase": "cost", "prober_connections": prober_made, "seen": seen, "lost_events": lost }));
