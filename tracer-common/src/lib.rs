@@ -387,8 +387,17 @@ pub struct OomKillEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProberComms {
     pub count: u32,
-    pub _pad: u32,
+    /// `task_struct.comm`, where the BTF-typed programs can reach the
+    /// current task as a typed pointer (`bpf_get_current_task_btf`, 5.11+)
+    /// and load its comm in place; NO_FIELD: the `bpf_get_current_comm`
+    /// helper copies it.
+    pub task_comm: u32,
     pub names: [[u64; 2]; PROBER_COMMS_MAX],
+    /// Per name, the bytes that must match: the name and its NUL. A comm
+    /// loaded in place may hold an older name's bytes after its NUL
+    /// (`__set_task_comm` did not pad before 6.x); the helper's copy is
+    /// padded, and masking it changes nothing.
+    pub masks: [[u64; 2]; PROBER_COMMS_MAX],
 }
 
 /// Where a prober must live: the host's pid and network namespaces. A
@@ -418,12 +427,22 @@ impl HostNamespaces {
 pub const PROBER_COMMS_MAX: usize = 16;
 
 impl ProberComms {
-    pub const NONE: Self = Self { count: 0, _pad: 0, names: [[0; 2]; PROBER_COMMS_MAX] };
+    pub const NONE: Self =
+        Self { count: 0, task_comm: NO_FIELD, names: [[0; 2]; PROBER_COMMS_MAX], masks: [[0; 2]; PROBER_COMMS_MAX] };
 
     /// The words of a NUL-padded comm, as the kernel side reads them.
     pub fn words(comm: &CommKey) -> [u64; 2] {
         let (a, b) = comm.split_at(8);
         [u64::from_ne_bytes(a.try_into().unwrap()), u64::from_ne_bytes(b.try_into().unwrap())]
+    }
+
+    /// The [`ProberComms::masks`] entry of a NUL-padded comm: its bytes up
+    /// to and including the first NUL.
+    pub fn mask(comm: &CommKey) -> [u64; 2] {
+        let len = comm.iter().position(|b| *b == 0).unwrap_or(TASK_COMM_LEN);
+        let mut mask = [0u8; TASK_COMM_LEN];
+        mask[..(len + 1).min(TASK_COMM_LEN)].fill(0xff);
+        Self::words(&mask)
     }
 }
 

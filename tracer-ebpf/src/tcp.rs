@@ -174,21 +174,32 @@ fn release_slot(skaddr: &mut u64, claims: &mut i64) {
 }
 
 /// The current task's comm if it is a prober's (kept for the connect
-/// record's header, so the comm is copied once per connect).
+/// record's header, so the comm is copied once per connect). Every connect
+/// on the node asks. `typed`: the program may load from BTF-typed
+/// pointers (tp_btf, fentry), which read the comm in place.
 #[inline(always)]
-fn prober_comm() -> Option<[u8; TASK_COMM_LEN]> {
-    // Read as words (the helper pads with NULs), compared with each name.
-    let mut words = [0u64; 2];
-    // SAFETY: the helper writes at most the 16 bytes given.
-    let ret = unsafe { helper::bpf_get_current_comm(words.as_mut_ptr() as *mut c_void, TASK_COMM_LEN as u32) };
-    if ret != 0 {
-        return None;
-    }
+fn prober_comm(typed: bool) -> Option<[u8; TASK_COMM_LEN]> {
     let comms = &config().prober_comms;
-    for name in comms.names.iter().take(comms.count as usize) {
-        if name[0] == words[0] && name[1] == words[1] {
+    let words = if typed && comms.task_comm != NO_FIELD {
+        // Two loads from the task: the helper's copy (strscpy_pad) was
+        // most of what a non-prober connect cost the state program.
+        // SAFETY: returns the current task, a trusted typed pointer.
+        let task = unsafe { helper::bpf_get_current_task_btf() } as *const u8;
+        [load::<u64>(task, comms.task_comm)?, load::<u64>(task, comms.task_comm + 8)?]
+    } else {
+        let mut words = [0u64; 2];
+        // SAFETY: the helper writes at most the 16 bytes given.
+        let ret = unsafe { helper::bpf_get_current_comm(words.as_mut_ptr() as *mut c_void, TASK_COMM_LEN as u32) };
+        if ret != 0 {
+            return None;
+        }
+        words
+    };
+    for (name, mask) in comms.names.iter().zip(comms.masks.iter()).take(comms.count as usize) {
+        if name[0] == words[0] & mask[0] && name[1] == words[1] & mask[1] {
+            // The name itself: what follows its NUL in the task is not sent.
             // SAFETY: two u64 are 16 bytes, any bit pattern a valid [u8; 16].
-            return Some(unsafe { core::mem::transmute::<[u64; 2], [u8; TASK_COMM_LEN]>(words) });
+            return Some(unsafe { core::mem::transmute::<[u64; 2], [u8; TASK_COMM_LEN]>(*name) });
         }
     }
     None
@@ -679,6 +690,8 @@ trait SockAccess: Copy {
     fn state(self) -> u8;
     /// The destination's slot in the drop hook's filter.
     fn drop_slot(self) -> u32;
+    /// Whether the program may load from BTF-typed pointers.
+    fn typed(self) -> bool;
 }
 
 /// An untyped socket address: every field through `bpf_probe_read_kernel`
@@ -710,6 +723,10 @@ impl SockAccess for ReadByHelper {
     #[inline(always)]
     fn drop_slot(self) -> u32 {
         drop_slot_by_helper(self.0)
+    }
+    #[inline(always)]
+    fn typed(self) -> bool {
+        false
     }
 }
 
@@ -776,6 +793,10 @@ impl SockAccess for LoadDirect {
             daddr[..4].copy_from_slice(&load::<u32>(sk, off.skc_daddr).unwrap_or(0).to_ne_bytes());
         }
         drop_filter_slot(family, &daddr, dport)
+    }
+    #[inline(always)]
+    fn typed(self) -> bool {
+        true
     }
 }
 
@@ -919,7 +940,7 @@ fn window_field(w: &[u64; 3], at: u32, bytes: u32) -> u64 {
 /// once the connect is known to be a prober's.
 #[inline(always)]
 fn on_tcp_connect(sk: impl SockAccess, mode: u8) {
-    let Some(comm) = prober_comm() else { return };
+    let Some(comm) = prober_comm(sk.typed()) else { return };
     let skaddr = sk.address();
     if skaddr == 0 || !in_host_namespaces(skaddr) {
         return;
@@ -1041,7 +1062,7 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
     }
     if new == TCP_SYN_SENT
         && setting(settings::CONNECT_HOOKED) == 0
-        && let Some(comm) = prober_comm()
+        && let Some(comm) = prober_comm(false)
         && in_host_namespaces(skaddr)
     {
         // connect() sets the destination before the state.
@@ -1069,7 +1090,7 @@ fn on_set_state(sk: impl SockAccess, old: u8, new: u8, mode: u8) {
     if new != TCP_SYN_SENT || setting(settings::CONNECT_HOOKED) != 0 {
         return;
     }
-    let Some(comm) = prober_comm() else { return };
+    let Some(comm) = prober_comm(sk.typed()) else { return };
     if sk.protocol().is_some_and(|p| p != IPPROTO_TCP) {
         return;
     }

@@ -73,6 +73,23 @@ impl KernelBtf {
 }
 
 impl KernelBtf {
+    /// `task_struct.comm` where programs can have the current task as a
+    /// typed pointer (the kernel knows `bpf_get_current_task_btf`, 5.11+),
+    /// so a connect's comm is two loads rather than a helper's copy;
+    /// NO_FIELD otherwise, or when the comm is not 16 bytes.
+    pub fn current_task_comm(&self) -> u32 {
+        let btf = &self.vmlinux;
+        let helper = btf.resolve_types_by_name("bpf_func_id").unwrap_or_default().into_iter().any(|ty| match ty {
+            Type::Enum(e) => e.members.iter().any(|m| btf.resolve_name(m).is_ok_and(|n| n == "BPF_FUNC_get_current_task_btf")),
+            _ => false,
+        });
+        let Ok(at) = member_offset(btf, "task_struct", "comm") else { return NO_FIELD };
+        if !helper || array_len(btf, "task_struct", "comm") != Some(tracer_common::TASK_COMM_LEN) {
+            return NO_FIELD;
+        }
+        at
+    }
+
     /// The `tcp_sock` counters and `inet_sock` port a probe's phases need.
     pub fn tcp_sock_offsets(&self) -> Result<TcpSockOffsets> {
         let btf = &self.vmlinux;
@@ -230,6 +247,26 @@ pub fn member_offset(btf: &Btf, struct_name: &str, member: &str) -> Result<u32> 
             }
     }
     Err(anyhow!("struct {struct_name} has no member {member} in this kernel's BTF"))
+}
+
+/// Elements of an array member of `struct_name` (a direct member), or
+/// `None` when it is no array of one-byte integers.
+fn array_len(btf: &Btf, struct_name: &str, member: &str) -> Option<usize> {
+    for ty in btf.resolve_types_by_name(struct_name).ok()? {
+        let Type::Struct(s) = ty else { continue };
+        let m = s.members.iter().find(|m| btf.resolve_name(*m).is_ok_and(|n| n == member))?;
+        let Type::Array(a) = btf.resolve_chained_type(m).ok()? else { return None };
+        let mut elem = btf.resolve_chained_type(&a).ok()?;
+        loop {
+            elem = match &elem {
+                Type::Typedef(t) => btf.resolve_chained_type(t).ok()?,
+                Type::Const(t) | Type::Volatile(t) => btf.resolve_chained_type(t).ok()?,
+                _ => break,
+            };
+        }
+        return matches!(elem, Type::Int(ref i) if i.size() == 1).then(|| a.len());
+    }
+    None
 }
 
 /// Size in bytes of a struct.
