@@ -392,12 +392,20 @@ pub struct ProberComms {
     /// and load its comm in place; NO_FIELD: the `bpf_get_current_comm`
     /// helper copies it.
     pub task_comm: u32,
-    pub names: [[u64; 2]; PROBER_COMMS_MAX],
-    /// Per name, the bytes that must match: the name and its NUL. A comm
-    /// loaded in place may hold an older name's bytes after its NUL
-    /// (`__set_task_comm` did not pad before 6.x); the helper's copy is
-    /// padded, and masking it changes nothing.
-    pub masks: [[u64; 2]; PROBER_COMMS_MAX],
+    /// Each name beside its mask, so that a connect's check of the first
+    /// name touches one cache line with `count`.
+    pub names: [ProberName; PROBER_COMMS_MAX],
+}
+
+/// A `--prober-comm` name as two words and the bytes of them that must
+/// match: the name and its NUL. A comm loaded in place may hold an older
+/// name's bytes after its NUL (`__set_task_comm` did not pad before 6.x);
+/// the helper's copy is padded, and masking it changes nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProberName {
+    pub words: [u64; 2],
+    pub mask: [u64; 2],
 }
 
 /// Where a prober must live: the host's pid and network namespaces. A
@@ -428,7 +436,7 @@ pub const PROBER_COMMS_MAX: usize = 16;
 
 impl ProberComms {
     pub const NONE: Self =
-        Self { count: 0, task_comm: NO_FIELD, names: [[0; 2]; PROBER_COMMS_MAX], masks: [[0; 2]; PROBER_COMMS_MAX] };
+        Self { count: 0, task_comm: NO_FIELD, names: [ProberName { words: [0; 2], mask: [0; 2] }; PROBER_COMMS_MAX] };
 
     /// The words of a NUL-padded comm, as the kernel side reads them.
     pub fn words(comm: &CommKey) -> [u64; 2] {
@@ -436,8 +444,8 @@ impl ProberComms {
         [u64::from_ne_bytes(a.try_into().unwrap()), u64::from_ne_bytes(b.try_into().unwrap())]
     }
 
-    /// The [`ProberComms::masks`] entry of a NUL-padded comm: its bytes up
-    /// to and including the first NUL.
+    /// The [`ProberName::mask`] of a NUL-padded comm: its bytes up to and
+    /// including the first NUL.
     pub fn mask(comm: &CommKey) -> [u64; 2] {
         let len = comm.iter().position(|b| *b == 0).unwrap_or(TASK_COMM_LEN);
         let mut mask = [0u8; TASK_COMM_LEN];

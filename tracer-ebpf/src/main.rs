@@ -62,8 +62,20 @@ static SETTINGS: Array<u32> = Array::with_max_entries(setting::COUNT, 0);
 /// bucket of a large table, a cache miss on nearly every call, and these
 /// lookups run on every TCP state change, fork, exec or exit on the node
 /// while the maps are usually empty (no probe in flight, no runc running).
-#[map]
-static TRACKED_COUNTS: Array<i64> = Array::with_max_entries(tracked_map::COUNT, 0);
+/// A global (`.bss`, an array map of one value the programs address
+/// directly): a count is one load, where an array map's lookup, inlined,
+/// was ten instructions, several per run of hooks that every connection
+/// on the node pays.
+#[unsafe(no_mangle)]
+static mut TRACKED_COUNTS: [i64; tracked_map::COUNT as usize] = [0; tracked_map::COUNT as usize];
+
+/// The count of the map `map` (a [`tracked_map`] constant).
+#[inline(always)]
+fn count_of(map: u32) -> *mut i64 {
+    // SAFETY: the index is a constant below COUNT at every call site;
+    // only a pointer is formed here, accessed atomically or READ_ONCE.
+    unsafe { (&raw mut TRACKED_COUNTS as *mut i64).add((map % tracked_map::COUNT) as usize) }
+}
 
 pub(crate) mod tracked_map {
     /// Entries of the `PROBE_SOCKS` map (sockets whose slot was taken).
@@ -90,9 +102,7 @@ pub(crate) const EEXIST: i32 = 17;
 /// bpfel target offers no `AtomicI64::fetch_add`.
 #[inline(always)]
 fn add_to_count(map: u32, delta: i64) {
-    if let Some(p) = TRACKED_COUNTS.get_ptr_mut(map) {
-        atomic_add(p, delta);
-    }
+    atomic_add(count_of(map), delta);
 }
 
 /// A plain BPF atomic add (no fetch) on an aligned i64 in a map value.
@@ -110,11 +120,8 @@ fn atomic_add(p: *mut i64, delta: i64) {
 /// a process before it runs).
 #[inline(always)]
 pub(crate) fn may_hold(map: u32) -> bool {
-    match TRACKED_COUNTS.get_ptr_mut(map).and_then(NonNull::new) {
-        // SAFETY: as in add_to_count.
-        Some(p) => (unsafe { core::ptr::read_volatile(p.as_ptr()) }) > 0,
-        None => true,
-    }
+    // SAFETY: an aligned i64 of a global that lives as long as the program.
+    (unsafe { core::ptr::read_volatile(count_of(map)) }) > 0
 }
 
 /// Inserts or updates, counting only a new key; a failure is counted.

@@ -195,11 +195,11 @@ fn prober_comm(typed: bool) -> Option<[u8; TASK_COMM_LEN]> {
         }
         words
     };
-    for (name, mask) in comms.names.iter().zip(comms.masks.iter()).take(comms.count as usize) {
-        if name[0] == words[0] & mask[0] && name[1] == words[1] & mask[1] {
+    for name in comms.names.iter().take(comms.count as usize) {
+        if name.words[0] == words[0] & name.mask[0] && name.words[1] == words[1] & name.mask[1] {
             // The name itself: what follows its NUL in the task is not sent.
             // SAFETY: two u64 are 16 bytes, any bit pattern a valid [u8; 16].
-            return Some(unsafe { core::mem::transmute::<[u64; 2], [u8; TASK_COMM_LEN]>(*name) });
+            return Some(unsafe { core::mem::transmute::<[u64; 2], [u8; TASK_COMM_LEN]>(name.words) });
         }
     }
     None
