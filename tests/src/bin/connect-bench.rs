@@ -429,6 +429,53 @@ fn program_breakdown(windows: &[CostSample]) -> Vec<Value> {
 }
 
 /// Prints the cost table and returns it as JSON rows.
+/// `--together`: probe-tracer's BPF ns per connection minus the peer
+/// build's, window by window. The first program attached to a hook pays
+/// more than the second, so the mean over rounds of both orders is the
+/// difference, and each order's mean is shown beside it.
+fn report_together(workloads: &[&'static str], samples: &[Vec<(Condition, CostSample)>]) -> Vec<Value> {
+    println!("\nprobe-tracer minus the peer build, attached together (BPF ns per connection; mean over rounds, and by which attached first):");
+    let mut rows = Vec::new();
+    for (wi, comm) in workloads.iter().enumerate() {
+        let of = |c: Condition| samples[wi].iter().filter(move |(k, _)| *k == c).map(|(_, s)| s.clone()).collect::<Vec<_>>();
+        let (ours, peers) = (of(Condition::ProbeTracer), of(Condition::Bpftrace));
+        let program_ns = |s: &CostSample, name: &str| s.per_connection(s.tracer.programs.iter().filter(|p| p.name == name).map(|p| p.ns).sum());
+        let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+        let diffs: Vec<f64> = ours.iter().zip(&peers).map(|(a, b)| a.per_connection(a.tracer.bpf_ns) - b.per_connection(b.tracer.bpf_ns)).collect();
+        // Round r attached probe-tracer first when r is even.
+        let by_order = |first: usize| diffs.iter().skip(first).step_by(2).copied().collect::<Vec<_>>();
+        // A balanced mean: as many rounds of each order.
+        let n = diffs.len() - diffs.len() % 2;
+        let balanced = mean(&diffs[..n]);
+        println!(
+            "{:<12} {:>+8.1} ns/conn  (probe-tracer first {:>+8.1}, peer first {:>+8.1}; {} rounds)",
+            label(comm),
+            balanced,
+            mean(&by_order(0)),
+            mean(&by_order(1)),
+            n
+        );
+        let mut names: Vec<String> = ours.iter().chain(&peers).flat_map(|s| s.tracer.programs.iter().filter(|p| p.runs > 0).map(|p| p.name.clone())).collect();
+        names.sort();
+        names.dedup();
+        let mut programs = Vec::new();
+        for name in &names {
+            let d: Vec<f64> = ours.iter().zip(&peers).take(n).map(|(a, b)| program_ns(a, name) - program_ns(b, name)).collect();
+            let m = mean(&d);
+            if m.abs() >= 0.5 {
+                println!("{:<12}   {:<24} {:>+8.1} ns/conn", "", name, m);
+            }
+            programs.push(json!({ "program": name, "ns_per_conn_minus_peer": m }));
+        }
+        rows.push(json!({
+            "workload": comm, "rounds": n, "bpf_ns_per_conn_minus_peer": balanced,
+            "probe_tracer_first": mean(&by_order(0)), "peer_first": mean(&by_order(1)),
+            "per_round": diffs, "programs": programs,
+        }));
+    }
+    rows
+}
+
 fn report_cost(args: &Args, workloads: &[&'static str], samples: &[Vec<(Condition, CostSample)>]) -> Vec<Value> {
     let peer = if args.peer_tracer.is_some() { "peer build" } else { "bpftrace" };
     println!(
@@ -588,10 +635,15 @@ fn main() {
             alternation_rows.push(json!({ "workload": comm, "detached_per_s": base, "probe_tracer_ratio": ours.median, "probe_tracer": ours }));
         }
     }
+    let mut together_rows = Vec::new();
     let cost_rows = match cost {
         Some((samples, cost_accounting)) => {
             accounting.extend(cost_accounting);
-            report_cost(&args, &workloads, &samples)
+            let rows = report_cost(&args, &workloads, &samples);
+            if args.together && args.peer_tracer.is_some() {
+                together_rows = report_together(&workloads, &samples);
+            }
+            rows
         }
         None => Vec::new(),
     };
@@ -601,7 +653,7 @@ fn main() {
         if complete { "yes" } else { "NO" },
         Value::Array(accounting.clone())
     );
-    let report = json!({ "kernel": kernel, "control": args.control, "peer_tracer": args.peer_tracer, "rounds": args.rounds, "seconds": args.seconds, "results": results, "alternation": alternation_rows, "alternation_seconds": args.alternation_seconds, "cost": cost_rows, "accounting": accounting, "complete": complete });
+    let report = json!({ "kernel": kernel, "control": args.control, "peer_tracer": args.peer_tracer, "rounds": args.rounds, "seconds": args.seconds, "results": results, "alternation": alternation_rows, "alternation_seconds": args.alternation_seconds, "cost": cost_rows, "together": together_rows, "accounting": accounting, "complete": complete });
     if let Some(path) = &args.json {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     }
