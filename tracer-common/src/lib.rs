@@ -218,6 +218,10 @@ pub mod probe_sock {
     /// ESTABLISHED was reported as a state record (something had been
     /// reported before it); otherwise the close record implies it.
     pub const ESTABLISHED_REPORTED: u32 = 32;
+    /// Its destination left the drop hook's filter before its close: it
+    /// was answered, and the verdicts that carry drops are about probes
+    /// that were not.
+    pub const DROPS_UNWATCHED: u32 = 64;
 }
 
 /// A tracked prober connection's first close after ESTABLISHED: what a

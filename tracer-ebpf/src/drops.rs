@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::Array,
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use tracer_common::{DROP_FILTER_BITS, DropEvent, IFNAMSIZ, NO_FIELD, Tuple, drop_filter_slot, hook_mode, kind};
+use tracer_common::{DROP_FILTER_BITS, DropEvent, IFNAMSIZ, NO_FIELD, ProbeSock, Tuple, drop_filter_slot, hook_mode, kind, probe_sock};
 
 use crate::{config, header, read_kernel, reserve, submit, tcp, tp_read};
 
@@ -30,9 +30,27 @@ static DROP_FILTER: Array<i64> = Array::with_max_entries(1 << DROP_FILTER_BITS, 
 
 /// Counts a tracked probe's destination in (+1) or out (-1) of the filter.
 #[inline(always)]
-pub(crate) fn filter_add(slot: u32, delta: i64) {
+fn filter_add(slot: u32, delta: i64) {
     if let Some(p) = DROP_FILTER.get_ptr_mut(slot) {
         crate::atomic_add(p, delta);
+    }
+}
+
+/// A probe starts: its destination passes the filter until [`unwatch`].
+#[inline(always)]
+pub(crate) fn watch(slot: u32) {
+    filter_add(slot, 1);
+    crate::add_to_count(crate::tracked_map::DROP_WATCHED, 1);
+}
+
+/// A probe was answered or closed: its packets no longer matter. Once per
+/// probe (the flag), whichever comes first.
+#[inline(always)]
+pub(crate) fn unwatch(sock: &mut ProbeSock) {
+    if sock.flags & probe_sock::DROPS_UNWATCHED == 0 {
+        sock.flags |= probe_sock::DROPS_UNWATCHED;
+        filter_add(sock.drop_slot, -1);
+        crate::add_to_count(crate::tracked_map::DROP_WATCHED, -1);
     }
 }
 
@@ -106,7 +124,10 @@ fn telling(ip_payload: u32, tcp: &[u8]) -> bool {
 
 #[inline(always)]
 fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
-    if !tcp::probes_tracked() {
+    // While no probe awaits its answer: one load. (A tracked socket that
+    // has been answered, such as the kubelet's long-lived connections to
+    // the API server, which share its comm, is not watched.)
+    if !crate::may_hold(crate::tracked_map::DROP_WATCHED) {
         return;
     }
     let off = &config().skb;

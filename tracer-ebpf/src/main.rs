@@ -92,7 +92,11 @@ pub(crate) mod tracked_map {
     /// the received-segment hook, which runs for every segment an
     /// established socket on the node gets, returns at once while none is.
     pub const ESTABLISHED_PROBES: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// Tracked sockets whose destinations are in the drop hook's filter
+    /// (not yet answered): the drop hook, which runs for every packet the
+    /// node drops, returns at once while none is.
+    pub const DROP_WATCHED: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 pub(crate) const EEXIST: i32 = 17;

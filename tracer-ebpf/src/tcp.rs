@@ -233,13 +233,6 @@ fn in_host_namespaces(skaddr: u64) -> bool {
     read_kernel::<u32>(net as *const u8, host.net_inum).is_none_or(|inum| inum == host.netns_ino)
 }
 
-/// Whether any prober socket is tracked (a load from each count, which
-/// the verifier inlines).
-#[inline(always)]
-pub(crate) fn probes_tracked() -> bool {
-    may_hold(tracked_map::PROBE_SLOTS) || may_hold(tracked_map::PROBE_SOCKS)
-}
-
 /// The tracked socket at `skaddr`, if it is one.
 #[inline(always)]
 pub(crate) fn tracked(skaddr: u64) -> Option<&'static mut ProbeSock> {
@@ -285,15 +278,16 @@ fn tracked_at(address: impl FnOnce() -> u64) -> Option<(u64, &'static mut ProbeS
 #[inline(never)]
 fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN], drop_slot: u32) {
     let sock = ProbeSock { connect: prober_header(kind::TCP_CONNECT, mode, comm), drop_slot, ..ProbeSock::default() };
-    // Its destination passes the drop hook's filter while it is tracked.
-    // (An entry the LRU evicts, or one replaced in the map, keeps its
-    // count: a stale slot costs a false candidate, never a missed drop.)
-    crate::drops::filter_add(drop_slot, 1);
+    // Its destination passes the drop hook's filter until it is answered
+    // or closed. (An entry the LRU evicts, or one replaced in the map,
+    // keeps its count: a stale slot costs a false candidate, never a
+    // missed drop.)
+    crate::drops::watch(drop_slot);
     if let Some(slot) = slot_of(skaddr) {
         if slot.skaddr == skaddr {
             // A missed close left this address here: the new attempt
             // replaces it, as in the map.
-            crate::drops::filter_add(slot.sock.drop_slot, -1);
+            crate::drops::unwatch(&mut slot.sock);
             slot.sock = sock;
             return;
         }
@@ -334,10 +328,10 @@ fn track_reply(skaddr: u64, tuple: &Tuple) {
 /// Stops tracking a socket: its slot or map entry, and its reply key
 /// unless that went at ESTABLISHED already.
 #[inline(always)]
-fn untrack(skaddr: u64, tuple: &Tuple, sock: &ProbeSock) {
+fn untrack(skaddr: u64, tuple: &Tuple, sock: &mut ProbeSock) {
+    // Before the slot is released: another CPU may claim it.
+    crate::drops::unwatch(sock);
     let flags = sock.flags;
-    // Read before the slot is released: another CPU may claim it.
-    crate::drops::filter_add(sock.drop_slot, -1);
     match slot_of(skaddr) {
         Some(slot) if slot.skaddr == skaddr => {
             release_slot(&mut slot.skaddr, &mut slot.claims);
@@ -1272,6 +1266,8 @@ fn take_response(sock: &mut ProbeSock, skaddr: u64) {
     sock.first_rx_ts_ns = unsafe { bpf_ktime_get_ns() };
     sock.first_rx_len = payload;
     sock.flags |= probe_sock::RESPONSE_SEEN;
+    // Answered: its packets no longer say why it failed, if it does.
+    crate::drops::unwatch(sock);
     if at != 0 && unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf(at as *const u8, &mut sock.rx_head) }.is_ok() {
         sock.flags |= probe_sock::RESPONSE_READ;
     }
