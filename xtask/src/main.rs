@@ -61,7 +61,8 @@ enum Task {
         vm: VmArgs,
     },
     /// Benchmarks on this machine and in the VM: connect/accept loop (probe
-    /// path) and fork/exec storm (exec path), each against a baseline and bpftrace.
+    /// path) and fork/exec storm (exec path), each against a baseline and
+    /// bpftrace, and a drop storm (the packet-drop hook) against a baseline.
     Bench {
         #[arg(long)]
         skip_vm: bool,
@@ -92,6 +93,7 @@ enum BenchName {
     Connect,
     Forkstorm,
     DaemonBudget,
+    Drops,
 }
 
 #[derive(clap::Args, Clone)]
@@ -423,12 +425,21 @@ fn bench(
             .arg(root().join("target/daemon-budget-bare.json")))
         .context("daemon budget on the bare machine")?;
     }
+    let drops = root().join("target/release/drop-bench");
+    if wanted_bare(BenchName::Drops) {
+        step("drop storm benchmark on this machine (unrelated packets dropped on loopback)");
+        run(Command::new(&drops).arg("--json").arg(root().join("target/drops-bare.json")))
+            .context("drop storm benchmark on the bare machine")?;
+    }
     let mut vm_steps = Vec::new();
     if wanted(BenchName::Connect) {
         vm_steps.push(format!("{}{args} --json {}", bench.display(), root().join("target/bench-vm.json").display()));
     }
     if wanted(BenchName::Forkstorm) {
         vm_steps.push(format!("{} --json {}", forkstorm.display(), root().join("target/forkstorm-vm.json").display()));
+    }
+    if wanted(BenchName::Drops) {
+        vm_steps.push(format!("{} --json {}", drops.display(), root().join("target/drops-vm.json").display()));
     }
     if !skip_vm && !vm_steps.is_empty() {
         let body = vm_steps.join(" && ");
