@@ -15,16 +15,24 @@
 //! the window, so the hook reads every dropped packet's headers and looks
 //! its addresses up in the tracked probes' filter).
 //!
-//! Like connect-bench: throughput rounds without BPF statistics, each
-//! tracer window between two baselines (B T B P B ...), compared with their
-//! mean; then a cost phase with the statistics on, which reads the drop
-//! program's `run_time_ns` and `run_cnt` and every program's time per
-//! dropped packet. `--peer-tracer BIN` runs another probe-tracer build in
-//! the peer's place (for instance the build before the hook existed);
-//! without it there is no peer.
+//! Like connect-bench, without BPF statistics: an alternation phase (one
+//! probe-tracer process, `run --pause-signals`, detached and attached
+//! again `--alternations` times, default 150, with a window of
+//! `--alternation-seconds`, default 0.2, per workload on each side), each
+//! attached window over the mean of the detached windows either side; a
+//! drop storm's rate on this shared machine moves by tens of percent
+//! between windows seconds apart, so only adjacent windows compare. Then
+//! optional restart rounds (`--rounds`, default 0: B T B P B ..., each
+//! tracer started for its window), and a cost phase with the statistics
+//! on (`--cost-rounds`, default 3), which reads the drop program's
+//! `run_time_ns` and `run_cnt` and every program's time per dropped
+//! packet. `--peer-tracer BIN` runs another probe-tracer build in the
+//! peer's place in the rounds and the cost phase (for instance the build
+//! before the hook existed).
 //!
-//! Usage: drop-bench [--seconds S] [--rounds R] [--cost-rounds N] [--tracer BIN]
-//!                   [--peer-tracer BIN] [--tracer-arg ARG]... [--senders N] [--json FILE]
+//! Usage: drop-bench [--seconds S] [--rounds R] [--cost-rounds N] [--alternations N]
+//!                   [--alternation-seconds S] [--tracer BIN] [--peer-tracer BIN]
+//!                   [--tracer-arg ARG]... [--senders N] [--json FILE]
 
 use std::{
     env, fs,
@@ -46,6 +54,8 @@ struct Args {
     seconds: f64,
     rounds: usize,
     cost_rounds: usize,
+    alternations: usize,
+    alternation_seconds: f64,
     tracer: PathBuf,
     peer_tracer: Option<PathBuf>,
     tracer_args: Vec<String>,
@@ -57,8 +67,10 @@ fn parse_args() -> Args {
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     let mut args = Args {
         seconds: 1.0,
-        rounds: 10,
+        rounds: 0,
         cost_rounds: 3,
+        alternations: 150,
+        alternation_seconds: 0.2,
         tracer: tests::binary(),
         peer_tracer: None,
         // The probe group holds the drop hook; the others' syscall
@@ -74,6 +86,8 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = val().parse().expect("--seconds"),
             "--rounds" => args.rounds = val().parse().expect("--rounds"),
             "--cost-rounds" => args.cost_rounds = val().parse().expect("--cost-rounds"),
+            "--alternations" => args.alternations = val().parse().expect("--alternations"),
+            "--alternation-seconds" => args.alternation_seconds = val().parse().expect("--alternation-seconds"),
             "--tracer" => args.tracer = PathBuf::from(val()),
             "--peer-tracer" => args.peer_tracer = Some(PathBuf::from(val())),
             "--tracer-arg" => args.tracer_args.push(val()),
@@ -256,8 +270,40 @@ fn main() {
     let dropped = rcvbuf_errors() - before;
     eprintln!("check: {sent} datagrams sent, {dropped} counted as RcvbufErrors");
 
-    let mut windows: Vec<Windows> = WORKLOADS.iter().map(|_| Windows::default()).collect();
+    // Alternation phase: one tracer, detached and attached in turn.
+    let mut alternation: Vec<Windows> = WORKLOADS.iter().map(|_| Windows::default()).collect();
     let mut lost = Vec::new();
+    if args.alternations > 0 {
+        let mut tracer_args: Vec<&str> = args.tracer_args.iter().map(String::as_str).collect();
+        tracer_args.push("--pause-signals");
+        let mut tracer = tests::Tracer::start_binary(&args.tracer, &tracer_args);
+        thread::sleep(bench::SETTLE);
+        let measure = |condition: Condition, windows: &mut Vec<Windows>| {
+            storm(to, args.senders, 0.05);
+            for (wi, _) in WORKLOADS.iter().enumerate() {
+                let held = (wi == 1).then(|| HeldProbe::open(&listener));
+                let n = storm(to, args.senders, args.alternation_seconds);
+                drop(held);
+                windows[wi].push(condition, n as f64 / args.alternation_seconds);
+            }
+        };
+        tracer.pause();
+        measure(Condition::Baseline, &mut alternation);
+        for i in 0..args.alternations {
+            tracer.resume();
+            measure(Condition::ProbeTracer, &mut alternation);
+            tracer.pause();
+            measure(Condition::Baseline, &mut alternation);
+            if (i + 1) % 25 == 0 {
+                let so_far: Vec<String> =
+                    alternation.iter().map(|w| format!("{}", w.summary(Condition::ProbeTracer).unwrap())).collect();
+                eprintln!("alternation {}/{}: attached/detached {}", i + 1, args.alternations, so_far.join(", "));
+            }
+        }
+        lost.push(json!({ "phase": "alternation", "lost_events": tracer.stop().only("summary")["lost_events"] }));
+    }
+
+    let mut windows: Vec<Windows> = WORKLOADS.iter().map(|_| Windows::default()).collect();
     let measure = |condition: Condition, round: usize| {
         storm(to, args.senders, 0.2);
         for (wi, workload) in WORKLOADS.iter().enumerate() {
@@ -270,11 +316,13 @@ fn main() {
         }
     };
     let peer_every = if args.peer_tracer.is_some() { 1 } else { usize::MAX };
-    bench::run_paired(args.rounds, peer_every, measure, |c| start(c, &args), |running, _, round| {
-        if let Some(l) = stop(running) {
-            lost.push(json!({ "round": round, "lost_events": l }));
-        }
-    });
+    if args.rounds > 0 {
+        bench::run_paired(args.rounds, peer_every, measure, |c| start(c, &args), |running, _, round| {
+            if let Some(l) = stop(running) {
+                lost.push(json!({ "round": round, "lost_events": l }));
+            }
+        });
+    }
 
     // Cost phase: BPF statistics on.
     let mut samples: Vec<Vec<(Condition, CostSample)>> = WORKLOADS.iter().map(|_| Vec::new()).collect();
@@ -319,12 +367,29 @@ fn main() {
     }
 
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    println!(
-        "\ndrop storm on loopback (UDP to a full receive buffer, {} senders), kernel {kernel}, {} rounds x {} s;",
-        args.senders, args.rounds, args.seconds
-    );
-    println!("each tracer window over the mean of the baselines either side of it (median [quartiles]):");
-    println!("{:<10} {:>12} {:>22} {:>13} {:>22}", "workload", "baseline/s", "probe-tracer ratio", "95% CI", format!("{peer_name} ratio"));
+    println!("\ndrop storm on loopback (UDP to a full receive buffer, {} senders), kernel {kernel};", args.senders);
+    let mut alternation_rows = Vec::new();
+    if args.alternations > 0 {
+        println!(
+            "one probe-tracer process attached and detached in turn ({} times, {} s windows), each attached window\n\
+             over the mean of the detached windows either side of it (median [quartiles]), and what that is in ns per drop:",
+            args.alternations, args.alternation_seconds
+        );
+        println!("{:<10} {:>12} {:>22} {:>13} {:>12}", "workload", "detached/s", "attached/detached", "95% CI", "ns/drop");
+        for (wi, workload) in WORKLOADS.iter().enumerate() {
+            let base = median(alternation[wi].rates(Condition::Baseline));
+            let ours = alternation[wi].summary(Condition::ProbeTracer).expect("attached windows");
+            // The time per drop the tracer adds, from the paired ratio:
+            // 1/(r * base) - 1/base, per sender CPU.
+            let ns = (1.0 / ours.median - 1.0) / base * 1e9 * args.senders as f64;
+            println!("{workload:<10} {base:>12.0} {:>22} {:>13} {:>12.1}", ours, ours.ci95(), ns);
+            alternation_rows.push(json!({ "workload": workload, "detached_per_s": base, "probe_tracer_ratio": ours.median, "probe_tracer": ours, "added_ns_per_drop": ns }));
+        }
+    }
+    if args.rounds > 0 {
+        println!("restarted for each window, {} rounds x {} s, each over the mean of the baselines either side of it:", args.rounds, args.seconds);
+        println!("{:<10} {:>12} {:>22} {:>13} {:>22}", "workload", "baseline/s", "probe-tracer ratio", "95% CI", format!("{peer_name} ratio"));
+    }
     let mut results = Vec::new();
     for (wi, workload) in WORKLOADS.iter().enumerate().filter(|_| args.rounds > 0) {
         let base = median(windows[wi].rates(Condition::Baseline));
@@ -378,7 +443,8 @@ fn main() {
     let report = json!({
         "kernel": kernel, "rounds": args.rounds, "seconds": args.seconds, "senders": args.senders,
         "peer_tracer": args.peer_tracer, "check": { "sent": sent, "rcvbuf_errors": dropped },
-        "results": results, "cost": cost_rows, "lost": lost,
+        "alternations": args.alternations, "alternation_seconds": args.alternation_seconds,
+        "alternation": alternation_rows, "results": results, "cost": cost_rows, "lost": lost,
     });
     if let Some(path) = &args.json {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
