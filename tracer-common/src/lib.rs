@@ -171,14 +171,21 @@ pub const DROP_FILTER_BITS: u32 = 12;
 #[inline(always)]
 pub fn drop_filter_slot(family: u16, addr: &[u8; 16], port: u16) -> u32 {
     let word = |i: usize| u64::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3], addr[i + 4], addr[i + 5], addr[i + 6], addr[i + 7]]);
-    let folded = if family == 10 && !is_v4_mapped(addr) {
-        word(0) ^ word(8)
+    if family == 10 && !is_v4_mapped(addr) {
+        slot_index((word(0) ^ word(8)) ^ ((port as u64) << 40), DROP_FILTER_BITS)
     } else if family == 10 {
-        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]) as u64
+        drop_filter_slot_v4([addr[12], addr[13], addr[14], addr[15]], port)
     } else {
-        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]) as u64
-    };
-    slot_index(folded ^ ((port as u64) << 40), DROP_FILTER_BITS)
+        drop_filter_slot_v4([addr[0], addr[1], addr[2], addr[3]], port)
+    }
+}
+
+/// [`drop_filter_slot`] of an IPv4 address (or a v4-mapped IPv6 one), from
+/// its four bytes: what the drop hook computes from a packet's header
+/// without building a [`Tuple`] first.
+#[inline(always)]
+pub fn drop_filter_slot_v4(addr: [u8; 4], port: u16) -> u32 {
+    slot_index(u32::from_ne_bytes(addr) as u64 ^ ((port as u64) << 40), DROP_FILTER_BITS)
 }
 
 #[inline(always)]

@@ -13,7 +13,10 @@ use aya_ebpf::{
     maps::Array,
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use tracer_common::{DROP_FILTER_BITS, DropEvent, IFNAMSIZ, NO_FIELD, ProbeSock, Tuple, drop_filter_slot, hook_mode, kind, probe_sock};
+use tracer_common::{
+    DROP_FILTER_BITS, DropEvent, IFNAMSIZ, NO_FIELD, ProbeSock, Tuple, drop_filter_slot, drop_filter_slot_v4, hook_mode, kind,
+    probe_sock,
+};
 
 use crate::{config, header, read_kernel, reserve, submit, tcp, tp_read};
 
@@ -141,7 +144,9 @@ fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
         return; // no network header (dropped below IP)
     }
     let at = (head + nh as u64) as *const u8;
-    let mut t = Tuple::default();
+    // Everything up to the filter works on the header as read: a packet
+    // that is no probe's (nearly all of them) returns before a tuple is
+    // built (zeroing one is a byte loop in BPF, a call to memset).
     match u16::from_be(protocol) {
         ETH_P_IP => {
             let Some(h) = read_kernel::<[u8; V4_READ]>(at, 0) else { return };
@@ -150,21 +155,29 @@ fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
             }
             let ihl = (h[0] & 15) as u32 * 4;
             let total = u16::from_be_bytes([h[2], h[3]]) as u32;
-            t.family = AF_INET;
-            t.saddr[..4].copy_from_slice(&h[12..16]);
-            t.daddr[..4].copy_from_slice(&h[16..20]);
-            let mut tcp = [0u8; 14];
-            if ihl == 20 {
-                tcp.copy_from_slice(&h[20..34]);
+            let options;
+            let tcp: &[u8; 14] = if ihl == 20 {
+                // SAFETY: 14 bytes from 20 of a 34-byte array.
+                unsafe { &*(h.as_ptr().add(20) as *const [u8; 14]) }
             } else {
                 let Some(p) = read_kernel::<[u8; 14]>(at, ihl & 0x3f) else { return };
-                tcp = p;
-            }
-            if !telling(total.saturating_sub(ihl), &tcp) {
+                options = p;
+                &options
+            };
+            if !telling(total.saturating_sub(ihl), tcp) {
                 return;
             }
-            t.sport = u16::from_be_bytes([tcp[0], tcp[1]]);
-            t.dport = u16::from_be_bytes([tcp[2], tcp[3]]);
+            let (saddr, daddr) = ([h[12], h[13], h[14], h[15]], [h[16], h[17], h[18], h[19]]);
+            let (sport, dport) = (u16::from_be_bytes([tcp[0], tcp[1]]), u16::from_be_bytes([tcp[2], tcp[3]]));
+            // To a probe's destination (the SYN, the request), or from it
+            // (the pod's SYN-ACK, its response).
+            if !filter_holds(drop_filter_slot_v4(daddr, dport)) && !filter_holds(drop_filter_slot_v4(saddr, sport)) {
+                return;
+            }
+            let mut t = Tuple { family: AF_INET, sport, dport, ..Tuple::default() };
+            t.saddr[..4].copy_from_slice(&saddr);
+            t.daddr[..4].copy_from_slice(&daddr);
+            report(skb.address(), location, reason, &t, mode);
         }
         ETH_P_IPV6 => {
             let Some(h) = read_kernel::<[u8; V6_READ]>(at, 0) else { return };
@@ -172,27 +185,27 @@ fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
             if h[6] != IPPROTO_TCP {
                 return;
             }
-            let mut tcp = [0u8; 14];
-            tcp.copy_from_slice(&h[40..54]);
-            if !telling(u16::from_be_bytes([h[4], h[5]]) as u32, &tcp) {
+            // SAFETY: 14 bytes from 40 of a 54-byte array, and the two
+            // addresses at 8 and 24.
+            let (tcp, saddr, daddr) = unsafe {
+                (
+                    &*(h.as_ptr().add(40) as *const [u8; 14]),
+                    &*(h.as_ptr().add(8) as *const [u8; 16]),
+                    &*(h.as_ptr().add(24) as *const [u8; 16]),
+                )
+            };
+            if !telling(u16::from_be_bytes([h[4], h[5]]) as u32, tcp) {
                 return;
             }
-            t.family = AF_INET6;
-            t.saddr.copy_from_slice(&h[8..24]);
-            t.daddr.copy_from_slice(&h[24..40]);
-            t.sport = u16::from_be_bytes([tcp[0], tcp[1]]);
-            t.dport = u16::from_be_bytes([tcp[2], tcp[3]]);
+            let (sport, dport) = (u16::from_be_bytes([tcp[0], tcp[1]]), u16::from_be_bytes([tcp[2], tcp[3]]));
+            if !filter_holds(drop_filter_slot(AF_INET6, daddr, dport)) && !filter_holds(drop_filter_slot(AF_INET6, saddr, sport)) {
+                return;
+            }
+            let t = Tuple { family: AF_INET6, sport, dport, _pad: 0, saddr: *saddr, daddr: *daddr };
+            report(skb.address(), location, reason, &t, mode);
         }
-        _ => return,
+        _ => {}
     }
-    // To a probe's destination (the SYN, the request), or from it (the
-    // pod's SYN-ACK, its response).
-    if !filter_holds(drop_filter_slot(t.family, &t.daddr, t.dport))
-        && !filter_holds(drop_filter_slot(t.family, &t.saddr, t.sport))
-    {
-        return;
-    }
-    report(skb.address(), location, reason, &t, mode);
 }
 
 /// Sends a drop that passed the filter, with the namespace it died in.

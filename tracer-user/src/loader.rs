@@ -1029,6 +1029,20 @@ mod tests {
     }
 
     #[test]
+    fn the_drop_filter_slot_of_header_bytes_is_the_tracked_tuples() {
+        use tracer_common::{drop_filter_slot, drop_filter_slot_v4};
+        // What the state program counts in (a socket's destination) and
+        // what the drop hook looks up (a header's four address bytes).
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[10, 200, 1, 2]);
+        assert_eq!(drop_filter_slot(2, &v4, 8080), drop_filter_slot_v4([10, 200, 1, 2], 8080));
+        let mut mapped = [0u8; 16];
+        mapped[10..].copy_from_slice(&[0xff, 0xff, 10, 200, 1, 2]);
+        assert_eq!(drop_filter_slot(10, &mapped, 8080), drop_filter_slot_v4([10, 200, 1, 2], 8080));
+        assert_ne!(drop_filter_slot_v4([10, 200, 1, 2], 8080), drop_filter_slot_v4([10, 200, 1, 2], 8081));
+    }
+
+    #[test]
     fn missed_runs_are_read_from_fdinfo_by_exact_name() {
         let fdinfo = "pos:\t0\nprog_type:\t17\nprog_id:\t840\nrun_cnt:\t0\nrecursion_misses:\t3\n";
         assert_eq!(fdinfo_field(fdinfo, "recursion_misses"), Some(3));
