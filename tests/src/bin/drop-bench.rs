@@ -3,11 +3,11 @@
 //! a busy node drops many; the hook must let them go at once.
 //!
 //! The storm: UDP datagrams of one byte, sent with `sendmmsg` on loopback
-//! to a socket that never reads and whose receive buffer is the smallest
+//! to sockets that never read and whose receive buffers are the smallest
 //! the kernel allows, so every datagram past the first few is dropped
 //! (`SOCKET_RCVBUFF` where the kernel names reasons) in the sender's own
-//! softirq, with no reply. One sender per CPU, each pinned: the highest
-//! drop rate this machine makes. Loopback only.
+//! softirq, with no reply. One sender per CPU, each pinned, each to its
+//! own socket: the highest drop rate this machine makes. Loopback only.
 //!
 //! Two workloads, in this order in every window: `idle` (no prober socket
 //! in flight, where the hook returns after one load) and `in-flight` (a
@@ -125,7 +125,7 @@ fn sink() -> UdpSocket {
 
 /// Sends to `to` from one thread per sender, each pinned to its own CPU,
 /// for `seconds`; returns the datagrams sent (nearly all of them dropped).
-fn storm(to: std::net::SocketAddr, senders: usize, seconds: f64) -> u64 {
+fn storm(to: &[std::net::SocketAddr], senders: usize, seconds: f64) -> u64 {
     storm_with_cpu(to, senders, seconds).0
 }
 
@@ -141,7 +141,7 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// [`storm`], and the senders' CPU time.
-fn storm_with_cpu(to: std::net::SocketAddr, senders: usize, seconds: f64) -> (u64, u64) {
+fn storm_with_cpu(to: &[std::net::SocketAddr], senders: usize, seconds: f64) -> (u64, u64) {
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     let total = Arc::new(AtomicU64::new(0));
     let cpu = Arc::new(AtomicU64::new(0));
@@ -149,6 +149,9 @@ fn storm_with_cpu(to: std::net::SocketAddr, senders: usize, seconds: f64) -> (u6
         .map(|i| {
             let total = total.clone();
             let cpu = cpu.clone();
+            // Each sender its own sink: one shared socket's counters made
+            // two senders drop no more than one.
+            let to = to[i % to.len()];
             thread::spawn(move || {
                 pin_to(i % cpus);
                 let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a sender");
@@ -279,8 +282,9 @@ struct CostSample {
 fn main() {
     let args = parse_args();
     unsafe { env::set_var("PROBE_TRACER_BIN", &args.tracer) };
-    let sink = sink();
-    let to = sink.local_addr().unwrap();
+    let sinks: Vec<UdpSocket> = (0..args.senders.max(1)).map(|_| sink()).collect();
+    let to: Vec<std::net::SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
+    let to = &to[..];
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let peer_name = if args.peer_tracer.is_some() { "peer build" } else { "none" };
 
@@ -491,6 +495,6 @@ fn main() {
     if let Some(path) = &args.json {
         fs::write(path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     }
-    // Read by nobody: it only has to live until here.
-    drop(sink);
+    // Read by nobody: they only have to live until here.
+    drop(sinks);
 }
