@@ -7,6 +7,7 @@
 //
 //	kubelet http URL TIMEOUT     one HTTP GET
 //	kubelet tcp HOST:PORT TIMEOUT  connect, then close
+//	kubelet grpc HOST:PORT TIMEOUT  one grpc.health.v1.Health/Check (grpc.go)
 //
 // Prints "success" or the kubelet's failure message; exits 0 or 1.
 package main
@@ -78,7 +79,7 @@ func tcpProbe(addr string, timeout time.Duration) error {
 
 func main() {
 	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: kubelet http URL TIMEOUT | kubelet tcp HOST:PORT TIMEOUT")
+		fmt.Fprintln(os.Stderr, "usage: kubelet http URL TIMEOUT | kubelet tcp|grpc HOST:PORT TIMEOUT")
 		os.Exit(2)
 	}
 	timeout, err := time.ParseDuration(os.Args[3])
@@ -91,6 +92,8 @@ func main() {
 		err = httpProbe(os.Args[2], timeout)
 	case "tcp":
 		err = tcpProbe(os.Args[2], timeout)
+	case "grpc":
+		err = grpcProbe(os.Args[2], timeout)
 	default:
 		err = errors.New("unknown probe type " + os.Args[1])
 	}

@@ -3,7 +3,8 @@
 //! verdict says which phase failed and on whose side. The prober is
 //! tests/prober, built from the kubelet's own probe code paths (Go's
 //! net/http with the kubelet's settings), so the kubelet's exact messages
-//! come back. Runs on the bare machine and on every VM kernel.
+//! come back; its gRPC probe speaks HTTP/2 as grpc-go does. Runs on the
+//! bare machine and on every VM kernel.
 
 use serde_json::Value;
 use tests::{Machine, Output, Scenario, Tracer, machine};
@@ -12,6 +13,9 @@ const POD_IP: &str = "10.200.3.2";
 const NODE_IP: &str = "10.200.3.1";
 /// The Go prober's GET with the kubelet's headers, in bytes.
 const REQUEST_BYTES: u64 = 109;
+/// The gRPC probe's bytes before the server's SETTINGS: the HTTP/2 client
+/// preface, an empty SETTINGS frame and a WINDOW_UPDATE.
+const GRPC_PREFACE_BYTES: u64 = 24 + 9 + 13;
 
 /// Each case, the kubelet's own message for it, in the order probed.
 const CASES: &[(&str, &str)] = &[
@@ -23,6 +27,8 @@ const CASES: &[(&str, &str)] = &[
     ("close", ": EOF"),
     ("loopback", "connect: connection refused"),
     ("tcp", "success"),
+    ("grpc", "success"),
+    ("grpc-silent", "timeout: failed to connect service \"10.200.3.2:8092\" within"),
 ];
 
 /// The probes' timeoutSeconds: the kubelet's default, and more under
@@ -75,6 +81,11 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
     assert_eq!((&late[0]["outcome"], &late[0]["http_status"]), (&"established".into(), &200.into()));
     let ms = late[0]["response_ms"].as_u64().unwrap();
     assert!((550..timeout_ms()).contains(&ms), "response_ms {ms}: {}", out.dump());
+    // The healthy gRPC probe: answered, and HTTP/2 has no status line.
+    let grpc = attempt(8091);
+    assert_eq!((&grpc[0]["outcome"], &grpc[0]["http_status"]), (&"established".into(), &Value::Null), "{}", out.dump());
+    assert!(grpc[0]["request_bytes"].as_u64().unwrap() > GRPC_PREFACE_BYTES, "the call after the preface: {}", grpc[0]);
+    assert!(grpc[0]["response_bytes"].as_u64().unwrap() > 0, "{}", grpc[0]);
     assert_eq!(out.only("summary")["lost_events"], 0);
 
     // As the daemon runs: healthy probes are counted in the kernel and
@@ -85,7 +96,7 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
     assert!(out.kind("tcp_attempt").is_empty(), "{}", out.dump());
     assert_phase_verdicts(&out);
     let summary = out.only("summary");
-    assert_eq!(summary["attempts"]["established"], 3, "the healthy, late and TCP probes: {summary}");
+    assert_eq!(summary["attempts"]["established"], 4, "the healthy, late, TCP and gRPC probes: {summary}");
 
     // Where BTF-typed tracepoints are refused: the raw tracepoints read
     // the socket and the segment through helpers, to the same verdicts.
@@ -98,9 +109,9 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
 }
 
 /// One verdict per failing case, each with its phase fields, and none for
-/// the healthy, late and TCP probes.
+/// the healthy, late, TCP and gRPC probes.
 fn assert_phase_verdicts(out: &Output) {
-    assert_eq!(out.verdicts().len(), 5, "{}", out.dump());
+    assert_eq!(out.verdicts().len(), 6, "{}", out.dump());
     for v in out.verdicts() {
         assert_eq!((&v["comm"], &v["saddr"], &v["daddr"]), (&"kubelet".into(), &NODE_IP.into(), &POD_IP.into()), "{v}");
         assert!(v["sport"].as_u64().unwrap() > 0, "the source port the SYN left with: {v}");
@@ -116,6 +127,12 @@ fn assert_phase_verdicts(out: &Output) {
     assert!(silent["connect_ms"].as_u64().unwrap() < timeout_ms() / 2, "{silent}");
     let message = silent["message"].as_str().unwrap();
     assert!(message.contains("reached the pod's socket") && message.contains("not the network"), "{message}");
+
+    // A gRPC server that never sends its SETTINGS: the same phase, with
+    // grpc-go's preface as the request.
+    let grpc = only_to(out, "probe_no_response", 8092);
+    assert_eq!((&grpc["request_bytes"], &grpc["request_acked"]), (&GRPC_PREFACE_BYTES.into(), &true.into()), "{grpc}");
+    assert_eq!((&grpc["response_bytes"], &grpc["closed_by"]), (&0.into(), &"prober".into()), "{grpc}");
 
     let error = only_to(out, "probe_http_error", 8082);
     assert_eq!((&error["http_status"], &error["response_bytes"]), (&500.into(), &98.into()), "{error}");

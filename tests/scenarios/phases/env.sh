@@ -18,3 +18,6 @@ PORT_RPFILTER=8089  # replies leave by a second veth pair (pod eth1 -> node veth
                     # whose strict rp_filter drops them: the route to the pod is veth-ptph
 PORT_BACKLOG=8090   # listens with backlog 1 and never accepts; one connection already
                     # waits, so one probe more fits and the next overflows
+# gRPC probes (HTTP/2 with prior knowledge):
+PORT_GRPC=8091         # grpc.health.v1.Health/Check answers SERVING
+PORT_GRPC_SILENT=8092  # accepts, reads the client's preface, never answers

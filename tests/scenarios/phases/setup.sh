@@ -11,7 +11,7 @@ rm -f "$SCENARIO_WORK/phases-server.log"
 netns_up "$PHASE_NS" veth-ptph "$PHASE_NODE_IP" "$PHASE_POD_IP"
 ip netns exec "$PHASE_NS" setsid python3 "$here/server.py" "$PHASE_POD_IP" \
     "$PORT_HEALTHY" "$PORT_SILENT" "$PORT_ERROR" "$PORT_LATE" "$PORT_RESET" "$PORT_CLOSE" "$PORT_LOOPBACK" \
-    "$PORT_RPFILTER" "$PORT_BACKLOG" \
+    "$PORT_RPFILTER" "$PORT_BACKLOG" "$PORT_GRPC" "$PORT_GRPC_SILENT" \
     >"$SCENARIO_WORK/phases-server.log" 2>&1 </dev/null &
 for _ in $(seq 100); do
     grep -q ready "$SCENARIO_WORK/phases-server.log" 2>/dev/null && break

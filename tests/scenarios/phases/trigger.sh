@@ -15,6 +15,8 @@ case "$1" in
     fw-pod) port=$PORT_FW_POD ;; fw-host) port=$PORT_FW_HOST ;;
     rpfilter) port=$PORT_RPFILTER ;; backlog) port=$PORT_BACKLOG ;;
     tcp) "$prober" tcp "$PHASE_POD_IP:$PORT_HEALTHY" "${2:-1s}" || true; exit 0 ;;
+    grpc) "$prober" grpc "$PHASE_POD_IP:$PORT_GRPC" "${2:-1s}" || true; exit 0 ;;
+    grpc-silent) "$prober" grpc "$PHASE_POD_IP:$PORT_GRPC_SILENT" "${2:-1s}" || true; exit 0 ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
 esac
 "$prober" http "http://$PHASE_POD_IP:$port/healthz" "${2:-1s}" || true
