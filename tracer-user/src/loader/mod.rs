@@ -1,0 +1,436 @@
+//! Loads the eBPF object and attaches each hook with the best mechanism the
+//! running kernel accepts, in order fentry, kprobe, tracepoint, and reports
+//! what every hook got and why better ones failed.
+//!
+//! The hook table is in [`hooks`]: adding a hook means adding a row there
+//! and its program in `tracer-ebpf`.
+
+use std::fmt;
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use serde::Serialize;
+use tracer_common::{
+    DestKey, ProbeSlot, ProbeSock, ProberComms, counter,
+    probe_sock, setting,
+};
+
+use crate::kernel::{
+    btf::KernelBtf,
+    tracefs::{self},
+};
+
+mod attach;
+mod config;
+mod hooks;
+
+use attach::{attach_hook, relink};
+use config::{RESPONSE_HOOK, build_config, fill_comms, prober_comms};
+pub use config::comm_key;
+pub use hooks::{Attach, Group, HOOKS, HookSpec, SYSCALL_TRACEPOINTS_OFF};
+
+
+/// The eBPF object, built from `tracer-ebpf` by this crate's build script.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+/// How a hook ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Fentry,
+    Fexit,
+    Kprobe,
+    // The JSON spelling is accepted too, as users copy it from `check`.
+    #[value(alias = "raw_tracepoint")]
+    RawTracepoint,
+    #[value(alias = "btf_tracepoint", alias = "tp_btf")]
+    BtfTracepoint,
+    Tracepoint,
+    Inferred,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 7] =
+        [Mode::Fentry, Mode::Fexit, Mode::Kprobe, Mode::BtfTracepoint, Mode::RawTracepoint, Mode::Tracepoint, Mode::Inferred];
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Fentry => "fentry",
+            Mode::Fexit => "fexit",
+            Mode::Kprobe => "kprobe",
+            Mode::RawTracepoint => "raw_tracepoint",
+            Mode::BtfTracepoint => "btf_tracepoint",
+            Mode::Tracepoint => "tracepoint",
+            Mode::Inferred => "inferred",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub mode: Mode,
+    pub target: String,
+    pub error: String,
+    /// Not tried because the user turned the mechanism off
+    /// (`--syscall-tracepoints off`), as opposed to refused by the kernel.
+    #[serde(skip)]
+    pub turned_off: bool,
+}
+
+impl Failure {
+    pub fn refused(mode: Mode, target: impl Into<String>, error: impl Into<String>) -> Self {
+        Self { mode, target: target.into(), error: error.into(), turned_off: false }
+    }
+
+    pub fn syscall_tracepoint_off(target: impl Into<String>) -> Self {
+        Self { mode: Mode::Tracepoint, target: target.into(), error: SYSCALL_TRACEPOINTS_OFF.into(), turned_off: true }
+    }
+}
+
+/// What one hook got: the report `check` prints and `run` logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookStatus {
+    pub hook: &'static str,
+    pub group: Group,
+    /// `None`: nothing could attach.
+    pub mode: Option<Mode>,
+    pub target: Option<String>,
+    /// Better mechanisms that were tried first, and why they failed.
+    pub tried: Vec<Failure>,
+    /// What the attached hook cannot do on this kernel, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limitation: Option<String>,
+}
+
+pub struct LoadOptions {
+    pub groups: Vec<Group>,
+    /// Mechanisms the loader may use (all by default); narrowing it lets a
+    /// capable kernel exercise the fallbacks, as tests do.
+    pub allowed_modes: Vec<Mode>,
+    /// Whether a hook may fall back to a `syscalls:` tracepoint (see
+    /// [`SYSCALL_TRACEPOINTS_OFF`]).
+    pub syscall_tracepoints: bool,
+    pub prober_comms: Vec<String>,
+    /// Container runtime binaries whose process trees are traced.
+    pub runtime_comms: Vec<String>,
+    pub ringbuf_bytes: u32,
+}
+
+/// A program's attachment, held by the tracer: dropping it detaches the
+/// program (aya's owned link types differ per program type).
+type HeldLink = Box<dyn Send + Sync>;
+
+/// A loaded, attached tracer. Dropping it detaches everything.
+pub struct Tracer {
+    /// Empty while paused. Before `ebpf`, so links go before their programs.
+    links: Vec<HeldLink>,
+    /// How each program was attached and to what, to attach it again on
+    /// resume.
+    attached: Vec<(Attach, String)>,
+    ebpf: Ebpf,
+    pub hooks: Vec<HookStatus>,
+    ringbuf_bytes: u32,
+    /// The running kernel's drop reason names (BTF), for the drop hook's
+    /// records.
+    pub drop_reasons: std::collections::BTreeMap<u32, String>,
+}
+
+impl Tracer {
+    pub fn load(opts: &LoadOptions) -> Result<Self> {
+        raise_memlock_limit();
+        tracefs::ensure_mounted()?;
+        // Parsed BTF takes tens of MiB: our parse lives only as long as the
+        // offsets need it, and aya's one parse serves relocation and attach.
+        let kernel_btf = KernelBtf::load()?;
+        let (mut config, ipvs_problem, fragments_problem) = build_config(&kernel_btf, &opts.groups)?;
+        let drop_reasons = kernel_btf.drop_reasons();
+        drop(kernel_btf);
+        config.prober_comms = ProberComms { task_comm: config.prober_comms.task_comm, ..prober_comms(&opts.prober_comms)? };
+        let aya_btf = Btf::from_sys_fs().ok();
+        let ringbuf_bytes = opts.ringbuf_bytes.next_power_of_two().max(4096);
+        let mut ebpf = EbpfLoader::new()
+            .btf(aya_btf.as_ref())
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", ringbuf_bytes)
+            .load(EBPF_OBJECT)
+            .context("the kernel refused to create probe-tracer's eBPF maps")?;
+
+        fill_comms(&mut ebpf, "RUNTIME_COMMS", "RUNTIME_COMM_FIRST_BYTES", &opts.runtime_comms)?;
+
+        let mut hooks: Vec<HookStatus> = Vec::new();
+        let (mut links, mut attached) = (Vec::new(), Vec::new());
+        for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
+            let (mut status, link) = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), opts);
+            if let (Some((how, link)), Some(target)) = (link, &status.target) {
+                attached.push((how, target.clone()));
+                links.push(link);
+            }
+            if spec.name == RESPONSE_HOOK && status.mode.is_some() {
+                status.limitation = fragments_problem.as_ref().map(|why| format!("http_status is not read: {why}"));
+            }
+            if spec.required && status.mode.is_none() {
+                let why = status.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ");
+                return Err(anyhow!("hook {} could not be attached by any mechanism ({why})", spec.name));
+            }
+            hooks.push(status);
+        }
+
+        let connect_hooked = matches!(mode_of(&hooks, "tcp_connect"), Some(Mode::Fentry | Mode::Kprobe));
+        let mut settings: Array<_, u32> =
+            Array::try_from(ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
+        settings.set(setting::CONNECT_HOOKED, connect_hooked as u32, 0)?;
+        settings.set(setting::IPVS_HOOKED, ipvs_observed(&hooks) as u32, 0)?;
+        settings.set(setting::RESPONSE_HOOKED, mode_of(&hooks, RESPONSE_HOOK).is_some() as u32, 0)?;
+
+        if std::env::var_os("PROBE_TRACER_VERIFIER_STATS").is_some() {
+            // For whoever changes a program: how much the verifier walked
+            // (5.16+), the budget that older kernels and emulation feel.
+            for (name, program) in ebpf.programs() {
+                if let Some(n) = program.info().ok().and_then(|i| i.verified_instruction_count()) {
+                    eprintln!("verifier: {name} {n} instructions");
+                }
+            }
+        }
+        Ok(Self { links, attached, ebpf, hooks, ringbuf_bytes, drop_reasons })
+    }
+
+    /// Detaches every program, keeping them loaded and the maps as they
+    /// are, so that [`Tracer::resume`] takes milliseconds, not a reload.
+    /// What happens while paused is not seen: connections that change state
+    /// meanwhile are lost to the tracer. For benchmarks (`run
+    /// --pause-signals`), which compare attached and detached windows many
+    /// times a minute without restarting.
+    pub fn pause(&mut self) {
+        self.links.clear();
+    }
+
+    /// Attaches again what [`Tracer::pause`] detached, each program with
+    /// the mechanism it got at load.
+    pub fn resume(&mut self) -> Result<()> {
+        if self.links.is_empty() {
+            for (how, target) in &self.attached {
+                self.links.push(relink(&mut self.ebpf, how, target)?);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn hook_mode(&self, hook: &str) -> Option<Mode> {
+        mode_of(&self.hooks, hook)
+    }
+
+    /// Whether IPVS connections are seen as they are made (the kprobe), as
+    /// opposed to inferred from the IPVS table afterwards.
+    pub fn ipvs_observed(&self) -> bool {
+        ipvs_observed(&self.hooks)
+    }
+
+    /// The event ring buffer; call once.
+    pub fn take_ring_buffer(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map("EVENTS").context("ring buffer already taken")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Kernel-side drop counters, summed over CPUs.
+    pub fn counters(&self) -> Result<KernelCounters> {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("COUNTERS").context("map COUNTERS missing")?)?;
+        let sum = |i: u32| -> Result<u64> { Ok(map.get(&i, 0)?.iter().sum()) };
+        let high_water = map.get(&counter::RINGBUF_HIGH_WATER, 0)?.iter().copied().max().unwrap_or(0);
+        Ok(KernelCounters {
+            ringbuf_full: sum(counter::RINGBUF_FULL)?,
+            map_full: sum(counter::MAP_FULL)?,
+            ringbuf_high_water: high_water,
+            missed_runs: self.missed_runs(),
+        })
+    }
+
+    /// Summed over every loaded program, from its fd's fdinfo: the kernel
+    /// keeps the count whether or not BPF statistics are on, and aya's
+    /// program info does not carry it.
+    fn missed_runs(&self) -> Option<u64> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let mut total = None;
+        for (_, program) in self.ebpf.programs() {
+            let Ok(fd) = program.fd() else { continue };
+            let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+            if let Some(n) = std::fs::read_to_string(path).ok().and_then(|t| fdinfo_field(&t, "recursion_misses")) {
+                *total.get_or_insert(0) += n;
+            }
+        }
+        total
+    }
+
+    /// Has the kernel count healthy probes per destination instead of
+    /// sending a record for each (see `setting::ESTABLISHED_COUNTED`); read
+    /// the counts with [`Tracer::established_counts`].
+    pub fn count_established_in_kernel(&mut self) -> Result<()> {
+        let mut settings: Array<_, u32> =
+            Array::try_from(self.ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
+        settings.set(setting::ESTABLISHED_COUNTED, 1, 0)?;
+        settings.set(setting::SLOW_ANSWER_MS, crate::diagnose::probe::SLOW_ANSWER_MS as u32, 0)?;
+        Ok(())
+    }
+
+    /// Healthy probes the kernel has counted so far (cumulative), by
+    /// destination, summed over CPUs.
+    pub fn established_counts(&self) -> Result<Vec<((std::net::IpAddr, u16), u64)>> {
+        let map: PerCpuHashMap<_, DestKey, u64> = PerCpuHashMap::try_from(
+            self.ebpf.map("PROBE_ESTABLISHED").context("map PROBE_ESTABLISHED missing")?,
+        )?;
+        let mut counts = Vec::new();
+        for entry in map.iter() {
+            let (key, per_cpu) = entry?;
+            let dest = (crate::events::ip(key.family, &key.daddr), key.dport);
+            counts.push((dest, per_cpu.iter().sum()));
+        }
+        Ok(counts)
+    }
+
+    /// Prober connections the kernel tracks but has not reported yet (a
+    /// connect is reported lazily: at ESTABLISHED, or with the first other
+    /// record, such as the SYN retransmit after 1 s), connected within the
+    /// last `max_age_ns`; older ones are leftovers of a missed close.
+    pub fn unreported_probes(&self, now_ns: u64, max_age_ns: u64) -> Result<usize> {
+        let unreported = |s: &ProbeSock| {
+            s.flags & probe_sock::CONNECT_REPORTED == 0 && now_ns.saturating_sub(s.connect.ts_ns) < max_age_ns
+        };
+        let slots: Array<_, ProbeSlot> =
+            Array::try_from(self.ebpf.map("PROBE_SLOTS").context("map PROBE_SLOTS missing")?)?;
+        let mut n = 0;
+        for slot in slots.iter() {
+            let slot = slot?;
+            n += usize::from(slot.skaddr != 0 && unreported(&slot.sock));
+        }
+        let socks: HashMap<_, u64, ProbeSock> =
+            HashMap::try_from(self.ebpf.map("PROBE_SOCKS").context("map PROBE_SOCKS missing")?)?;
+        for entry in socks.iter() {
+            let (_, sock) = entry?;
+            n += usize::from(unreported(&sock));
+        }
+        Ok(n)
+    }
+
+    /// Starts a new ring-buffer high-water period.
+    pub fn reset_high_water(&mut self) -> Result<()> {
+        let mut map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map_mut("COUNTERS").context("map COUNTERS missing")?)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        map.set(counter::RINGBUF_HIGH_WATER, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        Ok(())
+    }
+
+    pub fn ringbuf_bytes(&self) -> u32 {
+        self.ringbuf_bytes
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct KernelCounters {
+    /// Events the ring buffer had no room for.
+    pub ringbuf_full: u64,
+    /// Sockets or pids the tracking maps could not take.
+    pub map_full: u64,
+    /// Most unread bytes seen in the ring buffer since the last reset.
+    pub ringbuf_high_water: u64,
+    /// Runs of our programs the kernel skipped because the same program was
+    /// already running on that CPU (a softirq interrupting it, for one):
+    /// events lost before any map or ring buffer saw them. None where the
+    /// kernel does not count them (before 5.12).
+    pub missed_runs: Option<u64>,
+}
+
+/// A `name:\tvalue` line of an fdinfo file.
+fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+fn mode_of(hooks: &[HookStatus], hook: &str) -> Option<Mode> {
+    hooks.iter().find(|h| h.hook == hook).and_then(|h| h.mode)
+}
+
+/// One definition for the kernel side (whether to keep the reply-tuple map)
+/// and the correlator (observed or inferred diversions).
+fn ipvs_observed(hooks: &[HookStatus]) -> bool {
+    mode_of(hooks, "ipvs_conn_new") == Some(Mode::Kprobe)
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid pointer; failure only matters on old kernels.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prober_comms_are_nul_padded_words_and_at_most_sixteen() {
+        let comms = prober_comms(&["kubelet".into(), "a".into()]).unwrap();
+        assert_eq!(comms.count, 2);
+        assert_eq!(comms.names[0].words, [u64::from_ne_bytes(*b"kubelet\0"), 0]);
+        assert_eq!(comms.names[1].words, [u64::from_ne_bytes(*b"a\0\0\0\0\0\0\0"), 0]);
+        assert_eq!(comms.names[2].words, [0, 0]);
+        // The name and its NUL must match; what a comm loaded in place
+        // holds after them must not matter.
+        assert_eq!(comms.names[0].mask, [u64::MAX, 0]);
+        assert_eq!(comms.names[1].mask, [0xffff, 0]);
+        let stale = [u64::from_ne_bytes(*b"a\0stale!"), u64::from_ne_bytes(*b"garbage\0")];
+        let mask = comms.names[1].mask;
+        assert_eq!([stale[0] & mask[0], stale[1] & mask[1]], comms.names[1].words);
+        let long = prober_comms(&["fifteen-chars-x".into()]).unwrap();
+        assert_eq!(long.names[0].mask, [u64::MAX, u64::MAX]);
+        let many: Vec<String> = (0..17).map(|i| format!("p{i}")).collect();
+        let e = prober_comms(&many).unwrap_err().to_string();
+        assert!(e.contains("at most 16 --prober-comm"), "{e}");
+    }
+
+    #[test]
+    fn the_drop_filter_slot_of_header_bytes_is_the_tracked_tuples() {
+        use tracer_common::{drop_filter_slot, drop_filter_slot_v4};
+        // What the state program counts in (a socket's destination) and
+        // what the drop hook looks up (a header's four address bytes).
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[10, 200, 1, 2]);
+        assert_eq!(drop_filter_slot(2, &v4, 8080), drop_filter_slot_v4([10, 200, 1, 2], 8080));
+        let mut mapped = [0u8; 16];
+        mapped[10..].copy_from_slice(&[0xff, 0xff, 10, 200, 1, 2]);
+        assert_eq!(drop_filter_slot(10, &mapped, 8080), drop_filter_slot_v4([10, 200, 1, 2], 8080));
+        assert_ne!(drop_filter_slot_v4([10, 200, 1, 2], 8080), drop_filter_slot_v4([10, 200, 1, 2], 8081));
+    }
+
+    #[test]
+    fn missed_runs_are_read_from_fdinfo_by_exact_name() {
+        let fdinfo = "pos:\t0\nprog_type:\t17\nprog_id:\t840\nrun_cnt:\t0\nrecursion_misses:\t3\n";
+        assert_eq!(fdinfo_field(fdinfo, "recursion_misses"), Some(3));
+        assert_eq!(fdinfo_field("prog_type:\t17\n", "recursion_misses"), None);
+        assert_eq!(fdinfo_field(fdinfo, "recursion"), None);
+    }
+
+    #[test]
+    fn comm_key_truncates_like_the_kernel() {
+        assert_eq!(&comm_key("kubelet")[..8], b"kubelet\0");
+        let long = comm_key("a-very-long-process-name");
+        assert_eq!(&long[..15], b"a-very-long-pro");
+        assert_eq!(long[15], 0);
+    }
+
+    #[test]
+    fn every_hook_has_a_candidate_and_via_points_backwards() {
+        for (i, spec) in HOOKS.iter().enumerate() {
+            assert!(!spec.candidates.is_empty(), "{}", spec.name);
+            for c in spec.candidates {
+                if let Attach::Via { hook } | Attach::CoveredBy { hook, .. } = c {
+                    assert!(HOOKS[..i].iter().any(|h| h.name == *hook), "{} via {hook}", spec.name);
+                }
+            }
+        }
+    }
+}
