@@ -12,6 +12,8 @@
 #   pids-fixed, setns-fixed, stopped-fixed   the same with the fix applied
 #             (pids limit raised; the pod's netns mounted; the container
 #             restarted): each must succeed and produce no verdict
+#   hostpid [N]  runc run of a container in the host's pid namespace
+#             (hostPID) whose command forks and execs N (300) times
 #   slow [SECS] [N]  N `runc state` calls through a runtime that stalls SECS
 #             seconds first (incident 5: the calls kubelet's relist waits on)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -94,6 +96,18 @@ stopped-fixed)
     runc_exec "$STOPPED_CONTAINER"
     runc --root "$RUNC_ROOT" delete -f "$STOPPED_CONTAINER" >/dev/null 2>&1
     ;;
+hostpid)
+    rm -rf "$BUNDLE-hostpid"
+    cp -a "$BUNDLE" "$BUNDLE-hostpid"
+    jq --arg n "${2:-300}" '.process.args = ["sh", "-c", "i=0; while [ $i -lt \($n) ]; do /bin/true; i=$((i+1)); done"]
+        | .linux.namespaces |= map(select(.type != "pid"))' \
+        "$BUNDLE/config.json" >"$BUNDLE-hostpid/config.json"
+    runc --root "$RUNC_ROOT" run --bundle "$BUNDLE-hostpid" pt-hostpid \
+        </dev/null >>"$SCENARIO_WORK/runc-exec.log" 2>&1
+    echo $?
+    runc --root "$RUNC_ROOT" delete -f pt-hostpid >/dev/null 2>&1
+    rm -rf "$BUNDLE-hostpid"
+    ;;
 slow)
     # A wrapper named runc, like a runtime stuck on I/O or a lock: it sleeps,
     # then execs the real runc (same process, so one invocation).
@@ -109,7 +123,7 @@ slow)
     echo "${statuses[*]}"
     ;;
 *)
-    echo "usage: $0 healthy|pids|setns|stopped|pids-fixed|setns-fixed|stopped-fixed|slow [SECS] [N]" >&2
+    echo "usage: $0 healthy|pids|setns|stopped|pids-fixed|setns-fixed|stopped-fixed|hostpid [N]|slow [SECS] [N]" >&2
     exit 2
     ;;
 esac
