@@ -11,8 +11,14 @@
 pub const TASK_COMM_LEN: usize = 16;
 /// Longest exec filename the kernel side copies (truncated beyond this).
 pub const FILENAME_LEN: usize = 128;
-/// How much of an exec's argv (NUL-separated) the kernel side copies.
-pub const ARGS_LEN: usize = 256;
+/// How much of an exec's argv (NUL-separated) the kernel side copies:
+/// containerd's shim runs `runc --root ... --log <bundle>/log.json
+/// --log-format json exec --process ... --detach --pid-file ... <id>`,
+/// about 500 bytes with the 64-hex container ID last, and CRI-O's conmon
+/// a little less; twice that leaves room for long bundle paths. Only
+/// runtime execs are copied (every other exec is dropped before this), and
+/// the record is built in ring-buffer memory, never on the BPF stack.
+pub const ARGS_LEN: usize = 1024;
 
 /// `kind` values of [`EventHeader`].
 pub mod kind {
@@ -301,7 +307,8 @@ pub struct ExecEvent {
     pub role: u32,
     pub _pad: u32,
     pub filename: [u8; FILENAME_LEN],
-    /// argv, NUL-separated, truncated at ARGS_LEN.
+    /// argv, NUL-separated, truncated at ARGS_LEN (then the last string
+    /// may be cut short: userspace treats it as incomplete).
     pub args: [u8; ARGS_LEN],
 }
 

@@ -9,7 +9,9 @@
 //! deeper pid namespace than the runtime started in, that is the container's
 //! own command: it keeps being tracked for its exit, but its children are
 //! not, so a fork storm inside a container (or anywhere else) costs one map
-//! lookup per fork.
+//! lookup per fork. A `hostPID` container's command runs in the runtime's
+//! own pid namespace: there, any exec that is not the runtime re-executing
+//! itself (`/proc/self/...`, `/dev/fd/...`) is the container's command.
 //!
 //! Independently of tracking, the exit of any container init (pid 1 of a
 //! non-root pid namespace) and fatal signals sent to one are reported:
@@ -140,10 +142,20 @@ fn parent_tgid(task: *const u8) -> u32 {
 // ---------------------------------------------------------------------------
 // Hook: exec (sched:sched_process_exec). By now `comm` is the new binary's.
 
+/// What an exec is to the tracker: the role it records, and whether it may
+/// be a container's command in the runtime's own pid namespace (`hostPID`),
+/// which only the binary's path tells from runc re-executing itself.
+#[derive(Clone, Copy)]
+struct ExecRole {
+    value: u32,
+    ns: NsPid,
+    same_level_command: bool,
+}
+
 /// Decides whether this exec is the runtime's and records its role; `None`
 /// for the exec of anything else (nearly every exec on a node).
 #[inline(always)]
-fn exec_role(task: *const u8) -> Option<(u32, NsPid)> {
+fn exec_role(task: *const u8) -> Option<ExecRole> {
     let tgid = current_tgid();
     let comm = bpf_get_current_comm().unwrap_or_default();
     let is_runtime = first_byte_may_match(&RUNTIME_COMM_FIRST_BYTES, &comm)
@@ -153,6 +165,8 @@ fn exec_role(task: *const u8) -> Option<(u32, NsPid)> {
         return None;
     }
     let ns = ns_pid(task);
+    let same_level_command =
+        !is_runtime && previous.is_some_and(|v| role_of(v) == role::RUNTIME && ns.level == level_of(v));
     let value = match previous {
         None => pack(role::RUNTIME, ns.level),
         Some(v) if is_runtime => pack(role::RUNTIME, level_of(v)),
@@ -164,13 +178,29 @@ fn exec_role(task: *const u8) -> Option<(u32, NsPid)> {
         Some(v) => v,
     };
     track(tgid, value);
-    Some((value, ns))
+    Some(ExecRole { value, ns, same_level_command })
+}
+
+/// runc re-executing itself (`/proc/self/exe`, `/proc/self/fd/N`,
+/// `/dev/fd/N`): anything else a runtime process execs without entering a
+/// deeper pid namespace is a hostPID container's command.
+#[inline(always)]
+fn is_self_reexec(filename: &[u8; tracer_common::FILENAME_LEN]) -> bool {
+    // Whole-word compares: no branch per byte, so the verifier's state
+    // count stays that of one comparison.
+    let f = filename;
+    let head = u64::from_le_bytes([f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]]);
+    let tail = u32::from_le_bytes([f[8], f[9], f[10], 0]);
+    let proc_self = (head ^ u64::from_le_bytes(*b"/proc/se")) | (tail ^ u32::from_le_bytes(*b"lf/\0")) as u64;
+    let dev_fd = head ^ u64::from_le_bytes(*b"/dev/fd/");
+    proc_self == 0 || dev_fd == 0
 }
 
 /// Reports the exec; `filename` copies the binary's path from wherever the
 /// hook finds it. Nothing is reported when the ring buffer is full (counted).
 #[inline(always)]
-fn emit_exec(task: *const u8, value: u32, ns: NsPid, mode: u8, filename: impl FnOnce(&mut [u8; tracer_common::FILENAME_LEN])) {
+fn emit_exec(task: *const u8, role: ExecRole, mode: u8, filename: impl FnOnce(&mut [u8; tracer_common::FILENAME_LEN])) {
+    let ExecRole { mut value, ns, same_level_command } = role;
     let Some(mut entry) = reserve::<ExecEvent>() else { return };
     // SAFETY: reserve returned room for an ExecEvent; every field is set below.
     let e = unsafe { &mut *entry.as_mut_ptr() };
@@ -178,10 +208,16 @@ fn emit_exec(task: *const u8, value: u32, ns: NsPid, mode: u8, filename: impl Fn
     e.ppid = parent_tgid(task);
     e.ns_pid = ns.nr;
     e.ns_level = ns.level;
-    e.role = role_of(value);
     e._pad = 0;
     e.filename = [0; tracer_common::FILENAME_LEN];
     filename(&mut e.filename);
+    if same_level_command && !is_self_reexec(&e.filename) {
+        // A hostPID container's command: its exit is reported, its
+        // children (a fork storm) are not tracked.
+        value = pack(role::CONTAINER, level_of(value));
+        track(current_tgid(), value);
+    }
+    e.role = role_of(value);
     e.args = [0; ARGS_LEN];
     e.args_len = 0;
     read_args(task, e);
@@ -194,9 +230,9 @@ fn emit_exec(task: *const u8, value: u32, ns: NsPid, mode: u8, filename: impl Fn
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn raw_tp_sched_process_exec(ctx: RawTracePointContext) -> u32 {
     let task = current_task();
-    let Some((value, ns)) = exec_role(task) else { return 0 };
+    let Some(role) = exec_role(task) else { return 0 };
     let bprm = ctx.arg::<*const u8>(2);
-    emit_exec(task, value, ns, hook_mode::RAW_TRACEPOINT, |dst| {
+    emit_exec(task, role, hook_mode::RAW_TRACEPOINT, |dst| {
         if let Some(name) = read_kernel::<*const u8>(bprm, config().process.bprm_filename) {
             let _ = unsafe { bpf_probe_read_kernel_str_bytes(name, dst) };
         }
@@ -207,8 +243,8 @@ pub fn raw_tp_sched_process_exec(ctx: RawTracePointContext) -> u32 {
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn tp_sched_process_exec(ctx: TracePointContext) -> u32 {
     let task = current_task();
-    let Some((value, ns)) = exec_role(task) else { return 0 };
-    emit_exec(task, value, ns, hook_mode::TRACEPOINT, |dst| {
+    let Some(role) = exec_role(task) else { return 0 };
+    emit_exec(task, role, hook_mode::TRACEPOINT, |dst| {
         // __data_loc: low 16 bits are the string's offset in the record.
         let loc = tp_read::<u32>(&ctx, config().process.exec_filename);
         if loc != 0 {

@@ -210,7 +210,8 @@ pub struct ExecInfo {
     pub filename: String,
     /// argv as far as the kernel copied it.
     pub args: Vec<String>,
-    /// argv was longer than what the kernel copied.
+    /// argv was longer than what the kernel copied: the last element of
+    /// `args` may be cut short and later ones are missing.
     #[serde(default)]
     pub args_truncated: bool,
 }
