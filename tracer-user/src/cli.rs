@@ -91,8 +91,8 @@ pub struct CheckArgs {
 #[derive(Args, Debug, Clone)]
 pub struct DiagnoseArgs {
     /// Container runtime binary whose process tree is traced for exec-probe
-    /// failures (repeatable).
-    #[arg(long = "runtime-comm", value_name = "NAME", default_value = "runc")]
+    /// failures (repeatable; default: runc and crun, CRI-O's default).
+    #[arg(long = "runtime-comm", value_name = "NAME", default_values = ["runc", "crun"])]
     pub runtime_comms: Vec<String>,
     /// Runtime state directory holding <container-id>/state.json (repeatable;
     /// default: runc's and containerd's usual roots, plus any --root runc

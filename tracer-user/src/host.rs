@@ -9,6 +9,7 @@ use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::Serialize;
@@ -20,6 +21,8 @@ pub const DEFAULT_RUNTIME_ROOTS: &[&str] = &[
     "/run/containerd/runc/default",
     "/run/containerd/runc/moby",
     "/run/docker/runtime-runc/moby",
+    // crun's own default (CRI-O): <id>/status, not state.json.
+    "/run/crun",
 ];
 
 /// A pids cgroup level and its counters at the moment they were read.
@@ -88,6 +91,45 @@ pub trait HostView {
     /// Memory usage and the limit that applies to `pid` (or to `other_pid`,
     /// or the cgroup `cgroup_id`, once it is gone).
     fn memory_usage(&self, pid: u32, other_pid: u32, cgroup_id: u64) -> Option<MemoryUsage>;
+    /// A live process's whole argv (`/proc/PID/cmdline`).
+    fn cmdline(&self, pid: u32) -> Option<Vec<String>>;
+    /// The last error the runtime wrote to its `--log` file at or after
+    /// `since` (runc's and crun's JSON lines `{"level":"error","msg":...,
+    /// "time":...}`, or plain text). The file is shared by every exec into
+    /// the container, and containerd's shim reports its last error even
+    /// when it is an old one: lines stamped before `since` are not this
+    /// call's.
+    fn runtime_log_error(&self, path: &str, since: SystemTime) -> Option<String>;
+    /// Containers under `roots` whose state names an init that is gone.
+    fn stopped_containers(&self, roots: &[PathBuf]) -> Vec<ContainerState>;
+    /// Whether `pid` shares pid 1's pid and mount namespaces (the node's
+    /// runtime does; a `runc` inside a container, hostPID or not, does not);
+    /// `None` once it is gone.
+    fn in_host_namespaces(&self, pid: u32) -> Option<bool>;
+}
+
+/// The last error in a runtime's log text: runc and crun write JSON lines
+/// with a level; anything else counts as the last non-empty line.
+pub fn last_runtime_error(text: &str, since: SystemTime) -> Option<String> {
+    // runc stamps whole seconds.
+    let since = since.checked_sub(Duration::from_secs(1)).unwrap_or(UNIX_EPOCH);
+    text.lines().rev().find_map(|line| {
+        let line = line.trim();
+        if line.is_empty() {
+            return None;
+        }
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v.is_object() => {
+                let stamped = v["time"].as_str().and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok());
+                if stamped.is_some_and(|t| t < since) {
+                    return None;
+                }
+                let level = v["level"].as_str().unwrap_or("error");
+                matches!(level, "error" | "fatal" | "panic").then(|| v["msg"].as_str().map(str::to_string)).flatten()
+            }
+            _ => Some(line.to_string()),
+        }
+    })
 }
 
 /// Most cgroup ids the path cache holds before it starts over.
@@ -129,7 +171,9 @@ impl HostView for ProcHost {
         if id.is_empty() || id.contains('/') {
             return None;
         }
-        roots.iter().find_map(|root| read_state(&root.join(id).join("state.json")))
+        roots.iter().find_map(|root| {
+            read_state(&root.join(id).join("state.json")).or_else(|| read_crun_status(&root.join(id).join("status")))
+        })
     }
 
     fn container_by_init_pid(&self, roots: &[PathBuf], pid: u32) -> Option<ContainerState> {
@@ -187,6 +231,51 @@ impl HostView for ProcHost {
             dirs.push(PathBuf::from(path));
         }
         dirs.iter().find_map(|d| memory_walking_up(d))
+    }
+
+    fn cmdline(&self, pid: u32) -> Option<Vec<String>> {
+        let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+        (!raw.is_empty()).then(|| raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+    }
+
+    fn runtime_log_error(&self, path: &str, since: SystemTime) -> Option<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = fs::File::open(path).ok()?;
+        let len = f.metadata().ok()?.len();
+        // Bounded: the tail only (the file grows with every failed exec).
+        f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024))).ok()?;
+        let mut raw = Vec::new();
+        f.take(64 * 1024).read_to_end(&mut raw).ok()?;
+        last_runtime_error(&String::from_utf8_lossy(&raw), since)
+    }
+
+    fn in_host_namespaces(&self, pid: u32) -> Option<bool> {
+        let ns = |p: &str, kind: &str| fs::read_link(format!("/proc/{p}/ns/{kind}")).ok();
+        let mut same = true;
+        for kind in ["pid", "mnt"] {
+            let theirs = ns(&pid.to_string(), kind)?;
+            same &= ns("1", kind).is_none_or(|host| host == theirs);
+        }
+        Some(same)
+    }
+
+    fn stopped_containers(&self, roots: &[PathBuf]) -> Vec<ContainerState> {
+        let mut out = Vec::new();
+        for root in roots {
+            let Ok(entries) = fs::read_dir(root) else { continue };
+            // Bounded: a node runs far fewer containers.
+            for entry in entries.flatten().take(4096) {
+                if let Some(s) = read_state(&entry.path().join("state.json"))
+                    .or_else(|| read_crun_status(&entry.path().join("status")))
+                    && s.init_pid != 0
+                    && !s.init_alive
+                {
+                    out.push(s);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -345,6 +434,22 @@ fn read_state(path: &Path) -> Option<ContainerState> {
     Some(ContainerState { id, init_pid, init_alive, pids_cgroup })
 }
 
+/// Parses crun's `status` file (`/run/crun/<id>/status`: `pid`,
+/// `process-start-time`, `cgroup-path` relative to the cgroup mount).
+fn read_crun_status(path: &Path) -> Option<ContainerState> {
+    let text = fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let id = path.parent()?.file_name()?.to_string_lossy().into_owned();
+    let init_pid = v["pid"].as_u64()? as u32;
+    let start = v["process-start-time"].as_u64();
+    let init_alive = init_pid != 0 && process_start_time(init_pid).is_some_and(|t| start.is_none_or(|s| s == t));
+    let pids_cgroup = v["cgroup-path"].as_str().map(|rel| {
+        let rel = rel.trim_start_matches('/');
+        pids_v1_mount().or_else(cgroup2_mount).unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")).join(rel)
+    });
+    Some(ContainerState { id, init_pid, init_alive, pids_cgroup })
+}
+
 /// Field 22 of /proc/PID/stat (start time in clock ticks), robust to
 /// spaces and parentheses in comm.
 fn process_start_time(pid: u32) -> Option<u64> {
@@ -362,6 +467,11 @@ pub struct StaticHost {
     pub containers: Vec<ContainerState>,
     pub cgroups: HashMap<u64, String>,
     pub memory: Option<MemoryUsage>,
+    pub cmdlines: HashMap<u32, Vec<String>>,
+    /// Runtime log path -> its whole text.
+    pub runtime_logs: HashMap<String, String>,
+    /// Pids in a container's namespaces (everything else is the host's).
+    pub foreign_pids: Vec<u32>,
 }
 
 impl HostView for StaticHost {
@@ -382,6 +492,18 @@ impl HostView for StaticHost {
     }
     fn memory_usage(&self, _pid: u32, _other: u32, _cgroup_id: u64) -> Option<MemoryUsage> {
         self.memory.clone()
+    }
+    fn cmdline(&self, pid: u32) -> Option<Vec<String>> {
+        self.cmdlines.get(&pid).cloned()
+    }
+    fn runtime_log_error(&self, path: &str, since: SystemTime) -> Option<String> {
+        last_runtime_error(self.runtime_logs.get(path)?, since)
+    }
+    fn in_host_namespaces(&self, pid: u32) -> Option<bool> {
+        Some(!self.foreign_pids.contains(&pid))
+    }
+    fn stopped_containers(&self, _roots: &[PathBuf]) -> Vec<ContainerState> {
+        self.containers.iter().filter(|c| c.init_pid != 0 && !c.init_alive).cloned().collect()
     }
 }
 

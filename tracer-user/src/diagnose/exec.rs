@@ -29,7 +29,8 @@ use serde_json::json;
 use super::Report;
 use crate::{
     events::{Body, Event, ExecInfo, Role},
-    host::{DEFAULT_RUNTIME_ROOTS, HostView, PidsLimit, ThreadCount},
+    host::{ContainerState, DEFAULT_RUNTIME_ROOTS, HostView, PidsLimit, ThreadCount},
+    k8s::cgroup::ContainerRef,
 };
 
 const EAGAIN: i32 = 11;
@@ -49,16 +50,27 @@ pub struct ExecSettings {
     pub slow_threshold_ns: u64,
     /// Length of a latency interval.
     pub latency_interval_ns: u64,
+    /// A container whose init died and that the runtime still holds this
+    /// long after (its state still names the dead init) is one that every
+    /// exec probe fails on, whether or not a runc runs for them: under
+    /// containerd's shim "cannot exec in a stopped state" is the shim's own
+    /// refusal.
+    pub stopped_grace_ns: u64,
+    /// Read the runtime's state files once at the first housekeeping tick,
+    /// for containers whose init died before the tracer started.
+    pub scan_runtime_state: bool,
 }
 
 impl Default for ExecSettings {
     fn default() -> Self {
         Self {
-            runtime_comms: vec!["runc".into()],
+            runtime_comms: vec!["runc".into(), "crun".into()],
             runtime_roots: DEFAULT_RUNTIME_ROOTS.iter().map(PathBuf::from).collect(),
             idle_ns: 10_000_000_000,
             slow_threshold_ns: 1_000_000_000,
             latency_interval_ns: 10_000_000_000,
+            stopped_grace_ns: 5_000_000_000,
+            scan_runtime_state: true,
         }
     }
 }
@@ -70,6 +82,13 @@ pub struct RuncCommand {
     pub container: Option<String>,
     /// `--root`: where this runc keeps its state.
     pub root: Option<String>,
+    /// `--log`: where this runc writes its errors (containerd's shim:
+    /// `<bundle>/log.json`).
+    pub log: Option<String>,
+    /// The kernel's copy of argv was cut short and the process was gone
+    /// before the rest could be read from `/proc/PID/cmdline`: the
+    /// container ID may be missing (never a cut-off prefix of one).
+    pub args_truncated: bool,
 }
 
 /// runc options that take a value (global and per-subcommand), so the
@@ -107,6 +126,13 @@ pub fn parse_runc_args(args: &[String], comm: &str) -> RuncCommand {
             };
             if name == "--root" && cmd.subcommand.is_none() {
                 cmd.root = value;
+            } else if name == "--log" && cmd.subcommand.is_none() {
+                cmd.log = value;
+            } else if matches!(name, "--pid-file" | "--bundle" | "-b") && cmd.container.is_none() {
+                // containerd and Docker keep a container's bundle in a
+                // directory named after its ID: a fallback when argv was
+                // cut before the ID itself.
+                cmd.container = value.as_deref().and_then(bundle_id);
             }
         } else if cmd.subcommand.is_none() {
             cmd.subcommand = Some(a.to_string());
@@ -116,6 +142,37 @@ pub fn parse_runc_args(args: &[String], comm: &str) -> RuncCommand {
         }
         i += 1;
     }
+    if cmd.container.is_none() {
+        cmd.container = cmd.log.as_deref().and_then(bundle_id);
+    }
+    cmd
+}
+
+/// The container ID a bundle path names: a 64-hex directory
+/// (`.../k8s.io/<id>/log.json`, `.../<id>/<exec-id>.pid`, `.../<id>`).
+fn bundle_id(path: &str) -> Option<String> {
+    let is_id = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut parts = path.rsplit('/').filter(|p| !p.is_empty());
+    let last = parts.next()?;
+    if is_id(last) {
+        return Some(last.to_string());
+    }
+    parts.next().filter(|p| is_id(p)).map(str::to_string)
+}
+
+/// Parses an exec's argv, completing it from `/proc/PID/cmdline` when the
+/// kernel's copy was cut short. A cut argv's last string is incomplete and
+/// is dropped rather than taken for (a prefix of) the container ID.
+pub fn parse_exec_args<H: HostView>(info: &ExecInfo, pid: u32, comm: &str, host: &H) -> RuncCommand {
+    if !info.args_truncated {
+        return parse_runc_args(&info.args, comm);
+    }
+    let known = info.args.len().saturating_sub(1);
+    if let Some(full) = host.cmdline(pid).filter(|full| full.len() > known && full[..known] == info.args[..known]) {
+        return parse_runc_args(&full, comm);
+    }
+    let mut cmd = parse_runc_args(&info.args[..known], comm);
+    cmd.args_truncated = true;
     cmd
 }
 
@@ -208,6 +265,12 @@ struct Invocation {
     forked: bool,
     command_started: bool,
     last_ts: u64,
+    /// When it started, by the wall clock the runtime stamps its `--log`
+    /// lines with: what it wrote since is this invocation's.
+    started_wall: std::time::SystemTime,
+    /// The target container's state when the invocation started (its
+    /// cgroup names the pod).
+    state: Option<ContainerState>,
 }
 
 /// A container init that exited, kept to explain later execs into it.
@@ -217,6 +280,9 @@ struct InitExit {
     pid: u32,
     status: ExitStatus,
     killer: Option<(u32, String, i32)>,
+    comm: String,
+    /// Whether the runtime still holding it was checked (after the grace).
+    checked: bool,
 }
 
 /// How long a stopped container and a signal to a container init are
@@ -244,6 +310,9 @@ pub struct ExecCorrelator<H: HostView> {
     total: LatencyWindow,
     /// Durations not yet taken by the metrics (daemon mode).
     recent: Vec<(String, u64)>,
+    /// Containers already reported as stopped-but-held (bounded).
+    reported_stopped: std::collections::HashSet<String>,
+    state_scanned: bool,
     /// Invocations judged so far (for the summary).
     pub finished: u64,
     pub failed: u64,
@@ -319,6 +388,8 @@ impl<H: HostView> ExecCorrelator<H> {
             interval: LatencyWindow::default(),
             total: LatencyWindow::default(),
             recent: Vec::new(),
+            reported_stopped: Default::default(),
+            state_scanned: false,
             finished: 0,
             failed: 0,
         }
@@ -385,14 +456,23 @@ impl<H: HostView> ExecCorrelator<H> {
         if !self.settings.runtime_comms.iter().any(|c| c.as_str() == ev.comm) {
             return;
         }
-        let command = parse_runc_args(&info.args, &ev.comm);
-        if let Some(root) = &command.root {
+        // Only the node's runtime counts: a runc in a container's pid or
+        // mount namespace (hostPID or not) is a tenant's binary. Gone before
+        // it could be checked: judged, but its --root is not learned.
+        let host_ns = if info.ns_level > 0 { Some(false) } else { self.host.in_host_namespaces(ev.pid) };
+        if host_ns == Some(false) {
+            return;
+        }
+        let command = parse_exec_args(info, ev.pid, &ev.comm, &self.host);
+        if let Some(root) = command.root.as_ref().filter(|_| host_ns == Some(true)) {
             let root = PathBuf::from(root);
             if !self.settings.runtime_roots.contains(&root) {
                 self.settings.runtime_roots.push(root);
             }
         }
         self.members.insert(ev.pid, ev.pid);
+        let started_wall = crate::output::Clock::now().wall(ev.ts_ns);
+        let state = command.container.as_deref().and_then(|id| self.host.container_state(&self.settings.runtime_roots, id));
         self.invocations.insert(
             ev.pid,
             Invocation {
@@ -405,6 +485,8 @@ impl<H: HostView> ExecCorrelator<H> {
                 forked: false,
                 command_started: false,
                 last_ts: ev.ts_ns,
+                started_wall,
+                state,
             },
         );
     }
@@ -533,11 +615,18 @@ impl<H: HostView> ExecCorrelator<H> {
             ev.comm, ev.pid
         );
         if let Some(c) = &container {
-            self.stopped.insert(c.clone(), InitExit { ts_ns: ev.ts_ns, pid: ev.pid, status, killer: killer.clone() });
+            if self.stopped.len() >= 65536 {
+                self.stopped.clear();
+            }
+            let checked = by_runtime_killer(&killer, &self.settings.runtime_comms) || !status.failed();
+            self.stopped.insert(
+                c.clone(),
+                InitExit { ts_ns: ev.ts_ns, pid: ev.pid, status, killer: killer.clone(), comm: ev.comm.clone(), checked },
+            );
         }
         // Stopped by the runtime itself (runc kill/delete: a pod being
         // deleted or restarted) is a record, not a verdict.
-        let by_runtime = killer.as_ref().is_some_and(|(_, comm, _)| self.settings.runtime_comms.iter().any(|c| c == comm));
+        let by_runtime = by_runtime_killer(&killer, &self.settings.runtime_comms);
         let (kind, message) = if by_runtime {
             ("container_stopped", format!("{name} ({}, pid {}) was stopped by the runtime: its init {how}", ev.comm, ev.pid))
         } else if !status.failed() {
@@ -546,7 +635,11 @@ impl<H: HostView> ExecCorrelator<H> {
         } else {
             ("container_init_exit", message)
         };
-        let r = Report::new(kind, ev).with("container_id", json!(container));
+        let state = container.as_deref().and_then(|id| self.host.container_state(&self.settings.runtime_roots, id));
+        let state_cgroup = state.and_then(|s| s.pids_cgroup).map(|p| p.to_string_lossy().into_owned());
+        let cgroup = state_cgroup.or(cgroup);
+        let pod_uid = cgroup.as_deref().and_then(|c| ContainerRef::from_cgroup_path(c).pod_uid);
+        let r = Report::new(kind, ev).with("container_id", json!(container)).with("pod_uid", json!(pod_uid));
         let r = status.fields(r);
         Some(
             r.with("killed_by_pid", json!(killer.as_ref().map(|k| k.0)))
@@ -571,6 +664,83 @@ impl<H: HostView> ExecCorrelator<H> {
         ]
     }
 
+    /// Containers the runtime still holds with their init gone: those seen
+    /// to die `stopped_grace_ns` ago (evidence `observed`) and, once, those
+    /// whose state already named a dead init when the tracer started
+    /// (evidence `state`). Every exec into them fails, with or without a
+    /// runc: containerd's shim refuses "cannot exec in a stopped state" by
+    /// itself.
+    fn held_stopped(&mut self, now_ns: u64) -> Vec<Report> {
+        let mut out = Vec::new();
+        let grace = self.settings.stopped_grace_ns;
+        let due: Vec<String> = self
+            .stopped
+            .iter()
+            .filter(|(id, x)| !x.checked && now_ns.saturating_sub(x.ts_ns) >= grace && !self.reported_stopped.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let state = self.host.container_state(&self.settings.runtime_roots, &id);
+            let Some(x) = self.stopped.get_mut(&id) else { continue };
+            x.checked = true;
+            let x = x.clone();
+            // Deleted, or restarted with a new init: the runtime noticed.
+            let Some(state) = state.filter(|s| !s.init_alive && s.init_pid == x.pid) else { continue };
+            let killer = x.killer.as_ref().map(|(pid, comm, _)| format!(" by {comm} (pid {pid})")).unwrap_or_default();
+            let cause = format!("container {id}'s init (pid {}) {}{killer}", x.pid, x.status.describe());
+            let ago = now_ns.saturating_sub(x.ts_ns) / 1_000_000_000;
+            out.push(self.stopped_report(&state, "observed", cause, &x.comm, Some(ago), now_ns));
+        }
+        if self.settings.scan_runtime_state && !self.state_scanned {
+            self.state_scanned = true;
+            for state in self.host.stopped_containers(&self.settings.runtime_roots) {
+                if self.stopped.contains_key(&state.id) || self.reported_stopped.contains(&state.id) {
+                    continue;
+                }
+                let cause = format!("container {}'s init (pid {}) is no longer running", state.id, state.init_pid);
+                out.push(self.stopped_report(&state, "state", cause, "", None, now_ns));
+            }
+        }
+        out
+    }
+
+    fn stopped_report(&mut self, state: &ContainerState, evidence: &str, cause: String, comm: &str, ago: Option<u64>, now_ns: u64) -> Report {
+        if self.reported_stopped.len() >= 65536 {
+            self.reported_stopped.clear();
+        }
+        self.reported_stopped.insert(state.id.clone());
+        let cgroup = state.pids_cgroup.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let pod_uid = cgroup.as_deref().and_then(|c| ContainerRef::from_cgroup_path(c).pod_uid);
+        let anchor = Event {
+            ts_ns: now_ns,
+            pid: state.init_pid,
+            tid: state.init_pid,
+            comm: comm.to_string(),
+            cgroup_id: 0,
+            mode: crate::events::HookMode::Tracepoint,
+            body: Body::Fork { child_tid: 0 },
+        };
+        let since = match ago {
+            Some(s) => format!(" {s} s ago"),
+            None => " before the tracer started".to_string(),
+        };
+        let message = format!(
+            "container {} is stopped but the runtime still holds it: {cause}{since} and its state still names that init; every exec probe into it fails with \"cannot exec in a stopped state\" (under containerd's shim the shim refuses by itself, so no runc runs): restart the pod and find out why its init died",
+            state.id
+        );
+        Report::new("exec_into_stopped_container", &anchor)
+            .with("evidence", evidence)
+            .with("container_id", state.id.clone())
+            .with("pod_uid", json!(pod_uid))
+            .with("cgroup", json!(cgroup))
+            .with("container_cgroup", json!(cgroup))
+            .with("init_pid", state.init_pid)
+            .with("runtime_pid", json!(null))
+            .with("subcommand", json!(null))
+            .with("cause", cause)
+            .message(message)
+    }
+
     /// Judges invocations with failures that went quiet (their runc may
     /// linger, e.g. a foreground `runc run`).
     pub fn expire(&mut self, now_ns: u64) -> Vec<Report> {
@@ -581,6 +751,7 @@ impl<H: HostView> ExecCorrelator<H> {
         crate::diagnose::bound_oldest(&mut self.stopped, MAX_KEPT, |x| x.ts_ns);
         crate::diagnose::bound_oldest(&mut self.init_signals, MAX_KEPT, |k| k.3);
         let mut out: Vec<Report> = self.tick(now_ns).into_iter().collect();
+        out.extend(self.held_stopped(now_ns));
         let idle = self.settings.idle_ns;
         let stale: Vec<u32> = self
             .invocations
@@ -714,21 +885,29 @@ impl<H: HostView> ExecCorrelator<H> {
     fn judge(&mut self, inv: Invocation, end: Option<(&Event, ExitStatus)>) -> Vec<Report> {
         self.finished += 1;
         let sub = inv.command.subcommand.clone().unwrap_or_else(|| "?".into());
+        // Latency maps and metric labels take known subcommands only: a
+        // binary named runc anywhere must not mint label values.
+        let label = known_subcommand(&sub).to_string();
         if let Some((e, _)) = end {
             let took = e.ts_ns.saturating_sub(inv.started.ts_ns);
             if self.interval.by_subcommand.is_empty() {
                 self.interval.started_ns = inv.started.ts_ns;
             }
-            self.interval.add(&sub, took, inv.started.pid, inv.command.container.clone());
-            self.total.add(&sub, took, inv.started.pid, inv.command.container.clone());
+            self.interval.add(&label, took, inv.started.pid, inv.command.container.clone());
+            self.total.add(&label, took, inv.started.pid, inv.command.container.clone());
             if self.recent.len() < 100_000 {
-                self.recent.push((sub.clone(), took));
+                self.recent.push((label.clone(), took));
             }
         }
         let container = inv.command.container.clone();
         let runc_failed = end.is_some_and(|(_, s)| s.failed());
         let mut verdicts: Vec<Report> = Vec::new();
         let mut causes: Vec<String> = Vec::new();
+        // What runc itself said went wrong (its --log file), when it failed.
+        let runtime_error = match &inv.command.log {
+            Some(log) if runc_failed || !inv.deaths.is_empty() => self.host.runtime_log_error(log, inv.started_wall),
+            _ => None,
+        };
 
         for f in &inv.fork_failures {
             let (r, cause) = fork_failed(&inv, f);
@@ -756,8 +935,11 @@ impl<H: HostView> ExecCorrelator<H> {
             causes.push(cause);
         }
         // The first stage to die is the one that matters; later ones are
-        // its parents noticing.
-        if let Some(d) = inv.deaths.iter().min_by_key(|d| d.ev.ts_ns) {
+        // its parents noticing. A stage that exited with a code after runc
+        // wrote its error (missing binary, permission denied, bad cwd) did
+        // not die: it reported, and runc's error is the cause.
+        let reported = |d: &&Death| runtime_error.is_some() && d.status.signal == 0 && d.signal_before.is_none();
+        if let Some(d) = inv.deaths.iter().filter(|d| !reported(d)).min_by_key(|d| d.ev.ts_ns) {
             let how = match (d.status.signal, d.signal_before) {
                 (0, Some(sig)) => format!("died after {} (exit code {})", signal_name(sig), d.status.code),
                 _ => d.status.describe().replacen("was killed", "died", 1).replacen("exited", "died", 1),
@@ -782,28 +964,40 @@ impl<H: HostView> ExecCorrelator<H> {
         {
             causes.push(r.field_str("cause").unwrap_or("its init is gone").to_string());
             verdicts.push(r);
+            if let Some(id) = &container {
+                self.reported_stopped.insert(id.clone());
+            }
         }
 
+        if let Some(e) = &runtime_error {
+            causes.push(format!("runc reported: {e}"));
+        }
         if verdicts.is_empty() && !runc_failed {
             return Vec::new();
         }
         self.failed += 1;
         // The story: one line a person reads. Verdict lines are still
         // written in JSON; text output shows the story instead of them.
-        let target = container.as_deref().map_or_else(String::new, |c| format!(" into container {c}"));
+        let target = match (container.as_deref(), inv.command.args_truncated) {
+            (Some(c), _) => format!(" into container {c}"),
+            (None, true) => " into a container (its ID was past the argv the kernel copied)".to_string(),
+            (None, false) => String::new(),
+        };
+        let runtime = inv.started.comm.clone();
         let exit = match end {
             Some((_, s)) if s.failed() => format!(" ({})", s.describe().replace("exited with", "exit")),
             Some(_) => String::new(),
             None => " (runc still running)".to_string(),
         };
         let story = if causes.is_empty() {
-            format!("runc {sub}{target} failed{exit}; no fork, setns or init failure was seen (see runc's own error)")
+            format!("{runtime} {sub}{target} failed{exit}; no fork, setns or init failure was seen (see {runtime}'s own error)")
         } else {
-            format!("runc {sub}{target} failed{exit}: {}", causes.join("; "))
+            format!("{runtime} {sub}{target} failed{exit}: {}", causes.join("; "))
         };
         let anchor = end.map_or(&inv.started, |(e, _)| e);
         let mut story_report = common(Report::new("runc_failed", anchor), &inv)
-            .with("causes", json!(verdicts.iter().map(|v| v.kind).collect::<Vec<_>>()));
+            .with("causes", json!(verdicts.iter().map(|v| v.kind).collect::<Vec<_>>()))
+            .with("runtime_error", json!(runtime_error));
         if let Some((_, s)) = end {
             story_report = s.fields(story_report);
         }
@@ -850,12 +1044,51 @@ impl<H: HostView> ExecCorrelator<H> {
     }
 }
 
-/// Fields every exec verdict carries.
+/// The subcommands runc and crun have; anything else is "other".
+pub fn known_subcommand(sub: &str) -> &str {
+    const KNOWN: &[&str] = &[
+        "checkpoint", "create", "delete", "events", "exec", "features", "init", "kill", "list", "pause", "ps", "restore",
+        "resume", "run", "spec", "start", "state", "update",
+    ];
+    if KNOWN.contains(&sub) { sub } else { "other" }
+}
+
+fn by_runtime_killer(killer: &Option<(u32, String, i32)>, runtime_comms: &[String]) -> bool {
+    killer.as_ref().is_some_and(|(_, comm, _)| runtime_comms.iter().any(|c| c == comm))
+}
+
+/// Fields every exec verdict carries: the container and its pod (from
+/// the container's own cgroup: the runtime runs in its own, the shim's).
 fn common(r: Report, inv: &Invocation) -> Report {
+    let cgroup = inv.state.as_ref().and_then(|s| s.pids_cgroup.as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let pod_uid = cgroup.as_deref().and_then(|c| ContainerRef::from_cgroup_path(c).pod_uid);
     r.with("container_id", json!(inv.command.container))
+        .with("args_truncated", inv.command.args_truncated)
+        .with("runtime", inv.started.comm.clone())
         .with("runtime_pid", inv.started.pid)
         .with("subcommand", json!(inv.command.subcommand))
         .with("cgroup_id", inv.started.cgroup_id)
+        .with("pod_uid", json!(pod_uid))
+        .with("container_cgroup", json!(cgroup))
+        .with("cgroup", json!(cgroup))
+}
+
+/// Whose limit a pids cgroup is: the container's own, its pod's (an
+/// ancestor holding the pod UID), or, when it is no ancestor of the
+/// container's cgroup, the runtime's (the shim's and runc's, e.g.
+/// containerd.service).
+fn limit_scope(limit_cgroup: &str, inv: &Invocation) -> &'static str {
+    let container_cgroup = inv.state.as_ref().and_then(|s| s.pids_cgroup.as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let under = |c: &str| c == limit_cgroup || c.starts_with(&format!("{}/", limit_cgroup.trim_end_matches('/')));
+    let named = ContainerRef::from_cgroup_path(limit_cgroup);
+    match container_cgroup.as_deref() {
+        Some(c) if c == limit_cgroup => "container",
+        Some(c) if under(c) => if named.pod_uid.is_some() { "pod" } else { "node" },
+        _ if named.container_id.is_some() || inv.command.container.as_deref().is_some_and(|id| limit_cgroup.contains(id)) => "container",
+        _ if named.pod_uid.is_some() => "pod",
+        Some(_) => "runtime",
+        None => "unknown",
+    }
 }
 
 fn fork_failed(inv: &Invocation, f: &ForkFailure) -> (Report, String) {
@@ -873,9 +1106,21 @@ fn fork_failed(inv: &Invocation, f: &ForkFailure) -> (Report, String) {
             .with("cgroup", l.cgroup.clone())
             .with("pids_current", l.current)
             .with("pids_max", json!(l.max));
+        let scope = limit_scope(&l.cgroup, inv);
+        r = r.with("limit_scope", scope);
         if l.exhausted() {
             cause.push_str(&format!(" (pids.current {} = pids.max {} in {})", l.current, max_text(l), l.cgroup));
-            limit_sentence = format!("the pids limit of cgroup {} is exhausted; raise it (the pod's pids limit, kubelet podPidsLimit) or find what fills it", l.cgroup);
+            limit_sentence = match scope {
+                "runtime" => {
+                    let unit = l.cgroup.trim_end_matches('/').rsplit('/').next().unwrap_or(&l.cgroup);
+                    format!(
+                        "the container runtime's cgroup ({unit}) is at its pids limit (pids.current {} = pids.max {} in {}), not the container's: the runtime's own fork failed before the container was touched; raise TasksMax= of {unit} (systemctl set-property {unit} TasksMax=...) or of the runtime's slice, or find what fills it (leaked shims or runtime processes)",
+                        l.current, max_text(l), l.cgroup
+                    )
+                }
+                "pod" => format!("the pod's pids limit (cgroup {}) is exhausted; raise it (kubelet podPidsLimit) or find which of the pod's containers fills it", l.cgroup),
+                _ => format!("the pids limit of cgroup {} is exhausted; raise it (the pod's pids limit, kubelet podPidsLimit) or find what fills it", l.cgroup),
+            };
         }
     } else {
         r = r.with("cgroup", json!(null)).with("pids_current", json!(null)).with("pids_max", json!(null));

@@ -295,3 +295,223 @@ fn pid_one_of_a_namespace_no_runtime_made_is_no_container() {
     let out = c.handle(&ev(1, 50, "kubelet", Body::Exit { exit_code: 1, ns_pid: 1, ppid: 1, group_dead: true, ns_level: 1, role: Role::Untracked }));
     assert!(out.is_empty(), "{out:?}");
 }
+
+// ---------------------------------------------------------------------------
+// containerd's road (issue 26): the shim's ~500-byte command line, runc's
+// --log file, a stopped container the shim refuses by itself.
+
+const ID: &str = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
+const POD: &str = "0a1b2c3d-1111-2222-3333-444455556666";
+
+fn bundle() -> String {
+    format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{ID}")
+}
+
+/// What containerd-shim-runc-v2 runs for an exec probe (as seen on this
+/// machine's containerd 1.6).
+fn shim_argv() -> Vec<String> {
+    let b = bundle();
+    format!(
+        "runc --root /run/containerd/runc/k8s.io --log {b}/log.json --log-format json exec --process /tmp/runc-process1234567890 --detach --pid-file {b}/probe-1234567890.pid {ID}"
+    )
+    .split(' ')
+    .map(String::from)
+    .collect()
+}
+
+/// argv as the kernel copies it into `limit` bytes.
+fn kernel_copy(argv: &[String], limit: usize) -> ExecInfo {
+    let raw: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let copied = &raw[..raw.len().min(limit)];
+    let copied = copied.strip_suffix(&[0]).unwrap_or(copied);
+    ExecInfo {
+        ppid: 1,
+        ns_pid: 100,
+        ns_level: 0,
+        role: Role::Runtime,
+        filename: "/usr/sbin/runc".into(),
+        args: copied.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
+        args_truncated: raw.len() > limit,
+    }
+}
+
+fn pod_state(alive: bool) -> ContainerState {
+    ContainerState {
+        id: ID.into(),
+        init_pid: 4242,
+        init_alive: alive,
+        pids_cgroup: Some(format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}").into()),
+    }
+}
+
+#[test]
+fn containerds_command_line_fits_and_a_cut_one_never_loses_the_id() {
+    let argv = shim_argv();
+    let len: usize = argv.iter().map(|a| a.len() + 1).sum();
+    assert!(len > 400 && len < tracer_common::ARGS_LEN, "{len}");
+    let host = StaticHost::default();
+    let full = parse_exec_args(&kernel_copy(&argv, tracer_common::ARGS_LEN), 100, "runc", &host);
+    assert_eq!((full.container.as_deref(), full.args_truncated), (Some(ID), false));
+    assert_eq!(full.log, Some(format!("{}/log.json", bundle())));
+    // The old 256-byte copy cut it after --log: the ID comes from the
+    // bundle path, and the cut last string is never taken for an ID.
+    for limit in [256, 300, len - 10, len - 1] {
+        let cut = kernel_copy(&argv, limit);
+        assert!(cut.args_truncated, "{limit}");
+        let c = parse_exec_args(&cut, 100, "runc", &host);
+        assert_eq!(c.container.as_deref(), Some(ID), "{limit}");
+    }
+    // Cut before even the bundle path: no ID, said so; or completed from
+    // /proc/PID/cmdline while runc lives.
+    let cut = kernel_copy(&argv, 60);
+    let c = parse_exec_args(&cut, 100, "runc", &host);
+    assert_eq!((c.container, c.args_truncated), (None, true));
+    let live = StaticHost { cmdlines: [(100, argv.clone())].into(), ..Default::default() };
+    let c = parse_exec_args(&cut, 100, "runc", &live);
+    assert_eq!((c.container.as_deref(), c.args_truncated), (Some(ID), false));
+    // A direct runc with a short ID is unaffected.
+    let direct = parse_exec_args(&kernel_copy(&["runc".into(), "exec".into(), "pt".into()], 256), 1, "runc", &host);
+    assert_eq!(direct.container.as_deref(), Some("pt"));
+}
+
+fn shim_exec(ts: u64, pid: u32) -> Event {
+    ev(ts, pid, "runc", Body::Exec(kernel_copy(&shim_argv(), tracer_common::ARGS_LEN)))
+}
+
+#[test]
+fn runc_reporting_a_missing_binary_is_not_an_init_death() {
+    let log = format!("{}/log.json", bundle());
+    let host = StaticHost {
+        containers: vec![pod_state(true)],
+        runtime_logs: [(
+            log,
+            // containerd's shim appends every exec's errors to one file.
+            "{\"level\":\"error\",\"msg\":\"an older exec's error\",\"time\":\"2000-01-01T00:00:00Z\"}\n\
+             {\"level\":\"error\",\"msg\":\"exec failed: unable to start container process: exec: \\\"/bin/nonexistent\\\": stat /bin/nonexistent: no such file or directory\",\"time\":\"2099-12-01T11:52:56Z\"}\n\
+             {\"level\":\"warning\",\"msg\":\"not an error\",\"time\":\"2099-12-01T11:52:56Z\"}\n".to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let events = [
+        shim_exec(1, 100),
+        ev(2, 100, "runc", Body::Fork { child_tid: 101 }),
+        exit(3, 101, "runc:[2:INIT]", 1 << 8),
+        exit(4, 100, "runc", 1 << 8),
+    ];
+    let reports = run_all(host, &events);
+    assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["runc_failed"], "{reports:?}");
+    let story = reports[0].clone();
+    assert_eq!(story.fields["container_id"], ID);
+    assert_eq!(story.fields["pod_uid"], POD);
+    assert_eq!(story.fields["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
+    assert!(story.message.contains("runc reported: exec failed: unable to start container process: exec: \"/bin/nonexistent\""), "{}", story.message);
+    assert!(story.fields["runtime_error"].as_str().unwrap().contains("no such file or directory"));
+
+    // Only an older exec's error in the file: not this call's cause.
+    let stale = StaticHost {
+        containers: vec![pod_state(true)],
+        runtime_logs: [(format!("{}/log.json", bundle()), "{\"level\":\"error\",\"msg\":\"old\",\"time\":\"2000-01-01T00:00:00Z\"}".into())].into(),
+        ..Default::default()
+    };
+    let reports = run_all(stale, &events);
+    assert_eq!(only(&reports, "runc_init_died").len(), 1, "{reports:?}");
+    assert_eq!(only(&reports, "runc_failed")[0].fields["runtime_error"], serde_json::Value::Null);
+
+    // A real death (SIGABRT) stays runc_init_died, even with a log line.
+    let host = StaticHost { containers: vec![pod_state(true)], runtime_logs: [(format!("{}/log.json", bundle()), "{\"level\":\"error\",\"msg\":\"read init-p: connection reset by peer\"}".into())].into(), ..Default::default() };
+    let events = [shim_exec(1, 100), ev(2, 100, "runc", Body::Fork { child_tid: 101 }), exit(3, 101, "runc:[2:INIT]", 6), exit(4, 100, "runc", 1 << 8)];
+    let reports = run_all(host, &events);
+    let died = only(&reports, "runc_init_died");
+    assert_eq!(died.len(), 1, "{reports:?}");
+    assert_eq!(died[0].fields["pod_uid"], POD);
+}
+
+fn init_exit(ts: u64, pid: u32) -> Event {
+    ev(ts, pid, "sleep", Body::Exit { exit_code: 9, ns_pid: 1, ppid: 1, group_dead: true, ns_level: 1, role: Role::Untracked })
+}
+
+#[test]
+fn a_stopped_container_the_shim_still_holds_is_reported_without_any_runc() {
+    const S: u64 = 1_000_000_000;
+    let settings = ExecSettings { scan_runtime_state: false, ..Default::default() };
+    let mut c = ExecCorrelator::new(settings.clone(), StaticHost { containers: vec![pod_state(false)], ..Default::default() });
+    c.handle(&ev(S, 1, "bash", Body::Signal { sig: 9, errno: 0, code: 0, result: 0, target_pid: 4242, target_comm: "sleep".into() }));
+    let out = c.handle(&init_exit(S + 1, 4242));
+    assert_eq!(out[0].kind, "container_init_exit");
+    assert_eq!(out[0].fields["pod_uid"], POD);
+    assert!(c.expire(2 * S).iter().all(|r| r.kind != "exec_into_stopped_container"), "within the grace");
+    let held = c.expire(7 * S);
+    let r = only(&held, "exec_into_stopped_container");
+    assert_eq!(r.len(), 1, "{held:?}");
+    assert_eq!(r[0].fields["evidence"], "observed");
+    assert_eq!(r[0].fields["container_id"], ID);
+    assert_eq!(r[0].fields["pod_uid"], POD);
+    assert_eq!(r[0].fields["init_pid"], 4242);
+    assert!(r[0].fields["cgroup"].as_str().unwrap().ends_with(ID));
+    assert!(r[0].message.contains("killed by SIGKILL by bash"), "{}", r[0].message);
+    assert!(c.expire(20 * S).is_empty(), "once");
+
+    // Deleted (or restarted) within the grace: the runtime noticed; nothing.
+    let mut c = ExecCorrelator::new(settings, StaticHost { containers: vec![pod_state(true)], ..Default::default() });
+    c.handle(&init_exit(S, 4242));
+    assert!(c.expire(10 * S).is_empty());
+
+    // The tracer started after the death: from the runtime's state, once.
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost { containers: vec![pod_state(false)], ..Default::default() });
+    let r = c.expire(S);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].kind, "exec_into_stopped_container");
+    assert_eq!(r[0].fields["evidence"], "state");
+    assert_eq!(r[0].fields["pod_uid"], POD);
+    assert!(c.expire(20 * S).is_empty());
+}
+
+fn fork_failure_under(limit: PidsLimit) -> Report {
+    let host = StaticHost { containers: vec![pod_state(true)], pids: Some(limit), ..Default::default() };
+    let events = [
+        shim_exec(1, 100),
+        ev(2, 100, "runc", Body::SyscallFailed { syscall: "clone".into(), nstype: 0, errno: 11 }),
+        exit(3, 100, "runc", 1 << 8),
+    ];
+    let reports = run_all(host, &events);
+    only(&reports, "fork_failed")[0].clone()
+}
+
+#[test]
+fn the_runtimes_own_fork_failing_names_the_runtimes_cgroup_and_tasksmax() {
+    let f = fork_failure_under(PidsLimit { cgroup: "/sys/fs/cgroup/pids/system.slice/containerd.service".into(), current: 12, max: Some(12) });
+    assert_eq!(f.fields["limit_scope"], "runtime");
+    assert_eq!(f.fields["cgroup"], "/sys/fs/cgroup/pids/system.slice/containerd.service");
+    assert_eq!(f.fields["container_id"], ID);
+    assert_eq!(f.fields["pod_uid"], POD);
+    assert!(f.message.contains("the container runtime's cgroup (containerd.service) is at its pids limit"), "{}", f.message);
+    assert!(f.message.contains("TasksMax"), "{}", f.message);
+    assert!(!f.message.contains("podPidsLimit"), "{}", f.message);
+
+    let pod = format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}");
+    let f = fork_failure_under(PidsLimit { cgroup: pod.clone(), current: 5, max: Some(5) });
+    assert_eq!(f.fields["limit_scope"], "pod");
+    assert!(f.message.contains(&format!("the pod's pids limit (cgroup {pod}) is exhausted")), "{}", f.message);
+    let f = fork_failure_under(PidsLimit { cgroup: format!("{pod}/{ID}"), current: 1, max: Some(1) });
+    assert_eq!(f.fields["limit_scope"], "container");
+}
+
+#[test]
+fn a_runc_inside_a_container_is_not_the_runtime() {
+    // issue 27 item 3: a tenant's binary named runc, in a container's
+    // namespaces (hostPID: same pid level, another mount namespace).
+    let host = StaticHost { foreign_pids: vec![100], ..Default::default() };
+    let mut c = ExecCorrelator::new(ExecSettings::default(), host);
+    let before = c.settings.runtime_roots.len();
+    c.handle(&runc_exec(1, 100, &["runc", "--root", "/tmp/tenant", "zzz-label-1", "c1"]));
+    assert_eq!(c.in_flight(), 0);
+    assert_eq!(c.settings.runtime_roots.len(), before, "its --root is not searched");
+    assert!(c.handle(&exit(2, 100, "runc", 1 << 8)).is_empty());
+    assert!(c.latency_summary().as_object().unwrap().is_empty());
+    // The node's runc with a made-up subcommand: judged, labelled "other".
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    runc_call(&mut c, 1, 200, "zzz-label-2", 5);
+    assert_eq!(c.latency_summary().as_object().unwrap().keys().collect::<Vec<_>>(), ["other"]);
+    assert_eq!(c.take_durations()[0].0, "other");
+}
