@@ -110,28 +110,3 @@ fn a_container_that_died_before_the_tracer_started_is_found_in_the_runtimes_stat
     let out = tracer.stop();
     assert!(out.verdicts().is_empty(), "{}", out.dump());
 }
-
-/// crun as the runtime, through the same shim (`ctr --runc-binary crun`):
-/// traced by default, and the story names crun. VM only: crun 1.8 refuses
-/// a cgroup v1 hybrid host whose v2 tree holds a controller ("cgroups in
-/// hybrid mode not supported"), which the bare machine is (hugetlb).
-#[test]
-#[ignore = "e2e: needs root, containerd and crun on cgroup v2; run by cargo xtask vm-test"]
-fn vm_only_crun_through_containerds_shim_is_a_first_class_runtime() {
-    let scenario = Scenario::up("containerd");
-    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000"]);
-    assert_eq!(scenario.trigger(&["healthy-crun"]), "0");
-    assert_ne!(scenario.trigger(&["missing-crun"]), "0");
-    let out = tracer.stop();
-    let crun = id("e2");
-    let stories = with(&out, "runc_failed", &crun);
-    assert_eq!(stories.len(), 1, "{}", out.dump());
-    names_the_pod(stories[0], &crun);
-    assert_eq!(stories[0]["runtime"], "crun");
-    assert_eq!(stories[0]["comm"], "crun");
-    let message = stories[0]["message"].as_str().unwrap();
-    assert!(message.starts_with(&format!("crun exec into container {crun} failed")), "{message}");
-    assert!(message.contains("nonexistent"), "crun's own error: {message}");
-    assert!(out.kind("runc_init_died").is_empty(), "{}", out.dump());
-    assert_eq!(out.verdicts().len(), 1, "{}", out.dump());
-}
