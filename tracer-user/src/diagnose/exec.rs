@@ -285,6 +285,26 @@ struct InitExit {
     checked: bool,
 }
 
+/// A process that outlived its invocation's runtime, and what started it.
+#[derive(Debug, Clone)]
+struct Lingering {
+    started: Event,
+    command: RuncCommand,
+    state: Option<ContainerState>,
+}
+
+/// The command a traced `exec` started in a container (an exec probe's
+/// `sh -c ...`), while it runs: its own failed forks are the probe's
+/// failure ("sh: can't fork"), though the runtime succeeded.
+#[derive(Debug, Clone)]
+struct ExecCommand {
+    started: Event,
+    command: RuncCommand,
+    state: Option<ContainerState>,
+    /// Failed forks so far: the first is reported, a shell gives up then.
+    failures: u32,
+}
+
 /// How long a stopped container and a signal to a container init are
 /// remembered, and how many of each at most.
 const KEEP_NS: u64 = 3600 * 1_000_000_000;
@@ -303,7 +323,9 @@ pub struct ExecCorrelator<H: HostView> {
     known_inits: HashMap<u32, String>,
     /// Processes that outlived their invocation's runc (`runc run -d`
     /// returns before runc init execs the container's command).
-    lingering: HashMap<u32, RuncCommand>,
+    lingering: HashMap<u32, Lingering>,
+    /// Commands started by a traced `exec`, while they run.
+    commands: HashMap<u32, ExecCommand>,
     /// Durations of the runc calls that ended in the current interval.
     interval: LatencyWindow,
     /// Durations over the whole run, for the summary.
@@ -385,6 +407,7 @@ impl<H: HostView> ExecCorrelator<H> {
             stopped: BTreeMap::new(),
             known_inits: HashMap::new(),
             lingering: HashMap::new(),
+            commands: HashMap::new(),
             interval: LatencyWindow::default(),
             total: LatencyWindow::default(),
             recent: Vec::new(),
@@ -416,6 +439,11 @@ impl<H: HostView> ExecCorrelator<H> {
                 Vec::new()
             }
             Body::SyscallFailed { syscall, nstype, errno } => {
+                // An exec's command is the container's: never its
+                // runtime's failure, even before the runtime exits.
+                if self.commands.contains_key(&ev.pid) {
+                    return self.command_fork_failed(ev, syscall, *errno).into_iter().collect();
+                }
                 self.on_syscall_failed(ev, syscall, *nstype, *errno);
                 Vec::new()
             }
@@ -438,8 +466,9 @@ impl<H: HostView> ExecCorrelator<H> {
     }
 
     fn on_exec(&mut self, ev: &Event, info: &ExecInfo) {
-        if let Some(command) = self.lingering.remove(&ev.pid) {
-            self.note_container_init(ev, info, &command);
+        if let Some(l) = self.lingering.remove(&ev.pid) {
+            self.note_container_init(ev, info, &l.command);
+            self.note_exec_command(ev, info, l);
             return;
         }
         if let Some(&root) = self.members.get(&ev.pid) {
@@ -448,8 +477,9 @@ impl<H: HostView> ExecCorrelator<H> {
                 if info.role == Role::Container {
                     inv.command_started = true;
                 }
-                let command = inv.command.clone();
-                self.note_container_init(ev, info, &command);
+                let l = Lingering { started: inv.started.clone(), command: inv.command.clone(), state: inv.state.clone() };
+                self.note_container_init(ev, info, &l.command);
+                self.note_exec_command(ev, info, l);
             }
             return;
         }
@@ -503,6 +533,59 @@ impl<H: HostView> ExecCorrelator<H> {
         }
     }
 
+    /// Remembers the command an `exec` started in its container.
+    fn note_exec_command(&mut self, ev: &Event, info: &ExecInfo, l: Lingering) {
+        if info.role != Role::Container || l.command.subcommand.as_deref() != Some("exec") {
+            return;
+        }
+        if self.commands.len() >= 65536 {
+            self.commands.clear();
+        }
+        self.commands.insert(ev.pid, ExecCommand { started: l.started, command: l.command, state: l.state, failures: 0 });
+    }
+
+    /// The command an exec started could not fork: the probe fails with
+    /// the command's own message ("sh: can't fork"), which names no limit.
+    fn command_fork_failed(&mut self, ev: &Event, syscall: &str, errno: i32) -> Option<Report> {
+        if syscall == "setns" {
+            return None;
+        }
+        let x = self.commands.get_mut(&ev.pid)?;
+        x.failures += 1;
+        if x.failures > 1 {
+            return None;
+        }
+        let x = x.clone();
+        let failure = ForkFailure {
+            first: ev.clone(),
+            syscall: syscall.to_string(),
+            errno,
+            count: 1,
+            pids: self.host.pids_limit(ev.pid, ev.cgroup_id, x.state.as_ref()),
+            threads: self.host.thread_count(),
+        };
+        let inv = Invocation {
+            started: x.started,
+            command: x.command,
+            fork_failures: Vec::new(),
+            setns_failures: Vec::new(),
+            deaths: Vec::new(),
+            signals: HashMap::new(),
+            forked: true,
+            command_started: true,
+            last_ts: ev.ts_ns,
+            started_wall: std::time::SystemTime::UNIX_EPOCH,
+            state: x.state,
+        };
+        let (r, _) = fork_failed(&inv, &failure);
+        let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        let message = format!(
+            "{} exec into {target} started its command, but {}; the exec itself succeeded, and the command's own error (a shell's \"can't fork\") names no limit",
+            inv.started.comm, r.message
+        );
+        Some(r.with("exec_command", true).message(message))
+    }
+
     /// Ends an invocation: its processes still alive become lingering.
     fn close_invocation(&mut self, root: u32) -> Option<Invocation> {
         let inv = self.invocations.remove(&root)?;
@@ -519,7 +602,7 @@ impl<H: HostView> ExecCorrelator<H> {
             self.lingering.clear();
         }
         for pid in remaining.into_iter().filter(|p| *p != root) {
-            self.lingering.insert(pid, inv.command.clone());
+            self.lingering.insert(pid, Lingering { started: inv.started.clone(), command: inv.command.clone(), state: inv.state.clone() });
         }
         Some(inv)
     }
@@ -561,6 +644,7 @@ impl<H: HostView> ExecCorrelator<H> {
     fn on_exit(&mut self, ev: &Event, status: ExitStatus, ns_pid: u32, ns_level: u32, role: Role) -> Vec<Report> {
         let mut out = Vec::new();
         self.lingering.remove(&ev.pid);
+        self.commands.remove(&ev.pid);
         let root = self.members.get(&ev.pid).copied();
         if root != Some(ev.pid) {
             self.members.remove(&ev.pid);
@@ -660,6 +744,7 @@ impl<H: HostView> ExecCorrelator<H> {
             ("stopped", self.stopped.len()),
             ("known_inits", self.known_inits.len()),
             ("lingering", self.lingering.len()),
+            ("commands", self.commands.len()),
             ("recent", self.recent.len()),
         ]
     }
@@ -1118,7 +1203,10 @@ fn fork_failed(inv: &Invocation, f: &ForkFailure) -> (Report, String) {
                         l.current, max_text(l), l.cgroup
                     )
                 }
-                "pod" => format!("the pod's pids limit (cgroup {}) is exhausted; raise it (kubelet podPidsLimit) or find which of the pod's containers fills it", l.cgroup),
+                "pod" => format!(
+                    "the pod's pids limit is exhausted (pids.current {} = pids.max {} in {}); raise it (kubelet podPidsLimit) or find which of the pod's containers fills it",
+                    l.current, max_text(l), l.cgroup
+                ),
                 _ => format!("the pids limit of cgroup {} is exhausted; raise it (the pod's pids limit, kubelet podPidsLimit) or find what fills it", l.cgroup),
             };
         }

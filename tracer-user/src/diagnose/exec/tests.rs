@@ -492,7 +492,7 @@ fn the_runtimes_own_fork_failing_names_the_runtimes_cgroup_and_tasksmax() {
     let pod = format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}");
     let f = fork_failure_under(PidsLimit { cgroup: pod.clone(), current: 5, max: Some(5) });
     assert_eq!(f.fields["limit_scope"], "pod");
-    assert!(f.message.contains(&format!("the pod's pids limit (cgroup {pod}) is exhausted")), "{}", f.message);
+    assert!(f.message.contains(&format!("the pod's pids limit is exhausted (pids.current 5 = pids.max 5 in {pod})")), "{}", f.message);
     let f = fork_failure_under(PidsLimit { cgroup: format!("{pod}/{ID}"), current: 1, max: Some(1) });
     assert_eq!(f.fields["limit_scope"], "container");
 }
@@ -514,4 +514,52 @@ fn a_runc_inside_a_container_is_not_the_runtime() {
     runc_call(&mut c, 1, 200, "zzz-label-2", 5);
     assert_eq!(c.latency_summary().as_object().unwrap().keys().collect::<Vec<_>>(), ["other"]);
     assert_eq!(c.take_durations()[0].0, "other");
+}
+
+#[test]
+fn an_exec_commands_own_failed_fork_is_the_probes_failure_not_the_runtimes() {
+    // The probe's `sh -c ...` started (runc exec succeeded), then the pod
+    // hit its pids limit: "sh: can't fork". Its fork fails once before and
+    // once after runc exits; one verdict, with the pod's numbers, no story.
+    let pod = format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}");
+    let host = StaticHost {
+        containers: vec![pod_state(true)],
+        pids: Some(PidsLimit { cgroup: pod.clone(), current: 7, max: Some(7) }),
+        ..Default::default()
+    };
+    let command = |ts, pid| {
+        let mut info = kernel_copy(&["sh".into(), "-c".into(), "read x </tmp/go; /bin/true; echo forked".into()], 1024);
+        (info.role, info.ns_pid, info.ns_level, info.filename) = (Role::Container, 5, 1, "/bin/sh".into());
+        ev(ts, pid, "sh", Body::Exec(info))
+    };
+    let failed = |ts, pid| ev(ts, pid, "sh", Body::SyscallFailed { syscall: "clone".into(), nstype: 0, errno: 11 });
+    for exec_after_runc_exit in [false, true] {
+        let mut events = vec![shim_exec(1, 100), ev(2, 100, "runc", Body::Fork { child_tid: 101 })];
+        if exec_after_runc_exit {
+            events.extend([exit(3, 100, "runc", 0), command(4, 101)]);
+        } else {
+            events.extend([command(3, 101), failed(4, 101), exit(5, 100, "runc", 0)]);
+        }
+        events.extend([failed(6, 101), ev(7, 101, "sh", Body::Exit { exit_code: 2 << 8, ns_pid: 5, ppid: 100, group_dead: true, ns_level: 1, role: Role::Container })]);
+        let reports = run_all(host.clone(), &events);
+        assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["fork_failed"], "{reports:?}");
+        let f = &reports[0];
+        assert!(!f.grouped);
+        assert_eq!((f.pid, f.comm.as_str()), (101, "sh"));
+        assert_eq!(f.fields["exec_command"], true);
+        assert_eq!(f.fields["container_id"], ID);
+        assert_eq!(f.fields["pod_uid"], POD);
+        assert_eq!(f.fields["limit_scope"], "pod");
+        assert_eq!(f.fields["cgroup"], pod);
+        assert_eq!(f.fields["container_cgroup"], format!("{pod}/{ID}"));
+        assert_eq!((f.fields["pids_current"].as_u64(), f.fields["pids_max"].as_u64()), (Some(7), Some(7)));
+        assert!(f.message.starts_with(&format!("runc exec into container {ID} started its command, but sh (pid 101)")), "{}", f.message);
+        assert!(f.message.contains(&format!("(pids.current 7 = pids.max 7 in {pod})")), "{}", f.message);
+    }
+    // The container's init (runc run, not exec) is no probe command.
+    let mut run = kernel_copy(&shim_argv(), tracer_common::ARGS_LEN);
+    let exec_at = run.args.iter().position(|a| a == "exec").unwrap();
+    run.args[exec_at] = "run".into();
+    let events = [ev(1, 100, "runc", Body::Exec(run)), ev(2, 100, "runc", Body::Fork { child_tid: 101 }), command(3, 101), exit(4, 100, "runc", 0), failed(5, 101)];
+    assert!(run_all(host, &events).is_empty());
 }
