@@ -3,8 +3,14 @@
 //! kubepods/burstable/pod<uid>/<id>), `ctr task exec` through the real
 //! containerd-shim-runc-v2, which runs runc with containerd's own ~500-byte
 //! command line (the container ID last).
+//!
+//! One test, one containerd and one tracer for every case: under QEMU's
+//! emulation each containerd start and tracer attach costs tens of seconds.
 
-use std::{thread, time::Duration};
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
 use tests::{Scenario, Tracer};
@@ -13,14 +19,6 @@ const POD_UID: &str = "0a1b2c3d-1111-2222-3333-444455556666";
 
 fn id(pair: &str) -> String {
     pair.repeat(32)
-}
-
-fn probe_id() -> String {
-    id("c0")
-}
-
-fn stopped_id() -> String {
-    id("d1")
 }
 
 fn with<'a>(out: &'a tests::Output, kind: &str, container: &str) -> Vec<&'a Value> {
@@ -44,15 +42,27 @@ const HELD_WAIT: Duration = Duration::from_secs(7);
 #[ignore = "e2e: needs root, containerd and runc; run by cargo xtask test"]
 fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     let scenario = Scenario::up("containerd");
+    // Killed before the tracer starts: only the runtime's state tells.
+    assert_eq!(scenario.trigger(&["stop", "early"]), "STOPPED");
     let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000"]);
     assert_eq!(scenario.trigger(&["healthy"]), "0");
     assert_ne!(scenario.trigger(&["missing"]), "0", "exec of a missing binary must fail");
     assert_eq!(scenario.trigger(&["stop"]), "STOPPED");
+    let died = Instant::now();
     assert_ne!(scenario.trigger(&["stopped"]), "0", "exec into a stopped container must fail");
-    thread::sleep(HELD_WAIT);
+    // The probe's own command cannot fork at the pod's pids limit; it is
+    // held, the pod full, until the tracer has stopped.
+    let command_pids = scenario.trigger(&["command-pids"]);
+    let pod_pids_max: u64 = match command_pids.split_once(' ') {
+        Some(("1", max)) => max.parse().unwrap(),
+        _ => panic!("one \"sh: can't fork\", and the pod's pids.max: {command_pids}"),
+    };
+    thread::sleep(HELD_WAIT.saturating_sub(died.elapsed()));
     let out = tracer.stop();
-    let probe = probe_id();
-    let stopped = stopped_id();
+    assert_eq!(scenario.trigger(&["command-pids-end"]), "2", "the exec fails with the shell's code");
+    let probe = id("c0");
+    let stopped = id("d1");
+    let early = id("d0");
 
     // The missing binary: one story, caused by runc's own error from its
     // --log file; runc init reported it and did not die.
@@ -67,8 +77,8 @@ fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     assert!(message.contains("runc reported: exec failed: unable to start container process: exec: \"/bin/nonexistent\""), "{story}");
     assert!(out.kind("runc_init_died").is_empty(), "{}", out.dump());
 
-    // The stopped container: its init's death, then the shim refusing
-    // every exec by itself (no runc runs), from what was observed.
+    // The container killed while traced: its init's death, then the shim
+    // refusing every exec by itself (no runc runs), from what was observed.
     let exit = with(&out, "container_init_exit", &stopped);
     assert_eq!(exit.len(), 1, "{}", out.dump());
     names_the_pod(exit[0], &stopped);
@@ -80,33 +90,32 @@ fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     assert_eq!(held[0]["init_pid"], exit[0]["pid"]);
     assert!(held[0]["message"].as_str().unwrap().contains("cannot exec in a stopped state"));
 
-    // Nothing else: the healthy exec says nothing.
-    let kinds: Vec<&str> = out.verdicts().iter().filter_map(|v| v["kind"].as_str()).collect();
-    assert_eq!(kinds.len(), 3, "{}", out.dump());
-    assert_eq!(out.only("summary")["lost_events"], 0);
-}
-
-#[test]
-#[ignore = "e2e: needs root, containerd and runc; run by cargo xtask test"]
-fn a_container_that_died_before_the_tracer_started_is_found_in_the_runtimes_state() {
-    let scenario = Scenario::up("containerd");
-    assert_eq!(scenario.trigger(&["stop"]), "STOPPED");
-    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000"]);
-    assert_ne!(scenario.trigger(&["stopped"]), "0");
-    thread::sleep(Duration::from_secs(2));
-    let out = tracer.stop();
-    let stopped = stopped_id();
-    let held = with(&out, "exec_into_stopped_container", &stopped);
+    // The one killed before the tracer started: from the runtime's state.
+    let held = with(&out, "exec_into_stopped_container", &early);
     assert_eq!(held.len(), 1, "{}", out.dump());
+    names_the_pod(held[0], &early);
     assert_eq!(held[0]["evidence"], "state");
-    names_the_pod(held[0], &stopped);
-    assert_eq!(out.verdicts().len(), 1, "{}", out.dump());
+    assert!(with(&out, "container_init_exit", &early).is_empty(), "{}", out.dump());
 
-    // Deleted (what restarting the pod does): nothing more.
-    assert_eq!(scenario.trigger(&["remove-stopped"]), "0");
-    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000"]);
-    assert_eq!(scenario.trigger(&["healthy"]), "0");
-    thread::sleep(Duration::from_secs(2));
-    let out = tracer.stop();
-    assert!(out.verdicts().is_empty(), "{}", out.dump());
+    // The command's failed fork: the pod's limit, with its numbers; runc
+    // succeeded, so there is no story.
+    let forks = with(&out, "fork_failed", &probe);
+    assert_eq!(forks.len(), 1, "{}", out.dump());
+    let f = forks[0];
+    assert_eq!((f["comm"].as_str(), f["exec_command"].as_bool()), (Some("sh"), Some(true)), "{f}");
+    assert_eq!(f["pod_uid"], POD_UID, "{f}");
+    assert_eq!(f["limit_scope"], "pod", "{f}");
+    assert_eq!(f["errno_name"], "EAGAIN", "{f}");
+    assert!(f["cgroup"].as_str().unwrap().ends_with(&format!("kubepods/burstable/pod{POD_UID}")), "{f}");
+    assert!(f["container_cgroup"].as_str().unwrap().ends_with(&format!("pod{POD_UID}/{probe}")), "{f}");
+    // The pod holds the container's init and the command: at its limit.
+    assert!(pod_pids_max >= 2, "{command_pids}");
+    assert_eq!((f["pids_current"].as_u64(), f["pids_max"].as_u64()), (Some(pod_pids_max), Some(pod_pids_max)), "{f}");
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains(&format!("pids.current {pod_pids_max} = pids.max {pod_pids_max}")), "{message}");
+    assert!(message.starts_with(&format!("runc exec into container {probe} started its command, but sh (pid {})", f["pid"])), "{message}");
+
+    // Nothing else: the healthy exec says nothing.
+    assert_eq!(out.verdicts().len(), 5, "{}", out.dump());
+    assert_eq!(out.only("summary")["lost_events"], 0);
 }

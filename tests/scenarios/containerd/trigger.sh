@@ -6,13 +6,22 @@
 #   healthy        exec /bin/true into the runc container
 #   missing        exec a binary the container does not have (runc reports
 #                  "exec: ... no such file or directory" and its init exits 1)
-#   stop           start container STOPPED_ID and SIGKILL its init behind
-#                  containerd's back; wait until the shim reaped it
-#   stopped        exec into STOPPED_ID (the shim refuses by itself:
-#                  "cannot exec in a stopped state"; no runc runs)
+#   stop [early]   start container STOPPED_ID (EARLY_STOPPED_ID) and SIGKILL
+#                  its init behind containerd's back; wait until the shim
+#                  reaped it
+#   stopped [early]  exec into it (the shim refuses by itself: "cannot exec
+#                  in a stopped state"; no runc runs)
+#   command-pids   an exec whose command starts, then finds the pod at its
+#                  pids limit: "sh: can't fork" (the runtime succeeded);
+#                  prints how many such lines it wrote (1) and the pod's
+#                  pids.max it set (its pids.current). The command stays,
+#                  the pod at its limit, until command-pids-end, which prints
+#                  the exec's exit code (2)
 #   runtime-pids   containerd's cgroup (the shims') at its pids limit
-#   healthy-crun, missing-crun   the same into the crun container (none
-#                  where crun refuses the host's cgroups: v1 hybrid)
+#   crun-up        start the crun container (ctr --runc-binary crun); crun
+#                  refuses cgroup v1 hybrid hosts whose v2 tree holds a
+#                  controller (the bare machine's hugetlb): prints ctr's status
+#   healthy-crun, missing-crun   the same into the crun container
 #   remove-stopped delete STOPPED_ID (what restarting the pod does)
 #   hostpid [N]    a hostPID container (the host's pid namespace) whose
 #                  command forks and execs N (300) times, then exits 0
@@ -32,24 +41,70 @@ probe() {
 case ${1:-} in
 healthy) probe "$PROBE_ID" /bin/true ;;
 missing) probe "$PROBE_ID" /bin/nonexistent ;;
+crun-up)
+    run_container "$CRUN_ID" crun
+    echo $?
+    ;;
 healthy-crun) probe "$CRUN_ID" /bin/true ;;
 missing-crun) probe "$CRUN_ID" /bin/nonexistent ;;
 stop)
-    ctr_ run -d --rootfs --env PATH=/bin --cgroup "/$POD_CGROUP/$STOPPED_ID" \
-        "$ROOTFS" "$STOPPED_ID" /bin/sleep 3600 >>"$CTRD_DIR/ctr.log" 2>&1
-    pid=$(ctr_ task ls | awk -v id="$STOPPED_ID" '$1 == id {print $2}')
+    id=$STOPPED_ID
+    [ "${2:-}" = early ] && id=$EARLY_STOPPED_ID
+    run_container "$id"
+    pid=$(head -1 "$pr/$POD_CGROUP/$id/cgroup.procs")
     kill -KILL "$pid"
-    for _ in $(seq 50); do
-        ctr_ task ls | awk -v id="$STOPPED_ID" '$1 == id {print $3}' | grep -q STOPPED && break
-        sleep 0.1
-    done
-    ctr_ task ls | awk -v id="$STOPPED_ID" '$1 == id {print $3}'
+    # Gone from /proc once the shim (its subreaper) has reaped it.
+    for _ in $(seq 600); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+    ctr_ task ls | awk -v id="$id" '$1 == id {print $3}'
     ;;
-stopped) probe "$STOPPED_ID" /bin/true ;;
+stopped)
+    id=$STOPPED_ID
+    [ "${2:-}" = early ] && id=$EARLY_STOPPED_ID
+    probe "$id" /bin/true
+    ;;
 remove-stopped)
     ctr_ task delete -f "$STOPPED_ID" >/dev/null 2>&1
     ctr_ containers delete "$STOPPED_ID" >/dev/null 2>&1
     echo 0
+    ;;
+command-pids)
+    # The probe's command starts, then the pod is at its pids limit (as
+    # when its app fills it): the command's own fork fails ("sh: can't
+    # fork"), the runtime's exec itself succeeded. The shell then waits in
+    # its EXIT trap (a builtin read, no fork) until command-pids-end, so
+    # the pod stays at its limit while the tracer reads the numbers.
+    rm -f "$ROOTFS/tmp/go" "$ROOTFS/tmp/hold" "$CTRD_DIR/command-pids.log" "$CTRD_DIR/command-pids.rc"
+    mkfifo "$ROOTFS/tmp/go" "$ROOTFS/tmp/hold"
+    (
+        ctr_ task exec --exec-id "probe-$RANDOM$RANDOM" "$PROBE_ID" \
+            /bin/sh -c 'trap "read y </tmp/hold" EXIT; read x </tmp/go; /bin/true; echo forked'
+        echo $? >"$CTRD_DIR/command-pids.rc"
+    ) </dev/null >"$CTRD_DIR/command-pids.log" 2>&1 &
+    # Until the command is blocked on the fifo and runc's stages are gone:
+    # the container holds its init and the command.
+    c="$pr/$POD_CGROUP/$PROBE_ID"
+    for _ in $(seq 600); do
+        [ "$(cat "$c/pids.current")" = 2 ] && grep -qx sh $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null && break
+        sleep 0.1
+    done
+    cat "$pr/$POD_CGROUP/pids.current" >"$pr/$POD_CGROUP/pids.max"
+    echo go >"$ROOTFS/tmp/go"
+    for _ in $(seq 600); do grep -q "can't fork" "$CTRD_DIR/command-pids.log" && break; sleep 0.1; done
+    echo "$(grep -c "can't fork" "$CTRD_DIR/command-pids.log") $(cat "$pr/$POD_CGROUP/pids.max")"
+    ;;
+command-pids-end)
+    # Lets the held command exit (its pod's limit lifted); prints the
+    # exec's exit code (2: the shell's failed fork).
+    echo max >"$pr/$POD_CGROUP/pids.max"
+    # Opened read-write: never blocks, and is written again until the
+    # shell has read it.
+    for _ in $(seq 600); do
+        [ -s "$CTRD_DIR/command-pids.rc" ] && break
+        echo go 1<>"$ROOTFS/tmp/hold"
+        sleep 0.1
+    done
+    cat "$CTRD_DIR/command-pids.rc"
+    rm -f "$ROOTFS/tmp/go" "$ROOTFS/tmp/hold"
     ;;
 runtime-pids)
     # Every shim runs in containerd's cgroup: at its limit, the shim's own
@@ -66,7 +121,7 @@ hostpid)
     echo $?
     ;;
 *)
-    echo "usage: $0 healthy|missing|healthy-crun|missing-crun|stop|stopped|remove-stopped|runtime-pids|hostpid [N]" >&2
+    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|runtime-pids|hostpid [N]" >&2
     exit 2
     ;;
 esac
