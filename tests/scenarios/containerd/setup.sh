@@ -36,9 +36,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = "$CTRD_SOCK.ttrpc"
 TOML
 # containerd in its own cgroup from its first instruction: its shims are
-# its children and stay there.
+# its children and stay there. It keeps none of the caller's descriptors
+# but stdio: an inherited one (a test run's flock on its lock file) would
+# stay held by containerd and its shims and block every other run.
 (
     echo $BASHPID >"$pr/$RUNTIME_CGROUP/cgroup.procs"
+    for f in /proc/$BASHPID/fd/*; do
+        fd=${f##*/}
+        if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done
     exec containerd --config "$CTRD_DIR/config.toml" </dev/null >>"$CTRD_DIR/containerd.log" 2>&1
 ) &
 echo $! >"$CTRD_DIR/containerd.pid"
