@@ -89,6 +89,8 @@ pub(crate) const KINDS: &[Kind] = &[
     verdict("container_init_exit", Container, "ContainerInitExited", None),
     verdict("exec_into_stopped_container", Container, "ExecProbeContainerStopped", Some("evidence")),
     verdict("runc_failed", Container, "ExecProbeFailed", None),
+    // An exec's command the runtime killed at the exec's timeout.
+    verdict("exec_probe_timeout", Container, "ExecProbeTimeout", Some("killed_by_comm")),
     Kind { name: "container_stopped", class: Record, subject: Container },
     // The OOM killer (diagnose/oom.rs).
     verdict("oom_kill", Container, "ContainerOOMKilled", Some("constraint")),

@@ -303,6 +303,51 @@ struct ExecCommand {
     state: Option<ContainerState>,
     /// Failed forks so far: the first is reported, a shell gives up then.
     failures: u32,
+    /// Its argv, as the kernel copied it.
+    argv: Vec<String>,
+    /// The last fatal signal another process sent it.
+    killed: Option<Kill>,
+}
+
+/// A fatal signal and who sent it.
+#[derive(Debug, Clone)]
+struct Kill {
+    pid: u32,
+    comm: String,
+    sig: i32,
+    ts_ns: u64,
+}
+
+const SIGKILL: i32 = 9;
+
+/// Whether `comm` kills an exec's command at the exec's timeout:
+/// containerd's shim (comm `containerd-shim`, the kernel's 15 bytes of
+/// `containerd-shim-runc-v2`; Docker's too) on CRI `ExecSync`'s timeout,
+/// and CRI-O's `conmon` (`--timeout`). The runtime binary itself (`runc
+/// kill --all`) kills every process of a container being stopped: no
+/// timeout.
+fn kills_at_exec_timeout(comm: &str) -> bool {
+    comm.starts_with("containerd-shim") || comm == "conmon"
+}
+
+impl ExecCommand {
+    /// The runtime call that started the command, as the story helpers
+    /// take it.
+    fn invocation(&self, last_ts: u64) -> Invocation {
+        Invocation {
+            started: self.started.clone(),
+            command: self.command.clone(),
+            fork_failures: Vec::new(),
+            setns_failures: Vec::new(),
+            deaths: Vec::new(),
+            signals: HashMap::new(),
+            forked: true,
+            command_started: true,
+            last_ts,
+            started_wall: std::time::SystemTime::UNIX_EPOCH,
+            state: self.state.clone(),
+        }
+    }
 }
 
 /// How long a stopped container and a signal to a container init are
@@ -448,6 +493,9 @@ impl<H: HostView> ExecCorrelator<H> {
                 Vec::new()
             }
             Body::Signal { sig, target_pid, .. } => {
+                if let Some(x) = self.commands.get_mut(target_pid).filter(|_| ev.pid != *target_pid) {
+                    x.killed = Some(Kill { pid: ev.pid, comm: ev.comm.clone(), sig: *sig, ts_ns: ev.ts_ns });
+                }
                 match self.members.get(target_pid).and_then(|root| self.invocations.get_mut(root)) {
                     Some(inv) => {
                         inv.signals.insert(*target_pid, *sig);
@@ -541,7 +589,10 @@ impl<H: HostView> ExecCorrelator<H> {
         if self.commands.len() >= 65536 {
             self.commands.clear();
         }
-        self.commands.insert(ev.pid, ExecCommand { started: l.started, command: l.command, state: l.state, failures: 0 });
+        self.commands.insert(
+            ev.pid,
+            ExecCommand { started: l.started, command: l.command, state: l.state, failures: 0, argv: info.args.clone(), killed: None },
+        );
     }
 
     /// The command an exec started could not fork: the probe fails with
@@ -556,6 +607,7 @@ impl<H: HostView> ExecCorrelator<H> {
             return None;
         }
         let x = x.clone();
+        let inv = x.invocation(ev.ts_ns);
         let failure = ForkFailure {
             first: ev.clone(),
             syscall: syscall.to_string(),
@@ -564,19 +616,6 @@ impl<H: HostView> ExecCorrelator<H> {
             pids: self.host.pids_limit(ev.pid, ev.cgroup_id, x.state.as_ref()),
             threads: self.host.thread_count(),
         };
-        let inv = Invocation {
-            started: x.started,
-            command: x.command,
-            fork_failures: Vec::new(),
-            setns_failures: Vec::new(),
-            deaths: Vec::new(),
-            signals: HashMap::new(),
-            forked: true,
-            command_started: true,
-            last_ts: ev.ts_ns,
-            started_wall: std::time::SystemTime::UNIX_EPOCH,
-            state: x.state,
-        };
         let (r, _) = fork_failed(&inv, &failure);
         let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
         let message = format!(
@@ -584,6 +623,43 @@ impl<H: HostView> ExecCorrelator<H> {
             inv.started.comm, r.message
         );
         Some(r.with("exec_command", true).message(message))
+    }
+
+    /// The command an exec started exited: killed with SIGKILL by what
+    /// kills an exec at its timeout, it is an exec probe that timed out
+    /// (containerd's CRI plugin has the shim SIGKILL the command when
+    /// ExecSync's timeout, the probe's timeoutSeconds, expires).
+    fn exec_probe_timeout(&self, ev: &Event, status: ExitStatus, x: ExecCommand) -> Option<Report> {
+        if status.signal != SIGKILL {
+            return None;
+        }
+        let k = x.killed.clone().filter(|k| k.sig == SIGKILL && kills_at_exec_timeout(&k.comm))?;
+        let inv = x.invocation(ev.ts_ns);
+        let runtime_ms = ev.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
+        let killed_after_ms = k.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
+        let mut shown: String = x.argv.join(" ");
+        if shown.chars().count() > 200 {
+            shown = shown.chars().take(200).collect::<String>() + "...";
+        }
+        let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        let message = format!(
+            "the exec probe's command `{shown}` (pid {}) in {target} was killed with SIGKILL by {} (pid {}) {killed_after_ms} ms after {} {} started it ({runtime_ms} ms until it exited): the runtime kills an exec's command when its timeout (the probe's timeoutSeconds) expires; find why the command is slow, or raise timeoutSeconds",
+            ev.pid,
+            k.comm,
+            k.pid,
+            inv.started.comm,
+            inv.command.subcommand.as_deref().unwrap_or("exec"),
+        );
+        Some(
+            common(Report::new("exec_probe_timeout", ev), &inv)
+                .with("command", json!(x.argv))
+                .with("runtime_ms", runtime_ms)
+                .with("killed_after_ms", killed_after_ms)
+                .with("killed_by_pid", k.pid)
+                .with("killed_by_comm", k.comm)
+                .with("signal", signal_name(SIGKILL))
+                .message(message),
+        )
     }
 
     /// Ends an invocation: its processes still alive become lingering.
@@ -644,7 +720,9 @@ impl<H: HostView> ExecCorrelator<H> {
     fn on_exit(&mut self, ev: &Event, status: ExitStatus, ns_pid: u32, ns_level: u32, role: Role) -> Vec<Report> {
         let mut out = Vec::new();
         self.lingering.remove(&ev.pid);
-        self.commands.remove(&ev.pid);
+        if let Some(x) = self.commands.remove(&ev.pid) {
+            out.extend(self.exec_probe_timeout(ev, status, x));
+        }
         let root = self.members.get(&ev.pid).copied();
         if root != Some(ev.pid) {
             self.members.remove(&ev.pid);

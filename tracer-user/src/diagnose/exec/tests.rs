@@ -563,3 +563,89 @@ fn an_exec_commands_own_failed_fork_is_the_probes_failure_not_the_runtimes() {
     let events = [ev(1, 100, "runc", Body::Exec(run)), ev(2, 100, "runc", Body::Fork { child_tid: 101 }), command(3, 101), exit(4, 100, "runc", 0), failed(5, 101)];
     assert!(run_all(host, &events).is_empty());
 }
+
+/// A real `probe-tracer run --record` on the bare 6.18 kernel of the
+/// containerd scenario's `exec-timeout` (`ctr task exec ... sleep 30`,
+/// SIGKILLed through the shim 1 s later, as containerd does at ExecSync's
+/// timeout), then a healthy exec of `/bin/true`.
+const EXEC_TIMEOUT: &str = include_str!("containerd_exec_timeout_bare_6.18.jsonl");
+
+fn exec_timeout_recorded() -> Vec<Event> {
+    EXEC_TIMEOUT.lines().map(|l| serde_json::from_str(l).expect("recorded event")).collect()
+}
+
+#[test]
+fn an_exec_command_the_shim_kills_at_the_timeout_is_exec_probe_timeout() {
+    let host = StaticHost { containers: vec![pod_state(true)], ..Default::default() };
+    let events = exec_timeout_recorded();
+    let reports = run_all(host, &events);
+    assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["exec_probe_timeout"], "{reports:?}");
+    let t = &reports[0];
+    let sleep = events.iter().find(|e| matches!(&e.body, Body::Exec(i) if i.filename == "/bin/sleep")).unwrap();
+    let runc = &events[0];
+    let kill = events.iter().find(|e| matches!(e.body, Body::Signal { .. })).unwrap();
+    assert_eq!((t.pid, t.comm.as_str()), (sleep.pid, "sleep"));
+    assert_eq!(t.fields["command"], json!(["/bin/sleep", "30"]));
+    assert_eq!(t.fields["container_id"], ID);
+    assert_eq!(t.fields["pod_uid"], POD);
+    assert_eq!(t.fields["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
+    assert_eq!(t.fields["subcommand"], "exec");
+    assert_eq!(t.fields["runtime_pid"], runc.pid);
+    assert_eq!((t.fields["killed_by_comm"].as_str(), t.fields["killed_by_pid"].as_u64()), (Some("containerd-shim"), Some(kill.pid as u64)));
+    assert_eq!(t.fields["signal"], "SIGKILL");
+    // From runc's start: killed after the 1 s timeout (and ctr's call).
+    let killed_after = t.fields["killed_after_ms"].as_u64().unwrap();
+    assert_eq!(killed_after, (kill.ts_ns - runc.ts_ns) / 1_000_000);
+    assert!((1000..2000).contains(&killed_after), "{killed_after}");
+    assert!(t.fields["runtime_ms"].as_u64().unwrap() >= killed_after);
+    assert!(
+        t.message.starts_with(&format!(
+            "the exec probe's command `/bin/sleep 30` (pid {}) in container {ID} was killed with SIGKILL by containerd-shim (pid {}) {killed_after} ms after runc exec started it",
+            sleep.pid, kill.pid
+        )),
+        "{}",
+        t.message
+    );
+    assert!(t.message.contains("timeoutSeconds"), "{}", t.message);
+}
+
+#[test]
+fn an_exec_command_killed_otherwise_or_ending_by_itself_is_no_timeout() {
+    let host = StaticHost { containers: vec![pod_state(true)], ..Default::default() };
+    let events = exec_timeout_recorded();
+    let at = events.iter().position(|e| matches!(e.body, Body::Signal { .. })).unwrap();
+    let with_kill = |f: &dyn Fn(&mut Event)| {
+        let mut events = events.clone();
+        f(&mut events[at]);
+        events
+    };
+    // `runc kill --all` while the container is stopped, and a user's kill.
+    for comm in ["runc", "bash"] {
+        let events = with_kill(&|e: &mut Event| e.comm = comm.into());
+        assert!(run_all(host.clone(), &events).is_empty(), "{comm}");
+    }
+    // The shim's SIGTERM that the command survives (and then exits 0).
+    let mut events = with_kill(&|e: &mut Event| {
+        if let Body::Signal { sig, .. } = &mut e.body {
+            *sig = 15;
+        }
+    });
+    if let Body::Exit { exit_code, .. } = &mut events[at + 1].body {
+        *exit_code = 0;
+    }
+    assert!(run_all(host.clone(), &events).is_empty());
+    // A SIGKILL nobody sent through a signal event (the OOM killer).
+    let mut events = events.clone();
+    events.remove(at);
+    if let Body::Exit { exit_code, .. } = &mut events[at].body {
+        *exit_code = 9;
+    }
+    assert!(run_all(host.clone(), &events).is_empty());
+    // The container's init (runc run), killed by the shim: no probe.
+    let mut events = exec_timeout_recorded();
+    if let Body::Exec(info) = &mut events[0].body {
+        let i = info.args.iter().position(|a| a == "exec").unwrap();
+        info.args[i] = "run".into();
+    }
+    assert_eq!(run_all(host, &events).iter().map(|r| r.kind).collect::<Vec<_>>(), Vec::<&str>::new());
+}
