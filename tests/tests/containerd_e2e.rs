@@ -50,6 +50,9 @@ fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     assert_eq!(scenario.trigger(&["stop"]), "STOPPED");
     let died = Instant::now();
     assert_ne!(scenario.trigger(&["stopped"]), "0", "exec into a stopped container must fail");
+    // An exec probe past its timeout (1 s): its command SIGKILLed through
+    // the shim, as containerd does when ExecSync's timeout expires.
+    assert_eq!(scenario.trigger(&["exec-timeout"]), "137", "the exec of sleep 30 is killed");
     // The probe's own command cannot fork at the pod's pids limit; it is
     // held, the pod full, until the tracer has stopped.
     let command_pids = scenario.trigger(&["command-pids"]);
@@ -115,7 +118,19 @@ fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     assert!(message.contains(&format!("pids.current {pod_pids_max} = pids.max {pod_pids_max}")), "{message}");
     assert!(message.starts_with(&format!("runc exec into container {probe} started its command, but sh (pid {})", f["pid"])), "{message}");
 
+    // The killed exec: its command, how long it ran, and who killed it.
+    let timeouts = with(&out, "exec_probe_timeout", &probe);
+    assert_eq!(timeouts.len(), 1, "{}", out.dump());
+    let t = timeouts[0];
+    names_the_pod(t, &probe);
+    assert_eq!((t["comm"].as_str(), t["subcommand"].as_str()), (Some("sleep"), Some("exec")), "{t}");
+    assert_eq!(t["command"], serde_json::json!(["/bin/sleep", "30"]), "{t}");
+    assert_eq!((t["killed_by_comm"].as_str(), t["signal"].as_str()), (Some("containerd-shim"), Some("SIGKILL")), "{t}");
+    assert!(t["killed_by_pid"].as_u64().unwrap() > 1, "{t}");
+    let (killed_after, ran) = (t["killed_after_ms"].as_u64().unwrap(), t["runtime_ms"].as_u64().unwrap());
+    assert!(killed_after >= 1000 && ran >= killed_after && ran < 30_000, "{t}");
+
     // Nothing else: the healthy exec says nothing.
-    assert_eq!(out.verdicts().len(), 5, "{}", out.dump());
+    assert_eq!(out.verdicts().len(), 6, "{}", out.dump());
     assert_eq!(out.only("summary")["lost_events"], 0);
 }

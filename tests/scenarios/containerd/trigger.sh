@@ -17,6 +17,8 @@
 #                  pids.max it set (its pids.current). The command stays,
 #                  the pod at its limit, until command-pids-end, which prints
 #                  the exec's exit code (2)
+#   exec-timeout [S]  an exec of sleep 30 SIGKILLed through the shim after
+#                  S (1) seconds, as containerd does at an exec's timeout
 #   runtime-pids   containerd's cgroup (the shims') at its pids limit
 #   crun-up        start the crun container (ctr --runc-binary crun); crun
 #                  refuses cgroup v1 hybrid hosts whose v2 tree holds a
@@ -106,6 +108,26 @@ command-pids-end)
     cat "$CTRD_DIR/command-pids.rc"
     rm -f "$ROOTFS/tmp/go" "$ROOTFS/tmp/hold"
     ;;
+exec-timeout)
+    # An exec probe that times out: its command outlives the timeout (1 s,
+    # or $2) and is SIGKILLed through the shim, as containerd's CRI plugin
+    # has it done when ExecSync's timeout expires. Prints the exec's exit
+    # status (137).
+    eid="probe-$RANDOM$RANDOM"
+    ctr_ task exec --exec-id "$eid" "$PROBE_ID" /bin/sleep 30 </dev/null >>"$CTRD_DIR/exec.log" 2>&1 &
+    ctr=$!
+    # Until runc init has become the command: the container holds its
+    # init (sleep 3600) and the command, both named sleep.
+    c="$pr/$POD_CGROUP/$PROBE_ID"
+    for _ in $(seq 600); do
+        [ "$(cat "$c/pids.current")" = 2 ] && [ "$(cat $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null | grep -cx sleep)" = 2 ] && break
+        sleep 0.1
+    done
+    sleep "${2:-1}"
+    ctr_ task kill --exec-id "$eid" -s SIGKILL "$PROBE_ID" >>"$CTRD_DIR/exec.log" 2>&1
+    wait "$ctr"
+    echo $?
+    ;;
 runtime-pids)
     # Every shim runs in containerd's cgroup: at its limit, the shim's own
     # fork of runc (or runc's of runc init) fails before the container is
@@ -121,7 +143,7 @@ hostpid)
     echo $?
     ;;
 *)
-    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|runtime-pids|hostpid [N]" >&2
+    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|exec-timeout [S]|runtime-pids|hostpid [N]" >&2
     exit 2
     ;;
 esac
