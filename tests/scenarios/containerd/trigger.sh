@@ -17,9 +17,8 @@
 #                  pids.max it set (its pids.current). The command stays,
 #                  the pod at its limit, until command-pids-end, which prints
 #                  the exec's exit code (2)
-#   exec-timeout-start, exec-timeout-kill [S]   an exec of sleep 30, and
-#                  S (1) seconds after it runs, its SIGKILL through the
-#                  shim, as containerd does at an exec's timeout
+#   exec-timeout [S]  an exec of sleep 30 SIGKILLed through the shim after
+#                  S (1) seconds, as containerd does at an exec's timeout
 #   runtime-pids   containerd's cgroup (the shims') at its pids limit
 #   crun-up        start the crun container (ctr --runc-binary crun); crun
 #                  refuses cgroup v1 hybrid hosts whose v2 tree holds a
@@ -109,21 +108,14 @@ command-pids-end)
     cat "$CTRD_DIR/command-pids.rc"
     rm -f "$ROOTFS/tmp/go" "$ROOTFS/tmp/hold"
     ;;
-exec-timeout-start)
-    # An exec probe that will time out: `sleep 30`, started in the
-    # background (its slow start overlaps whatever the caller does next).
-    rm -f "$CTRD_DIR/exec-timeout.rc"
-    echo "probe-$RANDOM$RANDOM" >"$CTRD_DIR/exec-timeout.id"
-    (
-        ctr_ task exec --exec-id "$(cat "$CTRD_DIR/exec-timeout.id")" "$PROBE_ID" /bin/sleep 30
-        echo $? >"$CTRD_DIR/exec-timeout.rc"
-    ) </dev/null >>"$CTRD_DIR/exec.log" 2>&1 &
-    echo 0
-    ;;
-exec-timeout-kill)
-    # Once the command runs, and its timeout (1 s, or $2) later, has the
-    # shim SIGKILL it, as containerd's CRI plugin does when ExecSync's
-    # timeout expires. Prints the exec's exit status (137).
+exec-timeout)
+    # An exec probe that times out: its command outlives the timeout (1 s,
+    # or $2) and is SIGKILLed through the shim, as containerd's CRI plugin
+    # has it done when ExecSync's timeout expires. Prints the exec's exit
+    # status (137).
+    eid="probe-$RANDOM$RANDOM"
+    ctr_ task exec --exec-id "$eid" "$PROBE_ID" /bin/sleep 30 </dev/null >>"$CTRD_DIR/exec.log" 2>&1 &
+    ctr=$!
     # Until runc init has become the command: the container holds its
     # init (sleep 3600) and the command, both named sleep.
     c="$pr/$POD_CGROUP/$PROBE_ID"
@@ -132,9 +124,9 @@ exec-timeout-kill)
         sleep 0.1
     done
     sleep "${2:-1}"
-    ctr_ task kill --exec-id "$(cat "$CTRD_DIR/exec-timeout.id")" -s SIGKILL "$PROBE_ID" >>"$CTRD_DIR/exec.log" 2>&1
-    for _ in $(seq 600); do [ -s "$CTRD_DIR/exec-timeout.rc" ] && break; sleep 0.1; done
-    cat "$CTRD_DIR/exec-timeout.rc"
+    ctr_ task kill --exec-id "$eid" -s SIGKILL "$PROBE_ID" >>"$CTRD_DIR/exec.log" 2>&1
+    wait "$ctr"
+    echo $?
     ;;
 runtime-pids)
     # Every shim runs in containerd's cgroup: at its limit, the shim's own
@@ -151,7 +143,7 @@ hostpid)
     echo $?
     ;;
 *)
-    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|exec-timeout-start|exec-timeout-kill [S]|runtime-pids|hostpid [N]" >&2
+    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|exec-timeout [S]|runtime-pids|hostpid [N]" >&2
     exit 2
     ;;
 esac
