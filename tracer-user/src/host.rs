@@ -14,6 +14,8 @@ use std::{
 
 use serde::Serialize;
 
+use crate::cgroup_cpu::{self, CpuReading, ServingCgroup};
+
 /// Where runc keeps `<id>/state.json` under the usual runtimes.
 pub const DEFAULT_RUNTIME_ROOTS: &[&str] = &[
     "/run/runc",
@@ -106,6 +108,12 @@ pub trait HostView {
     /// runtime does; a `runc` inside a container, hostPID or not, does not);
     /// `None` once it is gone.
     fn in_host_namespaces(&self, pid: u32) -> Option<bool>;
+    /// Where `pid`'s cgroup keeps its CPU counters, and those counters now
+    /// (`now_ns` is the caller's clock: recorded views answer with what
+    /// they had then).
+    fn cpu_of(&self, pid: u32, now_ns: u64) -> Option<(ServingCgroup, CpuReading)>;
+    /// That cgroup's counters now; `None` once it is gone.
+    fn cpu_reading(&self, cgroup: &ServingCgroup, now_ns: u64) -> Option<CpuReading>;
 }
 
 /// The last error in a runtime's log text: runc and crun write JSON lines
@@ -258,6 +266,16 @@ impl HostView for ProcHost {
             same &= ns("1", kind).is_none_or(|host| host == theirs);
         }
         Some(same)
+    }
+
+    fn cpu_of(&self, pid: u32, _now_ns: u64) -> Option<(ServingCgroup, CpuReading)> {
+        let cgroup = cgroup_cpu::cgroup_of(pid, &fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?, Path::new("/sys/fs/cgroup"))?;
+        let reading = cgroup_cpu::read(&cgroup)?;
+        Some((cgroup, reading))
+    }
+
+    fn cpu_reading(&self, cgroup: &ServingCgroup, _now_ns: u64) -> Option<CpuReading> {
+        cgroup_cpu::read(cgroup)
     }
 
     fn stopped_containers(&self, roots: &[PathBuf]) -> Vec<ContainerState> {
@@ -472,6 +490,9 @@ pub struct StaticHost {
     pub runtime_logs: HashMap<String, String>,
     /// Pids in a container's namespaces (everything else is the host's).
     pub foreign_pids: Vec<u32>,
+    /// Every pid's cgroup, and its counters: the reading whose time is the
+    /// latest at or before the caller's.
+    pub cpu: Option<(ServingCgroup, Vec<CpuReading>)>,
 }
 
 impl HostView for StaticHost {
@@ -501,6 +522,13 @@ impl HostView for StaticHost {
     }
     fn in_host_namespaces(&self, pid: u32) -> Option<bool> {
         Some(!self.foreign_pids.contains(&pid))
+    }
+    fn cpu_of(&self, _pid: u32, now_ns: u64) -> Option<(ServingCgroup, CpuReading)> {
+        let (cgroup, _) = self.cpu.as_ref()?;
+        Some((cgroup.clone(), self.cpu_reading(cgroup, now_ns)?))
+    }
+    fn cpu_reading(&self, _cgroup: &ServingCgroup, now_ns: u64) -> Option<CpuReading> {
+        self.cpu.as_ref()?.1.iter().rev().find(|r| r.ts_ns <= now_ns).copied()
     }
     fn stopped_containers(&self, _roots: &[PathBuf]) -> Vec<ContainerState> {
         self.containers.iter().filter(|c| c.init_pid != 0 && !c.init_alive).cloned().collect()

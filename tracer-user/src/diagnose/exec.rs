@@ -26,8 +26,9 @@ use std::{
 
 use serde_json::json;
 
-use super::Report;
+use super::{Report, probe::CpuWindow};
 use crate::{
+    cgroup_cpu::{CpuReading, ServingCgroup},
     events::{Body, Event, ExecInfo, Role},
     host::{ContainerState, DEFAULT_RUNTIME_ROOTS, HostView, PidsLimit, ThreadCount},
     k8s::cgroup::ContainerRef,
@@ -307,6 +308,9 @@ struct ExecCommand {
     argv: Vec<String>,
     /// The last fatal signal another process sent it.
     killed: Option<Kill>,
+    /// Its cgroup's CPU counters when it started: a probe killed at its
+    /// timeout says what its container's limits did over its life.
+    cpu_at_start: Option<(ServingCgroup, CpuReading)>,
 }
 
 /// A fatal signal and who sent it.
@@ -589,9 +593,18 @@ impl<H: HostView> ExecCorrelator<H> {
         if self.commands.len() >= 65536 {
             self.commands.clear();
         }
+        let cpu_at_start = self.host.cpu_of(ev.pid, ev.ts_ns);
         self.commands.insert(
             ev.pid,
-            ExecCommand { started: l.started, command: l.command, state: l.state, failures: 0, argv: info.args.clone(), killed: None },
+            ExecCommand {
+                started: l.started,
+                command: l.command,
+                state: l.state,
+                failures: 0,
+                argv: info.args.clone(),
+                killed: None,
+                cpu_at_start,
+            },
         );
     }
 
@@ -642,8 +655,20 @@ impl<H: HostView> ExecCorrelator<H> {
             shown = shown.chars().take(200).collect::<String>() + "...";
         }
         let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        // The command's life, from the counters at its start to now.
+        let cpu = match &x.cpu_at_start {
+            Some((cgroup, before)) => match self.host.cpu_reading(cgroup, ev.ts_ns) {
+                Some(after) => CpuWindow::between(cgroup, before, &after),
+                None => CpuWindow::Unmeasured("cgroup_gone", Some(cgroup.path.clone())),
+            },
+            None => CpuWindow::Unmeasured("no_reading_at_the_start", None),
+        };
+        let why = match cpu.explanation() {
+            Some(limits) => format!("; {limits}"),
+            None => format!("; {}", cpu.ruled_out()),
+        };
         let message = format!(
-            "the exec probe's command `{shown}` (pid {}) in {target} was killed with SIGKILL by {} (pid {}) {killed_after_ms} ms after {} {} started it ({runtime_ms} ms until it exited): the runtime kills an exec's command when its timeout (the probe's timeoutSeconds) expires; find why the command is slow, or raise timeoutSeconds",
+            "the exec probe's command `{shown}` (pid {}) in {target} was killed with SIGKILL by {} (pid {}) {killed_after_ms} ms after {} {} started it ({runtime_ms} ms until it exited): the runtime kills an exec's command when its timeout (the probe's timeoutSeconds) expires; find why the command is slow, or raise timeoutSeconds{why}",
             ev.pid,
             k.comm,
             k.pid,
@@ -651,7 +676,7 @@ impl<H: HostView> ExecCorrelator<H> {
             inv.command.subcommand.as_deref().unwrap_or("exec"),
         );
         Some(
-            common(Report::new("exec_probe_timeout", ev), &inv)
+            cpu.add_counters_to(common(Report::new("exec_probe_timeout", ev), &inv))
                 .with("command", json!(x.argv))
                 .with("runtime_ms", runtime_ms)
                 .with("killed_after_ms", killed_after_ms)

@@ -30,7 +30,7 @@ use super::Report;
 
 mod cpu_window;
 mod drops;
-pub use cpu_window::{CpuSampler, SAMPLE_PERIOD_NS};
+pub use cpu_window::{CpuSampler, CpuWindow, SAMPLE_PERIOD_NS};
 pub use drops::{DropNames, DropSummary};
 use crate::{
     events::{Body, Event, IpvsConn, TcpClose, TcpInfo, tcp_state_name},

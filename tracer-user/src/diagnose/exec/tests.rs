@@ -607,6 +607,53 @@ fn an_exec_command_the_shim_kills_at_the_timeout_is_exec_probe_timeout() {
         t.message
     );
     assert!(t.message.contains("timeoutSeconds"), "{}", t.message);
+    // No counters were read when the command started.
+    assert_eq!(t.fields["cpu_measured"], "no_reading_at_the_start");
+    assert!(t.message.ends_with("its container's CPU in the window is unknown (no reading at the start)"), "{}", t.message);
+}
+
+/// The container's counters over the killed command's life: read when it
+/// started and at the verdict, and the sentence leads with the throttling
+/// when it explains the slowness.
+#[test]
+fn an_exec_probe_timeout_says_what_the_containers_cpu_limit_did_over_the_commands_life() {
+    let events = exec_timeout_recorded();
+    let sleep = events.iter().find(|e| matches!(&e.body, Body::Exec(i) if i.filename == "/bin/sleep")).unwrap().ts_ns;
+    let exit = events.iter().rev().find(|e| matches!(e.body, Body::Exit { .. }) && e.comm == "sleep").unwrap().ts_ns;
+    let cgroup = crate::cgroup_cpu::ServingCgroup {
+        pid: 0,
+        path: format!("/kubepods/burstable/pod{POD}/{ID}"),
+        cpu_dir: "/sys/fs/cgroup/cpu,cpuacct/kubepods".into(),
+        psi_dir: None,
+        v1: true,
+    };
+    let reading = |ts_ns, periods, throttled, throttled_us| crate::cgroup_cpu::CpuReading {
+        ts_ns,
+        nr_periods: periods,
+        nr_throttled: throttled,
+        throttled_us,
+        cpu_limit: Some(0.1),
+        ..Default::default()
+    };
+    let throttled = |periods: u64, throttled: u64, us: u64| StaticHost {
+        containers: vec![pod_state(true)],
+        cpu: Some((cgroup.clone(), vec![reading(sleep - 1_000_000, 500, 40, 900_000), reading(exit, 500 + periods, 40 + throttled, 900_000 + us)])),
+        ..Default::default()
+    };
+    let reports = run_all(throttled(11, 10, 950_000), &events);
+    let t = only(&reports, "exec_probe_timeout")[0];
+    assert_eq!(t.fields["cpu_measured"], "sampled");
+    assert_eq!((t.fields["cpu_throttled_periods"].as_u64(), t.fields["cpu_periods"].as_u64()), (Some(10), Some(11)));
+    assert_eq!(t.fields["cpu_throttled_ms"], 950);
+    assert_eq!(t.fields["cpu_limit"], 0.1);
+    assert_eq!(t.fields["cpu_window_ms"], (exit - sleep + 1_000_000) / 1_000_000);
+    // The verdict's cgroup stays the one the runtime put the container in.
+    assert_eq!(t.fields["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
+    assert!(t.message.contains("its container was CPU-throttled in 10 of 11 periods") && t.message.contains("at a limit of 0.1 CPU"), "{}", t.message);
+    // Unthrottled: the limits are ruled out.
+    let reports = run_all(throttled(11, 0, 0), &events);
+    let t = only(&reports, "exec_probe_timeout")[0];
+    assert!(t.message.contains("not held back by its limits (0 ms CPU-throttled"), "{}", t.message);
 }
 
 #[test]

@@ -150,8 +150,18 @@ impl CpuSampler {
         let Some(after) = after.filter(|a| a.ts_ns > before.ts_ns && same_life(before, a)) else {
             return CpuWindow::Unmeasured("cgroup_gone", path());
         };
+        CpuWindow::between(cgroup, before, &after)
+    }
+}
+
+impl CpuWindow {
+    /// What the cgroup went through from one reading to a later one.
+    pub fn between(cgroup: &ServingCgroup, before: &CpuReading, after: &CpuReading) -> Self {
+        if after.ts_ns <= before.ts_ns || !same_life(before, after) {
+            return Self::Unmeasured("cgroup_gone", Some(cgroup.path.clone()));
+        }
         let pressure = |b: Option<u64>, a: Option<u64>| Some(a?.saturating_sub(b?) / 1000);
-        CpuWindow::Measured(Measured {
+        Self::Measured(Measured {
             cgroup: cgroup.path.clone(),
             window_ms: after.ts_ns.saturating_sub(before.ts_ns) / 1_000_000,
             throttled_ms: after.throttled_us.saturating_sub(before.throttled_us) / 1000,
@@ -162,14 +172,20 @@ impl CpuSampler {
             memory_pressure_ms: pressure(before.memory_some_us, after.memory_some_us),
         })
     }
-}
 
-impl CpuWindow {
     /// The fields every probe verdict with a window carries.
     pub fn add_to(&self, r: Report) -> Report {
+        let cgroup = match self {
+            Self::Measured(m) => Some(&m.cgroup),
+            Self::Unmeasured(_, c) => c.as_ref(),
+        };
+        self.add_counters_to(cgroup.into_iter().fold(r, |r, c| r.with("cgroup", json!(c))))
+    }
+
+    /// The same without `cgroup`, for verdicts that name it already.
+    pub fn add_counters_to(&self, r: Report) -> Report {
         match self {
             Self::Measured(m) => r
-                .with("cgroup", json!(m.cgroup))
                 .with("cpu_window_ms", m.window_ms)
                 .with("cpu_throttled_ms", m.throttled_ms)
                 .with("cpu_throttled_periods", m.throttled_periods)
@@ -178,9 +194,7 @@ impl CpuWindow {
                 .with("cpu_pressure_ms", json!(m.cpu_pressure_ms))
                 .with("memory_pressure_ms", json!(m.memory_pressure_ms))
                 .with("cpu_measured", "sampled"),
-            Self::Unmeasured(why, cgroup) => cgroup
-                .iter()
-                .fold(r, |r, c| r.with("cgroup", json!(c)))
+            Self::Unmeasured(why, _) => r
                 .with("cpu_throttled_ms", json!(null))
                 .with("cpu_throttled_periods", json!(null))
                 .with("cpu_limit", json!(null))
