@@ -45,10 +45,9 @@ use crate::{
 /// (the default SYN retry budget is about two minutes).
 const STALE_ATTEMPT_NS: u64 = 180 * 1_000_000_000;
 
-/// How long startup waits for the first pod list; later ones are fetched
-/// every KUBE_REFRESH in the background.
+/// How long startup waits for the first pod list; later changes arrive
+/// through watches in the background.
 const KUBE_FIRST_WAIT: Duration = Duration::from_secs(5);
-const KUBE_REFRESH: Duration = Duration::from_secs(30);
 
 /// How often the ring buffer is drained without a wakeup from the kernel:
 /// the most a lone verdict waits. Each tick is a wakeup of an otherwise idle
@@ -150,7 +149,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
             let (p, task) = EventPoster::spawn(kube.clone(), results);
             (poster, poster_task) = (Some(p), Some(task));
         }
-        refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT, KUBE_REFRESH).await);
+        refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT).await);
     }
     let enricher = Enricher::new(directory, host);
     // Loading parsed the kernel's BTF twice (ours and aya's): tens of MiB

@@ -1,5 +1,5 @@
 //! The API server, through kube-rs: the pods on this node and the cluster's
-//! NodePort services (refreshed in the background into a [`Directory`]),
+//! NodePort services (watched in the background into a [`Directory`]),
 //! and Events posted on the pods a verdict is about. Optional: without a
 //! configured cluster probe-tracer works as before, and an unreachable API
 //! server costs a warning, never the tracing.
@@ -7,7 +7,10 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -17,10 +20,17 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
     chrono::Utc,
 };
+use futures::StreamExt;
+use futures::stream::Stream;
 use kube::{
     Api, Client, Config,
-    api::{ListParams, PostParams},
+    api::PostParams,
     config::{KubeConfigOptions, Kubeconfig},
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher::{self, watcher},
+    },
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -70,53 +80,217 @@ impl Kube {
         Ok(Some(Kube { client, node: node_name(opts.node_name.as_deref()) }))
     }
 
-    /// Pods scheduled on this node, and every Service (NodePorts are
-    /// cluster-wide).
-    pub async fn load_directory(&self) -> Result<Directory> {
-        let on_node = ListParams::default().fields(&format!("spec.nodeName={}", self.node));
-        let pods = Api::<Pod>::all(self.client.clone()).list(&on_node).await.context("listing pods")?;
-        let services = Api::<Service>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .context("listing services")?;
-        Ok(Directory::new(&pods.items, &services.items))
+    /// Keeps `dir` up to date from two watches: this node's pods and the
+    /// cluster's Services (NodePorts are cluster-wide). Each is listed once
+    /// in pages, then watched; after an error kube's watcher restarts it with
+    /// backoff, and verdicts use the last known directory meanwhile. Waits at
+    /// most `first_wait` for the first lists, so a slow API server does not
+    /// hold up tracing.
+    pub async fn keep_directory(self, dir: Arc<RwLock<Directory>>, first_wait: Duration) -> DirectoryWatch {
+        let (pods, pod_writer) = reflector::store::<Pod>();
+        let (services, service_writer) = reflector::store::<Service>();
+        // Paginated lists of the latest state (client-go's page size):
+        // a list at resourceVersion 0 would ignore the limit.
+        let on_node = watcher::Config::default().fields(&format!("spec.nodeName={}", self.node));
+        let pod_events =
+            watcher(Api::<Pod>::all(self.client.clone()), on_node).default_backoff().modify(slim_pod).reflect(pod_writer);
+        let service_events = watcher(Api::<Service>::all(self.client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(slim_service)
+            .reflect(service_writer);
+        let status = Arc::new(WatchStatus { healthy: AtomicBool::new(true), ..Default::default() });
+        let follower = Follower { pods: pods.clone(), services: services.clone(), dir: dir.clone(), status: status.clone(), node: self.node.clone() };
+        let task = tokio::spawn(follower.run(pod_events, service_events));
+        let both_listed = async {
+            let _ = pods.wait_until_ready().await;
+            let _ = services.wait_until_ready().await;
+        };
+        if tokio::time::timeout(first_wait, both_listed).await.is_ok() {
+            rebuild(&pods, &services, &dir, &status);
+        }
+        DirectoryWatch { task, status }
+    }
+}
+
+/// At most one Directory rebuild per this, however busy the watches are.
+pub const REBUILD_EVERY: Duration = Duration::from_secs(1);
+
+/// The background watches behind a [`Directory`].
+pub struct DirectoryWatch {
+    task: JoinHandle<()>,
+    status: Arc<WatchStatus>,
+}
+
+#[derive(Default)]
+struct WatchStatus {
+    healthy: AtomicBool,
+    warnings: AtomicU32,
+    rebuilds: AtomicU64,
+}
+
+impl DirectoryWatch {
+    pub fn abort(&self) {
+        self.task.abort();
     }
 
-    /// Loads the directory now (bounded by `first_wait`, so a slow API
-    /// server does not hold up tracing), then every `period` in the
-    /// background.
-    pub async fn keep_directory(self, dir: Arc<RwLock<Directory>>, first_wait: Duration, period: Duration) -> JoinHandle<()> {
-        let mut healthy = match tokio::time::timeout(first_wait, self.load_directory()).await {
-            Ok(Ok(d)) => {
-                replace(&dir, d);
-                true
-            }
-            Ok(Err(e)) => {
-                warn(&format!("Kubernetes API: {e:#}; verdicts carry pod UIDs and container IDs only until it answers"));
-                false
-            }
-            Err(_) => false,
-        };
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                match self.load_directory().await {
-                    Ok(d) => {
-                        if !healthy {
-                            warn(&format!("Kubernetes API answers again ({} pods on node {})", d.pods(), self.node));
+    /// False from a watch's error until the API server answers again.
+    pub fn healthy(&self) -> bool {
+        self.status.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Warnings printed about the API server so far.
+    pub fn warnings(&self) -> u32 {
+        self.status.warnings.load(Ordering::Relaxed)
+    }
+
+    /// Times the Directory was rebuilt from the watched state.
+    pub fn rebuilds(&self) -> u64 {
+        self.status.rebuilds.load(Ordering::Relaxed)
+    }
+}
+
+struct Follower {
+    pods: Store<Pod>,
+    services: Store<Service>,
+    dir: Arc<RwLock<Directory>>,
+    status: Arc<WatchStatus>,
+    node: String,
+}
+
+/// Which watch an event came from.
+#[derive(Clone, Copy)]
+enum Watched {
+    Pods = 0,
+    Services = 1,
+}
+
+impl Follower {
+    async fn run(
+        self,
+        pod_events: impl Stream<Item = Result<watcher::Event<Pod>, watcher::Error>>,
+        service_events: impl Stream<Item = Result<watcher::Event<Service>, watcher::Error>>,
+    ) {
+        let pod_events = pod_events.map(|e| (Watched::Pods, e.map(|e| effect(&e))));
+        let service_events = service_events.map(|e| (Watched::Services, e.map(|e| effect(&e))));
+        let mut events = std::pin::pin!(futures::stream::select(pod_events, service_events));
+        let mut failing = [false; 2];
+        let mut dirty = false;
+        let mut next_rebuild = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                event = events.next() => {
+                    let Some((which, event)) = event else { return };
+                    let mut error = None;
+                    match event {
+                        Ok(Effect { answered, changed }) => {
+                            dirty |= changed;
+                            if answered {
+                                failing[which as usize] = false;
+                            }
                         }
-                        healthy = true;
-                        replace(&dir, d);
-                    }
-                    Err(e) => {
-                        if healthy {
-                            warn(&format!("Kubernetes API: {e:#}; keeping the last pod list"));
+                        // A watch too far behind is relisted by the watcher;
+                        // the API server is fine.
+                        Err(watcher::Error::WatchError(e)) if e.code == 410 => {}
+                        Err(e) => {
+                            failing[which as usize] = true;
+                            error = Some(format!("{:#}", anyhow::Error::new(e)));
                         }
-                        healthy = false;
                     }
+                    self.health(failing, error);
+                }
+                // Coalesced: under churn the stores change many times between
+                // two rebuilds.
+                _ = tokio::time::sleep_until(next_rebuild), if dirty => {
+                    rebuild(&self.pods, &self.services, &self.dir, &self.status);
+                    dirty = false;
+                    next_rebuild = tokio::time::Instant::now() + REBUILD_EVERY;
                 }
             }
-        })
+        }
+    }
+
+    /// One warning when the API server starts failing, one when it answers
+    /// again.
+    fn health(&self, failing: [bool; 2], error: Option<String>) {
+        let healthy = !failing.contains(&true);
+        let was = self.status.healthy.swap(healthy, Ordering::Relaxed);
+        if was && !healthy {
+            let error = error.unwrap_or_default();
+            if self.status.rebuilds.load(Ordering::Relaxed) == 0 {
+                self.warn(&format!("Kubernetes API: {error}; verdicts carry pod UIDs and container IDs only until it answers"));
+            } else {
+                self.warn(&format!("Kubernetes API: {error}; keeping the last pod list"));
+            }
+        } else if !was && healthy {
+            self.warn(&format!("Kubernetes API answers again ({} pods on node {})", self.pods.len(), self.node));
+        }
+    }
+
+    fn warn(&self, msg: &str) {
+        self.status.warnings.fetch_add(1, Ordering::Relaxed);
+        warn(msg);
+    }
+}
+
+/// What a watcher event says: whether the API server answered, and whether
+/// the store changed. The restart marker is sent before any request; the
+/// store takes a relisted page only once the whole list is in.
+struct Effect {
+    answered: bool,
+    changed: bool,
+}
+
+fn effect<K>(e: &watcher::Event<K>) -> Effect {
+    use watcher::Event::*;
+    match e {
+        Init => Effect { answered: false, changed: false },
+        InitApply(_) => Effect { answered: true, changed: false },
+        InitDone | Apply(_) | Delete(_) => Effect { answered: true, changed: true },
+    }
+}
+
+fn rebuild(pods: &Store<Pod>, services: &Store<Service>, dir: &RwLock<Directory>, status: &WatchStatus) {
+    let (pods, services) = (pods.state(), services.state());
+    let d = Directory::from_objects(pods.iter().map(|p| &**p), services.iter().map(|s| &**s));
+    replace(dir, d);
+    status.rebuilds.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The stores keep what the Directory reads, no more: managed fields and
+/// annotations (a last-applied configuration is a whole manifest) go.
+fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.labels = None;
+    pod.metadata.owner_references = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        for c in spec.containers.iter_mut() {
+            c.env = None;
+            c.env_from = None;
+            c.volume_mounts = None;
+            c.args = None;
+            c.command = None;
+        }
+        spec.init_containers = None;
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
+/// Only NodePorts matter: other Services are kept as their name alone, so
+/// a cluster's worth of them costs little.
+fn slim_service(svc: &mut Service) {
+    svc.metadata.managed_fields = None;
+    svc.metadata.annotations = None;
+    svc.metadata.labels = None;
+    svc.status = None;
+    let node_ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).is_some_and(|ports| ports.iter().any(|p| p.node_port.is_some()));
+    if !node_ports {
+        svc.spec = None;
+    } else if let Some(spec) = svc.spec.as_mut() {
+        spec.selector = None;
     }
 }
 

@@ -58,6 +58,12 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(pods: &[Pod], services: &[Service]) -> Self {
+        Self::from_objects(pods, services)
+    }
+
+    /// Built from anything that yields the objects, such as the reflector
+    /// stores' snapshots.
+    pub fn from_objects<'a>(pods: impl IntoIterator<Item = &'a Pod>, services: impl IntoIterator<Item = &'a Service>) -> Self {
         let mut d = Directory::default();
         for pod in pods {
             let meta = &pod.metadata;
