@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -53,6 +53,8 @@ pub struct KubeOptions {
 pub struct Kube {
     client: Client,
     pub node: String,
+    /// When the API server last answered a request with success.
+    answered: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Kube {
@@ -76,8 +78,12 @@ impl Kube {
                 Err(_) => return Ok(None),
             }
         };
-        let client = Client::try_from(config).context("cannot build the Kubernetes client")?;
-        Ok(Some(Kube { client, node: node_name(opts.node_name.as_deref()) }))
+        // A watch that starts again yields nothing until something changes:
+        // its answer is seen here, as is any other request's.
+        let answered = Arc::new(Mutex::new(None));
+        let note = tower::util::MapResponseLayer::new(noting(answered.clone()));
+        let client = kube::client::ClientBuilder::try_from(config).context("cannot build the Kubernetes client")?.with_layer(&note).build();
+        Ok(Some(Kube { client, node: node_name(opts.node_name.as_deref()), answered }))
     }
 
     /// Keeps `dir` up to date from two watches: this node's pods and the
@@ -99,7 +105,14 @@ impl Kube {
             .modify(slim_service)
             .reflect(service_writer);
         let status = Arc::new(WatchStatus { healthy: AtomicBool::new(true), ..Default::default() });
-        let follower = Follower { pods: pods.clone(), services: services.clone(), dir: dir.clone(), status: status.clone(), node: self.node.clone() };
+        let follower = Follower {
+            pods: pods.clone(),
+            services: services.clone(),
+            dir: dir.clone(),
+            status: status.clone(),
+            node: self.node.clone(),
+            answered: self.answered.clone(),
+        };
         let task = tokio::spawn(follower.run(pod_events, service_events));
         let both_listed = async {
             let _ = pods.wait_until_ready().await;
@@ -114,6 +127,10 @@ impl Kube {
 
 /// At most one Directory rebuild per this, however busy the watches are.
 pub const REBUILD_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a failing client looks for the API server's recovery, and how
+/// long an answer must stand unrefuted.
+const RECOVERY_CHECK: Duration = Duration::from_millis(500);
 
 /// The background watches behind a [`Directory`].
 pub struct DirectoryWatch {
@@ -155,6 +172,7 @@ struct Follower {
     dir: Arc<RwLock<Directory>>,
     status: Arc<WatchStatus>,
     node: String,
+    answered: Arc<Mutex<Option<Instant>>>,
 }
 
 /// Which watch an event came from.
@@ -176,7 +194,9 @@ impl Follower {
         let mut failing = [false; 2];
         let mut dirty = false;
         let mut next_rebuild = tokio::time::Instant::now();
+        let mut last_error: Option<Instant> = None;
         loop {
+            let failed = failing.contains(&true);
             tokio::select! {
                 event = events.next() => {
                     let Some((which, event)) = event else { return };
@@ -193,7 +213,9 @@ impl Follower {
                         Err(watcher::Error::WatchError(e)) if e.code == 410 => {}
                         Err(e) => {
                             failing[which as usize] = true;
-                            error = Some(format!("{:#}", anyhow::Error::new(e)));
+                            last_error = Some(Instant::now());
+                            // The watcher's errors name their causes already.
+                            error = Some(e.to_string());
                         }
                     }
                     self.health(failing, error);
@@ -204,6 +226,20 @@ impl Follower {
                     rebuild(&self.pods, &self.services, &self.dir, &self.status);
                     dirty = false;
                     next_rebuild = tokio::time::Instant::now() + REBUILD_EVERY;
+                }
+                // A restarted watch is silent: the API server has recovered
+                // when it answered after the last error and that answer
+                // was not followed by another error (a 200 with a broken
+                // body is).
+                _ = tokio::time::sleep(RECOVERY_CHECK), if failed => {
+                    let answered = self.answered.lock().ok().and_then(|a| *a);
+                    if let Some(at) = answered
+                        && last_error.is_none_or(|e| at > e)
+                        && at.elapsed() >= RECOVERY_CHECK
+                    {
+                        failing = [false; 2];
+                        self.health(failing, None);
+                    }
                 }
             }
         }
@@ -291,6 +327,18 @@ fn slim_service(svc: &mut Service) {
         svc.spec = None;
     } else if let Some(spec) = svc.spec.as_mut() {
         spec.selector = None;
+    }
+}
+
+/// Passes responses through, noting when one was a success.
+fn noting<B>(answered: Arc<Mutex<Option<Instant>>>) -> impl Fn(http::Response<B>) -> http::Response<B> + Clone {
+    move |resp| {
+        if resp.status().is_success()
+            && let Ok(mut at) = answered.lock()
+        {
+            *at = Some(Instant::now());
+        }
+        resp
     }
 }
 
