@@ -611,6 +611,33 @@ mod tests {
     }
 
     #[test]
+    fn stores_keep_only_what_the_directory_reads() {
+        let svc = |ports: serde_json::Value| -> Service {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "s", "namespace": "n", "annotations": {"a": "x".repeat(4096)}},
+                "spec": {"ports": ports, "selector": {"app": "s"}}
+            }))
+            .unwrap()
+        };
+        let mut cluster_ip = svc(serde_json::json!([{"port": 80}]));
+        slim_service(&mut cluster_ip);
+        assert!(cluster_ip.spec.is_none() && cluster_ip.metadata.annotations.is_none());
+        let mut node_port = svc(serde_json::json!([{"port": 80, "nodePort": 31000}]));
+        slim_service(&mut node_port);
+        let d = Directory::from_objects([], [&node_port, &cluster_ip]);
+        assert_eq!(d.service_by_nodeport(31000).unwrap().name, "s");
+
+        let list: k8s_openapi::List<Pod> = serde_json::from_str(include_str!("testdata/pods.json")).unwrap();
+        let mut pods = list.items.clone();
+        pods.iter_mut().for_each(slim_pod);
+        let (full, slim) = (Directory::new(&list.items, &[]), Directory::new(&pods, &[]));
+        let ip = "10.200.1.2".parse().unwrap();
+        assert_eq!(full.pod_by_ip(ip), slim.pod_by_ip(ip));
+        assert_eq!(full.probes_at(ip, 8080), slim.probes_at(ip, 8080));
+        assert_eq!(full.container(&"ab".repeat(32)), slim.container(&"ab".repeat(32)));
+    }
+
+    #[test]
     fn node_name_prefers_the_flag() {
         assert_eq!(node_name(Some("n1")), "n1");
         assert!(!node_name(None).is_empty());
