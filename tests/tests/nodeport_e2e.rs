@@ -448,7 +448,7 @@ fn hundreds_of_prober_connections_in_flight_at_once_are_each_counted() {
 fn healthy_probes_are_counted_in_the_kernel_when_only_verdicts_are_wanted() {
     use std::net::{TcpListener, TcpStream};
     const N: u64 = 500;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = deep_listener("127.0.0.1:0");
     let port = listener.local_addr().unwrap().port();
     let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let tracer = Tracer::start(&["--groups", "probe", "--verdicts-only"]);
@@ -484,7 +484,7 @@ fn healthy_probes_are_counted_in_the_kernel_when_only_verdicts_are_wanted() {
 fn healthy_probes_to_hundreds_of_destinations_are_each_counted() {
     use std::net::{Ipv4Addr, TcpListener};
     const DESTINATIONS: usize = 400;
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let listener = deep_listener("0.0.0.0:0");
     let port = listener.local_addr().unwrap().port();
     let address = |i: usize| Ipv4Addr::new(127, 1, (i / 200) as u8, (i % 200 + 1) as u8);
     let tracer = Tracer::start(&["--groups", "probe", "--verdicts-only"]);
@@ -583,6 +583,17 @@ fn probe_ipv6_loopback(args: &[&str]) -> (Output, u16, u16) {
 
 /// `n` healthy prober connections (from a thread named `kubelet`) to a
 /// loopback listener, each accepted and closed.
+/// A listener whose accept queue holds every probe of a test: with std's
+/// 128, an accept thread starved on a loaded host lets the queue fill, and
+/// the SYNs it drops are retransmitted probes, reported as they should be.
+fn deep_listener(addr: &str) -> std::net::TcpListener {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind(addr).unwrap();
+    // SAFETY: listen(2) again on our own listening socket sets its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 1024) }, 0);
+    listener
+}
+
 fn probe_loopback(listener: &std::net::TcpListener, n: usize) {
     probe_listener(listener, n, |_| std::net::Ipv4Addr::LOCALHOST);
 }
