@@ -9,8 +9,9 @@
 //! Userspace matches what passes to the probe by the exact tuple.
 
 use aya_ebpf::{
+    helpers::bpf_probe_read_kernel_buf,
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
-    maps::Array,
+    maps::{Array, PerCpuArray},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
@@ -30,6 +31,16 @@ const AF_INET6: u16 = 10;
 /// go there now. Changed by atomic adds at track and untrack.
 #[map]
 static DROP_FILTER: Array<i64> = Array::with_max_entries(1 << DROP_FILTER_BITS, 0);
+
+/// Room for a dropped packet's headers as read. On the stack they took
+/// the program and the function it calls past the 512 bytes 5.10's
+/// verifier allows the two together.
+#[map]
+static DROP_HEADERS: PerCpuArray<[u8; HEADERS_ROOM]> = PerCpuArray::with_max_entries(1, 0);
+const HEADERS_ROOM: usize = 64;
+/// Where in that room an IPv4 packet's TCP header goes when IP options
+/// put it past the first read.
+const V4_TCP_AFTER_OPTIONS: usize = 40;
 
 /// Counts a tracked probe's destination in (+1) or out (-1) of the filter.
 #[inline(always)]
@@ -149,21 +160,29 @@ fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
     // built (zeroing one is a byte loop in BPF, a call to memset).
     match u16::from_be(protocol) {
         ETH_P_IP => {
-            let Some(h) = read_kernel::<[u8; V4_READ]>(at, 0) else { return };
+            let Some(room) = DROP_HEADERS.get_ptr_mut(0) else { return };
+            // SAFETY: this CPU's slot of a per-CPU array, used by this
+            // program alone while it runs.
+            let h = unsafe { &mut *room };
+            if unsafe { bpf_probe_read_kernel_buf(at, &mut h[..V4_READ]) }.is_err() {
+                return;
+            }
             if h[0] >> 4 != 4 || h[9] != IPPROTO_TCP {
                 return;
             }
             let ihl = (h[0] & 15) as u32 * 4;
             let total = u16::from_be_bytes([h[2], h[3]]) as u32;
-            let options;
-            let tcp: &[u8; 14] = if ihl == 20 {
-                // SAFETY: 14 bytes from 20 of a 34-byte array.
-                unsafe { &*(h.as_ptr().add(20) as *const [u8; 14]) }
+            let tcp_at = if ihl == 20 {
+                20
             } else {
-                let Some(p) = read_kernel::<[u8; 14]>(at, ihl & 0x3f) else { return };
-                options = p;
-                &options
+                let options = unsafe { at.add((ihl & 0x3f) as usize) };
+                if unsafe { bpf_probe_read_kernel_buf(options, &mut h[V4_TCP_AFTER_OPTIONS..V4_TCP_AFTER_OPTIONS + 14]) }.is_err() {
+                    return;
+                }
+                V4_TCP_AFTER_OPTIONS
             };
+            // SAFETY: 14 bytes at 20 or 40 of the 64-byte room.
+            let tcp = unsafe { &*(h.as_ptr().add(tcp_at) as *const [u8; 14]) };
             if !telling(total.saturating_sub(ihl), tcp) {
                 return;
             }
@@ -180,12 +199,17 @@ fn on_drop(skb: impl SkbAccess, location: u64, reason: u32, mode: u8) {
             report(skb.address(), location, reason, &t, mode);
         }
         ETH_P_IPV6 => {
-            let Some(h) = read_kernel::<[u8; V6_READ]>(at, 0) else { return };
+            let Some(room) = DROP_HEADERS.get_ptr_mut(0) else { return };
+            // SAFETY: as above.
+            let h = unsafe { &mut *room };
+            if unsafe { bpf_probe_read_kernel_buf(at, &mut h[..V6_READ]) }.is_err() {
+                return;
+            }
             // Extension headers before TCP are not followed.
             if h[6] != IPPROTO_TCP {
                 return;
             }
-            // SAFETY: 14 bytes from 40 of a 54-byte array, and the two
+            // SAFETY: 14 bytes from 40 of the 64-byte room, and the two
             // addresses at 8 and 24.
             let (tcp, saddr, daddr) = unsafe {
                 (
@@ -226,18 +250,21 @@ fn report(skb: u64, location: u64, reason: u32, t: &Tuple, mode: u8) {
         None
     };
     let netns = net.and_then(|n| read_kernel::<u32>(n as *const u8, host.net_inum)).unwrap_or(0);
-    // Names the interface in a fix (rp_filter is per interface).
-    let ifname = read_kernel::<[u8; IFNAMSIZ]>(dev as *const u8, d.dev_name).unwrap_or([0; IFNAMSIZ]);
     let Some(mut entry) = reserve::<DropEvent>() else { return };
     // SAFETY: room for a DropEvent; every field is written.
     let e = unsafe { &mut *entry.as_mut_ptr() };
+    // Names the interface in a fix (rp_filter is per interface); read
+    // into the record, not through the stack.
+    e.ifname = [0; IFNAMSIZ];
+    if dev != 0 && d.dev_name != NO_FIELD {
+        let _ = unsafe { bpf_probe_read_kernel_buf((dev as *const u8).add(d.dev_name as usize), &mut e.ifname) };
+    }
     e.header = header(kind::PACKET_DROP, mode);
     e.location = location;
     e.sk = sk;
     e.reason = reason;
     e.netns = netns;
     e.tuple = *t;
-    e.ifname = ifname;
     submit(entry);
 }
 
