@@ -421,3 +421,45 @@ fn bare_only_closed_stdout_and_stderr_do_not_panic() {
     assert_eq!(Command::new("sh").args(["-c", &script]).status().unwrap().code(), Some(0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A recording carries its boot's clock: a replay on another boot (or
+/// machine) prints the times its events happened, not ones shifted by
+/// the replaying boot's uptime.
+#[test]
+#[ignore = "e2e: needs root; run by cargo xtask test"]
+fn bare_only_a_recording_replays_at_the_times_it_was_made() {
+    let dir = std::env::temp_dir().join(format!("probe-tracer-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("recording.jsonl");
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tracer = tests::Tracer::start(&["--groups", "probe", "--record", recording.to_str().unwrap()]);
+    std::thread::spawn(move || {
+        tests::set_thread_name("kubelet");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", closed_port)).is_err());
+    })
+    .join()
+    .unwrap();
+    let live = tracer.stop().only("probe_refused")["ts"].clone();
+    let replayed_ts = |path: &std::path::Path| -> serde_json::Value {
+        let out = Command::new(tests::binary()).args(["replay", "--format", "json"]).arg(path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().find(|l| l.contains("\"kind\":\"probe_refused\"")).unwrap_or_else(|| panic!("no verdict: {text}"));
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["ts"].clone()
+    };
+    assert_eq!(replayed_ts(&recording), live);
+    // The same events recorded on a boot whose clock ran a day ahead.
+    let text = std::fs::read_to_string(&recording).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    let mut header: serde_json::Value = serde_json::from_str(first).unwrap();
+    let offset = header["recording"]["realtime_minus_monotonic_ns"].as_i64().expect("the recording's clock");
+    header["recording"]["realtime_minus_monotonic_ns"] = (offset + 86_400_000_000_000).into();
+    let shifted = dir.join("shifted.jsonl");
+    std::fs::write(&shifted, format!("{header}\n{rest}")).unwrap();
+    let day_later = |ts: &serde_json::Value| {
+        let t = humantime::parse_rfc3339(ts.as_str().unwrap()).unwrap();
+        humantime::format_rfc3339_nanos(t + std::time::Duration::from_secs(86_400)).to_string()
+    };
+    assert_eq!(replayed_ts(&shifted), serde_json::Value::from(day_later(&live)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -16,7 +16,7 @@ use tracer_user::{
     events::Event,
     host::ProcHost,
     node::ProcNode,
-    output::{Clock, Format, Output},
+    output::{Clock, Format, Output, RecordingHeader},
     run::{daemon, run},
 };
 
@@ -70,9 +70,23 @@ fn replay(args: ReplayArgs) -> Result<()> {
         ..Default::default()
     };
     let mut agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
-    let mut out = Output::stdout(Format::auto(args.format), Clock::now());
+    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    // A recording starts with its boot's clock; older ones are placed by
+    // this boot's.
+    let header = match lines.peek() {
+        Some((_, Ok(first))) => serde_json::from_str::<RecordingHeader>(first).ok(),
+        _ => None,
+    };
+    let clock = match &header {
+        Some(h) => {
+            lines.next();
+            Clock::recorded(h)
+        }
+        None => Clock::now(),
+    };
+    let mut out = Output::stdout(Format::auto(args.format), clock);
     let mut last_ts = 0;
-    for (n, line) in BufReader::new(file).lines().enumerate() {
+    for (n, line) in lines {
         let line = line?;
         if line.trim().is_empty() {
             continue;

@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::diagnose::Report;
@@ -37,6 +37,17 @@ impl Clock {
         Self { realtime_minus_monotonic_ns: real - mono }
     }
 
+    /// The clock of a recording's header: a replay prints the times its
+    /// events happened at, on whatever boot and machine it runs.
+    pub fn recorded(header: &RecordingHeader) -> Self {
+        Self { realtime_minus_monotonic_ns: header.recording.realtime_minus_monotonic_ns.into() }
+    }
+
+    /// The header a recording starts with.
+    pub fn header(&self) -> RecordingHeader {
+        RecordingHeader { recording: RecordingClock { realtime_minus_monotonic_ns: self.realtime_minus_monotonic_ns as i64 } }
+    }
+
     pub fn monotonic_now_ns() -> u64 {
         clock_ns(libc::CLOCK_MONOTONIC) as u64
     }
@@ -50,6 +61,19 @@ impl Clock {
     pub fn rfc3339(&self, monotonic_ns: u64) -> String {
         humantime::format_rfc3339_nanos(self.wall(monotonic_ns)).to_string()
     }
+}
+
+/// The first line of a `--record` file. Event times are the kernel's
+/// CLOCK_MONOTONIC, which restarts at every boot: without this a replay
+/// would place them by the replaying boot's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingHeader {
+    pub recording: RecordingClock,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingClock {
+    pub realtime_minus_monotonic_ns: i64,
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
@@ -172,6 +196,16 @@ pub fn report_json(r: &Report, clock: &Clock) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_recording_header_gives_the_recording_boots_wall_times() {
+        let header: RecordingHeader = serde_json::from_str(r#"{"recording":{"realtime_minus_monotonic_ns":1764600000000000000}}"#).unwrap();
+        let clock = Clock::recorded(&header);
+        assert_eq!(clock.header(), header);
+        assert_eq!(clock.rfc3339(5_000_000_000), "2025-12-01T14:40:05.000000000Z");
+        // An event line is no header.
+        assert!(serde_json::from_str::<RecordingHeader>(r#"{"ts_ns":1,"pid":1,"event":"exit"}"#).is_err());
+    }
+
     use super::*;
     use crate::events::{Body, Event, HookMode};
 

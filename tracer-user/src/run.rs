@@ -112,9 +112,12 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     let clock = Clock::now();
     let mut out = Output::stdout(Format::auto(args.format), clock);
     let recorder = match &args.record {
-        Some(path) => Some(BufWriter::new(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
+        Some(path) => {
+            let mut file = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+            serde_json::to_writer(&mut file, &clock.header())?;
+            file.write_all(b"\n")?;
+            Some(file)
+        }
         None => None,
     };
 
