@@ -129,10 +129,13 @@ fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     assert!(t["killed_by_pid"].as_u64().unwrap() > 1, "{t}");
     let (killed_after, ran) = (t["killed_after_ms"].as_u64().unwrap(), t["runtime_ms"].as_u64().unwrap());
     assert!(killed_after >= 1000 && ran >= killed_after && ran < 30_000, "{t}");
-    // The container's CPU over the command's life, read at its start and
-    // at the verdict: a sleep beside an idle init is not held back.
+    // The container's CPU over the command's life, read when its exec and
+    // its exit are handled (the runtime's own start comes before: under
+    // emulation by most of a second): a sleep beside an idle init is not
+    // held back.
     assert_eq!(t["cpu_measured"], "sampled", "{t}");
-    assert!(t["cpu_window_ms"].as_u64().unwrap() >= killed_after.saturating_sub(500), "{t}");
+    let window = t["cpu_window_ms"].as_u64().unwrap();
+    assert!((500..ran + 1000).contains(&window), "{t}");
     assert!(t["message"].as_str().unwrap().contains("not held back by its limits"), "{t}");
 
     // Nothing else: the healthy exec says nothing.
