@@ -277,7 +277,21 @@ fn tracked_at(address: impl FnOnce() -> u64) -> Option<(u64, &'static mut ProbeS
 /// stack.
 #[inline(never)]
 fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN], drop_slot: u32) {
-    let sock = ProbeSock { connect: prober_header(kind::TCP_CONNECT, mode, comm), drop_slot, ..ProbeSock::default() };
+    // Built in a per-CPU room, not on the stack: there, with its copies,
+    // this frame took the raw state program past 512 bytes along its call
+    // chain on 6.1. A connect runs in its process's context, so nothing
+    // else on this CPU uses the room meanwhile.
+    let Some(room) = NEW_PROBE_SOCK.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot of a per-CPU array.
+    let sock = unsafe { &mut *room };
+    sock.connect = prober_header(kind::TCP_CONNECT, mode, comm);
+    sock.flags = 0;
+    sock.first_rx_len = 0;
+    sock.established_ts_ns = 0;
+    sock.first_rx_ts_ns = 0;
+    sock.drop_slot = drop_slot;
+    sock._pad = 0;
+    sock.rx_head = [0; tracer_common::RX_HEAD_LEN];
     // Its destination passes the drop hook's filter until it is answered
     // or closed. (An entry the LRU evicts, or one replaced in the map,
     // keeps its count: a stale slot costs a false candidate, never a
@@ -288,11 +302,11 @@ fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN], drop_slot: u32) {
             // A missed close left this address here: the new attempt
             // replaces it, as in the map.
             crate::drops::unwatch(&mut slot.sock);
-            slot.sock = sock;
+            slot.sock = *sock;
             return;
         }
         if slot.skaddr == 0 && claim_slot(&mut slot.claims) {
-            slot.sock = sock;
+            slot.sock = *sock;
             slot.skaddr = skaddr;
             crate::add_to_count(tracked_map::PROBE_SLOTS, 1);
             return;
@@ -300,8 +314,11 @@ fn track(skaddr: u64, mode: u8, comm: [u8; TASK_COMM_LEN], drop_slot: u32) {
     }
     // An existing key is the address of a socket whose close was missed: a
     // new attempt replaces it.
-    insert_counted(&PROBE_SOCKS, tracked_map::PROBE_SOCKS, &skaddr, &sock);
+    insert_counted(&PROBE_SOCKS, tracked_map::PROBE_SOCKS, &skaddr, sock);
 }
+
+#[map]
+static NEW_PROBE_SOCK: PerCpuArray<ProbeSock> = PerCpuArray::with_max_entries(1, 0);
 
 /// Makes the socket's reply visible to the IPVS hook. Without a source port
 /// (tracepoint path before the port is bound) there is nothing to match;
