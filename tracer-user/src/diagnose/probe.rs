@@ -462,10 +462,11 @@ impl<N: NodeView> ProbeCorrelator<N> {
         // queue are dropped, with a reason only since 5.17 (and the
         // prober thinks it is connected).
         let overflow = (!p.request_acked).then(|| queue.as_ref().and_then(overflow_evidence)).flatten();
-        // A connection never accepted is the application's, whatever its
-        // CPU: the limits are no explanation then.
+        // A connection never accepted is the application's; when its
+        // container was throttled for most of the window, the throttling
+        // is why its accept loop did not run, and leads.
         let never_accepted = p.request_acked && queue.as_ref().is_some_and(|q| q.probe_waiting);
-        let limits = (p.request_acked && !never_accepted).then(|| cpu.explanation()).flatten();
+        let limits = p.request_acked.then(|| cpu.explanation()).flatten();
         // The container's limits lead when they explain a request that
         // reached it; the network's drops lead otherwise.
         let why = match (died, overflow, limits) {
