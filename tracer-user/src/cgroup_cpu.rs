@@ -192,6 +192,11 @@ pub fn serving(addr: IpAddr, port: u16) -> Option<ServingCgroup> {
             .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str())));
         holds.then_some(pid)
     })?;
+    cgroup_of_pid(pid)
+}
+
+/// Where a live process's cgroup keeps its CPU counters.
+pub fn cgroup_of_pid(pid: u32) -> Option<ServingCgroup> {
     cgroup_of(pid, &fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?, Path::new("/sys/fs/cgroup"))
 }
 

@@ -269,7 +269,7 @@ impl HostView for ProcHost {
     }
 
     fn cpu_of(&self, pid: u32, _now_ns: u64) -> Option<(ServingCgroup, CpuReading)> {
-        let cgroup = cgroup_cpu::cgroup_of(pid, &fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?, Path::new("/sys/fs/cgroup"))?;
+        let cgroup = cgroup_cpu::cgroup_of_pid(pid)?;
         let reading = cgroup_cpu::read(&cgroup)?;
         Some((cgroup, reading))
     }

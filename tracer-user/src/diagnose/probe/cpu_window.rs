@@ -146,8 +146,8 @@ impl CpuSampler {
         let Some(before) = t.samples.iter().rev().find(|s| s.ts_ns <= start_ns) else {
             return CpuWindow::Unmeasured("no_sample_before_the_probe", path());
         };
-        let after = node.cpu_reading(cgroup, end_ns).or_else(|| t.samples.back().copied());
-        let Some(after) = after.filter(|a| a.ts_ns > before.ts_ns && same_life(before, a)) else {
+        // `between` says cgroup_gone for a reading of another life.
+        let Some(after) = node.cpu_reading(cgroup, end_ns).or_else(|| t.samples.back().copied()) else {
             return CpuWindow::Unmeasured("cgroup_gone", path());
         };
         CpuWindow::between(cgroup, before, &after)
