@@ -8,6 +8,11 @@ mod vm;
 use std::{
     path::{Path, PathBuf},
     process::{Command, ExitCode},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
     time::Duration,
 };
 
@@ -40,6 +45,11 @@ enum Task {
         skip_vm: bool,
         #[arg(long)]
         skip_bare: bool,
+        /// How many kernels' VMs run at once. A guest's suite is mostly
+        /// one process at a time waiting on probes' timeouts, so on two
+        /// cores three guests side by side take little longer than one.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=8))]
+        vm_jobs: u64,
         #[command(flatten)]
         vm: VmArgs,
     },
@@ -127,7 +137,7 @@ fn run_task(task: Task) -> Result<()> {
     match task {
         Task::Setup { kernels } => setup::setup(&kernels),
         Task::Build => build(),
-        Task::Test { skip_vm, skip_bare, vm } => test(skip_vm, skip_bare, &vm),
+        Task::Test { skip_vm, skip_bare, vm_jobs, vm } => test(skip_vm, skip_bare, vm_jobs as usize, &vm),
         Task::VmTest { vm, filter } => {
             let counts = vm_test(&vm, &filter)?;
             eprintln!("xtask: {} passed, {} failed", counts.0, counts.1);
@@ -217,7 +227,7 @@ fn captured(cmd: &mut Command) -> Result<(bool, String)> {
     Ok((out.status.success(), text))
 }
 
-fn test(skip_vm: bool, skip_bare: bool, vm: &VmArgs) -> Result<()> {
+fn test(skip_vm: bool, skip_bare: bool, vm_jobs: usize, vm: &VmArgs) -> Result<()> {
     let mut totals = (0u64, 0u64);
     let mut stages: Vec<(String, bool)> = Vec::new();
     let mut add = |t: (u64, u64)| {
@@ -257,9 +267,15 @@ fn test(skip_vm: bool, skip_bare: bool, vm: &VmArgs) -> Result<()> {
                 Some(k) => vec![k.clone()],
                 None => setup::cached_kernels()?,
             };
-            for kernel in kernels {
+            build()?;
+            let bins = e2e_binaries()?;
+            step(&format!("VM e2e on {} kernels, {} at a time", kernels.len(), vm_jobs.min(kernels.len())));
+            let results = on_each(&kernels, vm_jobs, |kernel| {
                 let one = VmArgs { kernel: Some(kernel.clone()), ..vm.clone() };
-                let ok = match vm_test(&one, &[]) {
+                run_vm_suite(&one, &bins, &[])
+            });
+            for (kernel, result) in kernels.into_iter().zip(results) {
+                let ok = match result {
                     Ok(c) => {
                         add(c);
                         true
@@ -319,9 +335,33 @@ fn print_hook_table() {
     }
 }
 
+/// `f` of each item, at most `jobs` at a time, in the items' order.
+fn on_each<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    results.lock().unwrap()[i] = Some(r);
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap().into_iter().map(|r| r.expect("every item ran")).collect()
+}
+
 fn vm_test(vm: &VmArgs, filter: &[String]) -> Result<(u64, u64)> {
     build()?;
     let bins = e2e_binaries()?;
+    run_vm_suite(vm, &bins, filter)
+}
+
+/// The e2e binaries `bins` (built) in one guest of `vm.kernel`.
+fn run_vm_suite(vm: &VmArgs, bins: &[PathBuf], filter: &[String]) -> Result<(u64, u64)> {
     // One test per process, each timed, so a log says where a slow suite
     // goes; the slowest are listed last.
     let mut body = String::from(
@@ -337,7 +377,7 @@ run_each() {
 }
 "#,
     );
-    for bin in &bins {
+    for bin in bins {
         body.push_str(&format!("run_each {} {}\n", bin.display(), filter.join(" ")));
     }
     body.push_str("echo 'xtask: the slowest tests:'; sort -rn \"$times\" | head -15 | sed 's/^/xtask:   /'\n");

@@ -139,7 +139,7 @@ fn boot(root: &Path, kernel: Option<&str>, name: &str, body: &str, timeout: Dura
     }
     // Read once more: a guest that panicked exited before the loop looked.
     let console = read_console();
-    eprintln!("    VM finished in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!("    the {release} VM finished in {:.0} s", started.elapsed().as_secs_f64());
     let output = fs::read_to_string(&log).unwrap_or_default();
     let status = match fs::read_to_string(&status_file) {
         Ok(s) => s.trim().parse().unwrap_or(1),
