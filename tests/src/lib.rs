@@ -289,21 +289,6 @@ impl Output {
         self.lines.iter().filter(|l| !RECORDS.contains(&l["kind"].as_str().unwrap_or(""))).collect()
     }
 
-    /// Whether the kernel refused the raw state program for the stack
-    /// along its call chain, so that the state hook fell back to the
-    /// classic tracepoint. 6.1's verifier does (544 bytes over three calls
-    /// since this round's kernel work): a known regression, reported by
-    /// `check`, that these tests name rather than hide.
-    pub fn raw_state_refused_for_stack(&self) -> bool {
-        let started = self.only("tracer_started");
-        started["hooks"].as_array().into_iter().flatten().filter(|h| h["hook"] == "tcp_state").any(|h| {
-            h["mode"] == "tracepoint"
-                && h["tried"].as_array().into_iter().flatten().any(|t| {
-                    t["mode"] == "raw_tracepoint" && t["error"].as_str().is_some_and(|e| e.contains("combined stack size"))
-                })
-        })
-    }
-
     /// The attach mode `tracer_started` reported for `hook`.
     pub fn hook_mode(&self, hook: &str) -> String {
         self.hook_field(hook, "mode")

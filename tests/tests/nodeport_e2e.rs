@@ -319,23 +319,6 @@ fn healthy_refused_and_timed_out_probes_are_classified() {
 #[ignore = "e2e: needs root; run by cargo xtask test"]
 fn probes_are_classified_on_untyped_raw_tracepoints() {
     let out = probe_the_plain_pod(&["--allow-mode", "raw_tracepoint,tracepoint,inferred"]);
-    // Where the kernel refuses the raw state program for its stack (6.1,
-    // a known regression), the classic tracepoint takes the hook.
-    if out.raw_state_refused_for_stack() {
-        // The other hooks keep their raw programs; resets are their own
-        // raw tracepoint's, as the classic state hook reads no sk_err.
-        for (hook, mode) in [
-            ("tcp_state", "tracepoint"),
-            ("tcp_connect", "tracepoint"),
-            ("tcp_retransmit", "raw_tracepoint"),
-            ("tcp_receive_reset", "raw_tracepoint"),
-        ] {
-            assert_eq!(out.hook_mode(hook), mode, "{hook}: {}", out.dump());
-        }
-        assert_eq!(out.hook_target("tcp_receive_reset"), "tcp_receive_reset", "{}", out.dump());
-        assert_classified(&out);
-        return;
-    }
     assert_modes_and_classified(&out, "raw_tracepoint", "inet_sock_set_state");
 }
 

@@ -110,10 +110,7 @@ fn probes_that_connect_and_then_fail_are_diagnosed_by_phase() {
     probe_every_case(&scenario);
     let out = tracer.stop();
     assert_eq!(out.hook_mode("tcp_recvmsg"), "raw_tracepoint", "{}", out.dump());
-    // 6.1 refuses the raw state program for its stack (a known regression):
-    // the classic tracepoint takes the hook.
-    let state = if out.raw_state_refused_for_stack() { "tracepoint" } else { "raw_tracepoint" };
-    assert_eq!(out.hook_mode("tcp_state"), state, "{}", out.dump());
+    assert_eq!(out.hook_mode("tcp_state"), "raw_tracepoint", "{}", out.dump());
     assert_phase_verdicts(&out);
 }
 
