@@ -129,11 +129,18 @@ impl<H: HostView> Enricher<H> {
                 r.fields.insert("pod_uid".into(), json!(ids.pod_uid));
             }
             let container_id = r.field_str("container_id").map(str::to_string).or(ids.container_id);
+            let mut exec_probes: &[ProbeSpec] = &[];
             if let Some(c) = container_id.as_deref().and_then(|id| dir.container(id)) {
                 pod = Some((*c.pod).clone());
                 container = Some(c.name.clone());
+                exec_probes = dir.exec_probes_of(&c.pod.uid, &c.name);
             } else if let Some(p) = r.field_str("pod_uid").and_then(|uid| dir.pod_by_uid(uid)) {
                 pod = Some((**p).clone());
+            }
+            if let Some(command) = r.fields.get("command").and_then(|c| c.as_array()) {
+                let argv: Vec<&str> = command.iter().filter_map(|a| a.as_str()).collect();
+                let spec = exec_probes.iter().find(|s| s.command.iter().map(String::as_str).eq(argv.iter().copied()));
+                name_the_probe(r, spec);
             }
         }
         if let Some(p) = &pod {
@@ -174,9 +181,15 @@ impl<H: HostView> Enricher<H> {
 /// several, the one whose timeout the probe's elapsed time is nearest).
 fn add_probe_spec(r: &mut Report, specs: &[ProbeSpec]) {
     let elapsed = r.fields.get("elapsed_ms").and_then(|v| v.as_u64()).unwrap_or(0);
-    let Some(spec) = specs.iter().min_by_key(|s| (u64::from(s.timeout_s) * 1000).abs_diff(elapsed)) else {
-        // No spec (no API server, or not a probe of the pod's): the
-        // timeout is unknown, not guessed.
+    let spec = specs.iter().min_by_key(|s| (u64::from(s.timeout_s) * 1000).abs_diff(elapsed));
+    name_the_probe(r, spec);
+}
+
+/// The probe's fields and a bracket naming it, from its spec; without one
+/// (no API server, or not a probe of the pod's spec) `probe_type` and
+/// `timeout_s` are null on a verdict: unknown, not guessed.
+fn name_the_probe(r: &mut Report, spec: Option<&ProbeSpec>) {
+    let Some(spec) = spec else {
         if r.is_verdict() {
             r.fields.insert("probe_type".into(), json!(null));
             r.fields.insert("timeout_s".into(), json!(null));
@@ -264,6 +277,24 @@ mod tests {
         assert_eq!((r.fields["probe_type"].as_str(), r.fields["timeout_s"].as_u64()), (Some("liveness"), Some(1)));
         assert_eq!((r.fields["period_s"].as_u64(), r.fields["failure_threshold"].as_u64()), (Some(10), Some(3)));
         assert!(r.message.contains("[liveness probe of container app: timeoutSeconds 1"), "{}", r.message);
+    }
+
+    #[test]
+    fn an_exec_verdict_names_the_exec_probe_whose_command_it_ran() {
+        let e = Enricher::new(directory(), StaticHost::default());
+        let timeout = |argv: &[&str]| report("exec_probe_timeout").with("container_id", "ab".repeat(32)).with("command", json!(argv));
+        let mut r = timeout(&["/bin/sh", "-c", "test -e /tmp/ready"]);
+        let event = e.enrich(&mut r).unwrap();
+        assert_eq!(event.reason, "ExecProbeTimeout");
+        assert_eq!((r.fields["probe_type"].as_str(), r.fields["timeout_s"].as_u64()), (Some("readiness"), Some(5)));
+        assert_eq!((r.fields["period_s"].as_u64(), r.fields["failure_threshold"].as_u64()), (Some(15), Some(2)));
+        assert!(r.message.contains("[readiness probe of container app: timeoutSeconds 5, periodSeconds 15, failureThreshold 2]"), "{}", r.message);
+        // Another command in the same container (a `kubectl exec`, say) is
+        // no probe of the spec's: the timeout is unknown.
+        let mut r = timeout(&["/bin/sh", "-c", "test -e /tmp/ready", "extra"]);
+        e.enrich(&mut r);
+        assert!(r.fields["probe_type"].is_null() && r.fields["timeout_s"].is_null(), "{:?}", r.fields);
+        assert_eq!(r.fields["pod"], "web-7d9f8b6c5-x2x4q");
     }
 
     #[test]

@@ -635,7 +635,7 @@ impl<H: HostView> ExecCorrelator<H> {
             "{} exec into {target} started its command, but {}; the exec itself succeeded, and the command's own error (a shell's \"can't fork\") names no limit",
             inv.started.comm, r.message
         );
-        Some(r.with("exec_command", true).message(message))
+        Some(r.with("exec_command", true).with("command", json!(x.argv)).message(message))
     }
 
     /// The command an exec started exited: killed with SIGKILL by what

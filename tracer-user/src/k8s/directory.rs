@@ -1,12 +1,13 @@
 //! What the API server says about this node's pods and the cluster's
 //! NodePorts, indexed the ways a verdict looks things up: by pod UID (from a
 //! cgroup), by container ID (from a cgroup or runc's container name), by pod
-//! IP (a probe's destination) and by NodePort (an IPVS virtual service).
+//! IP (a probe's destination) and by NodePort (an IPVS virtual service);
+//! and the pods' probes, by address and port or by container.
 //! Pure data: built from typed API lists, unit-tested without a cluster.
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe, Service};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
@@ -28,16 +29,18 @@ pub struct ServiceInfo {
     pub name: String,
 }
 
-/// A network probe in a pod's spec (HTTP, TCP or gRPC), with the
-/// kubelet's defaults filled in.
+/// A probe in a pod's spec, with the kubelet's defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSpec {
     pub container: String,
     /// `liveness`, `readiness`, `startup`.
     pub probe_type: &'static str,
-    /// `http`, `tcp`, `grpc`.
+    /// `http`, `tcp`, `grpc`, `exec`.
     pub handler: &'static str,
     pub path: Option<String>,
+    /// An exec probe's command (the argv the runtime starts in the
+    /// container); empty for network probes.
+    pub command: Vec<String>,
     pub timeout_s: u32,
     pub period_s: u32,
     pub failure_threshold: u32,
@@ -45,6 +48,11 @@ pub struct ProbeSpec {
 
 /// Probes indexed per pod, at most (a spec is the tenant's to write).
 const PROBES_PER_POD_MAX: usize = 64;
+/// An exec probe's command longer than this (arguments, bytes) is not
+/// indexed: the tenant writes it, and the runtime's argv as the tracer
+/// reads it is shorter.
+const EXEC_COMMAND_ARGS_MAX: usize = 64;
+const EXEC_COMMAND_BYTES_MAX: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct Directory {
@@ -54,6 +62,8 @@ pub struct Directory {
     by_nodeport: HashMap<u16, ServiceInfo>,
     /// Network probes by the pod's address and the probe's port.
     probes: HashMap<(IpAddr, u16), Vec<ProbeSpec>>,
+    /// Exec probes by the pod's UID and the container's name.
+    exec_probes: HashMap<(String, String), Vec<ProbeSpec>>,
 }
 
 impl Directory {
@@ -69,7 +79,10 @@ impl Directory {
             let meta = &pod.metadata;
             let (Some(name), Some(uid)) = (meta.name.clone(), meta.uid.clone()) else { continue };
             let info = Arc::new(PodInfo { namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()), name, uid: uid.clone() });
-            d.by_uid.insert(uid, info.clone());
+            d.by_uid.insert(uid.clone(), info.clone());
+            for spec in pod.spec.as_ref().map(exec_probe_specs).unwrap_or_default() {
+                d.exec_probes.entry((uid.clone(), spec.container.clone())).or_default().push(spec);
+            }
             let Some(status) = &pod.status else { continue };
             // A host-network pod has the node's address: an IP would name
             // every such pod at once, so it names none.
@@ -130,10 +143,53 @@ impl Directory {
     pub fn probes_at(&self, ip: IpAddr, port: u16) -> &[ProbeSpec] {
         self.probes.get(&(ip, port)).map_or(&[], Vec::as_slice)
     }
+
+    /// The exec probes of container `container` (its name) of pod `pod_uid`.
+    pub fn exec_probes_of(&self, pod_uid: &str, container: &str) -> &[ProbeSpec] {
+        self.exec_probes.get(&(pod_uid.to_string(), container.to_string())).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The kubelet's defaults for a probe's numbers (a zero or negative value
+/// is the default too, as the API server's defaulting leaves it).
+fn probe_spec(container: &str, probe_type: &'static str, handler: &'static str, p: &Probe) -> ProbeSpec {
+    let positive = |v: Option<i32>, default: u32| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0).unwrap_or(default);
+    ProbeSpec {
+        container: container.to_string(),
+        probe_type,
+        handler,
+        path: p.http_get.as_ref().and_then(|h| h.path.clone()),
+        command: Vec::new(),
+        timeout_s: positive(p.timeout_seconds, 1),
+        period_s: positive(p.period_seconds, 10),
+        failure_threshold: positive(p.failure_threshold, 3),
+    }
+}
+
+fn probes_of(c: &Container) -> [(&'static str, &Option<Probe>); 3] {
+    [("liveness", &c.liveness_probe), ("readiness", &c.readiness_probe), ("startup", &c.startup_probe)]
+}
+
+/// A pod spec's exec probes, their commands bounded.
+fn exec_probe_specs(spec: &PodSpec) -> Vec<ProbeSpec> {
+    let mut out = Vec::new();
+    for c in &spec.containers {
+        for (probe_type, probe) in probes_of(c) {
+            let Some((p, command)) = probe.as_ref().and_then(|p| Some((p, p.exec.as_ref()?.command.as_ref()?))) else { continue };
+            if command.is_empty() || command.len() > EXEC_COMMAND_ARGS_MAX || command.iter().map(String::len).sum::<usize>() > EXEC_COMMAND_BYTES_MAX {
+                continue;
+            }
+            out.push(ProbeSpec { command: command.clone(), ..probe_spec(&c.name, probe_type, "exec", p) });
+            if out.len() >= PROBES_PER_POD_MAX {
+                return out;
+            }
+        }
+    }
+    out
 }
 
 /// A pod spec's network probes by port, named ports resolved.
-fn probe_specs(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<(u16, ProbeSpec)> {
+fn probe_specs(spec: &PodSpec) -> Vec<(u16, ProbeSpec)> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let mut out = Vec::new();
     for c in &spec.containers {
@@ -144,28 +200,19 @@ fn probe_specs(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<(u16, ProbeSpe
             IntOrString::Int(n) => u16::try_from(*n).ok(),
             IntOrString::String(name) => named(name),
         };
-        for (probe_type, probe) in [("liveness", &c.liveness_probe), ("readiness", &c.readiness_probe), ("startup", &c.startup_probe)] {
+        for (probe_type, probe) in probes_of(c) {
             let Some(p) = probe else { continue };
-            let (handler, port, path) = if let Some(h) = &p.http_get {
-                ("http", port_of(&h.port), h.path.clone())
+            let (handler, port) = if let Some(h) = &p.http_get {
+                ("http", port_of(&h.port))
             } else if let Some(t) = &p.tcp_socket {
-                ("tcp", port_of(&t.port), None)
+                ("tcp", port_of(&t.port))
             } else if let Some(g) = &p.grpc {
-                ("grpc", u16::try_from(g.port).ok(), None)
+                ("grpc", u16::try_from(g.port).ok())
             } else {
                 continue;
             };
             let Some(port) = port else { continue };
-            let positive = |v: Option<i32>, default: u32| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0).unwrap_or(default);
-            out.push((port, ProbeSpec {
-                container: c.name.clone(),
-                probe_type,
-                handler,
-                path,
-                timeout_s: positive(p.timeout_seconds, 1),
-                period_s: positive(p.period_seconds, 10),
-                failure_threshold: positive(p.failure_threshold, 3),
-            }));
+            out.push((port, probe_spec(&c.name, probe_type, handler, p)));
             if out.len() >= PROBES_PER_POD_MAX {
                 return out;
             }
@@ -215,6 +262,34 @@ mod tests {
         assert_eq!((p.probe_type, p.handler, p.path.as_deref(), p.container.as_str()), ("liveness", "http", Some("/healthz"), "app"));
         assert_eq!((p.timeout_s, p.period_s, p.failure_threshold), (1, 10, 3));
         assert!(d.probes_at("10.200.1.2".parse().unwrap(), 9090).is_empty());
+    }
+
+    #[test]
+    fn indexes_exec_probes_by_container_with_their_commands() {
+        let d = sample();
+        let probes = d.exec_probes_of("0a1b2c3d-1111-2222-3333-444455556666", "app");
+        assert_eq!(probes.len(), 1);
+        let p = &probes[0];
+        assert_eq!((p.probe_type, p.handler, p.command.as_slice()), ("readiness", "exec", ["/bin/sh", "-c", "test -e /tmp/ready"].map(String::from).as_slice()));
+        assert_eq!((p.timeout_s, p.period_s, p.failure_threshold), (5, 15, 2));
+        assert!(d.exec_probes_of("0a1b2c3d-1111-2222-3333-444455556666", "sidecar").is_empty());
+        // Not a network probe on any port.
+        assert_eq!(d.probes_at("10.200.1.2".parse().unwrap(), 8080).len(), 1);
+    }
+
+    #[test]
+    fn a_tenants_oversized_exec_command_is_not_indexed() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {"containers": [{"name": "c",
+                "livenessProbe": {"exec": {"command": ["sh", "-c", "x".repeat(EXEC_COMMAND_BYTES_MAX)]}}},
+                {"name": "d", "livenessProbe": {"exec": {"command": vec!["a"; EXEC_COMMAND_ARGS_MAX + 1]}}},
+                {"name": "e", "livenessProbe": {"exec": {"command": ["true"]}}}]}
+        }))
+        .unwrap();
+        let d = Directory::new(&[pod], &[]);
+        assert!(d.exec_probes_of("u", "c").is_empty() && d.exec_probes_of("u", "d").is_empty());
+        assert_eq!(d.exec_probes_of("u", "e")[0].timeout_s, 1, "the kubelet's default");
     }
 
     #[test]
