@@ -12,10 +12,26 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
-use tests::{Scenario, Tracer};
+use serde_json::{Value, json};
+use tests::{Scenario, Tracer, fake_api::FakeApiServer};
 
 const POD_UID: &str = "0a1b2c3d-1111-2222-3333-444455556666";
+
+/// The pod as the API server lists it: the probed container's exec
+/// liveness probe is the command the test times out, so its verdict names
+/// the probe (`probe_type`, `timeout_s`).
+fn pod_list() -> Value {
+    let status = |name: &str, pair: &str| {
+        json!({"name": name, "ready": true, "restartCount": 0, "image": name, "imageID": name, "containerID": format!("containerd://{}", id(pair))})
+    };
+    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [{
+        "metadata": {"name": "exec-0", "namespace": "shop", "uid": POD_UID},
+        "spec": {"nodeName": "node-1", "containers": [
+            {"name": "app", "livenessProbe": {"exec": {"command": ["/bin/sleep", "30"]}, "timeoutSeconds": 1, "periodSeconds": 10, "failureThreshold": 3}},
+            {"name": "stopped"}]},
+        "status": {"phase": "Running", "podIP": "10.200.7.2", "containerStatuses": [status("app", "c0"), status("stopped", "d1")]}
+    }]})
+}
 
 fn id(pair: &str) -> String {
     pair.repeat(32)
@@ -40,11 +56,14 @@ const HELD_WAIT: Duration = Duration::from_secs(7);
 
 #[test]
 #[ignore = "e2e: needs root, containerd and runc; run by cargo xtask test"]
-fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
+fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     let scenario = Scenario::up("containerd");
     // Killed before the tracer starts: only the runtime's state tells.
     assert_eq!(scenario.trigger(&["stop", "early"]), "STOPPED");
-    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000"]);
+    let api = FakeApiServer::start("node-1", pod_list(), json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {}, "items": []}));
+    let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000", "--kube-api", &api.url, "--node-name", "node-1", "--emit-events"]);
+    // The pod list is read in the background: give it its first read.
+    thread::sleep(Duration::from_secs(2));
     assert_eq!(scenario.trigger(&["healthy"]), "0");
     assert_ne!(scenario.trigger(&["missing"]), "0", "exec of a missing binary must fail");
     assert_eq!(scenario.trigger(&["stop"]), "STOPPED");
@@ -53,6 +72,9 @@ fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     // An exec probe past its timeout (1 s): its command SIGKILLed through
     // the shim, as containerd does when ExecSync's timeout expires.
     assert_eq!(scenario.trigger(&["exec-timeout"]), "137", "the exec of sleep 30 is killed");
+    // The same probe, its container throttled at 0.01 CPU by a busy loop
+    // of its own while the command runs.
+    assert_eq!(scenario.trigger(&["exec-timeout-throttled"]), "137", "the throttled exec of sleep 30 is killed");
     // The probe's own command cannot fork at the pod's pids limit; it is
     // held, the pod full, until the tracer has stopped.
     let command_pids = scenario.trigger(&["command-pids"]);
@@ -120,8 +142,8 @@ fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
 
     // The killed exec: its command, how long it ran, and who killed it.
     let timeouts = with(&out, "exec_probe_timeout", &probe);
-    assert_eq!(timeouts.len(), 1, "{}", out.dump());
-    let t = timeouts[0];
+    assert_eq!(timeouts.len(), 2, "{}", out.dump());
+    let (t, throttled) = (timeouts[0], timeouts[1]);
     names_the_pod(t, &probe);
     assert_eq!((t["comm"].as_str(), t["subcommand"].as_str()), (Some("sleep"), Some("exec")), "{t}");
     assert_eq!(t["command"], serde_json::json!(["/bin/sleep", "30"]), "{t}");
@@ -137,8 +159,28 @@ fn exec_probes_through_containerds_shim_name_the_container_and_the_pod() {
     let window = t["cpu_window_ms"].as_u64().unwrap();
     assert!((500..ran + 1000).contains(&window), "{t}");
     assert!(t["message"].as_str().unwrap().contains("not held back by its limits"), "{t}");
+    // The probe it is, from the pod's spec, matched by its command.
+    assert_eq!((t["pod"].as_str(), t["container"].as_str()), (Some("exec-0"), Some("app")), "{t}");
+    assert_eq!((t["probe_type"].as_str(), t["timeout_s"].as_u64(), t["failure_threshold"].as_u64()), (Some("liveness"), Some(1), Some(3)), "{t}");
+    assert!(t["message"].as_str().unwrap().contains("[liveness probe of container app: timeoutSeconds 1"), "{t}");
+
+    // The throttled one: blamed on the container's limit, measured over
+    // the command's life (the limit came once it ran).
+    names_the_pod(throttled, &probe);
+    assert_eq!((throttled["cpu_measured"].as_str(), throttled["cpu_limit"].as_f64()), (Some("sampled"), Some(0.01)), "{throttled}");
+    let (periods, throttled_periods) = (throttled["cpu_periods"].as_u64().unwrap(), throttled["cpu_throttled_periods"].as_u64().unwrap());
+    assert!(periods > 0 && throttled_periods * 10 >= periods * 8, "throttled in most periods: {throttled}");
+    let m = throttled["message"].as_str().unwrap();
+    assert!(m.contains("its container was CPU-throttled in") && m.contains("at a limit of 0.01 CPU: raise resources.limits.cpu"), "{m}");
+    assert_eq!(throttled["probe_type"], "liveness", "{throttled}");
+
+    // The command that could not fork is no probe of the spec's.
+    assert!(f["probe_type"].is_null() && f["timeout_s"].is_null(), "{f}");
+    // Each verdict about the pod became an Event on it.
+    let reasons: Vec<String> = api.events().iter().filter_map(|e| e["reason"].as_str().map(String::from)).collect();
+    assert!(reasons.iter().any(|r| r == "ExecProbeTimeout"), "{reasons:?}");
 
     // Nothing else: the healthy exec says nothing.
-    assert_eq!(out.verdicts().len(), 6, "{}", out.dump());
+    assert_eq!(out.verdicts().len(), 7, "{}", out.dump());
     assert_eq!(out.only("summary")["lost_events"], 0);
 }

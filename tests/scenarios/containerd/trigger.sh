@@ -19,6 +19,10 @@
 #                  the exec's exit code (2)
 #   exec-timeout [S]  an exec of sleep 30 SIGKILLed through the shim after
 #                  S (1) seconds, as containerd does at an exec's timeout
+#   exec-timeout-throttled  the same, the container at a CPU limit of 0.01
+#                  and a busy loop of its own eating it while the command
+#                  runs (applied once the command runs: runc init under
+#                  that limit takes seconds); the limit and the loop go after
 #   runtime-pids   containerd's cgroup (the shims') at its pids limit
 #   crun-up        start the crun container (ctr --runc-binary crun); crun
 #                  refuses cgroup v1 hybrid hosts whose v2 tree holds a
@@ -128,6 +132,40 @@ exec-timeout)
     wait "$ctr"
     echo $?
     ;;
+exec-timeout-throttled)
+    if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+        quota="/sys/fs/cgroup/$POD_CGROUP/$PROBE_ID/cpu.max" limited="1000 100000" unlimited="max 100000"
+    else
+        cpu=/sys/fs/cgroup/cpu,cpuacct
+        [ -d "$cpu/$POD_CGROUP" ] || cpu=/sys/fs/cgroup/cpu
+        quota="$cpu/$POD_CGROUP/$PROBE_ID/cpu.cfs_quota_us" limited=1000 unlimited=-1
+    fi
+    [ -e "$quota" ] || { echo "no CPU quota file $quota" >&2; exit 1; }
+    bid="busy-$RANDOM$RANDOM" eid="probe-$RANDOM$RANDOM"
+    ctr_ task exec --exec-id "$bid" "$PROBE_ID" /bin/sh -c 'while :; do :; done' </dev/null >>"$CTRD_DIR/exec.log" 2>&1 &
+    busy=$!
+    ctr_ task exec --exec-id "$eid" "$PROBE_ID" /bin/sleep 30 </dev/null >>"$CTRD_DIR/exec.log" 2>&1 &
+    ctr=$!
+    # Until both run: init and command named sleep, and the loop's shell.
+    c="$pr/$POD_CGROUP/$PROBE_ID"
+    for _ in $(seq 600); do
+        comms=$(cat $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null)
+        [ "$(cat "$c/pids.current")" = 3 ] && [ "$(grep -cx sleep <<<"$comms")" = 2 ] && grep -qx sh <<<"$comms" && break
+        sleep 0.1
+    done
+    echo "$limited" >"$quota"
+    sleep "${2:-2}"
+    ctr_ task kill --exec-id "$eid" -s SIGKILL "$PROBE_ID" >>"$CTRD_DIR/exec.log" 2>&1
+    wait "$ctr"
+    rc=$?
+    echo "$unlimited" >"$quota"
+    # From here, not by the shim: the loop is no probe the runtime killed.
+    for p in $(cat "$c/cgroup.procs"); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = sh ] && kill -KILL "$p"
+    done
+    wait "$busy"
+    echo $rc
+    ;;
 runtime-pids)
     # Every shim runs in containerd's cgroup: at its limit, the shim's own
     # fork of runc (or runc's of runc init) fails before the container is
@@ -143,7 +181,7 @@ hostpid)
     echo $?
     ;;
 *)
-    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|exec-timeout [S]|runtime-pids|hostpid [N]" >&2
+    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|exec-timeout [S]|exec-timeout-throttled [S]|runtime-pids|hostpid [N]" >&2
     exit 2
     ;;
 esac
