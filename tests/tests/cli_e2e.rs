@@ -136,7 +136,7 @@ fn check_text_explains_each_refused_mechanism_once() {
 /// this run's, and this run's must be gone once it stops.
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
-fn the_ready_file_exists_only_while_attached() {
+fn one_vm_the_ready_file_exists_only_while_attached() {
     let dir = std::env::temp_dir().join(format!("probe-tracer-ready-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -33,7 +33,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 #[ignore = "e2e: needs root and runc; run by cargo xtask test"]
-fn daemon_serves_health_and_metrics_and_stops_on_sigterm() {
+fn one_vm_daemon_serves_health_and_metrics_and_stops_on_sigterm() {
     let scenario = Scenario::up("runc");
     // The API server knows the scenario's container (runc's name for it is
     // the CRI container ID) as container "app" of pod shop/web-....

@@ -44,7 +44,7 @@ fn pod_list() -> Value {
 ///   must send that slow answer's record, not count it).
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
-fn a_probe_starved_by_its_containers_cpu_limit_is_blamed_on_it_and_named_from_the_pods_spec() {
+fn one_vm_a_probe_starved_by_its_containers_cpu_limit_is_blamed_on_it_and_named_from_the_pods_spec() {
     let scenario = Scenario::up("limits");
     let api = FakeApiServer::start("node-1", pod_list(), json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {}, "items": []}));
     // Probes only: the exec group's programs would add minutes of attach

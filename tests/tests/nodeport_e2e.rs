@@ -704,7 +704,7 @@ fn a_simultaneous_open_is_followed_to_established() {
 /// seen and those before and after are.
 #[test]
 #[ignore = "e2e: needs root; run by cargo xtask test"]
-fn pause_signals_detach_the_programs_and_attach_them_again() {
+fn one_vm_pause_signals_detach_the_programs_and_attach_them_again() {
     use std::net::TcpListener;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

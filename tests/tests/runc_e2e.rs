@@ -166,7 +166,7 @@ fn the_same_situations_with_the_fix_applied_produce_no_verdict() {
 /// failure is diagnosed and the fix run stays silent.
 #[test]
 #[ignore = "e2e: needs root and runc; run by cargo xtask test"]
-fn scenario_entry_point_reproduces_fork_eagain_by_name() {
+fn one_vm_scenario_entry_point_reproduces_fork_eagain_by_name() {
     let out = std::process::Command::new("bash")
         .arg(tests::root().join("vagrant/probe-tracer-scenario"))
         .arg("fork-eagain")
