@@ -92,14 +92,16 @@ struct OpenFiles {
     stat: fs::File,
     cpu_pressure: Option<fs::File>,
     memory_pressure: Option<fs::File>,
-    reads: u64,
+    /// When the limit was last read (monotonic ns; 0: never).
+    limit_read_ns: u64,
     cpu_limit: Option<f64>,
 }
 
 /// Cgroups kept open at once, at most (the sampler holds 64).
 const OPEN_MAX: usize = 128;
-/// The CPU limit is read again every this many samples.
-const LIMIT_EVERY: u64 = 10;
+/// The CPU limit is read again when older than this: a window's reading
+/// at its end must see a limit set (or resized in place) during it.
+const LIMIT_FRESH_NS: u64 = 500_000_000;
 
 fn read_at(file: &fs::File) -> Option<String> {
     use std::os::unix::fs::FileExt;
@@ -132,7 +134,7 @@ pub fn read(c: &ServingCgroup) -> Option<CpuReading> {
         }
         let stat = fs::File::open(c.cpu_dir.join("cpu.stat")).ok()?;
         let pressure = |name: &str| c.psi_dir.as_ref().and_then(|d| fs::File::open(d.join(name)).ok());
-        let files = OpenFiles { stat, cpu_pressure: pressure("cpu.pressure"), memory_pressure: pressure("memory.pressure"), reads: 0, cpu_limit: None };
+        let files = OpenFiles { stat, cpu_pressure: pressure("cpu.pressure"), memory_pressure: pressure("memory.pressure"), limit_read_ns: 0, cpu_limit: None };
         open.insert(c.cpu_dir.clone(), files);
     }
     let files = open.get_mut(&c.cpu_dir)?;
@@ -142,10 +144,10 @@ pub fn read(c: &ServingCgroup) -> Option<CpuReading> {
         open.remove(&c.cpu_dir);
         return None;
     };
-    if files.reads % LIMIT_EVERY == 0 {
+    if files.limit_read_ns == 0 || ts_ns.saturating_sub(files.limit_read_ns) >= LIMIT_FRESH_NS {
         files.cpu_limit = cpu_limit_of(c);
+        files.limit_read_ns = ts_ns;
     }
-    files.reads += 1;
     let pressure = |f: &Option<fs::File>| f.as_ref().and_then(read_at).and_then(|t| parse_pressure_some(&t));
     Some(CpuReading {
         ts_ns,

@@ -158,6 +158,8 @@ exec-timeout-throttled)
     ctr_ task kill --exec-id "$eid" -s SIGKILL "$PROBE_ID" >>"$CTRD_DIR/exec.log" 2>&1
     wait "$ctr"
     rc=$?
+    # The limit stays until the tracer has read it for the verdict.
+    sleep 2
     echo "$unlimited" >"$quota"
     # From here, not by the shim: the loop is no probe the runtime killed.
     for p in $(cat "$c/cgroup.procs"); do
