@@ -20,6 +20,28 @@ pub const FILENAME_LEN: usize = 128;
 /// the record is built in ring-buffer memory, never on the BPF stack.
 pub const ARGS_LEN: usize = 1024;
 
+/// TCP states (`include/net/tcp_states.h`): the values `/proc/net/tcp` and
+/// the `sock:inet_sock_set_state` tracepoint print, unchanged since Linux
+/// has had them. One definition for the kernel programs and userspace.
+pub mod tcp_state {
+    pub const TCP_ESTABLISHED: u8 = 1;
+    pub const TCP_SYN_SENT: u8 = 2;
+    pub const TCP_SYN_RECV: u8 = 3;
+    pub const TCP_FIN_WAIT1: u8 = 4;
+    pub const TCP_FIN_WAIT2: u8 = 5;
+    pub const TCP_TIME_WAIT: u8 = 6;
+    pub const TCP_CLOSE: u8 = 7;
+    pub const TCP_CLOSE_WAIT: u8 = 8;
+    pub const TCP_LAST_ACK: u8 = 9;
+    pub const TCP_LISTEN: u8 = 10;
+    pub const TCP_CLOSING: u8 = 11;
+    pub const TCP_NEW_SYN_RECV: u8 = 12;
+}
+
+/// Address families (`include/linux/socket.h`), as a tuple's `family`.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
 /// `kind` values of [`EventHeader`].
 pub mod kind {
     pub const TCP_CONNECT: u16 = 1;

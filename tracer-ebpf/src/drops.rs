@@ -15,7 +15,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    DROP_FILTER_BITS, DropEvent, IFNAMSIZ, NO_FIELD, ProbeSock, Tuple, drop_filter_slot, drop_filter_slot_v4, hook_mode, kind,
+    AF_INET, AF_INET6, DROP_FILTER_BITS, DropEvent, IFNAMSIZ, NO_FIELD, ProbeSock, Tuple, drop_filter_slot, drop_filter_slot_v4, hook_mode, kind,
     probe_sock,
 };
 
@@ -24,8 +24,6 @@ use crate::{config, header, read_kernel, reserve, submit, tcp, tp_read};
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const IPPROTO_TCP: u8 = 6;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 
 /// Tracked probes by destination slot ([`drop_filter_slot`]): how many
 /// go there now. Changed by atomic adds at track and untrack.

@@ -8,14 +8,13 @@
 //! reported.
 
 use aya_ebpf::{macros::kprobe, programs::ProbeContext};
-use tracer_common::{IpvsConnEvent, ReplyKey, hook_mode, kind};
+use tracer_common::{AF_INET6, IpvsConnEvent, ReplyKey, hook_mode, kind};
 
 use crate::{
     config, header, read_kernel, reserve, submit,
     tcp::{reply_owner, send_connect_owed, tracked},
 };
 
-const AF_INET6: u16 = 10;
 
 /// `struct ip_vs_conn *ip_vs_conn_new(const struct ip_vs_conn_param *p,
 ///   int dest_af, const union nf_inet_addr *daddr, __be16 dport, ...)`

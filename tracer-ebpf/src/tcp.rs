@@ -28,8 +28,9 @@ use aya_ebpf::{
 };
 use tracer_common::{
     DestKey, EventHeader, NO_FIELD, PROBE_OPEN_MAX_NS, ProbeSlot, ProbeSock, REPLY_SLOT_BITS, ReplyKey, SockTracepointOffsets,
-    TASK_COMM_LEN, TcpClosedEvent, TcpEvent, Tuple, drop_filter_slot, hook_mode, kind, probe_sock, setting as settings,
+    AF_INET6, TASK_COMM_LEN, TcpClosedEvent, TcpEvent, Tuple, drop_filter_slot, hook_mode, kind, probe_sock, setting as settings,
     slot_index,
+    tcp_state::{TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT},
 };
 
 use crate::{
@@ -37,14 +38,9 @@ use crate::{
     remove_counted, reserve, setting, submit, tp_read, tracked_map,
 };
 
-const AF_INET6: u16 = 10;
 /// An all-zero tuple to start a record from (a static, not a stack copy).
 static NO_TUPLE: Tuple = Tuple { family: 0, sport: 0, dport: 0, _pad: 0, saddr: [0; 16], daddr: [0; 16] };
 const IPPROTO_TCP: u16 = 6;
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_SYN_SENT: u8 = 2;
-const TCP_SYN_RECV: u8 = 3;
-const TCP_CLOSE: u8 = 7;
 const HTTP_PREFIX: [u8; 5] = *b"HTTP/";
 const ECONNRESET: i32 = 104;
 const ECONNREFUSED: i32 = 111;

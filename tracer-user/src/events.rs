@@ -9,13 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 use tracer_common::{
     ARGS_LEN, DropEvent, EventHeader, ExecEvent, NO_FIELD, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, RX_HEAD_LEN, SignalEvent,
-    SyscallFailedEvent, TcpClosedEvent, TcpEvent, Tuple, hook_mode, kind, probe_sock, read_record, role, syscall,
+    SyscallFailedEvent, TcpClosedEvent, TcpEvent, Tuple, AF_INET6, hook_mode, kind, probe_sock, read_record, role, syscall,
+    tcp_state::{TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_SYN_SENT},
 };
 
-const AF_INET6: u16 = 10;
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_SYN_SENT: u8 = 2;
-const TCP_CLOSE_WAIT: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -443,19 +440,20 @@ pub fn c_string(raw: &[u8]) -> String {
 
 /// TCP state names as in include/net/tcp_states.h.
 pub fn tcp_state_name(state: u8) -> &'static str {
+    use tracer_common::tcp_state::*;
     match state {
-        1 => "ESTABLISHED",
-        2 => "SYN_SENT",
-        3 => "SYN_RECV",
-        4 => "FIN_WAIT1",
-        5 => "FIN_WAIT2",
-        6 => "TIME_WAIT",
-        7 => "CLOSE",
-        8 => "CLOSE_WAIT",
-        9 => "LAST_ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        12 => "NEW_SYN_RECV",
+        TCP_ESTABLISHED => "ESTABLISHED",
+        TCP_SYN_SENT => "SYN_SENT",
+        TCP_SYN_RECV => "SYN_RECV",
+        TCP_FIN_WAIT1 => "FIN_WAIT1",
+        TCP_FIN_WAIT2 => "FIN_WAIT2",
+        TCP_TIME_WAIT => "TIME_WAIT",
+        TCP_CLOSE => "CLOSE",
+        TCP_CLOSE_WAIT => "CLOSE_WAIT",
+        TCP_LAST_ACK => "LAST_ACK",
+        TCP_LISTEN => "LISTEN",
+        TCP_CLOSING => "CLOSING",
+        TCP_NEW_SYN_RECV => "NEW_SYN_RECV",
         _ => "UNKNOWN",
     }
 }

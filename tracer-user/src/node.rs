@@ -352,7 +352,7 @@ pub fn parse_tcp_listeners(text: &str) -> Vec<Listener> {
 pub fn parse_tcp_listener_inodes(text: &str) -> Vec<(Listener, u64)> {
     parse_tcp_table(text)
         .into_iter()
-        .filter(|r| r.state == TCP_LISTEN_HEX)
+        .filter(|r| r.state == TCP_LISTEN)
         .map(|r| (Listener { addr: r.local.ip(), port: r.local.port() }, r.inode))
         .collect()
 }
@@ -369,9 +369,7 @@ pub struct TcpRow {
     pub inode: u64,
 }
 
-const TCP_LISTEN_HEX: u8 = 0x0a;
-const TCP_ESTABLISHED_HEX: u8 = 0x01;
-const TCP_CLOSE_WAIT_HEX: u8 = 0x08;
+use tracer_common::tcp_state::{TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_LISTEN};
 
 /// Every socket in a `/proc/net/tcp` or `tcp6`, whose addresses are
 /// printed as native-endian 32-bit words.
@@ -416,11 +414,11 @@ pub fn listen_queue_in(rows: &[TcpRow], dest: SocketAddr, peer: SocketAddr, over
     let reaches = |l: &SocketAddr| l.port() == dest.port() && (l.ip() == dest.ip() || l.ip().is_unspecified());
     let listener = rows
         .iter()
-        .filter(|r| r.state == TCP_LISTEN_HEX && reaches(&r.local))
+        .filter(|r| r.state == TCP_LISTEN && reaches(&r.local))
         // The exact address wins over a wildcard, as in the kernel's lookup.
         .max_by_key(|r| r.local.ip() == dest.ip())?;
     let probe_waiting = rows.iter().any(|r| {
-        r.local == dest && r.remote == peer && r.inode == 0 && matches!(r.state, TCP_ESTABLISHED_HEX | TCP_CLOSE_WAIT_HEX)
+        r.local == dest && r.remote == peer && r.inode == 0 && matches!(r.state, TCP_ESTABLISHED | TCP_CLOSE_WAIT)
     });
     Some(ListenQueue {
         listener: Listener { addr: listener.local.ip(), port: listener.local.port() },

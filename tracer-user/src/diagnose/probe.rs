@@ -37,12 +37,7 @@ use crate::{
     node::{IpvsService, ListenQueue, Listener, NodeView},
 };
 
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_SYN_SENT: u8 = 2;
-const TCP_SYN_RECV: u8 = 3;
-const TCP_FIN_WAIT1: u8 = 4;
-const TCP_CLOSE: u8 = 7;
-const TCP_CLOSE_WAIT: u8 = 8;
+use tracer_common::tcp_state::{TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_SYN_RECV, TCP_SYN_SENT};
 const ECONNRESET: i32 = 104;
 
 #[derive(Debug, Clone)]
