@@ -71,6 +71,9 @@ struct State {
     /// Answer lists whole, whatever `limit` asks (as a server that does
     /// not paginate would).
     ignore_limit: bool,
+    /// End every watch as soon as it starts (200, no event): a proxy or
+    /// server that cuts long requests.
+    close_watches: bool,
 }
 
 const PODS: &str = "/api/v1/pods";
@@ -100,6 +103,7 @@ impl FakeApiServer {
             epoch: 0,
             fail_events: false,
             ignore_limit: false,
+            close_watches: false,
         }));
         let (seen, shared) = (requests.clone(), state.clone());
         let node = node.to_string();
@@ -165,6 +169,11 @@ impl FakeApiServer {
 
     pub fn ignore_limit(&self, ignore: bool) {
         self.state.lock().unwrap().ignore_limit = ignore;
+    }
+
+    /// Watches end as soon as they start, from now on.
+    pub fn close_watches_at_once(&self, close: bool) {
+        self.state.lock().unwrap().close_watches = close;
     }
 
     fn change(&self, path: &'static str, mut obj: Value, delete: bool) {
@@ -275,9 +284,12 @@ fn serve(stream: TcpStream, node: &str, state: &Mutex<State>, seen: &Mutex<Vec<R
 fn watch(stream: &mut TcpStream, state: &Mutex<State>, path: &str, since: u64, visible: bool) -> std::io::Result<()> {
     write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")?;
     stream.flush()?;
-    let epoch = state.lock().unwrap().epoch;
+    let (epoch, close) = {
+        let s = state.lock().unwrap();
+        (s.epoch, s.close_watches)
+    };
     let mut sent = since;
-    loop {
+    while !close {
         let lines: Vec<String> = {
             let s = state.lock().unwrap();
             if s.epoch != epoch {

@@ -170,6 +170,24 @@ fn survives(fault: Fault) {
     });
 }
 
+/// A server (or a proxy before it) that ends every watch at once: each
+/// resource is watched again at most once a second, not in a loop as fast
+/// as the connection allows; the directory stays the listed one.
+#[test]
+fn watches_ended_at_once_are_started_again_at_most_once_a_second() {
+    let server = FakeApiServer::start("node-1", recorded("pods.json"), recorded("services.json"));
+    server.close_watches_at_once(true);
+    runtime().block_on(async {
+        let (dir, _watch) = follow(&server).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(dir.read().unwrap().pods(), 2);
+    });
+    for path in ["/api/v1/pods", "/api/v1/services"] {
+        let watches = server.watches(path).len();
+        assert!((2..=6).contains(&watches), "{watches} watches of {path} in about 4 s");
+    }
+}
+
 #[test]
 fn survives_5xx() {
     survives(Fault::Status(503));

@@ -82,7 +82,13 @@ impl Kube {
         // its answer is seen here, as is any other request's.
         let answered = Arc::new(Mutex::new(None));
         let note = tower::util::MapResponseLayer::new(noting(answered.clone()));
-        let client = kube::client::ClientBuilder::try_from(config).context("cannot build the Kubernetes client")?.with_layer(&note).build();
+        let client = kube::client::ClientBuilder::try_from(config)
+            .context("cannot build the Kubernetes client")?
+            .with_layer(&note)
+            // A handle to call later: the pacing layer holds a request back.
+            .with_layer(&tower::buffer::BufferLayer::new(64))
+            .with_layer(&super::pacing::WatchPacingLayer::default())
+            .build();
         Ok(Some(Kube { client, node: node_name(opts.node_name.as_deref()), answered }))
     }
 

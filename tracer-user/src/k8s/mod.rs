@@ -6,3 +6,4 @@
 pub mod cgroup;
 pub mod client;
 pub mod directory;
+pub mod pacing;
