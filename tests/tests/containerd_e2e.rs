@@ -75,6 +75,8 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     // The same probe, its container throttled at 0.01 CPU by a busy loop
     // of its own while the command runs.
     assert_eq!(scenario.trigger(&["exec-timeout-throttled"]), "137", "the throttled exec of sleep 30 is killed");
+    // A command that exits at once, leaving a child that holds its output.
+    assert_eq!(scenario.trigger(&["exec-output-held"]), "0", "the shell exits 0");
     // The probe's own command cannot fork at the pod's pids limit; it is
     // held, the pod full, until the tracer has stopped.
     let command_pids = scenario.trigger(&["command-pids"]);
@@ -174,6 +176,18 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     assert!(m.contains("its container was CPU-throttled in") && m.contains("at a limit of 0.01 CPU: raise resources.limits.cpu"), "{m}");
     assert_eq!(throttled["probe_type"], "liveness", "{throttled}");
 
+    // The shell that left its sleep holding its output: named with it.
+    let held = with(&out, "exec_probe_output_held", &probe);
+    assert_eq!(held.len(), 1, "{}", out.dump());
+    let h = held[0];
+    names_the_pod(h, &probe);
+    assert_eq!((h["comm"].as_str(), h["exit_code"].as_i64()), (Some("sh"), Some(0)), "{h}");
+    assert_eq!(h["command"], json!(["/bin/sh", "-c", "sleep 30 & echo started"]), "{h}");
+    assert_eq!(h["held_by_comm"], "sleep", "{h}");
+    assert!(matches!(h["held_fd"].as_u64(), Some(1 | 2)), "{h}");
+    assert!(h["message"].as_str().unwrap().contains("it left running still holds its"), "{h}");
+    assert!(h["probe_type"].is_null(), "not the spec's command: {h}");
+
     // The command that could not fork is no probe of the spec's.
     assert!(f["probe_type"].is_null() && f["timeout_s"].is_null(), "{f}");
     // Each verdict about the pod became an Event on it.
@@ -181,6 +195,6 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     assert!(reasons.iter().any(|r| r == "ExecProbeTimeout"), "{reasons:?}");
 
     // Nothing else: the healthy exec says nothing.
-    assert_eq!(out.verdicts().len(), 7, "{}", out.dump());
+    assert_eq!(out.verdicts().len(), 8, "{}", out.dump());
     assert_eq!(out.only("summary")["lost_events"], 0);
 }

@@ -114,6 +114,31 @@ pub trait HostView {
     fn cpu_of(&self, pid: u32, now_ns: u64) -> Option<(ServingCgroup, CpuReading)>;
     /// That cgroup's counters now; `None` once it is gone.
     fn cpu_reading(&self, cgroup: &ServingCgroup, now_ns: u64) -> Option<CpuReading>;
+    /// The pipes (their inodes) a live `pid`'s standard output and error
+    /// write to.
+    fn output_pipes(&self, pid: u32) -> Vec<u64>;
+    /// Processes of the cgroup directory `cgroup_dir` (its `cgroup.procs`),
+    /// `except` aside, that hold one of `pipes` open: a few, bounded.
+    fn pipe_holders(&self, cgroup_dir: &Path, pipes: &[u64], except: u32) -> Vec<PipeHolder>;
+}
+
+/// A process holding a pipe open, and by which descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipeHolder {
+    pub pid: u32,
+    pub comm: String,
+    pub fd: u32,
+}
+
+/// Processes of a cgroup, and descriptors of each, looked at for a pipe's
+/// holders at most; holders named at most.
+const PIPE_PROCS_MAX: usize = 1024;
+const PIPE_FDS_MAX: usize = 1024;
+const PIPE_HOLDERS_MAX: usize = 4;
+
+/// `pipe:[12345]` (a descriptor's link in /proc) -> 12345.
+fn pipe_inode(link: &Path) -> Option<u64> {
+    link.to_str()?.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// The last error in a runtime's log text: runc and crun write JSON lines
@@ -276,6 +301,32 @@ impl HostView for ProcHost {
 
     fn cpu_reading(&self, cgroup: &ServingCgroup, _now_ns: u64) -> Option<CpuReading> {
         cgroup_cpu::read(cgroup)
+    }
+
+    fn output_pipes(&self, pid: u32) -> Vec<u64> {
+        let mut pipes: Vec<u64> = [1, 2].iter().filter_map(|fd| pipe_inode(&fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?)).collect();
+        pipes.dedup();
+        pipes
+    }
+
+    fn pipe_holders(&self, cgroup_dir: &Path, pipes: &[u64], except: u32) -> Vec<PipeHolder> {
+        let mut holders = Vec::new();
+        let Ok(procs) = fs::read_to_string(cgroup_dir.join("cgroup.procs")) else { return holders };
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()).filter(|p| *p != except).take(PIPE_PROCS_MAX) {
+            let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+            let held = fds.flatten().take(PIPE_FDS_MAX).find_map(|e| {
+                let fd = e.file_name().to_str()?.parse::<u32>().ok()?;
+                pipes.contains(&pipe_inode(&fs::read_link(e.path()).ok()?)?).then_some(fd)
+            });
+            if let Some(fd) = held {
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default();
+                holders.push(PipeHolder { pid, comm, fd });
+                if holders.len() >= PIPE_HOLDERS_MAX {
+                    break;
+                }
+            }
+        }
+        holders
     }
 
     fn stopped_containers(&self, roots: &[PathBuf]) -> Vec<ContainerState> {
@@ -493,6 +544,10 @@ pub struct StaticHost {
     /// Every pid's cgroup, and its counters: the reading whose time is the
     /// latest at or before the caller's.
     pub cpu: Option<(ServingCgroup, Vec<CpuReading>)>,
+    /// Pid -> the pipes its output goes to.
+    pub output_pipes: HashMap<u32, Vec<u64>>,
+    /// Processes holding pipes (any cgroup).
+    pub pipe_holders: Vec<(PipeHolder, u64)>,
 }
 
 impl HostView for StaticHost {
@@ -533,6 +588,12 @@ impl HostView for StaticHost {
     fn stopped_containers(&self, _roots: &[PathBuf]) -> Vec<ContainerState> {
         self.containers.iter().filter(|c| c.init_pid != 0 && !c.init_alive).cloned().collect()
     }
+    fn output_pipes(&self, pid: u32) -> Vec<u64> {
+        self.output_pipes.get(&pid).cloned().unwrap_or_default()
+    }
+    fn pipe_holders(&self, _cgroup_dir: &Path, pipes: &[u64], except: u32) -> Vec<PipeHolder> {
+        self.pipe_holders.iter().filter(|(h, pipe)| h.pid != except && pipes.contains(pipe)).map(|(h, _)| h.clone()).collect()
+    }
 }
 
 #[cfg(test)]
@@ -541,6 +602,28 @@ mod tests {
 
     fn level(cgroup: &str, current: u64, max: Option<u64>) -> PidsLimit {
         PidsLimit { cgroup: cgroup.into(), current, max }
+    }
+
+    #[test]
+    fn pipe_links_give_their_inode() {
+        assert_eq!(pipe_inode(Path::new("pipe:[4026532]")), Some(4026532));
+        assert_eq!(pipe_inode(Path::new("socket:[4026532]")), None);
+        assert_eq!(pipe_inode(Path::new("/dev/null")), None);
+    }
+
+    #[test]
+    fn a_child_holding_this_processs_output_pipe_is_found_in_its_cgroup() {
+        use std::process::{Command, Stdio};
+        // This process's cgroup, wherever the machine mounts it.
+        let Some(cgroup) = cgroup_cpu::cgroup_of_pid(std::process::id()) else { return };
+        let host = ProcHost::default();
+        let mut child = Command::new("sleep").arg("30").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let pipes = host.output_pipes(child.id());
+        assert_eq!(pipes.len(), 1, "stdout is a pipe, stderr /dev/null: {pipes:?}");
+        let holders = host.pipe_holders(&cgroup.cpu_dir, &pipes, std::process::id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(holders.iter().any(|h| h.pid == child.id() && h.comm == "sleep" && h.fd == 1), "{holders:?}");
     }
 
     #[test]

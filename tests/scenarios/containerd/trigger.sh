@@ -23,6 +23,9 @@
 #                  and a busy loop of its own eating it while the command
 #                  runs (applied once the command runs: runc init under
 #                  that limit takes seconds); the limit and the loop go after
+#   exec-output-held  an exec whose command (sh) exits 0 leaving a sleep 30
+#                  that holds its output; the sleep is killed from here once
+#                  the shell is gone; prints ctr's status
 #   runtime-pids   containerd's cgroup (the shims') at its pids limit
 #   crun-up        start the crun container (ctr --runc-binary crun); crun
 #                  refuses cgroup v1 hybrid hosts whose v2 tree holds a
@@ -168,6 +171,27 @@ exec-timeout-throttled)
     wait "$busy"
     echo $rc
     ;;
+exec-output-held)
+    eid="probe-$RANDOM$RANDOM"
+    ctr_ task exec --exec-id "$eid" "$PROBE_ID" /bin/sh -c 'sleep 30 & echo started' </dev/null >>"$CTRD_DIR/exec.log" 2>&1 &
+    ctr=$!
+    # Until the shell is gone and its sleep stays: the init and the child,
+    # both sleep, and no runc init or shell left.
+    c="$pr/$POD_CGROUP/$PROBE_ID"
+    for _ in $(seq 600); do
+        comms=$(cat $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null)
+        [ "$(cat "$c/pids.current")" = 2 ] && [ "$(grep -cx sleep <<<"$comms")" = 2 ] && break
+        sleep 0.1
+    done
+    # The tracer names the holder at the shell's exit; then the child goes
+    # (from here: no probe the runtime killed).
+    sleep 2
+    for p in $(cat "$c/cgroup.procs"); do
+        [ "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" = "sleep 30 " ] && kill -KILL "$p"
+    done
+    wait "$ctr"
+    echo $?
+    ;;
 runtime-pids)
     # Every shim runs in containerd's cgroup: at its limit, the shim's own
     # fork of runc (or runc's of runc init) fails before the container is
@@ -183,7 +207,7 @@ hostpid)
     echo $?
     ;;
 *)
-    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|exec-timeout [S]|exec-timeout-throttled [S]|runtime-pids|hostpid [N]" >&2
+    echo "usage: $0 healthy|missing|crun-up|healthy-crun|missing-crun|stop [early]|stopped [early]|remove-stopped|command-pids|command-pids-end|exec-timeout [S]|exec-timeout-throttled [S]|exec-output-held|runtime-pids|hostpid [N]" >&2
     exit 2
     ;;
 esac

@@ -91,6 +91,9 @@ pub(crate) const KINDS: &[Kind] = &[
     verdict("runc_failed", Container, "ExecProbeFailed", None),
     // An exec's command the runtime killed at the exec's timeout.
     verdict("exec_probe_timeout", Container, "ExecProbeTimeout", Some("killed_by_comm")),
+    // An exec's command done, its output held open by what it left running
+    // (the holder's comm is the tenant's: no label).
+    verdict("exec_probe_output_held", Container, "ExecProbeOutputHeld", None),
     Kind { name: "container_stopped", class: Record, subject: Container },
     // The OOM killer (diagnose/oom.rs).
     verdict("oom_kill", Container, "ContainerOOMKilled", Some("constraint")),

@@ -311,6 +311,9 @@ struct ExecCommand {
     /// Its cgroup's CPU counters when it started: a probe killed at its
     /// timeout says what its container's limits did over its life.
     cpu_at_start: Option<(ServingCgroup, CpuReading)>,
+    /// The pipes its output went to when it started (the runtime's, which
+    /// it waits on to close).
+    output_pipes: Vec<u64>,
 }
 
 /// A fatal signal and who sent it.
@@ -323,6 +326,12 @@ struct Kill {
 }
 
 const SIGKILL: i32 = 9;
+
+/// A command line as a sentence shows it: 200 characters at most.
+fn shown_argv(argv: &[String]) -> String {
+    let shown = argv.join(" ");
+    if shown.chars().count() > 200 { shown.chars().take(200).collect::<String>() + "..." } else { shown }
+}
 
 /// Whether `comm` kills an exec's command at the exec's timeout:
 /// containerd's shim (comm `containerd-shim`, the kernel's 15 bytes of
@@ -594,6 +603,7 @@ impl<H: HostView> ExecCorrelator<H> {
             self.commands.clear();
         }
         let cpu_at_start = self.host.cpu_of(ev.pid, ev.ts_ns);
+        let output_pipes = self.host.output_pipes(ev.pid);
         self.commands.insert(
             ev.pid,
             ExecCommand {
@@ -604,6 +614,7 @@ impl<H: HostView> ExecCorrelator<H> {
                 argv: info.args.clone(),
                 killed: None,
                 cpu_at_start,
+                output_pipes,
             },
         );
     }
@@ -650,10 +661,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let inv = x.invocation(ev.ts_ns);
         let runtime_ms = ev.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
         let killed_after_ms = k.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
-        let mut shown: String = x.argv.join(" ");
-        if shown.chars().count() > 200 {
-            shown = shown.chars().take(200).collect::<String>() + "...";
-        }
+        let shown = shown_argv(&x.argv);
         let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
         // The command's life, from the counters at its start to now.
         let cpu = match &x.cpu_at_start {
@@ -683,6 +691,50 @@ impl<H: HostView> ExecCorrelator<H> {
                 .with("killed_by_pid", k.pid)
                 .with("killed_by_comm", k.comm)
                 .with("signal", signal_name(SIGKILL))
+                .message(message),
+        )
+    }
+
+    /// The command an exec started exited by itself, but a process it left
+    /// in the container holds its output open: the runtime waits for the
+    /// output to close before it answers the exec (containerd's ExecSync
+    /// does), so the probe fails at its timeout though the command is done.
+    fn exec_output_held(&self, ev: &Event, status: ExitStatus, x: ExecCommand) -> Option<Report> {
+        if status.signal != 0 || x.output_pipes.is_empty() {
+            return None;
+        }
+        let (cgroup, _) = x.cpu_at_start.as_ref()?;
+        let holders = self.host.pipe_holders(&cgroup.cpu_dir, &x.output_pipes, ev.pid);
+        let h = holders.first()?;
+        let inv = x.invocation(ev.ts_ns);
+        let runtime_ms = ev.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
+        let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        let stream = match h.fd {
+            1 => "output".to_string(),
+            2 => "error output".to_string(),
+            fd => format!("output (as descriptor {fd})"),
+        };
+        let message = format!(
+            "the exec probe's command `{}` (pid {}) in {target} exited with code {} {runtime_ms} ms after {} {} started it, but {} (pid {}) it left \
+             running still holds its {stream}: the runtime answers the exec only once its output closes, so the probe fails at its \
+             timeoutSeconds although the command is done; send that process's output elsewhere (`cmd >/dev/null 2>&1 &`) or do not leave it running",
+            shown_argv(&x.argv),
+            ev.pid,
+            status.code,
+            inv.started.comm,
+            inv.command.subcommand.as_deref().unwrap_or("exec"),
+            h.comm,
+            h.pid,
+        );
+        Some(
+            common(Report::new("exec_probe_output_held", ev), &inv)
+                .with("command", json!(x.argv))
+                .with("exit_code", status.code)
+                .with("runtime_ms", runtime_ms)
+                .with("held_by_pid", h.pid)
+                .with("held_by_comm", h.comm.clone())
+                .with("held_fd", h.fd)
+                .with("holders", holders.len())
                 .message(message),
         )
     }
@@ -746,7 +798,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let mut out = Vec::new();
         self.lingering.remove(&ev.pid);
         if let Some(x) = self.commands.remove(&ev.pid) {
-            out.extend(self.exec_probe_timeout(ev, status, x));
+            out.extend(self.exec_probe_timeout(ev, status, x.clone()).or_else(|| self.exec_output_held(ev, status, x)));
         }
         let root = self.members.get(&ev.pid).copied();
         if root != Some(ev.pid) {

@@ -696,3 +696,48 @@ fn an_exec_command_killed_otherwise_or_ending_by_itself_is_no_timeout() {
     }
     assert_eq!(run_all(host, &events).iter().map(|r| r.kind).collect::<Vec<_>>(), Vec::<&str>::new());
 }
+
+/// The command exits by itself, but what it left running holds its
+/// output: the runtime waits for that pipe, so the probe fails at its
+/// timeout. Named with the holder; without a holder, nothing.
+#[test]
+fn an_exec_command_whose_output_a_leftover_process_holds_is_named_with_it() {
+    let mut events = exec_timeout_recorded();
+    let at = events.iter().position(|e| matches!(e.body, Body::Signal { .. })).unwrap();
+    events.remove(at);
+    if let Body::Exit { exit_code, .. } = &mut events[at].body {
+        *exit_code = 0;
+    }
+    let sleep = events.iter().find(|e| matches!(&e.body, Body::Exec(i) if i.filename == "/bin/sleep")).unwrap().pid;
+    let cgroup = crate::cgroup_cpu::ServingCgroup {
+        pid: 0,
+        path: format!("/kubepods/burstable/pod{POD}/{ID}"),
+        cpu_dir: format!("/sys/fs/cgroup/cpu,cpuacct/kubepods/burstable/pod{POD}/{ID}").into(),
+        psi_dir: None,
+        v1: true,
+    };
+    let holder = crate::host::PipeHolder { pid: 4242, comm: "sleep".into(), fd: 1 };
+    let host = |holders: Vec<(crate::host::PipeHolder, u64)>| StaticHost {
+        containers: vec![pod_state(true)],
+        cpu: Some((cgroup.clone(), vec![crate::cgroup_cpu::CpuReading::default()])),
+        output_pipes: [(sleep, vec![77])].into(),
+        pipe_holders: holders,
+        ..Default::default()
+    };
+    let reports = run_all(host(vec![(holder.clone(), 77)]), &events);
+    assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["exec_probe_output_held"], "{reports:?}");
+    let h = &reports[0];
+    assert_eq!((h.pid, h.fields["command"].clone(), h.fields["exit_code"].as_i64()), (sleep, json!(["/bin/sleep", "30"]), Some(0)));
+    assert_eq!((h.fields["held_by_pid"].as_u64(), h.fields["held_by_comm"].as_str(), h.fields["held_fd"].as_u64()), (Some(4242), Some("sleep"), Some(1)));
+    assert_eq!((h.fields["container_id"].as_str(), h.fields["pod_uid"].as_str()), (Some(ID), Some(POD)));
+    assert!(
+        h.message.starts_with(&format!("the exec probe's command `/bin/sleep 30` (pid {sleep}) in container {ID} exited with code 0"))
+            && h.message.contains("but sleep (pid 4242) it left running still holds its output")
+            && h.message.contains("`cmd >/dev/null 2>&1 &`"),
+        "{}",
+        h.message
+    );
+    // Another pipe held, or none: the command's output closed with it.
+    assert!(run_all(host(vec![(holder, 78)]), &events).is_empty());
+    assert!(run_all(host(Vec::new()), &events).is_empty());
+}
