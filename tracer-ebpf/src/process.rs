@@ -34,7 +34,7 @@ use tracer_common::{
 };
 
 use crate::{
-    config, emit, first_byte_may_match, header, insert_counted, may_hold, read_kernel, remove_counted, reserve, submit,
+    config, emit, first_byte_may_match, header, insert_counted, may_hold, read_kernel, remove_counted, reserve,
     submit_now, tp_read, tracked_map,
 };
 
@@ -221,7 +221,10 @@ fn emit_exec(task: *const u8, role: ExecRole, mode: u8, filename: impl FnOnce(&m
     e.args = [0; ARGS_LEN];
     e.args_len = 0;
     read_args(task, e);
-    submit(entry);
+    // Woken at once, not with the next batch: userspace reads what only
+    // the live runtime shows (its argv's tail, the pipes an exec's output
+    // goes to), and runc lives tens of milliseconds. Runtime execs are few.
+    submit_now(entry);
 }
 
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:

@@ -272,6 +272,18 @@ struct Invocation {
     /// The target container's state when the invocation started (its
     /// cgroup names the pod).
     state: Option<ContainerState>,
+    /// The pipes the runtime's standard output and error are (an exec's:
+    /// the runtime passes them on to the command, and the shim waits on
+    /// them). Read at its start: the runtime lives tens of milliseconds,
+    /// a quick command may be gone before its exec is handled.
+    output_pipes: Vec<u64>,
+}
+
+impl Invocation {
+    /// What its processes that outlive it carry of it.
+    fn lingering(&self) -> Lingering {
+        Lingering { started: self.started.clone(), command: self.command.clone(), state: self.state.clone(), output_pipes: self.output_pipes.clone() }
+    }
 }
 
 /// A container init that exited, kept to explain later execs into it.
@@ -292,6 +304,7 @@ struct Lingering {
     started: Event,
     command: RuncCommand,
     state: Option<ContainerState>,
+    output_pipes: Vec<u64>,
 }
 
 /// The command a traced `exec` started in a container (an exec probe's
@@ -311,8 +324,7 @@ struct ExecCommand {
     /// Its cgroup's CPU counters when it started: a probe killed at its
     /// timeout says what its container's limits did over its life.
     cpu_at_start: Option<(ServingCgroup, CpuReading)>,
-    /// The pipes its output went to when it started (the runtime's, which
-    /// it waits on to close).
+    /// The pipes its output goes to: its runtime's ([`Invocation`]).
     output_pipes: Vec<u64>,
 }
 
@@ -359,6 +371,7 @@ impl ExecCommand {
             last_ts,
             started_wall: std::time::SystemTime::UNIX_EPOCH,
             state: self.state.clone(),
+            output_pipes: self.output_pipes.clone(),
         }
     }
 }
@@ -538,7 +551,7 @@ impl<H: HostView> ExecCorrelator<H> {
                 if info.role == Role::Container {
                     inv.command_started = true;
                 }
-                let l = Lingering { started: inv.started.clone(), command: inv.command.clone(), state: inv.state.clone() };
+                let l = inv.lingering();
                 self.note_container_init(ev, info, &l.command);
                 self.note_exec_command(ev, info, l);
             }
@@ -564,6 +577,7 @@ impl<H: HostView> ExecCorrelator<H> {
         self.members.insert(ev.pid, ev.pid);
         let started_wall = crate::output::Clock::now().wall(ev.ts_ns);
         let state = command.container.as_deref().and_then(|id| self.host.container_state(&self.settings.runtime_roots, id));
+        let output_pipes = if command.subcommand.as_deref() == Some("exec") { self.host.output_pipes(ev.pid) } else { Vec::new() };
         self.invocations.insert(
             ev.pid,
             Invocation {
@@ -578,6 +592,7 @@ impl<H: HostView> ExecCorrelator<H> {
                 last_ts: ev.ts_ns,
                 started_wall,
                 state,
+                output_pipes,
             },
         );
     }
@@ -603,7 +618,6 @@ impl<H: HostView> ExecCorrelator<H> {
             self.commands.clear();
         }
         let cpu_at_start = self.host.cpu_of(ev.pid, ev.ts_ns);
-        let output_pipes = self.host.output_pipes(ev.pid);
         self.commands.insert(
             ev.pid,
             ExecCommand {
@@ -614,7 +628,7 @@ impl<H: HostView> ExecCorrelator<H> {
                 argv: info.args.clone(),
                 killed: None,
                 cpu_at_start,
-                output_pipes,
+                output_pipes: l.output_pipes,
             },
         );
     }
@@ -703,8 +717,10 @@ impl<H: HostView> ExecCorrelator<H> {
         if status.signal != 0 || x.output_pipes.is_empty() {
             return None;
         }
-        let (cgroup, _) = x.cpu_at_start.as_ref()?;
-        let holders = self.host.pipe_holders(&cgroup.cpu_dir, &x.output_pipes, ev.pid);
+        // The container's cgroup: from the runtime's state, else where its
+        // CPU was read.
+        let cgroup = x.state.as_ref().and_then(|s| s.pids_cgroup.clone()).or_else(|| x.cpu_at_start.as_ref().map(|(c, _)| c.cpu_dir.clone()))?;
+        let holders = self.host.pipe_holders(&cgroup, &x.output_pipes, ev.pid);
         let h = holders.first()?;
         let inv = x.invocation(ev.ts_ns);
         let runtime_ms = ev.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
@@ -755,7 +771,7 @@ impl<H: HostView> ExecCorrelator<H> {
             self.lingering.clear();
         }
         for pid in remaining.into_iter().filter(|p| *p != root) {
-            self.lingering.insert(pid, Lingering { started: inv.started.clone(), command: inv.command.clone(), state: inv.state.clone() });
+            self.lingering.insert(pid, inv.lingering());
         }
         Some(inv)
     }

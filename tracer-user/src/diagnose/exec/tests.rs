@@ -709,18 +709,14 @@ fn an_exec_command_whose_output_a_leftover_process_holds_is_named_with_it() {
         *exit_code = 0;
     }
     let sleep = events.iter().find(|e| matches!(&e.body, Body::Exec(i) if i.filename == "/bin/sleep")).unwrap().pid;
-    let cgroup = crate::cgroup_cpu::ServingCgroup {
-        pid: 0,
-        path: format!("/kubepods/burstable/pod{POD}/{ID}"),
-        cpu_dir: format!("/sys/fs/cgroup/cpu,cpuacct/kubepods/burstable/pod{POD}/{ID}").into(),
-        psi_dir: None,
-        v1: true,
-    };
+    // The pipes are read from the runtime (containerd's shim hands them to
+    // runc, which passes them on): the command may be gone before its exec
+    // is handled. The container's cgroup comes from its state.
+    let runc = events[0].pid;
     let holder = crate::host::PipeHolder { pid: 4242, comm: "sleep".into(), fd: 1 };
     let host = |holders: Vec<(crate::host::PipeHolder, u64)>| StaticHost {
         containers: vec![pod_state(true)],
-        cpu: Some((cgroup.clone(), vec![crate::cgroup_cpu::CpuReading::default()])),
-        output_pipes: [(sleep, vec![77])].into(),
+        output_pipes: [(runc, vec![77])].into(),
         pipe_holders: holders,
         ..Default::default()
     };
