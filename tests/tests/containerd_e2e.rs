@@ -177,10 +177,10 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     assert_eq!(throttled["probe_type"], "liveness", "{throttled}");
 
     // The shell that left its sleep holding its output: named with it.
-    let held = with(&out, "exec_probe_output_held", &probe);
+    let held = with(&out, "exec_probe_output_held", &id("b5"));
     assert_eq!(held.len(), 1, "{}", out.dump());
     let h = held[0];
-    names_the_pod(h, &probe);
+    names_the_pod(h, &id("b5"));
     assert_eq!((h["comm"].as_str(), h["exit_code"].as_i64()), (Some("sh"), Some(0)), "{h}");
     assert_eq!(h["command"], json!(["/bin/sh", "-c", "sleep 30 & echo started"]), "{h}");
     assert_eq!(h["held_by_comm"], "sleep", "{h}");

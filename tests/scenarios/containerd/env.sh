@@ -16,6 +16,9 @@ STOPPED_ID=$(printf 'd1%.0s' $(seq 32))
 EARLY_STOPPED_ID=$(printf 'd0%.0s' $(seq 32))
 CRUN_ID=$(printf 'e2%.0s' $(seq 32))
 HOSTPID_ID=$(printf 'f3%.0s' $(seq 32))
+# Exec'd into with a command that leaves a child holding its output: the
+# orphan becomes a zombie of that container's init, which never reaps.
+HELD_ID=$(printf 'b5%.0s' $(seq 32))
 # The cgroup containerd (and so every shim) runs in, named as systemd
 # names a service's, in a slice of its own: never a real containerd's.
 RUNTIME_CGROUP=probe-tracer-test.slice/containerd.service

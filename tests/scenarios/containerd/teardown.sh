@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 set +e
 pr=$(pids_root)
-ids="$PROBE_ID $STOPPED_ID $EARLY_STOPPED_ID $CRUN_ID $HOSTPID_ID"
+ids="$PROBE_ID $STOPPED_ID $EARLY_STOPPED_ID $CRUN_ID $HOSTPID_ID $HELD_ID"
 for id in $ids; do
     for p in $(cat "$pr/$POD_CGROUP/$id/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
 done

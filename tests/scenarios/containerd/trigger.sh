@@ -23,9 +23,10 @@
 #                  and a busy loop of its own eating it while the command
 #                  runs (applied once the command runs: runc init under
 #                  that limit takes seconds); the limit and the loop go after
-#   exec-output-held  an exec whose command (sh) exits 0 leaving a sleep 30
-#                  that holds its output; the sleep is killed from here once
-#                  the shell is gone; prints ctr's status
+#   exec-output-held  start container HELD_ID and exec a command into it
+#                  (sh) that exits 0 leaving a sleep 30 that holds its
+#                  output; the sleep is killed from here once the shell is
+#                  gone; prints ctr's status
 #   runtime-pids   containerd's cgroup (the shims') at its pids limit
 #   crun-up        start the crun container (ctr --runc-binary crun); crun
 #                  refuses cgroup v1 hybrid hosts whose v2 tree holds a
@@ -172,12 +173,15 @@ exec-timeout-throttled)
     echo $rc
     ;;
 exec-output-held)
+    # In a container of its own (HELD_ID): the killed orphan stays a
+    # zombie of its init, and the other cases count their container's pids.
+    run_container "$HELD_ID" || { cat "$CTRD_DIR/ctr.log" >&2; exit 1; }
     eid="probe-$RANDOM$RANDOM"
-    ctr_ task exec --exec-id "$eid" "$PROBE_ID" /bin/sh -c 'sleep 30 & echo started' </dev/null >>"$CTRD_DIR/exec.log" 2>&1 &
+    ctr_ task exec --exec-id "$eid" "$HELD_ID" /bin/sh -c 'sleep 30 & echo started' </dev/null >>"$CTRD_DIR/exec.log" 2>&1 &
     ctr=$!
     # Until the shell is gone and its sleep stays: the init and the child,
-    # both sleep, and no runc init or shell left.
-    c="$pr/$POD_CGROUP/$PROBE_ID"
+    # both sleep, and no runc stage or shell left.
+    c="$pr/$POD_CGROUP/$HELD_ID"
     for _ in $(seq 600); do
         comms=$(cat $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null)
         [ "$(cat "$c/pids.current")" = 2 ] && [ "$(grep -cx sleep <<<"$comms")" = 2 ] && break
