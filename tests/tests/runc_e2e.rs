@@ -121,7 +121,7 @@ fn a_fork_storm_outside_runc_costs_no_events() {
 
 #[test]
 #[ignore = "e2e: needs root and runc; run by cargo xtask test"]
-fn a_stalling_runtime_raises_runtime_slow_and_normal_calls_do_not() {
+fn one_vm_a_stalling_runtime_raises_runtime_slow_and_normal_calls_do_not() {
     let scenario = Scenario::up("runc");
     // Normal runc activity first, in its own run: no runtime_slow.
     let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "3000"]);
