@@ -13,7 +13,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tests::{Scenario, Tracer, fake_api::FakeApiServer};
+use tests::{Machine, Scenario, Tracer, fake_api::FakeApiServer, machine};
 
 const POD_UID: &str = "0a1b2c3d-1111-2222-3333-444455556666";
 
@@ -66,6 +66,18 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     thread::sleep(Duration::from_secs(2));
     assert_eq!(scenario.trigger(&["healthy"]), "0");
     assert_ne!(scenario.trigger(&["missing"]), "0", "exec of a missing binary must fail");
+    // crun as the runtime through the same shim (`ctr --runc-binary crun`).
+    // crun 1.8 refuses a cgroup v1 hybrid host whose v2 tree holds a
+    // controller ("cgroups in hybrid mode not supported"): the bare machine
+    // is one, the VMs are cgroup v2.
+    let with_crun = machine() == Machine::Vm;
+    if with_crun {
+        assert_eq!(scenario.trigger(&["crun-up"]), "0", "the crun container starts");
+        // crun's setns per namespace fails with EINVAL for the user
+        // namespace it is already in, and it goes on: no verdict.
+        assert_eq!(scenario.trigger(&["healthy-crun"]), "0");
+        assert_ne!(scenario.trigger(&["missing-crun"]), "0");
+    }
     assert_eq!(scenario.trigger(&["stop"]), "STOPPED");
     let died = Instant::now();
     assert_ne!(scenario.trigger(&["stopped"]), "0", "exec into a stopped container must fail");
@@ -103,6 +115,20 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     assert!(message.contains(&format!("runc exec into container {probe} failed")), "{story}");
     assert!(message.contains("runc reported: exec failed: unable to start container process: exec: \"/bin/nonexistent\""), "{story}");
     assert!(out.kind("runc_init_died").is_empty(), "{}", out.dump());
+
+    // crun's missing binary: one story, named after crun, caused by crun's
+    // own error and not by its setns tries.
+    if with_crun {
+        let crun = id("e2");
+        let stories = with(&out, "runc_failed", &crun);
+        assert_eq!(stories.len(), 1, "{}", out.dump());
+        names_the_pod(stories[0], &crun);
+        assert_eq!((stories[0]["runtime"].as_str(), stories[0]["comm"].as_str()), (Some("crun"), Some("crun")), "{}", stories[0]);
+        let message = stories[0]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("crun exec into container {crun} failed")), "{message}");
+        assert!(message.contains("nonexistent"), "crun's own error: {message}");
+        assert!(with(&out, "setns_failed", &crun).is_empty(), "{}", out.dump());
+    }
 
     // The container killed while traced: its init's death, then the shim
     // refusing every exec by itself (no runc runs), from what was observed.
@@ -195,6 +221,6 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     assert!(reasons.iter().any(|r| r == "ExecProbeTimeout"), "{reasons:?}");
 
     // Nothing else: the healthy exec says nothing.
-    assert_eq!(out.verdicts().len(), 8, "{}", out.dump());
+    assert_eq!(out.verdicts().len(), if with_crun { 9 } else { 8 }, "{}", out.dump());
     assert_eq!(out.only("summary")["lost_events"], 0);
 }

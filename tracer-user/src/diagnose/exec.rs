@@ -1165,12 +1165,23 @@ impl<H: HostView> ExecCorrelator<H> {
             _ => None,
         };
 
-        for f in &inv.fork_failures {
+        // A runtime that exited 0 with no stage dead recovered from what
+        // it tried and failed: crun probes setns per namespace (EINVAL for
+        // the user namespace it is already in), runc 1.4 retries clone3
+        // without CLONE_INTO_CGROUP. Those tries are no failure.
+        let recovered = end.is_some_and(|(_, s)| !s.failed()) && inv.deaths.is_empty();
+        // Where the runtime wrote its own error and it names no namespace,
+        // its failed setns tries were not what failed (crun's missing
+        // binary comes after its per-namespace tries).
+        let setns_not_the_cause = runtime_error.as_deref().is_some_and(|e| !e.contains("setns") && !e.contains("namespace"));
+        let fork_failures = if recovered { &[][..] } else { &inv.fork_failures[..] };
+        let setns_failures = if recovered || setns_not_the_cause { &[][..] } else { &inv.setns_failures[..] };
+        for f in fork_failures {
             let (r, cause) = fork_failed(&inv, f);
             verdicts.push(r);
             causes.push(cause);
         }
-        for s in &inv.setns_failures {
+        for s in setns_failures {
             let ns = namespace_name(s.nstype);
             let why = match s.errno {
                 22 => "the file it was given is not a namespace of that type (a torn-down pod sandbox leaves an empty placeholder behind)",

@@ -186,6 +186,49 @@ fn quiet_failed_invocation_is_judged_by_expire() {
     assert_eq!(c.in_flight(), 0);
 }
 
+/// A runtime whose own tries fail and that then succeeds says nothing:
+/// crun's setns per namespace (EINVAL for the user namespace it is in),
+/// runc 1.4's clone3 with CLONE_INTO_CGROUP retried without it. The same
+/// tries in a runtime that then fails are its story.
+#[test]
+fn failed_tries_of_a_runtime_that_then_succeeds_are_no_verdict() {
+    let run = |exit_raw: i32| {
+        let mut c = ExecCorrelator::new(ExecSettings { slow_threshold_ns: u64::MAX / 2, ..Default::default() }, exhausted_host());
+        let mut out = Vec::new();
+        out.extend(c.handle(&runc_exec(1_000, 100, &["runc", "exec", "c1", "true"])));
+        out.extend(c.handle(&ev(2_000, 100, "runc", Body::SyscallFailed { syscall: "setns".into(), nstype: 0x1000_0000, errno: 22 })));
+        out.extend(c.handle(&ev(2_500, 100, "runc", Body::SyscallFailed { syscall: "clone3".into(), nstype: 0, errno: 1 })));
+        out.extend(c.handle(&exit(3_000, 100, "runc", exit_raw)));
+        out.extend(c.finish(4_000));
+        out.into_iter().map(|r| r.kind).collect::<Vec<_>>()
+    };
+    assert_eq!(run(0), Vec::<&str>::new());
+    assert_eq!(run(1 << 8), ["fork_failed", "setns_failed", "runc_failed"]);
+}
+
+/// crun's per-namespace setns tries, then a missing binary: the story's
+/// cause is crun's own error, not the tries; an error naming a namespace
+/// keeps them.
+#[test]
+fn setns_tries_are_no_cause_when_the_runtimes_own_error_names_another() {
+    let run = |error: &str| {
+        let log = "/run/bundle/log.json";
+        let host = StaticHost { runtime_logs: [(log.to_string(), format!("{{\"level\":\"error\",\"msg\":\"{error}\"}}"))].into(), ..Default::default() };
+        let mut c = ExecCorrelator::new(ExecSettings { slow_threshold_ns: u64::MAX / 2, ..Default::default() }, host);
+        let mut out = Vec::new();
+        out.extend(c.handle(&runc_exec(1_000, 100, &["crun", "--log", log, "exec", "c1", "/bin/nonexistent"])));
+        out.extend(c.handle(&ev(2_000, 100, "runc", Body::SyscallFailed { syscall: "setns".into(), nstype: 0x1000_0000, errno: 22 })));
+        out.extend(c.handle(&exit(3_000, 100, "runc", 1 << 8)));
+        out.extend(c.finish(4_000));
+        out
+    };
+    let reports = run("executable file `/bin/nonexistent` not found in $PATH: No such file or directory");
+    assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["runc_failed"], "{reports:?}");
+    assert!(reports[0].message.contains("/bin/nonexistent"), "{}", reports[0].message);
+    let reports = run("nsexec: failed to setns into netns: Invalid argument");
+    assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["setns_failed", "runc_failed"]);
+}
+
 #[test]
 fn node_wide_thread_limit_is_named_when_reached() {
     let host = StaticHost { threads: Some(ThreadCount { threads: 9_990, threads_max: 10_000 }), ..Default::default() };
