@@ -187,4 +187,16 @@ mod tests {
         }
         assert!(event_reason("tcp_attempt").is_none());
     }
+
+    /// Users read the kinds and the Event reasons in the docs: a new row
+    /// must reach them.
+    #[test]
+    fn every_verdict_and_event_reason_is_documented() {
+        let (readme, verdicts) = (include_str!("../../../README.md"), include_str!("../../../docs/verdicts.md"));
+        for kind in verdict_kinds() {
+            assert!(verdicts.contains(&format!("`{kind}`")), "{kind} is not in docs/verdicts.md");
+            let reason = event_reason(kind).unwrap();
+            assert!(readme.contains(&format!("`{reason}`")), "{reason} is not in the README's list of Event reasons");
+        }
+    }
 }
