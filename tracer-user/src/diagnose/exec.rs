@@ -339,6 +339,11 @@ struct Kill {
 
 const SIGKILL: i32 = 9;
 
+/// "container <id>", or "a container" where the runtime's argv named none.
+fn container_phrase(id: Option<&str>) -> String {
+    id.map_or_else(|| "a container".to_string(), |c| format!("container {c}"))
+}
+
 /// A command line as a sentence shows it: 200 characters at most.
 fn shown_argv(argv: &[String]) -> String {
     let shown = argv.join(" ");
@@ -655,7 +660,7 @@ impl<H: HostView> ExecCorrelator<H> {
             threads: self.host.thread_count(),
         };
         let (r, _) = fork_failed(&inv, &failure);
-        let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        let target = container_phrase(inv.command.container.as_deref());
         let message = format!(
             "{} exec into {target} started its command, but {}; the exec itself succeeded, and the command's own error (a shell's \"can't fork\") names no limit",
             inv.started.comm, r.message
@@ -676,7 +681,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let runtime_ms = ev.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
         let killed_after_ms = k.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
         let shown = shown_argv(&x.argv);
-        let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        let target = container_phrase(inv.command.container.as_deref());
         // The command's life, from the counters at its start to now.
         let cpu = match &x.cpu_at_start {
             Some((cgroup, before)) => match self.host.cpu_reading(cgroup, ev.ts_ns) {
@@ -724,7 +729,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let h = holders.first()?;
         let inv = x.invocation(ev.ts_ns);
         let runtime_ms = ev.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
-        let target = inv.command.container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        let target = container_phrase(inv.command.container.as_deref());
         let stream = match h.fd {
             1 => "output".to_string(),
             2 => "error output".to_string(),
@@ -860,7 +865,7 @@ impl<H: HostView> ExecCorrelator<H> {
         // A signal long before this exit was to an earlier holder of the pid.
         let killer = killer.filter(|k| ev.ts_ns.saturating_sub(k.3) < KEEP_NS).map(|(p, c, s, _)| (p, c, s));
         let cgroup = self.host.cgroup_path(ev.cgroup_id);
-        let name = container.as_deref().map_or_else(|| "a container".to_string(), |c| format!("container {c}"));
+        let name = container_phrase(container.as_deref());
         let how = match (&killer, status.signal) {
             (Some((pid, comm, _)), s) if s != 0 => format!("was killed by {} sent by {comm} (pid {pid})", signal_name(s)),
             _ => status.describe(),
