@@ -177,7 +177,7 @@ pub fn serving(addr: IpAddr, port: u16) -> Option<ServingCgroup> {
             l.port == port && (l.addr == addr || l.addr.is_unspecified())
         }));
     }
-    let wanted: Vec<String> = inodes.iter().map(|(_, ino)| format!("socket:[{ino}]")).collect();
+    let wanted: Vec<u64> = inodes.iter().map(|(_, ino)| *ino).collect();
     if wanted.is_empty() {
         return None;
     }
@@ -187,12 +187,7 @@ pub fn serving(addr: IpAddr, port: u16) -> Option<ServingCgroup> {
         if fs::read_link(dir.join("ns/net")).ok()? != netns {
             return None;
         }
-        let holds = fs::read_dir(dir.join("fd"))
-            .ok()?
-            .flatten()
-            .take(FDS_MAX)
-            .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str())));
-        holds.then_some(pid)
+        node::fd_holding(&dir, "socket", &wanted, FDS_MAX).map(|_| pid)
     })?;
     cgroup_of_pid(pid)
 }

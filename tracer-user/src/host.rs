@@ -138,7 +138,7 @@ const PIPE_HOLDERS_MAX: usize = 4;
 
 /// `pipe:[12345]` (a descriptor's link in /proc) -> 12345.
 fn pipe_inode(link: &Path) -> Option<u64> {
-    link.to_str()?.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok()
+    crate::node::fd_link_inode(link, "pipe")
 }
 
 /// The last error in a runtime's log text: runc and crun write JSON lines
@@ -313,12 +313,7 @@ impl HostView for ProcHost {
         let mut holders = Vec::new();
         let Ok(procs) = fs::read_to_string(cgroup_dir.join("cgroup.procs")) else { return holders };
         for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()).filter(|p| *p != except).take(PIPE_PROCS_MAX) {
-            let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
-            let held = fds.flatten().take(PIPE_FDS_MAX).find_map(|e| {
-                let fd = e.file_name().to_str()?.parse::<u32>().ok()?;
-                pipes.contains(&pipe_inode(&fs::read_link(e.path()).ok()?)?).then_some(fd)
-            });
-            if let Some(fd) = held {
+            if let Some(fd) = crate::node::fd_holding(Path::new(&format!("/proc/{pid}")), "pipe", pipes, PIPE_FDS_MAX) {
                 let comm = fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default();
                 holders.push(PipeHolder { pid, comm, fd });
                 if holders.len() >= PIPE_HOLDERS_MAX {
@@ -608,6 +603,7 @@ mod tests {
     fn pipe_links_give_their_inode() {
         assert_eq!(pipe_inode(Path::new("pipe:[4026532]")), Some(4026532));
         assert_eq!(pipe_inode(Path::new("socket:[4026532]")), None);
+        assert_eq!(crate::node::fd_link_inode(Path::new("socket:[4026532]"), "socket"), Some(4026532));
         assert_eq!(pipe_inode(Path::new("/dev/null")), None);
     }
 

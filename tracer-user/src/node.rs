@@ -7,6 +7,7 @@ use std::{
     fs,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     ops::RangeInclusive,
+    path::Path,
 };
 
 use crate::cgroup_cpu::{self, CpuReading, ServingCgroup};
@@ -355,6 +356,21 @@ pub fn parse_tcp_listener_inodes(text: &str) -> Vec<(Listener, u64)> {
         .filter(|r| r.state == TCP_LISTEN)
         .map(|r| (Listener { addr: r.local.ip(), port: r.local.port() }, r.inode))
         .collect()
+}
+
+/// The first of a process's descriptors (`proc_dir`/fd, `fds_max` looked
+/// at) that is one of `inodes` of `kind` (its link reads `kind:[inode]`:
+/// `socket`, `pipe`).
+pub(crate) fn fd_holding(proc_dir: &Path, kind: &str, inodes: &[u64], fds_max: usize) -> Option<u32> {
+    fs::read_dir(proc_dir.join("fd")).ok()?.flatten().take(fds_max).find_map(|e| {
+        let fd = e.file_name().to_str()?.parse::<u32>().ok()?;
+        inodes.contains(&fd_link_inode(&fs::read_link(e.path()).ok()?, kind)?).then_some(fd)
+    })
+}
+
+/// `socket:[12345]` (a descriptor's link in /proc, of `kind` socket) -> 12345.
+pub(crate) fn fd_link_inode(link: &Path, kind: &str) -> Option<u64> {
+    link.to_str()?.strip_prefix(kind)?.strip_prefix(":[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// One socket of a `/proc/net/tcp` or `tcp6`.
