@@ -672,7 +672,7 @@ impl<H: HostView> ExecCorrelator<H> {
     /// kills an exec at its timeout, it is an exec probe that timed out
     /// (containerd's CRI plugin has the shim SIGKILL the command when
     /// ExecSync's timeout, the probe's timeoutSeconds, expires).
-    fn exec_probe_timeout(&self, ev: &Event, status: ExitStatus, x: ExecCommand) -> Option<Report> {
+    fn exec_probe_timeout(&self, ev: &Event, status: ExitStatus, x: &ExecCommand) -> Option<Report> {
         if status.signal != SIGKILL {
             return None;
         }
@@ -718,7 +718,7 @@ impl<H: HostView> ExecCorrelator<H> {
     /// in the container holds its output open: the runtime waits for the
     /// output to close before it answers the exec (containerd's ExecSync
     /// does), so the probe fails at its timeout though the command is done.
-    fn exec_output_held(&self, ev: &Event, status: ExitStatus, x: ExecCommand) -> Option<Report> {
+    fn exec_output_held(&self, ev: &Event, status: ExitStatus, x: &ExecCommand) -> Option<Report> {
         if status.signal != 0 || x.output_pipes.is_empty() {
             return None;
         }
@@ -819,7 +819,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let mut out = Vec::new();
         self.lingering.remove(&ev.pid);
         if let Some(x) = self.commands.remove(&ev.pid) {
-            out.extend(self.exec_probe_timeout(ev, status, x.clone()).or_else(|| self.exec_output_held(ev, status, x)));
+            out.extend(self.exec_probe_timeout(ev, status, &x).or_else(|| self.exec_output_held(ev, status, &x)));
         }
         let root = self.members.get(&ev.pid).copied();
         if root != Some(ev.pid) {
