@@ -269,7 +269,7 @@ fn test(skip_vm: bool, skip_bare: bool, vm_jobs: usize, vm: &VmArgs) -> Result<(
                 Some(k) => vec![k.clone()],
                 None => setup::cached_kernels()?,
             };
-            build()?;
+            // Built once above, before the bare-machine stage.
             let bins = e2e_binaries()?;
             step(&format!("VM e2e on {} kernels, {} at a time", kernels.len(), vm_jobs.min(kernels.len())));
             // `one_vm_` tests on the first kernel (Debian 12's own) alone.
