@@ -41,6 +41,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 set +e
 pr=$(pids_root)
 
+# comms DIR: the comm of each process of cgroup DIR, a line each.
+comms() {
+    cat $(sed 's|.*|/proc/&/comm|' "$1/cgroup.procs") 2>/dev/null
+}
+
 probe() {
     local id=$1
     shift
@@ -94,7 +99,7 @@ command-pids)
     # the container holds its init and the command.
     c="$pr/$POD_CGROUP/$PROBE_ID"
     for _ in $(seq 600); do
-        [ "$(cat "$c/pids.current")" = 2 ] && grep -qx sh $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null && break
+        [ "$(cat "$c/pids.current")" = 2 ] && comms "$c" | grep -qx sh && break
         sleep 0.1
     done
     cat "$pr/$POD_CGROUP/pids.current" >"$pr/$POD_CGROUP/pids.max"
@@ -128,7 +133,7 @@ exec-timeout)
     # init (sleep 3600) and the command, both named sleep.
     c="$pr/$POD_CGROUP/$PROBE_ID"
     for _ in $(seq 600); do
-        [ "$(cat "$c/pids.current")" = 2 ] && [ "$(cat $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null | grep -cx sleep)" = 2 ] && break
+        [ "$(cat "$c/pids.current")" = 2 ] && [ "$(comms "$c" | grep -cx sleep)" = 2 ] && break
         sleep 0.1
     done
     sleep "${2:-1}"
@@ -153,8 +158,8 @@ exec-timeout-throttled)
     # Until both run: init and command named sleep, and the loop's shell.
     c="$pr/$POD_CGROUP/$PROBE_ID"
     for _ in $(seq 600); do
-        comms=$(cat $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null)
-        [ "$(cat "$c/pids.current")" = 3 ] && [ "$(grep -cx sleep <<<"$comms")" = 2 ] && grep -qx sh <<<"$comms" && break
+        now=$(comms "$c")
+        [ "$(cat "$c/pids.current")" = 3 ] && [ "$(grep -cx sleep <<<"$now")" = 2 ] && grep -qx sh <<<"$now" && break
         sleep 0.1
     done
     echo "$limited" >"$quota"
@@ -183,8 +188,8 @@ exec-output-held)
     # both sleep, and no runc stage or shell left.
     c="$pr/$POD_CGROUP/$HELD_ID"
     for _ in $(seq 600); do
-        comms=$(cat $(sed 's|.*|/proc/&/comm|' "$c/cgroup.procs") 2>/dev/null)
-        [ "$(cat "$c/pids.current")" = 2 ] && [ "$(grep -cx sleep <<<"$comms")" = 2 ] && break
+        now=$(comms "$c")
+        [ "$(cat "$c/pids.current")" = 2 ] && [ "$(grep -cx sleep <<<"$now")" = 2 ] && break
         sleep 0.1
     done
     # The tracer names the holder at the shell's exit; then the child goes
