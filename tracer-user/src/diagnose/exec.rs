@@ -725,7 +725,10 @@ impl<H: HostView> ExecCorrelator<H> {
         // The container's cgroup: from the runtime's state, else where its
         // CPU was read.
         let cgroup = x.state.as_ref().and_then(|s| s.pids_cgroup.clone()).or_else(|| x.cpu_at_start.as_ref().map(|(c, _)| c.cpu_dir.clone()))?;
-        let holders = self.host.pipe_holders(&cgroup, &x.output_pipes, ev.pid);
+        // The runtime's own stages (still ending, traced as its members or
+        // lingering) hold the same pipes: not what the command left.
+        let runtime = |pid: u32| self.members.contains_key(&pid) || self.lingering.contains_key(&pid);
+        let holders: Vec<_> = self.host.pipe_holders(&cgroup, &x.output_pipes, ev.pid).into_iter().filter(|h| !runtime(h.pid)).collect();
         let h = holders.first()?;
         let inv = x.invocation(ev.ts_ns);
         let runtime_ms = ev.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
