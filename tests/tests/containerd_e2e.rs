@@ -19,7 +19,8 @@ const POD_UID: &str = "0a1b2c3d-1111-2222-3333-444455556666";
 
 /// The pod as the API server lists it: the probed container's exec
 /// liveness probe is the command the test times out, so its verdict names
-/// the probe (`probe_type`, `timeout_s`).
+/// the probe (`probe_type`, `timeout_s`); its readiness probe is the one
+/// that ends near its timeout.
 fn pod_list() -> Value {
     let status = |name: &str, pair: &str| {
         json!({"name": name, "ready": true, "restartCount": 0, "image": name, "imageID": name, "containerID": format!("containerd://{}", id(pair))})
@@ -27,7 +28,8 @@ fn pod_list() -> Value {
     json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [{
         "metadata": {"name": "exec-0", "namespace": "shop", "uid": POD_UID},
         "spec": {"nodeName": "node-1", "containers": [
-            {"name": "app", "livenessProbe": {"exec": {"command": ["/bin/sleep", "30"]}, "timeoutSeconds": 1, "periodSeconds": 10, "failureThreshold": 3}},
+            {"name": "app", "livenessProbe": {"exec": {"command": ["/bin/sleep", "30"]}, "timeoutSeconds": 1, "periodSeconds": 10, "failureThreshold": 3},
+             "readinessProbe": {"exec": {"command": ["/bin/sleep", "0.9"]}, "timeoutSeconds": 1, "periodSeconds": 5, "failureThreshold": 3}},
             {"name": "stopped"}]},
         "status": {"phase": "Running", "podIP": "10.200.7.2", "containerStatuses": [status("app", "c0"), status("stopped", "d1")]}
     }]})
@@ -65,6 +67,8 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     // The pod list is read in the background: give it its first read.
     thread::sleep(Duration::from_secs(2));
     assert_eq!(scenario.trigger(&["healthy"]), "0");
+    // The readiness probe's command, done in 90 % of its timeout and more.
+    assert_eq!(scenario.trigger(&["exec-slow"]), "0");
     assert_ne!(scenario.trigger(&["missing"]), "0", "exec of a missing binary must fail");
     // crun as the runtime through the same shim (`ctr --runc-binary crun`).
     // crun 1.8 refuses a cgroup v1 hybrid host whose v2 tree holds a
@@ -214,13 +218,30 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     assert!(h["message"].as_str().unwrap().contains("it left running still holds its"), "{h}");
     assert!(h["probe_type"].is_null(), "not the spec's command: {h}");
 
+    // The readiness probe that ended by itself past 80 % of its timeout:
+    // a warning before the kubelet fails it, named from the spec; the
+    // healthy `/bin/true` is no probe of the spec's and says nothing.
+    let near = with(&out, "probe_near_timeout", &probe);
+    assert_eq!(near.len(), 1, "{}", out.dump());
+    let n = near[0];
+    names_the_pod(n, &probe);
+    assert_eq!((n["comm"].as_str(), n["exit_code"].as_i64()), (Some("sleep"), Some(0)), "{n}");
+    assert_eq!(n["command"], json!(["/bin/sleep", "0.9"]), "{n}");
+    assert_eq!((n["probe_type"].as_str(), n["timeout_s"].as_u64(), n["period_s"].as_u64()), (Some("readiness"), Some(1), Some(5)), "{n}");
+    assert_eq!((n["pod"].as_str(), n["container"].as_str()), (Some("exec-0"), Some("app")), "{n}");
+    let ran = n["runtime_ms"].as_u64().unwrap();
+    assert!(ran >= 900 && n["answer_share_pct"].as_u64() == Some(ran / 10), "{n}");
+    assert_eq!(n["cpu_measured"], "sampled", "{n}");
+    assert!(n["message"].as_str().unwrap().starts_with("the readiness exec probe of container app (`/bin/sleep 0.9`) took"), "{n}");
+
     // The command that could not fork is no probe of the spec's.
     assert!(f["probe_type"].is_null() && f["timeout_s"].is_null(), "{f}");
     // Each verdict about the pod became an Event on it.
     let reasons: Vec<String> = api.events().iter().filter_map(|e| e["reason"].as_str().map(String::from)).collect();
     assert!(reasons.iter().any(|r| r == "ExecProbeTimeout"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "ProbeNearTimeout"), "{reasons:?}");
 
     // Nothing else: the healthy exec says nothing.
-    assert_eq!(out.verdicts().len(), if with_crun { 9 } else { 8 }, "{}", out.dump());
+    assert_eq!(out.verdicts().len(), if with_crun { 10 } else { 9 }, "{}", out.dump());
     assert_eq!(out.only("summary")["lost_events"], 0);
 }

@@ -16,6 +16,8 @@ use crate::{
     diagnose::{
         Report,
         catalogue::{self, Subject},
+        exec::{CommandDone, shown_argv},
+        probe::CpuWindow,
     },
     host::HostView,
     k8s::{
@@ -63,17 +65,9 @@ impl<H: HostView> Enricher<H> {
         if (response_ms as f64) <= NEAR_TIMEOUT * timeout_ms as f64 {
             return None;
         }
-        let key = (pod.uid.clone(), spec.probe_type, port);
-        if self.near_timeout_said.get(&key).is_some_and(|t| now_ns.saturating_sub(*t) < NEAR_TIMEOUT_EVERY_NS) {
+        if !self.first_near_timeout_in_a_minute((pod.uid.clone(), spec.probe_type, port), now_ns) {
             return None;
         }
-        if self.near_timeout_said.len() >= NEAR_TIMEOUT_MAX {
-            self.near_timeout_said.retain(|_, t| now_ns.saturating_sub(*t) < NEAR_TIMEOUT_EVERY_NS);
-            if self.near_timeout_said.len() >= NEAR_TIMEOUT_MAX {
-                self.near_timeout_said.clear();
-            }
-        }
-        self.near_timeout_said.insert(key, now_ns);
         let share = response_ms * 100 / timeout_ms.max(1);
         let mut w = Report { kind: "probe_near_timeout", grouped: false, ..r.clone() };
         w.fields.remove("outcome");
@@ -90,6 +84,63 @@ impl<H: HostView> Enricher<H> {
         }
         w.message = message;
         Some(w.with("answer_share_pct", share))
+    }
+
+    /// An exec probe's command that exited by itself, but in more than
+    /// 80 % of its probe's timeoutSeconds (the pod's spec names it by its
+    /// command): the same warning as for a slow answer, with the
+    /// container's CPU over the command's life.
+    pub fn exec_near_timeout(&mut self, done: CommandDone) -> Option<Report> {
+        let dir = self.dir.read().ok()?;
+        let c = dir.container(&done.container_id)?;
+        let spec = dir.exec_probes_of(&c.pod.uid, &c.name).iter().find(|s| s.command == done.argv)?.clone();
+        let key = (format!("{}/{}", c.pod.uid, c.name), spec.probe_type, 0);
+        drop(dir);
+        let timeout_ms = u64::from(spec.timeout_s) * 1000;
+        if (done.runtime_ms as f64) <= NEAR_TIMEOUT * timeout_ms as f64 {
+            return None;
+        }
+        let ended_ns = done.report.ts_ns;
+        if !self.first_near_timeout_in_a_minute(key, ended_ns) {
+            return None;
+        }
+        let cpu = match &done.cpu_at_start {
+            Some((cgroup, before)) => match self.host.cpu_reading(cgroup, ended_ns) {
+                Some(after) => CpuWindow::between(cgroup, before, &after),
+                None => CpuWindow::Unmeasured("cgroup_gone", Some(cgroup.path.clone())),
+            },
+            None => CpuWindow::Unmeasured("no_reading_at_the_start", None),
+        };
+        let share = done.runtime_ms * 100 / timeout_ms.max(1);
+        let why = cpu.explanation().unwrap_or_else(|| cpu.ruled_out());
+        let message = format!(
+            "the {} exec probe of container {} (`{}`) took {} ms from the runtime's start to the command's exit, {share} % of its \
+             timeoutSeconds ({}): the kubelet fails it past {timeout_ms} ms; raise timeoutSeconds or find what slows the command; {why}",
+            spec.probe_type,
+            spec.container,
+            shown_argv(&done.argv),
+            done.runtime_ms,
+            spec.timeout_s,
+        );
+        let mut w = cpu.add_counters_to(done.report).with("answer_share_pct", share).message(message);
+        name_the_probe(&mut w, Some(&spec));
+        Some(w)
+    }
+
+    /// Whether a probe's `probe_near_timeout` is the first in a minute
+    /// (and notes it).
+    fn first_near_timeout_in_a_minute(&mut self, key: (String, &'static str, u16), now_ns: u64) -> bool {
+        if self.near_timeout_said.get(&key).is_some_and(|t| now_ns.saturating_sub(*t) < NEAR_TIMEOUT_EVERY_NS) {
+            return false;
+        }
+        if self.near_timeout_said.len() >= NEAR_TIMEOUT_MAX {
+            self.near_timeout_said.retain(|_, t| now_ns.saturating_sub(*t) < NEAR_TIMEOUT_EVERY_NS);
+            if self.near_timeout_said.len() >= NEAR_TIMEOUT_MAX {
+                self.near_timeout_said.clear();
+            }
+        }
+        self.near_timeout_said.insert(key, now_ns);
+        true
     }
 
     /// Adds what is known to `r` and returns the Event it deserves, if it
@@ -112,10 +163,11 @@ impl<H: HostView> Enricher<H> {
                         r.fields.entry(key.to_string()).or_insert(json!(v));
                     }
                 }
-                if let Some(c) = r.field_str("container_id").and_then(|id| dir.container(id)) {
-                    container = Some(c.name.clone());
-                    pod = pod.or_else(|| Some((*c.pod).clone()));
-                }
+            }
+            // That container, or the one an exec probe ran in.
+            if let Some(c) = r.field_str("container_id").and_then(|id| dir.container(id)) {
+                container = Some(c.name.clone());
+                pod = pod.or_else(|| Some((*c.pod).clone()));
             }
             if let (Some(ip), Some(port)) = (r.ip("daddr"), r.fields.get("dport").and_then(|p| p.as_u64())) {
                 add_probe_spec(r, dir.probes_at(ip, port as u16));
@@ -318,6 +370,46 @@ mod tests {
         // Without the pod's spec (no API server) the timeout is unknown: no guess.
         let mut bare = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticHost::default());
         assert!(bare.near_timeout(&attempt(5000), 0).is_none());
+    }
+
+    #[test]
+    fn an_exec_probe_command_past_80_percent_of_its_timeout_is_a_warning() {
+        let mut e = Enricher::new(directory(), StaticHost::default());
+        let done = |argv: &[&str], ms: u64, ts_ns: u64| {
+            let mut report = report("probe_near_timeout").with("container_id", "ab".repeat(32)).with("command", json!(argv)).with("runtime_ms", ms);
+            report.ts_ns = ts_ns;
+            CommandDone {
+                report,
+                container_id: "ab".repeat(32),
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+                runtime_ms: ms,
+                cpu_at_start: None,
+            }
+        };
+        // The spec's readiness probe: `/bin/sh -c test -e /tmp/ready`, timeoutSeconds 5.
+        let probe = ["/bin/sh", "-c", "test -e /tmp/ready"];
+        assert!(e.exec_near_timeout(done(&probe, 3900, 1)).is_none(), "78 % is fine");
+        let mut w = e.exec_near_timeout(done(&probe, 4300, 2)).unwrap();
+        assert_eq!(w.kind, "probe_near_timeout");
+        assert_eq!(w.fields["answer_share_pct"], 86);
+        assert_eq!((w.fields["probe_type"].as_str(), w.fields["timeout_s"].as_u64()), (Some("readiness"), Some(5)));
+        assert!(
+            w.message.starts_with("the readiness exec probe of container app (`/bin/sh -c test -e /tmp/ready`) took 4300 ms from the runtime's start to the command's exit, 86 % of its timeoutSeconds (5)"),
+            "{}",
+            w.message
+        );
+        assert!(w.message.contains("its container's CPU in the window is unknown"), "{}", w.message);
+        assert_eq!(w.fields["cpu_measured"], "no_reading_at_the_start");
+        // Enrichment names the pod (by the container ID) and posts it on it.
+        let event = e.enrich(&mut w).unwrap();
+        assert_eq!((w.fields["pod"].as_str(), w.fields["container"].as_str()), (Some("web-7d9f8b6c5-x2x4q"), Some("app")));
+        assert_eq!(event.reason, "ProbeNearTimeout");
+        assert!(e.exec_near_timeout(done(&probe, 4900, 30_000_000_000)).is_none(), "once a minute");
+        assert!(e.exec_near_timeout(done(&probe, 4900, 61_000_000_002)).is_some());
+        // Another command (a `kubectl exec`), or no API server: no timeout known, no guess.
+        assert!(e.exec_near_timeout(done(&["/bin/sleep", "9"], 9000, 0)).is_none());
+        let mut bare = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticHost::default());
+        assert!(bare.exec_near_timeout(done(&probe, 4900, 0)).is_none());
     }
 
     #[test]

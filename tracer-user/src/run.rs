@@ -390,9 +390,16 @@ impl Sink {
         Ok(emptied)
     }
 
-    /// After a drain: the runtime call durations and event count to the
-    /// metrics.
+    /// After a drain: slow exec probe commands judged, the runtime call
+    /// durations and event count to the metrics.
     fn drained(&mut self) -> Result<()> {
+        // Exec probe commands that came near their timeout: judged here,
+        // where the pod's spec is.
+        for done in self.agg.exec.take_commands_done() {
+            if let Some(warning) = self.enricher.exec_near_timeout(done) {
+                self.emit(warning)?;
+            }
+        }
         // Taken on every drain, so they do not pile up when no one reads them.
         let durations = self.agg.exec.take_durations();
         if let Some(m) = &self.metrics {

@@ -23,6 +23,8 @@
 #                  and a busy loop of its own eating it while the command
 #                  runs (applied once the command runs: runc init under
 #                  that limit takes seconds); the limit and the loop go after
+#   exec-slow      exec `sleep 0.9` into the runc container: a command
+#                  that ends by itself near a 1 s probe timeout
 #   exec-output-held  start container HELD_ID and exec a command into it
 #                  (sh) that exits 0 leaving a sleep 30 that holds its
 #                  output; the sleep is killed from here once the shell is
@@ -55,6 +57,7 @@ probe() {
 
 case ${1:-} in
 healthy) probe "$PROBE_ID" /bin/true ;;
+exec-slow) probe "$PROBE_ID" /bin/sleep 0.9 ;;
 missing) probe "$PROBE_ID" /bin/nonexistent ;;
 crun-up)
     run_container "$CRUN_ID" crun

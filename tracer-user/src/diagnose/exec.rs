@@ -328,6 +328,27 @@ struct ExecCommand {
     output_pipes: Vec<u64>,
 }
 
+/// An exec's command that exited by itself, slow enough that it may have
+/// come near its probe's timeoutSeconds; the pod's spec (in the enricher)
+/// says whether it is a probe and what its timeout is.
+#[derive(Debug, Clone)]
+pub struct CommandDone {
+    /// The `probe_near_timeout` it would be, its sentence not yet written.
+    pub report: Report,
+    pub container_id: String,
+    pub argv: Vec<String>,
+    /// From the runtime's start to the command's exit: what ExecSync waits.
+    pub runtime_ms: u64,
+    /// The container's CPU counters when the command started.
+    pub cpu_at_start: Option<(ServingCgroup, CpuReading)>,
+}
+
+/// The smallest timeoutSeconds is 1: a command done within 80 % of it is
+/// near no probe's timeout.
+const NEAR_TIMEOUT_FLOOR_MS: u64 = 800;
+/// Slow commands kept between two drains, at most.
+const MAX_COMMANDS_DONE: usize = 256;
+
 /// A fatal signal and who sent it.
 #[derive(Debug, Clone)]
 struct Kill {
@@ -345,7 +366,7 @@ fn container_phrase(id: Option<&str>) -> String {
 }
 
 /// A command line as a sentence shows it: 200 characters at most.
-fn shown_argv(argv: &[String]) -> String {
+pub(crate) fn shown_argv(argv: &[String]) -> String {
     let shown = argv.join(" ");
     if shown.chars().count() > 200 { shown.chars().take(200).collect::<String>() + "..." } else { shown }
 }
@@ -402,6 +423,8 @@ pub struct ExecCorrelator<H: HostView> {
     lingering: HashMap<u32, Lingering>,
     /// Commands started by a traced `exec`, while they run.
     commands: HashMap<u32, ExecCommand>,
+    /// Commands that ran long and exited by themselves, until taken.
+    commands_done: Vec<CommandDone>,
     /// Durations of the runc calls that ended in the current interval.
     interval: LatencyWindow,
     /// Durations over the whole run, for the summary.
@@ -484,6 +507,7 @@ impl<H: HostView> ExecCorrelator<H> {
             known_inits: HashMap::new(),
             lingering: HashMap::new(),
             commands: HashMap::new(),
+            commands_done: Vec::new(),
             interval: LatencyWindow::default(),
             total: LatencyWindow::default(),
             recent: Vec::new(),
@@ -763,6 +787,28 @@ impl<H: HostView> ExecCorrelator<H> {
         )
     }
 
+    /// The command an exec started exited by itself with no verdict: kept
+    /// when it ran long enough to be near any probe's timeout, for the
+    /// enricher to judge against the pod's spec (`probe_near_timeout`).
+    fn note_command_done(&mut self, ev: &Event, status: ExitStatus, x: ExecCommand) {
+        let runtime_ms = ev.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
+        if status.signal != 0 || runtime_ms <= NEAR_TIMEOUT_FLOOR_MS || self.commands_done.len() >= MAX_COMMANDS_DONE {
+            return;
+        }
+        let Some(container_id) = x.command.container.clone() else { return };
+        let inv = x.invocation(ev.ts_ns);
+        let report = common(Report::new("probe_near_timeout", ev), &inv)
+            .with("command", json!(x.argv))
+            .with("exit_code", status.code)
+            .with("runtime_ms", runtime_ms);
+        self.commands_done.push(CommandDone { report, container_id, argv: x.argv, runtime_ms, cpu_at_start: x.cpu_at_start });
+    }
+
+    /// The commands noted by [`Self::note_command_done`] since the last call.
+    pub fn take_commands_done(&mut self) -> Vec<CommandDone> {
+        std::mem::take(&mut self.commands_done)
+    }
+
     /// Ends an invocation: its processes still alive become lingering.
     fn close_invocation(&mut self, root: u32) -> Option<Invocation> {
         let inv = self.invocations.remove(&root)?;
@@ -822,7 +868,10 @@ impl<H: HostView> ExecCorrelator<H> {
         let mut out = Vec::new();
         self.lingering.remove(&ev.pid);
         if let Some(x) = self.commands.remove(&ev.pid) {
-            out.extend(self.exec_probe_timeout(ev, status, &x).or_else(|| self.exec_output_held(ev, status, &x)));
+            match self.exec_probe_timeout(ev, status, &x).or_else(|| self.exec_output_held(ev, status, &x)) {
+                Some(r) => out.push(r),
+                None => self.note_command_done(ev, status, x),
+            }
         }
         let root = self.members.get(&ev.pid).copied();
         if root != Some(ev.pid) {
@@ -924,6 +973,7 @@ impl<H: HostView> ExecCorrelator<H> {
             ("known_inits", self.known_inits.len()),
             ("lingering", self.lingering.len()),
             ("commands", self.commands.len()),
+            ("commands_done", self.commands_done.len()),
             ("recent", self.recent.len()),
         ]
     }

@@ -89,6 +89,7 @@ fn ten_thousand_container_lifecycles_and_pod_ip_churn_keep_every_map_bounded() {
         }
         agg.expire(t + S - 1, 180 * S);
         agg.exec.take_durations();
+        agg.exec.take_commands_done();
         for (name, n) in agg.state_sizes() {
             let m = most.entry(name).or_default();
             *m = (*m).max(n);

@@ -780,3 +780,32 @@ fn an_exec_command_whose_output_a_leftover_process_holds_is_named_with_it() {
     assert!(run_all(host(vec![(holder, 78)]), &events).is_empty());
     assert!(run_all(host(Vec::new()), &events).is_empty());
 }
+
+/// A command that ends by itself but ran long (here `sleep 30` exiting
+/// 0 where the recording has it killed) is kept for the enricher, which
+/// knows the probe's timeout; the healthy `/bin/true` after it is quick
+/// and is not.
+#[test]
+fn a_slow_exec_command_ending_by_itself_is_kept_to_be_judged_against_its_timeout() {
+    let mut events = exec_timeout_recorded();
+    let at = events.iter().position(|e| matches!(e.body, Body::Signal { .. })).unwrap();
+    events.remove(at);
+    if let Body::Exit { exit_code, .. } = &mut events[at].body {
+        *exit_code = 0;
+    }
+    let host = StaticHost { containers: vec![pod_state(true)], ..Default::default() };
+    let mut c = ExecCorrelator::new(ExecSettings::default(), host);
+    let reports: Vec<Report> = events.iter().flat_map(|e| c.handle(e)).collect();
+    assert!(reports.is_empty(), "{reports:?}");
+    let done = c.take_commands_done();
+    assert_eq!(done.len(), 1, "{done:?}");
+    let d = &done[0];
+    let (runc, exit) = (&events[0], &events[at]);
+    assert_eq!((d.argv.as_slice(), d.container_id.as_str()), (["/bin/sleep".to_string(), "30".to_string()].as_slice(), ID));
+    assert_eq!(d.runtime_ms, (exit.ts_ns - runc.ts_ns) / 1_000_000);
+    assert!(d.runtime_ms > 1000, "{}", d.runtime_ms);
+    assert_eq!((d.report.kind, d.report.pid), ("probe_near_timeout", exit.pid));
+    assert_eq!(d.report.fields["pod_uid"], POD);
+    assert_eq!(d.report.fields["exit_code"], 0);
+    assert!(c.take_commands_done().is_empty(), "taken once");
+}
