@@ -9,7 +9,7 @@ use std::{
     net::{TcpListener, TcpStream},
     sync::{Arc, Mutex},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
@@ -247,7 +247,9 @@ fn serve(stream: TcpStream, node: &str, state: &Mutex<State>, seen: &Mutex<Vec<R
         ("GET", PODS | SERVICES) if req.query("watch") == Some("true") => {
             let since = req.query("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
             let path = if path == PODS { PODS } else { SERVICES };
-            watch(&mut stream, state, path, since, path == SERVICES || on_node)
+            // As a real server, it ends a watch after `timeoutSeconds`.
+            let ends = req.query("timeoutSeconds").and_then(|t| t.parse().ok()).map(|t| Instant::now() + Duration::from_secs(t));
+            watch(&mut stream, state, path, since, path == SERVICES || on_node, ends)
         }
         ("GET", PODS | SERVICES) => {
             let s = state.lock().unwrap();
@@ -280,9 +282,12 @@ fn serve(stream: TcpStream, node: &str, state: &Mutex<State>, seen: &Mutex<Vec<R
     }
 }
 
-/// Streams the changes after `since` until a fault or the client ends it.
-fn watch(stream: &mut TcpStream, state: &Mutex<State>, path: &str, since: u64, visible: bool) -> std::io::Result<()> {
-    write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+/// Streams the changes after `since` until a fault, its end or the client
+/// ends it. While the server hangs, an open watch goes silent (neither
+/// data nor its end), as a stalled API server's or proxy's does.
+fn watch(stream: &mut TcpStream, state: &Mutex<State>, path: &str, since: u64, visible: bool, ends: Option<Instant>) -> std::io::Result<()> {
+    // One request per connection, as every other reply here says.
+    write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
     stream.flush()?;
     let (epoch, close) = {
         let s = state.lock().unwrap();
@@ -292,7 +297,12 @@ fn watch(stream: &mut TcpStream, state: &Mutex<State>, path: &str, since: u64, v
     while !close {
         let lines: Vec<String> = {
             let s = state.lock().unwrap();
-            if s.epoch != epoch {
+            if s.fault == Fault::Hang {
+                drop(s);
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            if s.epoch != epoch || ends.is_some_and(|t| Instant::now() >= t) {
                 break;
             }
             let new: Vec<String> = s

@@ -216,6 +216,37 @@ fn a_hanging_server_does_not_hold_up_tracing() {
     });
 }
 
+/// A server that stalls with the watches open (no data, no end): noticed
+/// within the read timeout, not after kube's default five minutes, and
+/// followed again once it answers. Watches end before that timeout by
+/// themselves (`timeoutSeconds`), so quiet ones are not taken for a hang.
+#[test]
+fn a_server_that_stalls_mid_watch_is_noticed_within_the_read_timeout() {
+    let server = FakeApiServer::start("node-1", recorded("pods.json"), recorded("services.json"));
+    let read_timeout = Duration::from_secs(3);
+    runtime().block_on(async {
+        let kube = Kube::connect(&KubeOptions { read_timeout: Some(read_timeout), ..options(&server, "node-1") }).await.unwrap().unwrap();
+        let dir = directory();
+        let watch = kube.keep_directory(dir.clone(), Duration::from_secs(10)).await;
+        assert_eq!(dir.read().unwrap().pods(), 2);
+        // Quiet but healthy for longer than the read timeout.
+        tokio::time::sleep(read_timeout * 2).await;
+        assert!(watch.healthy() && watch.warnings() == 0, "a quiet watch was taken for a hang: {} warnings", watch.warnings());
+        let watches = server.watches("/api/v1/pods");
+        assert!(watches.len() >= 2 && watches.iter().all(|w| w.query("timeoutSeconds") == Some("1")), "{watches:?}");
+        server.set_fault(Fault::Hang);
+        let stalled = Instant::now();
+        assert!(eventually(10, || !watch.healthy()).await, "a stalled server went unnoticed");
+        assert!(stalled.elapsed() < read_timeout * 3, "noticed after {:?}", stalled.elapsed());
+        assert_eq!(watch.warnings(), 1);
+        assert_eq!(dir.read().unwrap().pods(), 2, "the last known pods are kept");
+        server.set_fault(Fault::None);
+        assert!(eventually(40, || watch.healthy()).await, "no recovery after the stall");
+        server.apply_pod(pod("after", "10.200.1.77"));
+        assert!(eventually(40, || dir.read().unwrap().pod_by_ip(ip("10.200.1.77")).is_some()).await, "no updates after the stall");
+    });
+}
+
 #[test]
 fn survives_a_huge_unpaginated_list() {
     let padding = "x".repeat(2048);

@@ -140,6 +140,7 @@ impl KubernetesArgs {
             api_url: self.kube_api.clone(),
             kubeconfig: self.kubeconfig.clone(),
             node_name: self.node_name.clone(),
+            read_timeout: None,
         }
     }
 }

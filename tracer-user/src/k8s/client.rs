@@ -47,7 +47,17 @@ pub struct KubeOptions {
     pub kubeconfig: Option<PathBuf>,
     /// This node's name (the DaemonSet passes spec.nodeName as NODE_NAME).
     pub node_name: Option<String>,
+    /// How long a request, a watch included, may go without a byte from
+    /// the API server before it is given up (default [`READ_TIMEOUT`]).
+    pub read_timeout: Option<Duration>,
 }
+
+/// A hung API server is noticed within this. kube's own default (295 s,
+/// with watches of 290 s) left the directory stale for five minutes.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// A watch is ended by the server this long before the read timeout, so
+/// a quiet, healthy watch never meets it.
+const WATCH_MARGIN: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Kube {
@@ -55,6 +65,8 @@ pub struct Kube {
     pub node: String,
     /// When the API server last answered a request with success.
     answered: Arc<Mutex<Option<Instant>>>,
+    /// The server-side timeout of each watch (`timeoutSeconds`).
+    watch_timeout_s: u32,
 }
 
 impl Kube {
@@ -78,6 +90,10 @@ impl Kube {
                 Err(_) => return Ok(None),
             }
         };
+        let mut config = config;
+        let read_timeout = opts.read_timeout.unwrap_or(READ_TIMEOUT);
+        config.read_timeout = Some(read_timeout);
+        let watch_timeout_s = read_timeout.saturating_sub(WATCH_MARGIN).as_secs().clamp(1, u64::from(u32::MAX)) as u32;
         // A watch that starts again yields nothing until something changes:
         // its answer is seen here, as is any other request's.
         let answered = Arc::new(Mutex::new(None));
@@ -89,7 +105,7 @@ impl Kube {
             .with_layer(&tower::buffer::BufferLayer::new(64))
             .with_layer(&super::pacing::WatchPacingLayer::default())
             .build();
-        Ok(Some(Kube { client, node: node_name(opts.node_name.as_deref()), answered }))
+        Ok(Some(Kube { client, node: node_name(opts.node_name.as_deref()), answered, watch_timeout_s }))
     }
 
     /// Keeps `dir` up to date from two watches: this node's pods and the
@@ -103,10 +119,11 @@ impl Kube {
         let (services, service_writer) = reflector::store::<Service>();
         // Paginated lists of the latest state (client-go's page size):
         // a list at resourceVersion 0 would ignore the limit.
-        let on_node = watcher::Config::default().fields(&format!("spec.nodeName={}", self.node));
+        let watched = watcher::Config::default().timeout(self.watch_timeout_s);
+        let on_node = watched.clone().fields(&format!("spec.nodeName={}", self.node));
         let pod_events =
             watcher(Api::<Pod>::all(self.client.clone()), on_node).default_backoff().modify(slim_pod).reflect(pod_writer);
-        let service_events = watcher(Api::<Service>::all(self.client.clone()), watcher::Config::default())
+        let service_events = watcher(Api::<Service>::all(self.client.clone()), watched)
             .default_backoff()
             .modify(slim_service)
             .reflect(service_writer);
