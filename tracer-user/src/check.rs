@@ -2,7 +2,7 @@
 //! per mechanism in words (the loader's raw errors stay in `--format json`
 //! and `-v`), the node audit, and an exit status a script can test.
 
-use std::{collections::BTreeSet, fs, path::Path, process::ExitCode};
+use std::{fs, path::Path, process::ExitCode};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -16,7 +16,7 @@ use crate::{
     loader::{Group, HookStatus, LoadOptions, Mode, Tracer},
     node::ProcNode,
     output::{Clock, Format, Output},
-    run::{cost_notes, hooks_text},
+    output::text::{self, cost_notes},
 };
 
 /// `check`'s exit statuses (documented in docs/cli.md). Usage errors exit
@@ -140,66 +140,6 @@ fn tracing_refused_reason(facts: &KernelFacts) -> String {
     format!("refused at load even for root (EPERM): {policy}")
 }
 
-/// A hook's line: its mechanism, and the better ones this kernel refused
-/// (explained once below the list).
-fn hook_line(h: &HookStatus) -> String {
-    let refused: BTreeSet<String> = h.tried.iter().filter(|f| !f.turned_off).map(|f| f.mode.to_string()).collect();
-    let refused = refused.into_iter().collect::<Vec<_>>().join(", ");
-    let turned_off = h.tried.iter().any(|f| f.turned_off);
-    match (&h.mode, &h.target) {
-        (Some(mode), Some(target)) if refused.is_empty() => format!("{mode} ({target})"),
-        (Some(mode), Some(target)) => format!("{mode} ({target}); {refused} unavailable"),
-        _ => {
-            let mut why = Vec::new();
-            if !refused.is_empty() {
-                why.push(format!("{refused} unavailable"));
-            }
-            if turned_off {
-                why.push("syscall tracepoints off".to_string());
-            }
-            if why.is_empty() {
-                why.push("no allowed mechanism".to_string());
-            }
-            format!("NOT ATTACHED: {}", why.join("; "))
-        }
-    }
-}
-
-/// The `hooks:` and `unavailable on this kernel:` sections.
-pub fn hooks_section(hooks: &[HookStatus], notes: &[String], unavailable: &[Unavailable], verbose: bool) -> String {
-    if verbose {
-        return hooks_text(hooks, notes);
-    }
-    let mut text = String::new();
-    for h in hooks {
-        text.push_str(&format!("\n  {:<22} {}", h.hook, hook_line(h)));
-    }
-    for note in notes {
-        text.push_str(&format!("\n  note: {note}"));
-    }
-    if !unavailable.is_empty() {
-        text.push_str("\nunavailable on this kernel (the loader's errors: check -v or --format json):");
-        for u in unavailable {
-            let attached = |name: &&&str| hooks.iter().any(|h| h.hook == **name && h.mode.is_some());
-            let fell_back = u.hooks.iter().filter(attached).count();
-            let without = u.hooks.len() - fell_back;
-            let mut effect = Vec::new();
-            if fell_back > 0 {
-                effect.push(format!("{fell_back} hook{} fall{} back", plural(fell_back), if fell_back == 1 { "s" } else { "" }));
-            }
-            if without > 0 {
-                effect.push(format!("{without} hook{} not attached", plural(without)));
-            }
-            text.push_str(&format!("\n  {:<13} {}; {}", u.mechanism, u.reason, effect.join(", ")));
-        }
-    }
-    text
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 /// Runs the check, prints it, and says which exit status it earned. The
 /// audit reads procfs only, so it is printed even when tracing is not
 /// possible.
@@ -228,26 +168,8 @@ pub fn check(args: CheckArgs) -> Result<CheckStatus> {
         },
     };
     let unavailable = explain(&hooks, &facts);
-    let mut text = format!(
-        "kernel:      {}\nBTF:         {}\nlockdown:    {}\nprivileges:  {}",
-        info.release,
-        if info.btf { "yes" } else { "no" },
-        info.lockdown,
-        if info.privileged { "ok".to_string() } else { format!("missing {}", info.missing_capabilities.join(", ")) },
-    );
     let notes = cost_notes(&hooks);
-    if !hooks.is_empty() {
-        text.push_str("\nhooks:");
-        text.push_str(&hooks_section(&hooks, &notes, &unavailable, args.verbose > 0));
-    }
-    text.push_str("\nnode audit:");
-    for f in &findings {
-        let status = serde_json::to_value(f.status)?.as_str().unwrap_or("").to_uppercase();
-        text.push_str(&format!("\n  {:<16} {:<7} {}", f.check, status, f.message));
-        if let Some(fix) = &f.fix {
-            text.push_str(&format!("\n  {:<16} {:<7} fix: {fix}", "", ""));
-        }
-    }
+    let text = text::check(&info, &hooks, &notes, &unavailable, &findings, args.verbose > 0)?;
     let audit_failed = findings.iter().any(|f| f.status == audit::Status::Fail);
     let status = match (&cannot_trace, audit_failed) {
         (Some(_), _) => CheckStatus::CannotTrace,
@@ -276,7 +198,7 @@ pub fn check(args: CheckArgs) -> Result<CheckStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::Failure;
+    use crate::{loader::Failure, output::text::hooks_section};
 
     const EPERM: &str = "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: : Operation not permitted (os error 1)";
     const NO_PMU: &str = "`/sys/bus/event_source/devices/kprobe/type`: No such file or directory (os error 2)";

@@ -16,7 +16,7 @@ use tracer_user::{
     events::Event,
     host::ProcHost,
     node::ProcNode,
-    output::{Clock, Format, Output, RecordingHeader},
+    output::{Clock, Format, Output, RecordingHeader, text},
     run::{daemon, run},
 };
 
@@ -102,7 +102,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
         out.report(&r)?;
     }
     let summary = agg.summary();
-    let text = format!("summary: {}", serde_json::to_string(&summary)?);
+    let text = text::replay_summary(&summary)?;
     out.record("summary", summary, &text)?;
     Ok(())
 }

@@ -13,8 +13,8 @@ use aya::maps::{MapData, RingBuf};
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
-    time::{Instant, MissedTickBehavior, interval, sleep_until},
+    signal::unix::{Signal, SignalKind, signal},
+    time::{Instant, Interval, MissedTickBehavior, interval, sleep_until},
 };
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::{
     cli::{DaemonArgs, RunArgs, Switch},
     diagnose::{
-        Aggregator, KernelSummary, Report, Summary,
+        Aggregator, KernelSummary, Report,
         catalogue::{Class, Subject},
         probe::ProbeSettings,
     },
@@ -30,15 +30,15 @@ use crate::{
     metrics::Metrics,
     events,
     kernel::info::KernelInfo,
-    loader::{HookStatus, LoadOptions, Mode, Tracer},
+    loader::{HookStatus, LoadOptions, Tracer},
     host::ProcHost,
     enrich::Enricher,
     k8s::{
-        client::{EventPoster, EventResults, Kube},
+        client::{DirectoryWatch, EventPoster, EventResults, Kube},
         directory::Directory,
     },
     node::ProcNode,
-    output::{Clock, Format, Output},
+    output::{Clock, Format, Output, text},
 };
 
 /// Attempts older than this are judged even if the kernel never closed them
@@ -91,8 +91,60 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // A ready file left by an earlier run (killed, or the host restarted)
     // must not announce this one before its programs are attached.
     let ready = ReadyFile::clear(args.ready_file.clone())?;
-    // Configuration problems are reported before anything is loaded. This
-    // does not contact the API server yet.
+    let (kube, info, mut tracer) = load(&args).await?;
+    let clock = Clock::now();
+    let mut out = Output::stdout(Format::auto(args.format), clock);
+    let recorder = recorder(&args, &clock)?;
+
+    // Nobody reads a healthy probe's record (it is neither printed nor
+    // recorded): the kernel counts those per destination instead.
+    let established_in_kernel = args.verdicts_only && args.record.is_none();
+    if established_in_kernel {
+        tracer.count_established_in_kernel()?;
+    }
+    let host = ProcHost::default();
+    let settings = probe_settings(&args, &tracer, metrics.is_some());
+    let agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), host.clone());
+    let mut kubernetes = Kubernetes::start(kube, args.kubernetes.emit_events, &metrics).await;
+    let enricher = Enricher::new(kubernetes.directory.clone(), host);
+    // Loading parsed the kernel's BTF twice (ours and aya's): tens of MiB
+    // now free. Hand them back so the daemon's RSS is its working set.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    started(&mut out, &info, &tracer.hooks, &args.prober_comms)?;
+
+    let ring = poll_ring(&mut tracer)?;
+    let mut signals = Signals::new(args.pause_signals)?;
+    ready.create()?;
+
+    let mut timers = Timers::new(args.duration);
+    if let Some(m) = &metrics {
+        m.hooks(&tracer.hooks);
+    }
+    let mut sink = Sink {
+        agg,
+        out,
+        recorder,
+        undecodable: 0,
+        metrics,
+        print_attempts: !args.verdicts_only,
+        enricher,
+        poster: kubernetes.poster.take(),
+        limiter: RateLimiter::default(),
+        loss: LossTracker::new(STALE_ATTEMPT_NS, LOSS_RECORD_EVERY_NS),
+        established_in_kernel,
+    };
+    let mut running = Running { ring, tracer, ready: &ready };
+    running.event_loop(&mut sink, &mut signals, &mut timers).await?;
+    running.stop(&mut sink)?;
+    summarize(sink, &running.tracer, kubernetes).await
+}
+
+/// The Kubernetes API's client (not contacted yet), the kernel, and the
+/// tracer loaded and attached. Configuration problems are reported before
+/// anything is loaded.
+async fn load(args: &RunArgs) -> Result<(Option<Kube>, KernelInfo, Tracer)> {
+    // This does not contact the API server yet.
     let kube = Kube::connect(&args.kubernetes.options()).await?;
     if kube.is_none() && args.kubernetes.emit_events {
         anyhow::bail!("--emit-events needs the Kubernetes API: run in a pod with a service account, or pass --kubeconfig or --kube-api");
@@ -101,7 +153,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     if let Some(blocker) = info.blocker() {
         anyhow::bail!(blocker);
     }
-    let mut tracer = Tracer::load(&LoadOptions {
+    let tracer = Tracer::load(&LoadOptions {
         groups: args.groups.clone(),
         allowed_modes: args.allowed_modes.clone(),
         syscall_tracepoints: args.syscall_tracepoints != Some(Switch::Off),
@@ -109,29 +161,33 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         runtime_comms: args.diagnose.runtime_comms.clone(),
         ringbuf_bytes: args.ringbuf_size,
     })?;
-    let clock = Clock::now();
-    let mut out = Output::stdout(Format::auto(args.format), clock);
-    let recorder = match &args.record {
-        Some(path) => {
-            let mut file = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
-            serde_json::to_writer(&mut file, &clock.header())?;
-            file.write_all(b"\n")?;
-            Some(file)
-        }
-        None => None,
-    };
+    Ok((kube, info, tracer))
+}
 
-    // Nobody reads a healthy probe's record (it is neither printed nor
-    // recorded): the kernel counts those per destination instead.
-    let established_in_kernel = args.verdicts_only && args.record.is_none();
-    if established_in_kernel {
-        tracer.count_established_in_kernel()?;
-    }
-    let settings = ProbeSettings {
+/// The tracer's ring buffer, registered with the async runtime.
+fn poll_ring(tracer: &mut Tracer) -> Result<AsyncFd<RingBuf<MapData>>> {
+    let ring = tracer.take_ring_buffer()?;
+    // SAFETY: the ring buffer owns its fd and moves into the AsyncFd, so the
+    // fd stays open for as long as it is registered.
+    unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))
+}
+
+/// `--record`: the file, its header written.
+fn recorder(args: &RunArgs, clock: &Clock) -> Result<Option<BufWriter<File>>> {
+    let Some(path) = &args.record else { return Ok(None) };
+    let mut file = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+    serde_json::to_writer(&mut file, &clock.header())?;
+    file.write_all(b"\n")?;
+    Ok(Some(file))
+}
+
+/// What the probe correlator is told about this run's hooks and output.
+fn probe_settings(args: &RunArgs, tracer: &Tracer, daemon: bool) -> ProbeSettings {
+    ProbeSettings {
         nodeport_range: args.diagnose.nodeport_range.clone(),
         ipvs_observed: tracer.ipvs_observed(),
         // The daemon counts every attempt's outcome without printing it.
-        attempt_records: !args.verdicts_only || metrics.is_some(),
+        attempt_records: !args.verdicts_only || daemon,
         follows_close: true,
         responses_observed: tracer.hook_mode("tcp_recvmsg").is_some(),
         drop_names: crate::diagnose::probe::DropNames {
@@ -139,150 +195,174 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
             host_netns: crate::node::own_netns(),
         },
         ..Default::default()
-    };
-    let host = ProcHost::default();
-    let agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), host.clone());
+    }
+}
 
-    // Pod names from the API server, when there is one.
-    let directory = Arc::new(std::sync::RwLock::new(Directory::default()));
-    let (mut poster, mut poster_task, mut refresh_task) = (None, None, None);
-    if let Some(kube) = kube {
-        if args.kubernetes.emit_events {
-            let results = metrics.clone().map(|m| Arc::new(move |result: &str| m.kubernetes_event(result)) as EventResults);
-            let (p, task) = EventPoster::spawn(kube.clone(), results);
-            (poster, poster_task) = (Some(p), Some(task));
+/// The API server's side of a run: pod names kept current in the
+/// background, and Events posted (--emit-events).
+struct Kubernetes {
+    directory: Arc<std::sync::RwLock<Directory>>,
+    /// Taken by the sink, which posts.
+    poster: Option<EventPoster>,
+    poster_task: Option<tokio::task::JoinHandle<()>>,
+    refresh_task: Option<DirectoryWatch>,
+}
+
+impl Kubernetes {
+    /// Pod names from the API server, when there is one.
+    async fn start(kube: Option<Kube>, emit_events: bool, metrics: &Option<Arc<Metrics>>) -> Self {
+        let directory = Arc::new(std::sync::RwLock::new(Directory::default()));
+        let (mut poster, mut poster_task, mut refresh_task) = (None, None, None);
+        if let Some(kube) = kube {
+            if emit_events {
+                let results = metrics.clone().map(|m| Arc::new(move |result: &str| m.kubernetes_event(result)) as EventResults);
+                let (p, task) = EventPoster::spawn(kube.clone(), results);
+                (poster, poster_task) = (Some(p), Some(task));
+            }
+            refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT).await);
         }
-        refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT).await);
+        Self { directory, poster, poster_task, refresh_task }
     }
-    let enricher = Enricher::new(directory, host);
-    // Loading parsed the kernel's BTF twice (ours and aya's): tens of MiB
-    // now free. Hand them back so the daemon's RSS is its working set.
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { libc::malloc_trim(0) };
-    started(&mut out, &info, &tracer.hooks, &args.prober_comms)?;
 
-    let ring = tracer.take_ring_buffer()?;
-    // SAFETY: the ring buffer owns its fd and moves into the AsyncFd, so the
-    // fd stays open for as long as it is registered.
-    let mut ring = unsafe { AsyncFd::register(ring) }
-        .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
-
-    // Both streams live across loop iterations: a fresh `ctrl_c()` future
-    // per iteration misses a signal delivered while another branch runs.
-    // They are set up before the ready file appears: whoever waits on it
-    // may signal at once, and an unhandled SIGINT kills without a summary.
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let (mut sigpause, mut sigresume) = if args.pause_signals {
-        (Some(signal(SignalKind::user_defined1())?), Some(signal(SignalKind::user_defined2())?))
-    } else {
-        (None, None)
-    };
-    ready.create()?;
-
-    // `--duration inf` (or 1e20) has no deadline rather than a panic.
-    let deadline = args.duration.and_then(|s| crate::cli::deadline(Instant::now().into_std(), s)).map(Instant::from_std);
-    let mut housekeeping = interval(Duration::from_secs(1));
-    housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // The kernel side wakes us only once a batch has built up; this timer
-    // picks up the rest, so a lone verdict is printed within DRAIN_PERIOD.
-    let mut drain = interval(DRAIN_PERIOD);
-    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // The probed containers' CPU counters, ahead of their probes' verdicts.
-    let mut cpu_sampler = interval(Duration::from_nanos(crate::diagnose::probe::SAMPLE_PERIOD_NS));
-    cpu_sampler.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    if let Some(m) = &metrics {
-        m.hooks(&tracer.hooks);
-    }
-    let print_attempts = !args.verdicts_only;
-    let mut sink = Sink {
-        agg,
-        out,
-        recorder,
-        undecodable: 0,
-        metrics,
-        print_attempts,
-        enricher,
-        poster,
-        limiter: RateLimiter::default(),
-        loss: LossTracker::new(STALE_ATTEMPT_NS, LOSS_RECORD_EVERY_NS),
-    };
-    loop {
-        tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                // Readiness is cleared only once the buffer is empty: a
-                // flood is taken DRAIN_BUDGET records at a time, with the
-                // other branches (signals, housekeeping) between.
-                if sink.drain(guard.get_inner_mut(), DRAIN_BUDGET)? {
-                    guard.clear_ready();
-                }
-                drop(guard);
-                tokio::task::yield_now().await;
-            }
-            _ = drain.tick() => {
-                sink.drain(ring.get_mut(), DRAIN_BUDGET)?;
-            }
-            _ = cpu_sampler.tick() => {
-                sink.agg.probe.sample_cpu(Clock::monotonic_now_ns());
-            }
-            _ = housekeeping.tick() => {
-                let now = Clock::monotonic_now_ns();
-                let c = tracer.counters()?;
-                sink.lost(c.ringbuf_full.saturating_add(c.missed_runs.unwrap_or(0)), now)?;
-                sink.limiter.prune(now);
-                for r in sink.agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
-                    sink.emit(r)?;
-                }
-                if established_in_kernel {
-                    sink.kernel_established(&tracer)?;
-                }
-                if let Some(m) = &sink.metrics {
-                    m.kernel(&c, c.ringbuf_high_water as f64 / tracer.ringbuf_bytes() as f64);
-                    tracer.reset_high_water()?;
-                    m.heartbeat();
-                }
-            }
-            _ = sleep_until_opt(deadline) => break,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            // --pause-signals: the ready file exists exactly while attached,
-            // so whoever signals waits for it to go or come back.
-            _ = recv_opt(&mut sigpause) => {
-                sink.drain(ring.get_mut(), usize::MAX)?;
-                tracer.pause();
-                ready.remove();
-            }
-            _ = recv_opt(&mut sigresume) => {
-                tracer.resume()?;
-                ready.create()?;
-            }
+    /// Queued Events get a moment to reach the API server, no more: SIGTERM
+    /// must finish within a second.
+    async fn stop(self) {
+        drop(self.poster);
+        if let Some(task) = self.refresh_task {
+            task.abort();
+        }
+        if let Some(task) = self.poster_task {
+            let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
         }
     }
+}
 
-    // From here on nothing new is traced: the file says so before the
-    // summary does (its guard would remove it on an error return too).
-    ready.remove();
-    // Drain what arrived before we stopped, then judge what is left.
-    sink.drain(ring.get_mut(), usize::MAX)?;
-    let c = tracer.counters()?;
-    sink.lost(c.ringbuf_full.saturating_add(c.missed_runs.unwrap_or(0)), Clock::monotonic_now_ns())?;
-    if established_in_kernel {
-        sink.kernel_established(&tracer)?;
+/// The signals a run answers. Both streams live across loop iterations: a
+/// fresh `ctrl_c()` future per iteration misses a signal delivered while
+/// another branch runs. They are set up before the ready file appears:
+/// whoever waits on it may signal at once, and an unhandled SIGINT kills
+/// without a summary.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    /// --pause-signals: SIGUSR1 and SIGUSR2.
+    pause: Option<Signal>,
+    resume: Option<Signal>,
+}
+
+impl Signals {
+    fn new(pause_signals: bool) -> Result<Self> {
+        let term = signal(SignalKind::terminate())?;
+        let int = signal(SignalKind::interrupt())?;
+        let (pause, resume) = if pause_signals {
+            (Some(signal(SignalKind::user_defined1())?), Some(signal(SignalKind::user_defined2())?))
+        } else {
+            (None, None)
+        };
+        Ok(Self { term, int, pause, resume })
     }
-    for r in sink.agg.finish(Clock::monotonic_now_ns()) {
-        sink.emit(r)?;
+}
+
+/// What wakes the loop besides the ring buffer and signals.
+struct Timers {
+    deadline: Option<Instant>,
+    housekeeping: Interval,
+    /// The kernel side wakes us only once a batch has built up; this timer
+    /// picks up the rest, so a lone verdict is printed within DRAIN_PERIOD.
+    drain: Interval,
+    /// The probed containers' CPU counters, ahead of their probes' verdicts.
+    cpu_sampler: Interval,
+}
+
+impl Timers {
+    fn new(duration: Option<f64>) -> Self {
+        // `--duration inf` (or 1e20) has no deadline rather than a panic.
+        let deadline = duration.and_then(|s| crate::cli::deadline(Instant::now().into_std(), s)).map(Instant::from_std);
+        let mut housekeeping = interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut drain = interval(DRAIN_PERIOD);
+        drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut cpu_sampler = interval(Duration::from_nanos(crate::diagnose::probe::SAMPLE_PERIOD_NS));
+        cpu_sampler.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Self { deadline, housekeeping, drain, cpu_sampler }
     }
+}
+
+/// The attached tracer and its ring buffer while the run lasts (the ring
+/// buffer is dropped first, as the fields are).
+struct Running<'a> {
+    ring: AsyncFd<RingBuf<MapData>>,
+    tracer: Tracer,
+    ready: &'a ReadyFile,
+}
+
+impl Running<'_> {
+    /// Until the deadline, SIGINT or SIGTERM.
+    async fn event_loop(&mut self, sink: &mut Sink, signals: &mut Signals, timers: &mut Timers) -> Result<()> {
+        loop {
+            tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard?;
+                    // Readiness is cleared only once the buffer is empty: a
+                    // flood is taken DRAIN_BUDGET records at a time, with the
+                    // other branches (signals, housekeeping) between.
+                    if sink.drain(guard.get_inner_mut(), DRAIN_BUDGET)? {
+                        guard.clear_ready();
+                    }
+                    drop(guard);
+                    tokio::task::yield_now().await;
+                }
+                _ = timers.drain.tick() => {
+                    sink.drain(self.ring.get_mut(), DRAIN_BUDGET)?;
+                }
+                _ = timers.cpu_sampler.tick() => {
+                    sink.agg.probe.sample_cpu(Clock::monotonic_now_ns());
+                }
+                _ = timers.housekeeping.tick() => sink.housekeeping(&mut self.tracer)?,
+                _ = sleep_until_opt(timers.deadline) => break,
+                _ = signals.int.recv() => break,
+                _ = signals.term.recv() => break,
+                // --pause-signals: the ready file exists exactly while attached,
+                // so whoever signals waits for it to go or come back.
+                _ = recv_opt(&mut signals.pause) => {
+                    sink.drain(self.ring.get_mut(), usize::MAX)?;
+                    self.tracer.pause();
+                    self.ready.remove();
+                }
+                _ = recv_opt(&mut signals.resume) => {
+                    self.tracer.resume()?;
+                    self.ready.create()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After the loop: nothing new is traced; what arrived meanwhile is
+    /// taken in and what is left judged.
+    fn stop(&mut self, sink: &mut Sink) -> Result<()> {
+        // The file says so before the summary does (its guard would remove
+        // it on an error return too).
+        self.ready.remove();
+        // Drain what arrived before we stopped, then judge what is left.
+        sink.drain(self.ring.get_mut(), usize::MAX)?;
+        let c = self.tracer.counters()?;
+        sink.lost(c.ringbuf_full.saturating_add(c.missed_runs.unwrap_or(0)), Clock::monotonic_now_ns())?;
+        if sink.established_in_kernel {
+            sink.kernel_established(&self.tracer)?;
+        }
+        for r in sink.agg.finish(Clock::monotonic_now_ns()) {
+            sink.emit(r)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `summary` record, once the Kubernetes side had its moment.
+async fn summarize(sink: Sink, tracer: &Tracer, kubernetes: Kubernetes) -> Result<()> {
     let Sink { agg, mut out, mut recorder, undecodable, poster, limiter, .. } = sink;
-    // Queued Events get a moment to reach the API server, no more: SIGTERM
-    // must finish within a second.
     drop(poster);
-    if let Some(task) = refresh_task {
-        task.abort();
-    }
-    if let Some(task) = poster_task {
-        let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
-    }
+    kubernetes.stop().await;
     if let Some(rec) = recorder.as_mut() {
         rec.flush()?;
     }
@@ -300,7 +380,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
         missed_program_runs: counters.missed_runs,
         undecodable_events: undecodable,
     });
-    let text = summary_text(&summary);
+    let text = text::summary(&summary);
     out.record("summary", summary, &text)?;
     Ok(())
 }
@@ -361,9 +441,32 @@ struct Sink {
     /// Per-source limit on what is printed, enriched and posted.
     limiter: RateLimiter,
     loss: LossTracker,
+    /// The kernel counts healthy probes instead of sending their records.
+    established_in_kernel: bool,
 }
 
 impl Sink {
+    /// Once a second: lost events, the rate limit's memory, stale attempts,
+    /// the kernel's healthy-probe counts, the metrics' kernel gauges.
+    fn housekeeping(&mut self, tracer: &mut Tracer) -> Result<()> {
+        let now = Clock::monotonic_now_ns();
+        let c = tracer.counters()?;
+        self.lost(c.ringbuf_full.saturating_add(c.missed_runs.unwrap_or(0)), now)?;
+        self.limiter.prune(now);
+        for r in self.agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
+            self.emit(r)?;
+        }
+        if self.established_in_kernel {
+            self.kernel_established(tracer)?;
+        }
+        if let Some(m) = &self.metrics {
+            m.kernel(&c, c.ringbuf_high_water as f64 / tracer.ringbuf_bytes() as f64);
+            tracer.reset_high_water()?;
+            m.heartbeat();
+        }
+        Ok(())
+    }
+
     /// Handles up to `budget` records; true when the buffer was emptied.
     fn drain(&mut self, rb: &mut RingBuf<MapData>, budget: usize) -> Result<bool> {
         let mut emptied = false;
@@ -428,12 +531,7 @@ impl Sink {
     /// when loss starts (then at most once a minute while it goes on).
     fn lost(&mut self, lost_total: u64, now_ns: u64) -> Result<()> {
         if let Some(rec) = self.loss.observe(lost_total, now_ns) {
-            let text = format!(
-                "events_lost: the ring buffer had no room for {} events ({} so far): verdicts for the next {} s carry incomplete: true (--ringbuf-size)",
-                rec.lost,
-                rec.lost_total,
-                STALE_ATTEMPT_NS / 1_000_000_000
-            );
+            let text = text::events_lost(rec.lost, rec.lost_total, STALE_ATTEMPT_NS / 1_000_000_000);
             self.out.record("events_lost", json!({ "lost": rec.lost, "lost_total": rec.lost_total, "message": text }), &text)?;
         }
         Ok(())
@@ -444,7 +542,7 @@ impl Sink {
         let verdict = r.is_verdict();
         if verdict && self.loss.incomplete(now) {
             r.fields.insert("incomplete".into(), json!(true));
-            r.message.push_str(" (incomplete: events were lost meanwhile)");
+            r.message.push_str(text::INCOMPLETE);
         }
         if let Some(m) = &self.metrics {
             m.report(&r);
@@ -487,10 +585,7 @@ impl Sink {
                             t.fields.insert(key.into(), v.clone());
                         }
                     }
-                    t.message = format!(
-                        "{source} is reporting faster than one a second ({}, ...): its further reports are held back and counted (summary: throttled)",
-                        r.kind
-                    );
+                    t.message = text::throttled(&source, r.kind);
                     self.enricher.enrich(&mut t);
                     return self.out.report(&t);
                 }
@@ -517,7 +612,7 @@ fn source_of(r: &Report) -> String {
 }
 
 /// The next signal from a stream that may not exist (then never).
-async fn recv_opt(signal: &mut Option<tokio::signal::unix::Signal>) {
+async fn recv_opt(signal: &mut Option<Signal>) {
     match signal {
         Some(s) => drop(s.recv().await),
         None => std::future::pending().await,
@@ -531,14 +626,10 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// The `tracer_started` record.
 fn started(out: &mut Output, info: &KernelInfo, hooks: &[HookStatus], comms: &[String]) -> Result<()> {
-    let mut text = format!(
-        "probe-tracer attached on kernel {} (probers: {}):",
-        info.release,
-        comms.join(", ")
-    );
-    let notes = cost_notes(hooks);
-    text.push_str(&hooks_text(hooks, &notes));
+    let notes = text::cost_notes(hooks);
+    let text = text::started(&info.release, comms, hooks, &notes);
     out.record(
         "tracer_started",
         json!({ "kernel": info.release, "prober_comms": comms, "hooks": hooks, "notes": notes }),
@@ -546,99 +637,13 @@ fn started(out: &mut Output, info: &KernelInfo, hooks: &[HookStatus], comms: &[S
     )
 }
 
-/// What the attached hooks cost beyond their own programs, for the operator
-/// to weigh. Any syscall tracepoint puts every task's syscalls on the
-/// kernel's slow path (measured on a 6.18 node: a null syscall 25-33 %
-/// slower, a fork+exec storm ~2.5 % slower); fexit has no such cost.
-pub fn cost_notes(hooks: &[HookStatus]) -> Vec<String> {
-    let is_syscall_tracepoint = |t: &str| t.starts_with("syscalls:");
-    // setns_enter is setns_failed's other half: naming it adds nothing.
-    let named = |h: &&HookStatus| h.hook != "setns_enter";
-    let using: Vec<&str> = hooks
-        .iter()
-        .filter(|h| h.mode == Some(Mode::Tracepoint) && h.target.as_deref().is_some_and(is_syscall_tracepoint))
-        .filter(named)
-        .map(|h| h.hook)
-        .collect();
-    let turned_off: Vec<&str> = hooks
-        .iter()
-        .filter(|h| h.mode.is_none() && h.tried.iter().any(|f| f.turned_off))
-        .filter(named)
-        .map(|h| h.hook)
-        .collect();
-    let mut notes = Vec::new();
-    if !using.is_empty() {
-        notes.push(format!(
-            "{} use syscall tracepoints (this kernel refuses fexit): while probe-tracer runs, every syscall \
-             on the node takes the kernel's slow path, roughly a quarter slower; --syscall-tracepoints off \
-             (the daemon's default) or --groups probe,node leaves them out",
-            using.join(", ")
-        ));
-    }
-    if !turned_off.is_empty() {
-        notes.push(format!(
-            "{} not traced: this kernel refuses fexit and syscall tracepoints are off, so the fork_failed and \
-             setns_failed verdicts are not reported (runc_init_died still is); --syscall-tracepoints on adds them, \
-             at the cost of every syscall on the node taking the kernel's slow path, roughly a quarter slower",
-            turned_off.join(", ")
-        ));
-    }
-    notes
-}
 
-/// One line per hook (what it got, and why better mechanisms failed), then
-/// one per cost note (from [`cost_notes`]); shared by `run` and `check`.
-pub fn hooks_text(hooks: &[HookStatus], notes: &[String]) -> String {
-    let mut text = String::new();
-    for h in hooks {
-        text.push_str(&format!("\n  {:<22} {}", h.hook, hook_text(h)));
-    }
-    for note in notes {
-        text.push_str(&format!("\n  note: {note}"));
-    }
-    text
-}
 
-fn hook_text(h: &HookStatus) -> String {
-    match (&h.mode, &h.target) {
-        (Some(mode), Some(target)) => {
-            let mut s = format!("{mode} ({target})");
-            if let Some(first) = h.tried.first() {
-                s.push_str(&format!("; {} unavailable: {}", first.mode, first.error));
-            }
-            s
-        }
-        _ if h.tried.is_empty() => "NOT ATTACHED: no allowed mechanism".to_string(),
-        _ => format!(
-            "NOT ATTACHED: {}",
-            h.tried.iter().map(|f| format!("{} {}: {}", f.mode, f.target, f.error)).collect::<Vec<_>>().join("; ")
-        ),
-    }
-}
 
-fn summary_text(s: &Summary) -> String {
-    let a = &s.attempts;
-    let verdicts: u64 = s.verdicts.values().sum();
-    let kernel = s.kernel.as_ref();
-    let connected_then_failed = a.no_response + a.http_error + a.dropped_by_pod;
-    format!(
-        "summary: {} prober connections ({} established, {} refused, {} timed out, {} diverted by IPVS, \
-         {} connected and then failed); {verdicts} verdicts; {} events lost{}",
-        a.established + a.refused + a.timeout + a.diverted + connected_then_failed,
-        a.established, a.refused, a.timeout, a.diverted, connected_then_failed, kernel.map_or(0, |k| k.lost_events),
-        match kernel.and_then(|k| k.missed_program_runs) {
-            Some(n) if n > 0 => format!(
-                "; {n} program runs skipped by the kernel (the program was already running on that CPU): what they saw is lost"
-            ),
-            _ => String::new(),
-        },
-    )
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::{Failure, Group};
 
     struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
     impl Write for Shared {
@@ -665,6 +670,7 @@ mod tests {
             poster: None,
             limiter: RateLimiter::default(),
             loss: LossTracker::new(STALE_ATTEMPT_NS, LOSS_RECORD_EVERY_NS),
+            established_in_kernel: false,
         };
         (sink, buf, metrics)
     }
@@ -722,50 +728,6 @@ mod tests {
         assert!(out[0].get("incomplete").is_none(), "{}", out[0]);
         assert_eq!(out[1]["lost"], 12);
         assert_eq!(out[2]["incomplete"], true);
-    }
-
-    fn hook(hook: &'static str, mode: Mode, target: &str) -> HookStatus {
-        HookStatus { hook, group: Group::Exec, mode: Some(mode), target: Some(target.into()), tried: Vec::new(), limitation: None }
-    }
-
-    #[test]
-    fn syscall_tracepoints_get_a_cost_note_and_fexit_does_not() {
-        let fexit = [hook("clone_failed", Mode::Fexit, "__x64_sys_clone")];
-        assert!(cost_notes(&fexit).is_empty());
-        let fallback = [
-            hook("clone_failed", Mode::Tracepoint, "syscalls:sys_exit_clone"),
-            hook("setns_failed", Mode::Tracepoint, "syscalls:sys_exit_setns"),
-            hook("oom_kill", Mode::Tracepoint, "oom:mark_victim"),
-        ];
-        let notes = cost_notes(&fallback);
-        assert_eq!(notes.len(), 1);
-        assert!(notes[0].starts_with("clone_failed, setns_failed use syscall tracepoints"), "{}", notes[0]);
-        assert!(notes[0].contains("--syscall-tracepoints off"), "{}", notes[0]);
-    }
-
-    #[test]
-    fn syscall_tracepoints_turned_off_get_a_note_on_what_is_missing() {
-        let off = |hook: &'static str| HookStatus {
-            hook,
-            group: Group::Exec,
-            mode: None,
-            target: None,
-            tried: vec![
-                Failure::refused(Mode::Fexit, "__x64_sys_clone", "EPERM"),
-                Failure::syscall_tracepoint_off("syscalls:sys_exit_clone"),
-            ],
-            limitation: None,
-        };
-        let notes = cost_notes(&[off("clone_failed"), off("setns_failed"), off("setns_enter")]);
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(notes[0].starts_with("clone_failed, setns_failed not traced"), "{}", notes[0]);
-        assert!(notes[0].contains("--syscall-tracepoints on"), "{}", notes[0]);
-        // A hook that failed for another reason is not blamed on the switch.
-        let failed = HookStatus {
-            tried: vec![Failure::refused(Mode::Tracepoint, "syscalls:sys_exit_clone", "ENOENT")],
-            ..off("clone_failed")
-        };
-        assert!(cost_notes(&[failed]).is_empty());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Recorded event sequences for each probe outcome, shaped like what the
 //! kernel programs emit (see tests/scenarios/nodeport for the live version).
 
+use tracer_common::tcp_state::{TCP_CLOSE, TCP_CLOSE_WAIT, TCP_FIN_WAIT1};
+
 use super::*;
 use crate::{
-    events::HookMode,
-    node::{PortRanges, StaticNode},
+    events::{HookMode, IpvsConn, TcpClose},
+    node::{IpvsService, ListenQueue, PortRanges, StaticNode},
 };
 
 const SK: u64 = 0xffff_8880_1234_5600;

@@ -11,6 +11,8 @@ use serde_json::{Map, Value, json};
 
 use crate::diagnose::Report;
 
+pub mod text;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Text,
