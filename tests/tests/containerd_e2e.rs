@@ -213,7 +213,10 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     names_the_pod(h, &id("b5"));
     assert_eq!((h["comm"].as_str(), h["exit_code"].as_i64()), (Some("sh"), Some(0)), "{h}");
     assert_eq!(h["command"], json!(["/bin/sh", "-c", "sleep 30 & echo started"]), "{h}");
-    assert_eq!(h["held_by_comm"], "sleep", "{h}");
+    // Busybox's shell starts the `sleep` applet by exec'ing /proc/self/exe,
+    // and the applet renames itself a moment later: read in between, its
+    // comm is still `exe`.
+    assert!(matches!(h["held_by_comm"].as_str(), Some("sleep" | "exe")), "{h}");
     assert!(matches!(h["held_fd"].as_u64(), Some(1 | 2)), "{h}");
     assert!(h["message"].as_str().unwrap().contains("it left running still holds its"), "{h}");
     assert!(h["probe_type"].is_null(), "not the spec's command: {h}");
@@ -244,4 +247,5 @@ fn one_vm_exec_probes_through_containerds_shim_name_the_container_and_the_pod() 
     // Nothing else: the healthy exec says nothing.
     assert_eq!(out.verdicts().len(), if with_crun { 10 } else { 9 }, "{}", out.dump());
     assert_eq!(out.only("summary")["lost_events"], 0);
+    assert_eq!(out.only("summary")["tracking_map_evictions"], 0);
 }

@@ -119,7 +119,7 @@ fn metrics_page() -> String {
     m.report(&Report::new("tcp_attempt", &ev).with("outcome", "refused"));
     m.established(3);
     m.hooks(&[HookStatus { hook: "tcp_state", group: Group::Probe, mode: Some(Mode::RawTracepoint), target: Some("inet_sock_set_state".into()), tried: vec![], limitation: None }]);
-    m.kernel(&KernelCounters { ringbuf_full: 1, map_full: 1, ringbuf_high_water: 0, missed_runs: Some(1) }, 0.1);
+    m.kernel(&KernelCounters { ringbuf_full: 1, map_full: 1, ringbuf_high_water: 0, missed_runs: Some(1), map_evictions: Some(1) }, 0.1);
     m.runtime_call("exec", 2_000_000);
     m.kubernetes_event("posted");
     m.events(1);

@@ -291,6 +291,8 @@ fn assert_classified(out: &Output) {
     let version: Vec<u32> = release.split(['.', '-']).take(2).map(|n| n.parse().unwrap()).collect();
     let counted = (version[0], version[1]) >= (5, 12);
     assert_eq!(summary["missed_program_runs"].is_u64(), counted, "{summary}");
+    // The LRU maps' counts are read (the programs' .bss): nothing evicted.
+    assert_eq!(summary["tracking_map_evictions"], 0, "{summary}");
 }
 
 #[test]

@@ -39,6 +39,7 @@ mod ipvs;
 mod offsets;
 mod process;
 mod tcp;
+mod tracked;
 
 // One flat namespace, as both sides name these types.
 pub use config::*;
@@ -48,6 +49,7 @@ pub use ipvs::*;
 pub use offsets::*;
 pub use process::*;
 pub use tcp::*;
+pub use tracked::*;
 
 /// Copy a record out of a ring-buffer slice if it is long enough.
 ///

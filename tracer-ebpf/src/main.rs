@@ -77,27 +77,7 @@ fn count_of(map: u32) -> *mut i64 {
     unsafe { (&raw mut TRACKED_COUNTS as *mut i64).add((map % tracked_map::COUNT) as usize) }
 }
 
-pub(crate) mod tracked_map {
-    /// Entries of the `PROBE_SOCKS` map (sockets whose slot was taken).
-    pub const PROBE_SOCKS: u32 = 0;
-    pub const RUNTIME_TASKS: u32 = 1;
-    pub const OOM_VICTIMS: u32 = 2;
-    /// Claimed slots of `PROBE_SLOTS`.
-    pub const PROBE_SLOTS: u32 = 3;
-    /// Tracked sockets in SYN-RECV after a simultaneous open.
-    pub const SIMULTANEOUS_OPENS: u32 = 4;
-    /// Entries of the `PROBE_REPLIES` map (replies whose slot was taken).
-    pub const PROBE_REPLIES: u32 = 5;
-    /// Tracked sockets in ESTABLISHED, followed until their first close:
-    /// the received-segment hook, which runs for every segment an
-    /// established socket on the node gets, returns at once while none is.
-    pub const ESTABLISHED_PROBES: u32 = 6;
-    /// Tracked sockets whose destinations are in the drop hook's filter
-    /// (not yet answered): the drop hook, which runs for every packet the
-    /// node drops, returns at once while none is.
-    pub const DROP_WATCHED: u32 = 7;
-    pub const COUNT: u32 = 8;
-}
+pub(crate) use tracer_common::tracked_map;
 
 pub(crate) const EEXIST: i32 = 17;
 

@@ -64,6 +64,7 @@ pub struct Metrics {
     events: Counter,
     lost_events: Counter,
     tracking_map_full: Counter,
+    tracking_map_evictions: Counter,
     missed_program_runs: Counter,
     hooks: Family<HookLabels, Gauge>,
     ringbuf_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -71,7 +72,7 @@ pub struct Metrics {
     kubernetes_events: Family<ResultLabels, Counter>,
     throttled: Counter,
     /// Kernel counters are cumulative; the Prometheus counters get deltas.
-    last_kernel: Mutex<(u64, u64, u64)>,
+    last_kernel: Mutex<(u64, u64, u64, u64)>,
     /// Unix seconds of the last pass of the event loop (for /healthz).
     last_loop: AtomicU64,
 }
@@ -84,6 +85,7 @@ impl Metrics {
         let events = Counter::default();
         let lost_events = Counter::default();
         let tracking_map_full = Counter::default();
+        let tracking_map_evictions = Counter::default();
         let missed_program_runs = Counter::default();
         let hooks = Family::<HookLabels, Gauge>::default();
         let ringbuf_fill = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -98,6 +100,11 @@ impl Metrics {
         registry.register("events", "Events received from the kernel", events.clone());
         registry.register("lost_events", "Events the ring buffer had no room for", lost_events.clone());
         registry.register("tracking_map_full", "Sockets or pids the tracking maps could not take", tracking_map_full.clone());
+        registry.register(
+            "tracking_map_evictions",
+            "Sockets or pids the LRU tracking maps evicted before they were done with",
+            tracking_map_evictions.clone(),
+        );
         registry.register(
             "missed_program_runs",
             "Program runs the kernel skipped because the program was already running on that CPU",
@@ -123,13 +130,14 @@ impl Metrics {
             events,
             lost_events,
             tracking_map_full,
+            tracking_map_evictions,
             missed_program_runs,
             hooks,
             ringbuf_fill,
             runtime_calls,
             kubernetes_events,
             throttled,
-            last_kernel: Mutex::new((0, 0, 0)),
+            last_kernel: Mutex::new((0, 0, 0, 0)),
             last_loop: AtomicU64::new(now_secs()),
         })
     }
@@ -189,10 +197,12 @@ impl Metrics {
     pub fn kernel(&self, c: &KernelCounters, fill_ratio: f64) {
         let mut last = self.last_kernel.lock().expect("metrics lock");
         let missed = c.missed_runs.unwrap_or(0);
+        let evicted = c.map_evictions.unwrap_or(0);
         self.lost_events.inc_by(c.ringbuf_full.saturating_sub(last.0));
         self.tracking_map_full.inc_by(c.map_full.saturating_sub(last.1));
         self.missed_program_runs.inc_by(missed.saturating_sub(last.2));
-        *last = (c.ringbuf_full.max(last.0), c.map_full.max(last.1), missed.max(last.2));
+        self.tracking_map_evictions.inc_by(evicted.saturating_sub(last.3));
+        *last = (c.ringbuf_full.max(last.0), c.map_full.max(last.1), missed.max(last.2), evicted.max(last.3));
         self.ringbuf_fill.set(fill_ratio);
     }
 
@@ -414,7 +424,7 @@ mod tests {
         let ev = Event { ts_ns: 1, pid: 1, tid: 1, comm: "runc".into(), cgroup_id: 0, mode: HookMode::Tracepoint, body: Body::Fork { child_tid: 2 } };
         m.report(&Report::new("fork_failed", &ev).with("errno_name", "EAGAIN"));
         m.report(&Report::new("tcp_attempt", &ev).with("outcome", "established"));
-        let counters = |ringbuf_full, missed_runs| KernelCounters { ringbuf_full, map_full: 0, ringbuf_high_water: 0, missed_runs };
+        let counters = |ringbuf_full, missed_runs| KernelCounters { ringbuf_full, map_full: 0, ringbuf_high_water: 0, missed_runs, map_evictions: Some(0) };
         m.kernel(&counters(5, Some(2)), 0.25);
         m.kernel(&counters(7, Some(3)), 0.5);
         m.runtime_call("state", 1_500_000_000);

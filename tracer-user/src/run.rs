@@ -347,7 +347,7 @@ impl Running<'_> {
         // Drain what arrived before we stopped, then judge what is left.
         sink.drain(self.ring.get_mut(), usize::MAX)?;
         let c = self.tracer.counters()?;
-        sink.lost(c.ringbuf_full.saturating_add(c.missed_runs.unwrap_or(0)), Clock::monotonic_now_ns())?;
+        sink.lost(c.events_lost(), Clock::monotonic_now_ns())?;
         if sink.established_in_kernel {
             sink.kernel_established(&self.tracer)?;
         }
@@ -377,6 +377,7 @@ async fn summarize(sink: Sink, tracer: &Tracer, kubernetes: Kubernetes) -> Resul
     summary.kernel = Some(KernelSummary {
         lost_events: counters.ringbuf_full,
         tracking_map_full: counters.map_full,
+        tracking_map_evictions: counters.map_evictions,
         missed_program_runs: counters.missed_runs,
         undecodable_events: undecodable,
     });
@@ -451,7 +452,7 @@ impl Sink {
     fn housekeeping(&mut self, tracer: &mut Tracer) -> Result<()> {
         let now = Clock::monotonic_now_ns();
         let c = tracer.counters()?;
-        self.lost(c.ringbuf_full.saturating_add(c.missed_runs.unwrap_or(0)), now)?;
+        self.lost(c.events_lost(), now)?;
         self.limiter.prune(now);
         for r in self.agg.expire(Clock::monotonic_now_ns(), STALE_ATTEMPT_NS) {
             self.emit(r)?;

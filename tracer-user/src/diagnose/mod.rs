@@ -352,6 +352,9 @@ pub(crate) struct KernelSummary {
     pub(crate) lost_events: u64,
     /// Sockets or pids the tracking maps could not take.
     pub(crate) tracking_map_full: u64,
+    /// Sockets or pids the LRU tracking maps evicted; `None` where the
+    /// maps' counts cannot be read.
+    pub(crate) tracking_map_evictions: Option<u64>,
     /// Program runs the kernel skipped; `None` where it does not count them.
     pub(crate) missed_program_runs: Option<u64>,
     /// Ring-buffer records that did not decode.
@@ -387,12 +390,12 @@ mod tests {
                 + r#""verdicts":{"probe_refused":1,"synack_diverted":2},"#
                 + r#""destinations":[{"daddr":"10.200.1.2","dport":8080,"established":3,"refused":1,"timeout":0,"diverted":2,"no_response":0,"http_error":0,"dropped_by_pod":0}]}"#
         );
-        let kernel = KernelSummary { lost_events: 5, tracking_map_full: 0, missed_program_runs: None, undecodable_events: 1 };
+        let kernel = KernelSummary { lost_events: 5, tracking_map_full: 0, tracking_map_evictions: Some(0), missed_program_runs: None, undecodable_events: 1 };
         let traced = serde_json::to_value(summary(Some(kernel))).unwrap();
         let keys: Vec<&str> = traced.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys[7..],
-            ["lost_events", "tracking_map_full", "missed_program_runs", "undecodable_events"]
+            ["lost_events", "tracking_map_full", "tracking_map_evictions", "missed_program_runs", "undecodable_events"]
         );
         assert!(traced["missed_program_runs"].is_null());
     }

@@ -14,8 +14,8 @@ use aya::{
 };
 use serde::Serialize;
 use tracer_common::{
-    DestKey, ProbeSlot, ProbeSock, ProberComms, counter,
-    probe_sock, setting,
+    COUNTED_LRU_MAPS, DestKey, ProbeSlot, ProbeSock, ProberComms, ReplyKey, counter,
+    probe_sock, setting, tracked_map,
 };
 
 use crate::kernel::{
@@ -138,6 +138,8 @@ pub struct Tracer {
     /// The running kernel's drop reason names (BTF), for the drop hook's
     /// records.
     pub drop_reasons: std::collections::BTreeMap<u32, String>,
+    /// What the LRU tracking maps evicted, as confirmed so far.
+    evictions: std::cell::Cell<Evictions>,
 }
 
 impl Tracer {
@@ -196,7 +198,7 @@ impl Tracer {
                 }
             }
         }
-        Ok(Self { links, attached, ebpf, hooks, ringbuf_bytes, drop_reasons })
+        Ok(Self { links, attached, ebpf, hooks, ringbuf_bytes, drop_reasons, evictions: Default::default() })
     }
 
     /// Detaches every program, keeping them loaded and the maps as they
@@ -247,6 +249,69 @@ impl Tracer {
             map_full: sum(counter::MAP_FULL)?,
             ringbuf_high_water: high_water,
             missed_runs: self.missed_runs(),
+            map_evictions: self.map_evictions(),
+        })
+    }
+
+    /// Entries the LRU tracking maps evicted so far, looked at every
+    /// [`EVICTIONS_EVERY`] (a look walks the maps' keys); `None` where the
+    /// counts cannot be read.
+    fn map_evictions(&self) -> Option<u64> {
+        let mut e = self.evictions.get();
+        let now = std::time::Instant::now();
+        if e.looked_at.is_none_or(|t| now.duration_since(t) >= EVICTIONS_EVERY) {
+            e.looked_at = Some(now);
+            match self.lru_shortfall() {
+                Ok(shortfall) => e.observe(shortfall),
+                Err(err) => {
+                    tracing::debug!("tracking map evictions unknown: {err:#}");
+                    e.unknown = true;
+                }
+            }
+            self.evictions.set(e);
+        }
+        (!e.unknown).then_some(e.confirmed)
+    }
+
+    /// The counted LRU maps' shortfall: each map's count (inserts less
+    /// removes, kept by the programs) less the entries it holds. An entry
+    /// the map evicted is never removed, so its count is never taken back:
+    /// the shortfall is what the maps evicted so far. The counts are read
+    /// before and after the entries and the smaller kept, so a remove
+    /// meanwhile is not taken for an eviction.
+    pub fn lru_shortfall(&self) -> Result<u64> {
+        let before = self.tracked_counts()?;
+        let mut entries = Vec::with_capacity(COUNTED_LRU_MAPS.len());
+        for (_, name) in COUNTED_LRU_MAPS {
+            entries.push(self.lru_entries(name)?);
+        }
+        let after = self.tracked_counts()?;
+        Ok(COUNTED_LRU_MAPS
+            .iter()
+            .zip(entries)
+            .map(|(&(i, _), held)| {
+                let count = before[i as usize].min(after[i as usize]);
+                u64::try_from(count).unwrap_or(0).saturating_sub(held as u64)
+            })
+            .sum())
+    }
+
+    /// The programs' `TRACKED_COUNTS`, the whole of their `.bss`.
+    fn tracked_counts(&self) -> Result<[i64; tracked_map::COUNT as usize]> {
+        let bss: Array<_, [i64; tracked_map::COUNT as usize]> =
+            Array::try_from(self.ebpf.map(".bss").context("map .bss missing")?).context("the .bss map is not TRACKED_COUNTS alone")?;
+        Ok(bss.get(&0, 0)?)
+    }
+
+    /// How many entries an LRU tracking map holds (bounded by its size).
+    fn lru_entries(&self, name: &str) -> Result<usize> {
+        let map = self.ebpf.map(name).with_context(|| format!("map {name} missing"))?;
+        Ok(match name {
+            "PROBE_SOCKS" => HashMap::<_, u64, ProbeSock>::try_from(map)?.keys().count(),
+            "PROBE_REPLIES" => HashMap::<_, ReplyKey, u64>::try_from(map)?.keys().count(),
+            "RUNTIME_TASKS" => HashMap::<_, u32, u32>::try_from(map)?.keys().count(),
+            "OOM_VICTIMS" => HashMap::<_, u32, u8>::try_from(map)?.keys().count(),
+            other => return Err(anyhow!("no key type known for map {other}")),
         })
     }
 
@@ -343,6 +408,43 @@ pub struct KernelCounters {
     /// events lost before any map or ring buffer saw them. None where the
     /// kernel does not count them (before 5.12).
     pub missed_runs: Option<u64>,
+    /// Entries the LRU tracking maps evicted (a probe or runtime process no
+    /// longer followed): lost as surely as an event. None where the counts
+    /// cannot be read.
+    pub map_evictions: Option<u64>,
+}
+
+impl KernelCounters {
+    /// Everything lost on the kernel side: events the ring buffer had no
+    /// room for, program runs skipped, entries evicted.
+    pub fn events_lost(&self) -> u64 {
+        self.ringbuf_full.saturating_add(self.missed_runs.unwrap_or(0)).saturating_add(self.map_evictions.unwrap_or(0))
+    }
+}
+
+/// How often the LRU tracking maps are looked at for evictions.
+const EVICTIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Evictions confirmed from successive looks at the maps' shortfall (count
+/// less entries). An eviction's shortfall stays; one look's can also hold
+/// a remove that raced the look, which the next look no longer shows. So a
+/// shortfall counts once two looks in a row show it, and the count only
+/// grows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Evictions {
+    looked_at: Option<std::time::Instant>,
+    last_shortfall: Option<u64>,
+    confirmed: u64,
+    unknown: bool,
+}
+
+impl Evictions {
+    fn observe(&mut self, shortfall: u64) {
+        if let Some(last) = self.last_shortfall {
+            self.confirmed = self.confirmed.max(last.min(shortfall));
+        }
+        self.last_shortfall = Some(shortfall);
+    }
 }
 
 /// A `name:\tvalue` line of an fdinfo file.
@@ -370,6 +472,29 @@ fn raise_memlock_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_eviction_counts_once_two_looks_show_it_and_never_goes_back() {
+        let mut e = Evictions::default();
+        e.observe(0);
+        assert_eq!(e.confirmed, 0);
+        // A remove raced the look: gone at the next one.
+        e.observe(1);
+        e.observe(0);
+        assert_eq!(e.confirmed, 0);
+        // Three evicted entries stay short.
+        e.observe(3);
+        assert_eq!(e.confirmed, 0, "one look is not enough");
+        e.observe(3);
+        assert_eq!(e.confirmed, 3);
+        // A racing remove on top, then the maps drain: still 3.
+        e.observe(4);
+        e.observe(3);
+        assert_eq!(e.confirmed, 3);
+        e.observe(5);
+        e.observe(5);
+        assert_eq!(e.confirmed, 5);
+    }
 
     #[test]
     fn prober_comms_are_nul_padded_words_and_at_most_sixteen() {

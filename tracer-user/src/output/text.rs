@@ -190,7 +190,7 @@ pub fn check(
 /// The `events_lost` record's text.
 pub fn events_lost(lost: u64, lost_total: u64, incomplete_for_s: u64) -> String {
     format!(
-        "events_lost: the ring buffer had no room for {} events ({} so far): verdicts for the next {} s carry incomplete: true (--ringbuf-size)",
+        "events_lost: {} events lost ({} so far: the ring buffer full, program runs skipped, or tracked sockets and processes evicted; the summary counts each): verdicts for the next {} s carry incomplete: true (--ringbuf-size)",
         lost,
         lost_total,
         incomplete_for_s
