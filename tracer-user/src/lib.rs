@@ -23,8 +23,8 @@
 //!   services, posting Events);
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
-pub mod audit;
-pub mod cgroup_cpu;
+pub(crate) mod audit;
+pub(crate) mod cgroup_cpu;
 pub mod check;
 pub mod cli;
 pub mod diagnose;
@@ -32,13 +32,13 @@ mod enrich;
 pub mod events;
 pub mod host;
 pub mod k8s;
-pub mod loader;
-pub mod metrics;
+pub(crate) mod loader;
+pub(crate) mod metrics;
 pub mod kernel;
 pub mod node;
 pub mod output;
 pub mod run;
-pub mod throttle;
+pub(crate) mod throttle;
 
 /// The build script's filter of the eBPF build's output, tested here
 /// (cargo does not run a build script's tests).

@@ -93,12 +93,14 @@ impl RateLimiter {
         self.sources.retain(|_, b| now_ns.saturating_sub(b.refilled_ns) < full_after);
     }
 
-    pub fn sources(&self) -> usize {
+    #[cfg(test)]
+    fn sources(&self) -> usize {
         self.sources.len()
     }
 
     /// Reports suppressed from `source` so far.
-    pub fn suppressed_from(&self, source: &str) -> u64 {
+    #[cfg(test)]
+    fn suppressed_from(&self, source: &str) -> u64 {
         self.sources.get(source).map_or(0, |b| b.suppressed)
     }
 }

@@ -29,7 +29,9 @@ mod hooks;
 
 use attach::{attach_hook, relink};
 use config::{RESPONSE_HOOK, build_config, fill_comms, prober_comms};
-pub use config::comm_key;
+// Only the tests below name it.
+#[cfg(test)]
+use config::comm_key;
 pub use hooks::{Attach, Group, HOOKS, HookSpec, SYSCALL_TRACEPOINTS_OFF};
 
 
