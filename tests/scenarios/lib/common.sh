@@ -51,6 +51,21 @@ container_pid() {
     runc --root "$RUNC_ROOT" state "$1" | jq -r .pid
 }
 
+# crun helpers (same bundle). crun 1.8 refuses to create a container on a
+# cgroup v1 hybrid host whose v2 tree holds a controller; its create then
+# runs in a mount namespace without the v2 tree (v1 only, as such a host
+# has it). Its execs need no such help: they run as a node runs them.
+start_crun_container() {
+    if ! crun --root="$CRUN_ROOT" run -d --bundle "$BUNDLE" "$1" </dev/null >/dev/null 2>>"$SCENARIO_WORK/runc-exec.log"; then
+        unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun --root="$1" run -d --bundle "$2" "$3"' \
+            - "$CRUN_ROOT" "$BUNDLE" "$1" </dev/null >/dev/null 2>>"$SCENARIO_WORK/runc-exec.log"
+    fi
+}
+
+crun_pid() {
+    crun --root="$CRUN_ROOT" state "$1" | jq -r .pid
+}
+
 # set_limit MIB: the OOM scenario cgroup's memory limit, without swap.
 set_limit() {
     local bytes=$(($1 * 1024 * 1024))

@@ -4,7 +4,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/common.sh"
 . "$here/env.sh"
-need runc busybox jq
+need runc crun busybox jq
 "$here/teardown.sh" >/dev/null 2>&1 || true
 
 # cgroupfs must be there for runc's pids limit (minimal VMs may lack it).
