@@ -18,7 +18,9 @@ for applet in sh sleep true false cat; do
     ln -sf busybox "$BUNDLE/rootfs/bin/$applet"
 done
 (cd "$BUNDLE" && rm -f config.json && runc spec)
-jq '.process.args = ["sleep", "3600"] | .process.terminal = false
+# crun 1.8 refuses the spec version newer runcs (1.2+) write; the bundle
+# uses nothing newer than 1.0.
+jq '.ociVersion = "1.0.2" | .process.args = ["sleep", "3600"] | .process.terminal = false
     | .linux.resources.pids = {"limit": 1000}' \
     "$BUNDLE/config.json" >"$BUNDLE/config.json.new"
 mv "$BUNDLE/config.json.new" "$BUNDLE/config.json"
