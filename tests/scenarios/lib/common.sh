@@ -4,6 +4,11 @@
 set -euo pipefail
 
 SCENARIO_WORK=${SCENARIO_WORK:-/tmp/probe-tracer-scenarios}
+# Another runc for the scenarios (a directory holding a `runc`, e.g. the
+# newer one `cargo xtask setup` unpacks under ~/.cache/probe-tracer/runc/bin).
+if [ -n "${PROBE_TRACER_RUNC_DIR:-}" ]; then
+    PATH="$PROBE_TRACER_RUNC_DIR:$PATH"
+fi
 mkdir -p "$SCENARIO_WORK"
 
 log() { printf '[scenario] %s\n' "$*" >&2; }

@@ -26,4 +26,4 @@ jq '.ociVersion = "1.0.2" | .process.args = ["sleep", "3600"] | .process.termina
 mv "$BUNDLE/config.json.new" "$BUNDLE/config.json"
 
 start_container "$CONTAINER"
-log "container $CONTAINER running (init pid $(container_pid "$CONTAINER")), runc root $RUNC_ROOT"
+log "container $CONTAINER running (init pid $(container_pid "$CONTAINER")), $(runc --version | head -1), runc root $RUNC_ROOT"
