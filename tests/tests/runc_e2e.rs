@@ -2,7 +2,9 @@
 //! an exec probe failing at the container's pids limit ("read init-p:
 //! connection reset by peer"), a container joining a torn-down network
 //! namespace (setns EINVAL), and an exec into a container whose init was
-//! killed ("cannot exec in a stopped state").
+//! killed ("cannot exec in a stopped state"). crun run directly, as CRI-O's
+//! conmon runs it (`crun --root=/run/crun exec --pid-file .. --process ..
+//! --detach <id>`, no shim, no `--log`), in the same scenario.
 
 use std::process::Command;
 
@@ -17,12 +19,24 @@ fn with<'a>(out: &'a tests::Output, kind: &str, container: &str) -> Vec<&'a Valu
 #[ignore = "e2e: needs root and runc; run by cargo xtask test"]
 fn runc_exec_failures_are_diagnosed_one_story_each() {
     let scenario = Scenario::up("runc");
+    // crun's containers; one killed before the tracer starts: only crun's
+    // state (/run/crun/<id>/status) tells.
+    assert_eq!(scenario.trigger(&["crun-up"]), "0", "the crun container starts");
+    let crun_stopped_init: u64 = match scenario.trigger(&["crun-stop"]).split_once(' ') {
+        Some(("STOPPED", pid)) => pid.parse().unwrap(),
+        other => panic!("crun never saw its container stopped: {other:?}"),
+    };
     let tracer = Tracer::start(&["--groups", "exec"]);
     assert_eq!(scenario.trigger(&["healthy"]), "0");
     let pids_statuses: Vec<String> = scenario.trigger(&["pids"]).split(' ').map(String::from).collect();
     assert_ne!(pids_statuses.last().unwrap(), "0", "no exec failed at the pids limit: {pids_statuses:?}");
     assert_ne!(scenario.trigger(&["setns"]), "0", "runc run into a torn-down netns must fail");
     assert_ne!(scenario.trigger(&["stopped"]), "0", "exec into a stopped container must fail");
+    // crun forks the command outside the container and moves it in (not
+    // held to pids.max): at the limit the command's own fork fails.
+    assert_eq!(scenario.trigger(&["crun-pids"]), "0 1", "crun exits 0, the command cannot fork once");
+    assert_ne!(scenario.trigger(&["crun-missing"]), "0", "crun exec of a missing binary must fail");
+    assert_ne!(scenario.trigger(&["crun-stopped"]), "0", "crun exec into a stopped container must fail");
     let out = tracer.stop();
 
     assert_eq!(out.hook_mode("runtime_exec"), "raw_tracepoint", "{}", out.dump());
@@ -76,6 +90,45 @@ fn runc_exec_failures_are_diagnosed_one_story_each() {
     assert_eq!(stopped[0]["evidence"], "observed");
     assert_eq!(stopped[0]["init_pid"], exit[0]["pid"]);
 
+    // crun at the pids limit: the command's fork, in crun's exec, in the
+    // container's cgroup; crun itself recovered from whatever it tried.
+    let fork = with(&out, "fork_failed", "pt-crun");
+    assert_eq!(fork.len(), 1, "{}", out.dump());
+    let fork = fork[0];
+    assert_eq!((fork["runtime"].as_str(), fork["subcommand"].as_str(), fork["comm"].as_str()), (Some("crun"), Some("exec"), Some("sh")), "{fork}");
+    assert_eq!(fork["exec_command"], true);
+    assert_eq!(fork["command"], serde_json::json!(["sh", "-c", "/bin/true; /bin/true"]));
+    assert_eq!(fork["errno_name"], "EAGAIN");
+    assert_eq!(fork["pids_max"], 1, "{fork}");
+    assert_eq!(fork["limit_scope"], "container", "{fork}");
+    assert!(fork["cgroup"].as_str().unwrap().ends_with("/pt-crun"), "{fork}");
+    assert!(fork["message"].as_str().unwrap().starts_with("crun exec into container pt-crun started its command"), "{fork}");
+
+    // crun's missing binary without --log: its setns tries (EINVAL for the
+    // user namespace it is already in) are no cause, nor a verdict.
+    assert!(with(&out, "setns_failed", "pt-crun").is_empty(), "{}", out.dump());
+    let stories = with(&out, "runc_failed", "pt-crun");
+    assert_eq!(stories.len(), 1, "one story, the missing binary's: {}", out.dump());
+    assert_eq!((stories[0]["runtime"].as_str(), stories[0]["comm"].as_str()), (Some("crun"), Some("crun")), "{}", stories[0]);
+    assert_ne!(stories[0]["exit_code"], 0);
+    let message = stories[0]["message"].as_str().unwrap();
+    assert!(message.starts_with("crun exec into container pt-crun failed"), "{message}");
+    assert!(!message.contains("setns"), "{message}");
+
+    // The crun container stopped before the tracer started: from crun's
+    // state, once when the tracer read the runtimes' state and once as the
+    // cause of the exec that failed on it.
+    let stopped = with(&out, "exec_into_stopped_container", "pt-crun-stopped");
+    assert!(stopped.iter().all(|s| s["evidence"] == "state" && s["init_pid"] == crun_stopped_init), "{}", out.dump());
+    let by_exec: Vec<_> = stopped.iter().filter(|s| s["subcommand"] == "exec").collect();
+    assert_eq!(by_exec.len(), 1, "{}", out.dump());
+    assert_eq!((by_exec[0]["runtime"].as_str(), by_exec[0]["comm"].as_str()), (Some("crun"), Some("crun")), "{}", by_exec[0]);
+    assert!(by_exec[0]["cgroup"].as_str().unwrap().ends_with("/pt-crun-stopped"), "{}", by_exec[0]);
+    assert!(by_exec[0]["message"].as_str().unwrap().starts_with("crun exec into stopped container pt-crun-stopped"), "{}", by_exec[0]);
+    let story = with(&out, "runc_failed", "pt-crun-stopped");
+    assert_eq!(story.len(), 1, "{}", out.dump());
+    assert_eq!(story[0]["causes"], serde_json::json!(["exec_into_stopped_container"]));
+
     let summary = out.only("summary");
     assert_eq!(summary["lost_events"], 0);
     assert_eq!(summary["tracking_map_full"], 0);
@@ -85,11 +138,17 @@ fn runc_exec_failures_are_diagnosed_one_story_each() {
 #[ignore = "e2e: needs root and runc; run by cargo xtask test"]
 fn successful_runc_execs_produce_no_verdict() {
     let scenario = Scenario::up("runc");
+    // Started untraced: on a cgroup v1 hybrid host crun's first try to
+    // create it fails (see start_crun_container).
+    assert_eq!(scenario.trigger(&["crun-up"]), "0", "the crun container starts");
     // Latency is not the point here (and runc is slow under emulation).
     let tracer = Tracer::start(&["--groups", "exec", "--runtime-slow-ms", "60000"]);
     for _ in 0..3 {
         assert_eq!(scenario.trigger(&["healthy"]), "0");
     }
+    // crun, run directly: its setns tries fail (EINVAL for its own user
+    // namespace) and it goes on.
+    assert_eq!(scenario.trigger(&["crun-healthy"]), "0");
     // A hostPID container's command runs in the runtime's own pid
     // namespace: it must be tracked as the container's command, not as the
     // runtime, or its fork storm becomes events (issue 26).
@@ -98,7 +157,8 @@ fn successful_runc_execs_produce_no_verdict() {
     assert!(out.verdicts().is_empty(), "{}", out.dump());
     let events = out.only("summary")["events"].as_u64().unwrap();
     // Three execs, runc run and delete, their stages, the container's
-    // command: about 50; 100 forks and execs inside would add 300.
+    // command, crun's run and exec: about 70; 100 forks and execs inside
+    // would add 300.
     assert!(events < 150, "a hostPID container's 100 fork+execs: {events} events:\n{}", out.dump());
     // Every invocation was seen and judged: the exec, fork and exit hooks work.
     let judged = out.only("summary")["runtime_invocations"]["judged"].as_u64().unwrap();

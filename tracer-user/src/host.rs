@@ -515,12 +515,17 @@ fn read_crun_status(path: &Path) -> Option<ContainerState> {
 }
 
 /// Field 22 of /proc/PID/stat (start time in clock ticks), robust to
-/// spaces and parentheses in comm.
+/// spaces and parentheses in comm. None for a zombie: a container's init
+/// that died unreaped (its parent does not reap) is dead all the same.
 fn process_start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 2..];
     // after_comm starts at field 3 (state); start time is field 22.
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after_comm.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Fixed answers for tests.
@@ -659,6 +664,21 @@ mod tests {
         assert!(process_start_time(std::process::id()).is_some());
         let t = ProcHost::default().thread_count().unwrap();
         assert!(t.threads > 0 && t.threads_max > t.threads);
+    }
+
+    #[test]
+    fn an_unreaped_process_has_no_start_time() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let stat = format!("/proc/{}/stat", child.id());
+        for _ in 0..500 {
+            if fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(fs::read_to_string(&stat).unwrap().contains(") Z "), "the child never became a zombie");
+        assert_eq!(process_start_time(child.id()), None);
+        child.wait().unwrap();
     }
 
     #[test]

@@ -261,6 +261,26 @@ fn test(skip_vm: bool, skip_bare: bool, vm_jobs: usize, vm: &VmArgs) -> Result<(
             if !ok {
                 failed.push("bare-machine e2e".to_string());
             }
+            // Debian 12's runc is 1.1; newer ones start exec differently
+            // (runc init from a copy of itself, another error text).
+            if let Some(dir) = setup::newer_runc_dir() {
+                step("the runc exec tests again on this machine with the newer runc `setup` unpacked");
+                let (ok, text) = captured(
+                    Command::new("cargo")
+                        .current_dir(root())
+                        .args(["test", "--release", "-p", "tests", "--test", "runc_e2e", "--", "--ignored", "--test-threads=1"])
+                        .args(["runc_exec_failures", "successful_runc_execs", "the_same_situations"])
+                        .env("PROBE_TRACER_ENV", "bare")
+                        .env("PROBE_TRACER_ROOT", root())
+                        .env("PROBE_TRACER_BIN", root().join("target/release/probe-tracer"))
+                        .env("PROBE_TRACER_RUNC_DIR", &dir),
+                )?;
+                add(count_results(&text));
+                stages.push(("bare e2e, newer runc".into(), ok));
+                if !ok {
+                    failed.push("bare-machine e2e with the newer runc".to_string());
+                }
+            }
         }
         if !skip_vm {
             // Every kernel `setup` unpacked (or the one asked for): a

@@ -28,6 +28,10 @@ pub fn setup(kernels: &[String]) -> Result<()> {
         let dir = kernel(&pkg)?;
         eprintln!("    kernel ready: {}", dir.display());
     }
+    // Optional: without it the suite skips its newer-runc stage.
+    if let Err(e) = newer_runc() {
+        eprintln!("xtask: no newer runc ({e:#}); the suite's newer-runc stage will be skipped");
+    }
     step("setup complete");
     for (name, args) in [("rustc", "--version"), ("bpf-linker", "--version"), ("vng", "--version"), ("qemu-system-x86_64", "--version")] {
         let v = stdout(Command::new(name).arg(args)).unwrap_or_else(|e| format!("unavailable: {e}"));
@@ -134,6 +138,12 @@ fn other_releases_apt() -> Result<Vec<String>> {
              deb [signed-by={keyring}] http://deb.debian.org/debian bookworm-backports main\n"
         ),
     )?;
+    Ok(private_apt_options(&dir, &list))
+}
+
+/// apt-get / apt-cache options that read only `list`, keeping their lists
+/// in `dir`.
+fn private_apt_options(dir: &std::path::Path, list: &std::path::Path) -> Vec<String> {
     let opts = [
         format!("Dir::Etc::SourceList={}", list.display()),
         "Dir::Etc::SourceParts=/dev/null".to_string(),
@@ -142,7 +152,67 @@ fn other_releases_apt() -> Result<Vec<String>> {
         "Dir::Cache::srcpkgcache=".to_string(),
         "APT::Sandbox::User=root".to_string(),
     ];
-    Ok(opts.iter().flat_map(|o| ["-o".to_string(), o.clone()]).collect())
+    opts.iter().flat_map(|o| ["-o".to_string(), o.clone()]).collect()
+}
+
+fn newer_runc_cache() -> PathBuf {
+    kernel_cache().parent().unwrap().join("runc")
+}
+
+/// The directory holding the newer runc `setup` unpacked, if it did.
+pub fn newer_runc_dir() -> Option<PathBuf> {
+    let bin = newer_runc_cache().join("bin");
+    bin.join(".ready").exists().then_some(bin)
+}
+
+/// Debian's newest runc (sid's: Debian 12 has 1.1.5, trixie 1.1.15),
+/// unpacked under the cache and never installed. It needs a newer C library
+/// (glibc 2.38; Debian 12 has 2.36): sid's is unpacked beside it and the
+/// binary's interpreter and library path point there (patchelf, unpacked
+/// too), so that runc re-executing itself still works.
+fn newer_runc() -> Result<()> {
+    if newer_runc_dir().is_some() {
+        step("newer runc already unpacked");
+        return Ok(());
+    }
+    let cache = newer_runc_cache();
+    let dir = cache.join("apt-sid");
+    fs::create_dir_all(dir.join("lists/partial"))?;
+    let list = dir.join("sources.list");
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    fs::write(&list, format!("deb [signed-by={keyring}] http://deb.debian.org/debian sid main\n"))?;
+    let apt = private_apt_options(&dir, &list);
+    step("downloading Debian sid's runc and C library (unpacked under the cache, not installed)");
+    run(Command::new("apt-get").args(&apt).args(["update", "-qq"]))?;
+    let debs = cache.join("debs");
+    if debs.exists() {
+        fs::remove_dir_all(&debs)?;
+    }
+    fs::create_dir_all(&debs)?;
+    run(Command::new("apt-get").args(&apt).args(["download", "runc", "libc6"]).current_dir(&debs))?;
+    run(Command::new("apt-get").args(["download", "patchelf"]).current_dir(&debs))?;
+    let unpacked = cache.join("root");
+    if unpacked.exists() {
+        fs::remove_dir_all(&unpacked)?;
+    }
+    for deb in fs::read_dir(&debs)?.flatten().map(|e| e.path()) {
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    }
+    let libs = unpacked.join("usr/lib/x86_64-linux-gnu");
+    let bin = cache.join("bin");
+    fs::create_dir_all(&bin)?;
+    let runc = bin.join("runc");
+    fs::copy(unpacked.join("usr/sbin/runc"), &runc)?;
+    run(Command::new(unpacked.join("usr/bin/patchelf"))
+        .arg("--set-interpreter")
+        .arg(libs.join("ld-linux-x86-64.so.2"))
+        .arg("--set-rpath")
+        .arg(format!("{}:/lib/x86_64-linux-gnu", libs.display()))
+        .arg(&runc))?;
+    let version = stdout(Command::new(&runc).arg("--version"))?;
+    eprintln!("    {}", version.lines().next().unwrap_or(""));
+    fs::write(bin.join(".ready"), "")?;
+    Ok(())
 }
 
 /// The newest `linux-image-<series>...-amd64` that a `linux-image-amd64`

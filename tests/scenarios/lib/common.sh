@@ -4,6 +4,11 @@
 set -euo pipefail
 
 SCENARIO_WORK=${SCENARIO_WORK:-/tmp/probe-tracer-scenarios}
+# Another runc for the scenarios (a directory holding a `runc`, e.g. the
+# newer one `cargo xtask setup` unpacks under ~/.cache/probe-tracer/runc/bin).
+if [ -n "${PROBE_TRACER_RUNC_DIR:-}" ]; then
+    PATH="$PROBE_TRACER_RUNC_DIR:$PATH"
+fi
 mkdir -p "$SCENARIO_WORK"
 
 log() { printf '[scenario] %s\n' "$*" >&2; }
@@ -49,6 +54,21 @@ start_container() {
 
 container_pid() {
     runc --root "$RUNC_ROOT" state "$1" | jq -r .pid
+}
+
+# crun helpers (same bundle). crun 1.8 refuses to create a container on a
+# cgroup v1 hybrid host whose v2 tree holds a controller; its create then
+# runs in a mount namespace without the v2 tree (v1 only, as such a host
+# has it). Its execs need no such help: they run as a node runs them.
+start_crun_container() {
+    if ! crun --root="$CRUN_ROOT" run -d --bundle "$BUNDLE" "$1" </dev/null >/dev/null 2>>"$SCENARIO_WORK/runc-exec.log"; then
+        unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun --root="$1" run -d --bundle "$2" "$3"' \
+            - "$CRUN_ROOT" "$BUNDLE" "$1" </dev/null >/dev/null 2>>"$SCENARIO_WORK/runc-exec.log"
+    fi
+}
+
+crun_pid() {
+    crun --root="$CRUN_ROOT" state "$1" | jq -r .pid
 }
 
 # set_limit MIB: the OOM scenario cgroup's memory limit, without swap.

@@ -8,3 +8,8 @@ NETNS_CONTAINER=pt-netns
 GONE_NETNS=pt-gone
 # A container whose init gets killed behind the runtime's back.
 STOPPED_CONTAINER=pt-stopped
+# crun run directly, as CRI-O's conmon runs it (no shim): its state root,
+# the container its execs target and one whose init gets killed.
+CRUN_ROOT=/run/crun
+CRUN_CONTAINER=pt-crun
+CRUN_STOPPED=pt-crun-stopped

@@ -4,7 +4,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/common.sh"
 . "$here/env.sh"
-need runc busybox jq
+need runc crun busybox jq
 "$here/teardown.sh" >/dev/null 2>&1 || true
 
 # cgroupfs must be there for runc's pids limit (minimal VMs may lack it).
@@ -18,10 +18,12 @@ for applet in sh sleep true false cat; do
     ln -sf busybox "$BUNDLE/rootfs/bin/$applet"
 done
 (cd "$BUNDLE" && rm -f config.json && runc spec)
-jq '.process.args = ["sleep", "3600"] | .process.terminal = false
+# crun 1.8 refuses the spec version newer runcs (1.2+) write; the bundle
+# uses nothing newer than 1.0.
+jq '.ociVersion = "1.0.2" | .process.args = ["sleep", "3600"] | .process.terminal = false
     | .linux.resources.pids = {"limit": 1000}' \
     "$BUNDLE/config.json" >"$BUNDLE/config.json.new"
 mv "$BUNDLE/config.json.new" "$BUNDLE/config.json"
 
 start_container "$CONTAINER"
-log "container $CONTAINER running (init pid $(container_pid "$CONTAINER")), runc root $RUNC_ROOT"
+log "container $CONTAINER running (init pid $(container_pid "$CONTAINER")), $(runc --version | head -1), runc root $RUNC_ROOT"

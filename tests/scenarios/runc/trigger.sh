@@ -14,6 +14,14 @@
 #             restarted): each must succeed and produce no verdict
 #   hostpid [N]  runc run of a container in the host's pid namespace
 #             (hostPID) whose command forks and execs N (300) times
+#   crun-up   start the crun container (crun run directly, no shim)
+#   crun-healthy, crun-missing   an exec of true, of a missing binary, into
+#             it the way CRI-O's conmon runs one (no --log)
+#   crun-pids the container at its pids limit; the exec's command forks
+#             (prints crun's status and the command's "can't fork" count)
+#   crun-stop  start a second crun container and kill its init (prints
+#             STOPPED and the init's pid once crun sees it); crun-stopped:
+#             exec into it, then delete it
 #   slow [SECS] [N]  N `runc state` calls through a runtime that stalls SECS
 #             seconds first (incident 5: the calls kubelet's relist waits on)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +32,34 @@ set +e
 runc_exec() {
     runc --root "$RUNC_ROOT" exec "$1" true >>"$SCENARIO_WORK/runc-exec.log" 2>&1
     echo $?
+}
+
+# crun exec as conmon runs it: the process from a file, detached, its pid
+# in a file. Waits for the command to end; prints crun's exit status.
+crun_exec() {
+    local out="$SCENARIO_WORK/crun-exec.out" pidfile="$SCENARIO_WORK/crun-exec.pid"
+    jq --argjson a "$2" '.process | .args = $a' "$BUNDLE/config.json" >"$SCENARIO_WORK/crun-process.json"
+    rm -f "$pidfile"
+    crun --root="$CRUN_ROOT" exec --pid-file "$pidfile" --process "$SCENARIO_WORK/crun-process.json" \
+        --detach "$1" </dev/null >"$out" 2>&1
+    local status=$?
+    local pid
+    pid=$(cat "$pidfile" 2>/dev/null)
+    for _ in $(seq 100); do
+        [ -n "$pid" ] && [ -e "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || break
+        sleep 0.1
+    done
+    cat "$out" >>"$SCENARIO_WORK/runc-exec.log"
+    echo "$status"
+}
+
+# `run -d` returns once the init was told to start: under load it may not
+# have exec'd its command yet, and a kill then would hit the runtime's init.
+wait_for_command() {
+    for _ in $(seq 50); do
+        [ "$(cat "/proc/$1/comm" 2>/dev/null)" = sleep ] && return
+        sleep 0.1
+    done
 }
 
 case ${1:-} in
@@ -64,7 +100,9 @@ setns)
     ;;
 stopped)
     start_container "$STOPPED_CONTAINER"
-    kill -KILL "$(container_pid "$STOPPED_CONTAINER")"
+    init=$(container_pid "$STOPPED_CONTAINER")
+    wait_for_command "$init"
+    kill -KILL "$init"
     # Wait until runc sees it stopped, as the kubelet's next probe would.
     for _ in $(seq 50); do
         runc --root "$RUNC_ROOT" state "$STOPPED_CONTAINER" 2>/dev/null | grep -q '"stopped"' && break
@@ -108,6 +146,38 @@ hostpid)
     runc --root "$RUNC_ROOT" delete -f pt-hostpid >/dev/null 2>&1
     rm -rf "$BUNDLE-hostpid"
     ;;
+crun-up)
+    start_crun_container "$CRUN_CONTAINER"
+    echo $?
+    ;;
+crun-healthy)
+    crun_exec "$CRUN_CONTAINER" '["true"]'
+    ;;
+crun-missing)
+    crun_exec "$CRUN_CONTAINER" '["/bin/nonexistent"]'
+    ;;
+crun-pids)
+    # crun forks outside the container and moves the command in (the move
+    # is not held to pids.max): the command's own fork is what fails.
+    crun --root="$CRUN_ROOT" update --pids-limit 1 "$CRUN_CONTAINER"
+    status=$(crun_exec "$CRUN_CONTAINER" '["sh", "-c", "/bin/true; /bin/true"]')
+    crun --root="$CRUN_ROOT" update --pids-limit 1000 "$CRUN_CONTAINER"
+    echo "$status $(grep -c "can't fork" "$SCENARIO_WORK/crun-exec.out")"
+    ;;
+crun-stop)
+    start_crun_container "$CRUN_STOPPED"
+    init=$(crun_pid "$CRUN_STOPPED")
+    wait_for_command "$init"
+    kill -KILL "$init"
+    for _ in $(seq 50); do
+        crun --root="$CRUN_ROOT" state "$CRUN_STOPPED" 2>/dev/null | grep -q '"stopped"' && { echo "STOPPED $init"; break; }
+        sleep 0.1
+    done
+    ;;
+crun-stopped)
+    crun_exec "$CRUN_STOPPED" '["true"]'
+    crun --root="$CRUN_ROOT" delete -f "$CRUN_STOPPED" >/dev/null 2>&1
+    ;;
 slow)
     # A wrapper named runc, like a runtime stuck on I/O or a lock: it sleeps,
     # then execs the real runc (same process, so one invocation).
@@ -123,7 +193,7 @@ slow)
     echo "${statuses[*]}"
     ;;
 *)
-    echo "usage: $0 healthy|pids|setns|stopped|pids-fixed|setns-fixed|stopped-fixed|hostpid [N]|slow [SECS] [N]" >&2
+    echo "usage: $0 healthy|pids|setns|stopped|pids-fixed|setns-fixed|stopped-fixed|hostpid [N]|crun-up|crun-healthy|crun-missing|crun-pids|crun-stop|crun-stopped|slow [SECS] [N]" >&2
     exit 2
     ;;
 esac

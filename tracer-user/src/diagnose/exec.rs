@@ -243,6 +243,25 @@ struct SetnsFailure {
     ev: Event,
     nstype: i32,
     errno: i32,
+    /// The process forked after it: it got past joining namespaces.
+    went_on: bool,
+}
+
+/// setns(2)'s nstype for a user namespace.
+const CLONE_NEWUSER: i32 = 0x1000_0000;
+const EINVAL: i32 = 22;
+
+impl SetnsFailure {
+    /// A try the runtime got past, not what made it fail: setns(2)
+    /// returns EINVAL to a caller joining the user namespace it is
+    /// already in, and crun tries to join every namespace of the
+    /// container, its user namespace too (as a pidfd with CLONE_NEWUSER,
+    /// then as a namespace file with nstype 0, which hides its type), and
+    /// goes on to fork the command. A runtime that cannot join a
+    /// namespace does not fork after it (runc's stage 1 gives up).
+    fn recovered(&self) -> bool {
+        self.went_on || (self.errno == EINVAL && self.nstype == CLONE_NEWUSER)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -534,6 +553,9 @@ impl<H: HostView> ExecCorrelator<H> {
                     if let Some(inv) = self.invocations.get_mut(&root) {
                         inv.forked = true;
                         inv.last_ts = ev.ts_ns;
+                        for s in inv.setns_failures.iter_mut().filter(|s| s.ev.pid == ev.pid) {
+                            s.went_on = true;
+                        }
                     }
                 }
                 Vec::new()
@@ -835,7 +857,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let Some(inv) = self.invocations.get_mut(&root) else { return };
         inv.last_ts = ev.ts_ns;
         if syscall == "setns" {
-            inv.setns_failures.push(SetnsFailure { ev: ev.clone(), nstype, errno });
+            inv.setns_failures.push(SetnsFailure { ev: ev.clone(), nstype, errno, went_on: false });
             return;
         }
         // The Go runtime retries thread creation in a loop: one verdict per
@@ -1239,7 +1261,7 @@ impl<H: HostView> ExecCorrelator<H> {
             verdicts.push(r);
             causes.push(cause);
         }
-        for s in setns_failures {
+        for s in setns_failures.iter().filter(|s| !s.recovered()) {
             let ns = namespace_name(s.nstype);
             let why = match s.errno {
                 22 => "the file it was given is not a namespace of that type (a torn-down pod sandbox leaves an empty placeholder behind)",
@@ -1336,32 +1358,35 @@ impl<H: HostView> ExecCorrelator<H> {
     fn exec_into_stopped(&self, inv: &Invocation, end: Option<&Event>) -> Option<Report> {
         let id = inv.command.container.as_deref()?;
         let anchor = end.unwrap_or(&inv.started);
-        let (evidence, cause, detail) = if let Some(x) = self.stopped.get(id) {
+        let (evidence, cause, init_pid) = if let Some(x) = self.stopped.get(id) {
             let killer = x.killer.as_ref().map(|(pid, comm, _)| format!(" by {comm} (pid {pid})")).unwrap_or_default();
             (
                 "observed",
                 format!("container {id}'s init (pid {}) {}{killer}", x.pid, x.status.describe()),
-                Some(x),
+                Some(x.pid),
             )
         } else if !inv.forked {
-            // runc refused before starting runc init: check its state file.
-            let state = self.host.container_state(&self.settings.runtime_roots, id)?;
+            // runc refused before starting runc init: check its state file,
+            // else what it said when the runtime started (a delete right
+            // after the failed exec removes it).
+            let state = self.host.container_state(&self.settings.runtime_roots, id).or_else(|| inv.state.clone())?;
             if state.init_alive {
                 return None;
             }
-            ("state", format!("container {id}'s init (pid {}) is no longer running", state.init_pid), None)
+            ("state", format!("container {id}'s init (pid {}) is no longer running", state.init_pid), Some(state.init_pid))
         } else {
             return None;
         };
-        let ago = detail.map(|x| anchor.ts_ns.saturating_sub(x.ts_ns) / 1_000_000_000);
+        let ago = self.stopped.get(id).map(|x| anchor.ts_ns.saturating_sub(x.ts_ns) / 1_000_000_000);
         let message = format!(
-            "runc exec into stopped container {id}: {cause}{}; the runtime still treats it as running, so every exec probe fails (\"cannot exec in a stopped state\"): restart the pod and find out why its init died",
+            "{} exec into stopped container {id}: {cause}{}; the runtime still treats it as running, so every exec probe fails (\"cannot exec in a stopped state\"): restart the pod and find out why its init died",
+            inv.started.comm,
             ago.map(|s| format!(" {s} s earlier")).unwrap_or_default()
         );
         Some(
             common(Report::new("exec_into_stopped_container", anchor), inv)
                 .with("evidence", evidence)
-                .with("init_pid", json!(detail.map(|x| x.pid)))
+                .with("init_pid", json!(init_pid))
                 .with("cause", cause)
                 .message(message)
                 .grouped(),

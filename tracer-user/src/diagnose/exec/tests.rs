@@ -197,12 +197,15 @@ fn failed_tries_of_a_runtime_that_then_succeeds_are_no_verdict() {
         let mut out = Vec::new();
         out.extend(c.handle(&runc_exec(1_000, 100, &["runc", "exec", "c1", "true"])));
         out.extend(c.handle(&ev(2_000, 100, "runc", Body::SyscallFailed { syscall: "setns".into(), nstype: 0x1000_0000, errno: 22 })));
+        out.extend(c.handle(&ev(2_200, 100, "runc", Body::SyscallFailed { syscall: "setns".into(), nstype: 0x4000_0000, errno: 22 })));
         out.extend(c.handle(&ev(2_500, 100, "runc", Body::SyscallFailed { syscall: "clone3".into(), nstype: 0, errno: 1 })));
         out.extend(c.handle(&exit(3_000, 100, "runc", exit_raw)));
         out.extend(c.finish(4_000));
         out.into_iter().map(|r| r.kind).collect::<Vec<_>>()
     };
     assert_eq!(run(0), Vec::<&str>::new());
+    // The user namespace's EINVAL is never a cause (setns(2): already a
+    // member); the net namespace's is.
     assert_eq!(run(1 << 8), ["fork_failed", "setns_failed", "runc_failed"]);
 }
 
@@ -217,7 +220,7 @@ fn setns_tries_are_no_cause_when_the_runtimes_own_error_names_another() {
         let mut c = ExecCorrelator::new(ExecSettings { slow_threshold_ns: u64::MAX / 2, ..Default::default() }, host);
         let mut out = Vec::new();
         out.extend(c.handle(&runc_exec(1_000, 100, &["crun", "--log", log, "exec", "c1", "/bin/nonexistent"])));
-        out.extend(c.handle(&ev(2_000, 100, "runc", Body::SyscallFailed { syscall: "setns".into(), nstype: 0x1000_0000, errno: 22 })));
+        out.extend(c.handle(&ev(2_000, 100, "runc", Body::SyscallFailed { syscall: "setns".into(), nstype: 0x4000_0000, errno: 22 })));
         out.extend(c.handle(&exit(3_000, 100, "runc", 1 << 8)));
         out.extend(c.finish(4_000));
         out
@@ -808,4 +811,82 @@ fn a_slow_exec_command_ending_by_itself_is_kept_to_be_judged_against_its_timeout
     assert_eq!(d.report.fields["pod_uid"], POD);
     assert_eq!(d.report.fields["exit_code"], 0);
     assert!(c.take_commands_done().is_empty(), "taken once");
+}
+
+/// A real `probe-tracer run --record` on the bare 6.18 kernel of the runc
+/// scenario's crun cases: crun run directly as CRI-O's conmon runs it
+/// (`crun --root=/run/crun exec --pid-file .. --process .. --detach`, no
+/// `--log`): a healthy exec, an exec of a missing binary, an exec whose
+/// command forks at the container's pids limit of 1, an exec into a
+/// container whose init was killed before the tracer started. Every crun
+/// exec's child tries setns(pidfd, CLONE_NEWUSER) and setns(user ns fd, 0)
+/// twice, each EINVAL, then forks the command.
+const CRUN: &str = include_str!("crun_bare_6.18.jsonl");
+
+fn crun_host() -> StaticHost {
+    let state = |id: &str, init_pid: u32, init_alive: bool| ContainerState {
+        id: id.into(),
+        init_pid,
+        init_alive,
+        pids_cgroup: Some(format!("/sys/fs/cgroup/pids/{id}").into()),
+    };
+    StaticHost {
+        containers: vec![state("pt-crun", 29_990, true), state("pt-crun-stopped", 30_069, false)],
+        pids: Some(PidsLimit { cgroup: "/sys/fs/cgroup/pids/pt-crun".into(), current: 4, max: Some(1) }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn crun_without_log_its_setns_tries_are_never_the_cause() {
+    let events: Vec<Event> = CRUN.lines().map(|l| serde_json::from_str(l).expect("recorded event")).collect();
+    let tries = events.iter().filter(|e| matches!(&e.body, Body::SyscallFailed { syscall, errno: 22, .. } if syscall == "setns")).count();
+    assert_eq!(tries, 9, "three execs that reach setns, three tries each");
+    let reports = run_all(crun_host(), &events);
+    assert!(only(&reports, "setns_failed").is_empty(), "{reports:?}");
+
+    // The missing binary: crun failed, and no setns try is named.
+    let stories = only(&reports, "runc_failed");
+    let missing = stories.iter().find(|r| r.fields["exit_code"] == 255).expect("the missing binary's story");
+    assert_eq!(missing.fields["container_id"], "pt-crun");
+    assert!(missing.message.starts_with("crun exec into container pt-crun failed"), "{}", missing.message);
+    assert!(!missing.message.contains("setns"), "{}", missing.message);
+
+    // The command's fork at the pids limit: the probe's failure, crun's exec.
+    let fork = only(&reports, "fork_failed");
+    assert_eq!(fork.len(), 1, "{reports:?}");
+    assert_eq!(fork[0].fields["exec_command"], true);
+    assert_eq!(fork[0].fields["container_id"], "pt-crun");
+    assert_eq!(fork[0].fields["pids_max"], 1);
+    assert!(fork[0].message.starts_with("crun exec into container pt-crun started its command"), "{}", fork[0].message);
+
+    // The stopped container, from crun's state: named after crun.
+    let stopped = only(&reports, "exec_into_stopped_container");
+    assert_eq!(stopped.len(), 1, "{reports:?}");
+    assert_eq!(stopped[0].fields["evidence"], "state");
+    assert_eq!(stopped[0].fields["init_pid"], 30_069);
+    assert!(stopped[0].message.starts_with("crun exec into stopped container pt-crun-stopped"), "{}", stopped[0].message);
+    assert_eq!(stories.len(), 2, "the missing binary and the stopped container: {reports:?}");
+}
+
+/// A setns EINVAL is a cause only in a process that then gave up: the same
+/// nstype-0 failure followed by a fork of that process was a try.
+#[test]
+fn a_setns_failure_the_process_forked_after_is_no_cause() {
+    let run = |fork_after: bool| {
+        let mut c = ExecCorrelator::new(ExecSettings { slow_threshold_ns: u64::MAX / 2, ..Default::default() }, StaticHost::default());
+        let mut out = Vec::new();
+        out.extend(c.handle(&runc_exec(1_000, 100, &["crun", "exec", "c1", "true"])));
+        out.extend(c.handle(&ev(1_500, 100, "crun", Body::Fork { child_tid: 101 })));
+        out.extend(c.handle(&ev(2_000, 101, "crun", Body::SyscallFailed { syscall: "setns".into(), nstype: 0, errno: 22 })));
+        if fork_after {
+            out.extend(c.handle(&ev(2_500, 101, "crun", Body::Fork { child_tid: 102 })));
+        }
+        out.extend(c.handle(&exit(2_800, 101, "crun", 0)));
+        out.extend(c.handle(&exit(3_000, 100, "crun", 1 << 8)));
+        out.extend(c.finish(4_000));
+        out.into_iter().map(|r| r.kind).collect::<Vec<_>>()
+    };
+    assert_eq!(run(true), ["runc_failed"]);
+    assert_eq!(run(false), ["setns_failed", "runc_failed"]);
 }
