@@ -34,7 +34,8 @@ use crate::{
     host::ProcHost,
     enrich::Enricher,
     k8s::{
-        client::{DirectoryWatch, EventPoster, EventResults, Kube},
+        background::Background,
+        client::{EventPoster, EventResults},
         directory::Directory,
     },
     node::ProcNode,
@@ -44,10 +45,6 @@ use crate::{
 /// Attempts older than this are judged even if the kernel never closed them
 /// (the default SYN retry budget is about two minutes).
 const STALE_ATTEMPT_NS: u64 = 180 * 1_000_000_000;
-
-/// How long startup waits for the first pod list; later changes arrive
-/// through watches in the background.
-const KUBE_FIRST_WAIT: Duration = Duration::from_secs(5);
 
 /// How often the ring buffer is drained without a wakeup from the kernel:
 /// the most a lone verdict waits. Each tick is a wakeup of an otherwise idle
@@ -91,7 +88,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     // A ready file left by an earlier run (killed, or the host restarted)
     // must not announce this one before its programs are attached.
     let ready = ReadyFile::clear(args.ready_file.clone())?;
-    let (kube, info, mut tracer) = load(&args).await?;
+    let (background, info, mut tracer) = load(&args, &metrics).await?;
     let clock = Clock::now();
     let mut out = Output::stdout(Format::auto(args.format), clock);
     let recorder = recorder(&args, &clock)?;
@@ -105,7 +102,7 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     let host = ProcHost::default();
     let settings = probe_settings(&args, &tracer, metrics.is_some());
     let agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), host.clone());
-    let mut kubernetes = Kubernetes::start(kube, args.kubernetes.emit_events, &metrics).await;
+    let mut kubernetes = Kubernetes::start(background).await;
     let enricher = Enricher::new(kubernetes.directory.clone(), host);
     // Loading parsed the kernel's BTF twice (ours and aya's): tens of MiB
     // now free. Hand them back so the daemon's RSS is its working set.
@@ -140,13 +137,14 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     summarize(sink, &running.tracer, kubernetes).await
 }
 
-/// The Kubernetes API's client (not contacted yet), the kernel, and the
-/// tracer loaded and attached. Configuration problems are reported before
-/// anything is loaded.
-async fn load(args: &RunArgs) -> Result<(Option<Kube>, KernelInfo, Tracer)> {
-    // This does not contact the API server yet.
-    let kube = Kube::connect(&args.kubernetes.options()).await?;
-    if kube.is_none() && args.kubernetes.emit_events {
+/// The Kubernetes thread with its client (not contacted yet), the kernel,
+/// and the tracer loaded and attached. Configuration problems are reported
+/// before anything is loaded.
+async fn load(args: &RunArgs, metrics: &Option<Arc<Metrics>>) -> Result<(Option<Background>, KernelInfo, Tracer)> {
+    let emit_events = args.kubernetes.emit_events;
+    let results = metrics.clone().map(|m| Arc::new(move |result: &str| m.kubernetes_event(result)) as EventResults);
+    let kube = Background::start(args.kubernetes.options(), emit_events, results).await?;
+    if kube.is_none() && emit_events {
         anyhow::bail!("--emit-events needs the Kubernetes API: run in a pod with a service account, or pass --kubeconfig or --kube-api");
     }
     let info = KernelInfo::probe();
@@ -198,41 +196,33 @@ fn probe_settings(args: &RunArgs, tracer: &Tracer, daemon: bool) -> ProbeSetting
     }
 }
 
-/// The API server's side of a run: pod names kept current in the
-/// background, and Events posted (--emit-events).
+/// The API server's side of a run: pod names kept current and Events
+/// posted (--emit-events), on the Kubernetes thread.
 struct Kubernetes {
     directory: Arc<std::sync::RwLock<Directory>>,
     /// Taken by the sink, which posts.
     poster: Option<EventPoster>,
-    poster_task: Option<tokio::task::JoinHandle<()>>,
-    refresh_task: Option<DirectoryWatch>,
+    background: Option<Background>,
 }
 
 impl Kubernetes {
-    /// Pod names from the API server, when there is one.
-    async fn start(kube: Option<Kube>, emit_events: bool, metrics: &Option<Arc<Metrics>>) -> Self {
-        let directory = Arc::new(std::sync::RwLock::new(Directory::default()));
-        let (mut poster, mut poster_task, mut refresh_task) = (None, None, None);
-        if let Some(kube) = kube {
-            if emit_events {
-                let results = metrics.clone().map(|m| Arc::new(move |result: &str| m.kubernetes_event(result)) as EventResults);
-                let (p, task) = EventPoster::spawn(kube.clone(), results);
-                (poster, poster_task) = (Some(p), Some(task));
+    /// Waits for the first pod lists (a few seconds at most).
+    async fn start(mut background: Option<Background>) -> Self {
+        let directory = match background.as_mut() {
+            Some(b) => {
+                b.listed().await;
+                b.directory.clone()
             }
-            refresh_task = Some(kube.keep_directory(directory.clone(), KUBE_FIRST_WAIT).await);
-        }
-        Self { directory, poster, poster_task, refresh_task }
+            None => Default::default(),
+        };
+        let poster = background.as_mut().and_then(|b| b.poster.take());
+        Self { directory, poster, background }
     }
 
-    /// Queued Events get a moment to reach the API server, no more: SIGTERM
-    /// must finish within a second.
     async fn stop(self) {
         drop(self.poster);
-        if let Some(task) = self.refresh_task {
-            task.abort();
-        }
-        if let Some(task) = self.poster_task {
-            let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+        if let Some(b) = self.background {
+            b.stop().await;
         }
     }
 }

@@ -3,6 +3,7 @@
 //! posting Events. It knows nothing of reports: `crate::enrich` joins the
 //! two.
 
+pub mod background;
 pub mod cgroup;
 pub mod client;
 pub mod directory;
