@@ -484,40 +484,85 @@ pub fn pick_limit(levels: Vec<PidsLimit>) -> Option<PidsLimit> {
     levels.into_iter().next()
 }
 
-/// Parses runc's `state.json`; checks the init is the same process runc
-/// started by comparing its start time with `/proc/PID/stat`.
-fn read_state(path: &Path) -> Option<ContainerState> {
-    let text = fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+/// What a runtime's state file records about a container: runc's
+/// `state.json`, or crun's `status` (whose ID is its directory's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedState {
+    pub id: String,
+    pub init_pid: u32,
+    /// The init's start time as runc recorded it (`/proc/PID/stat` field 22).
+    pub init_start: Option<u64>,
+    /// runc: the pids controller's directory; crun: the cgroup, relative
+    /// to the cgroup mount.
+    pub cgroup: Option<String>,
+}
+
+impl RecordedState {
+    /// The init is still the process the runtime started (same start time).
+    fn init_alive(&self) -> bool {
+        self.init_pid != 0 && process_start_time(self.init_pid).is_some_and(|t| self.init_start.is_none_or(|s| s == t))
+    }
+}
+
+/// Largest state file read: runc's holds the container's config (a few
+/// to tens of KB); anything larger is not one.
+const STATE_FILE_MAX: u64 = 4 << 20;
+
+fn read_bounded(path: &Path, max: u64) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    fs::File::open(path).ok()?.take(max + 1).read_to_string(&mut text).ok()?;
+    (text.len() as u64 <= max).then_some(text)
+}
+
+/// Parses runc's `state.json`.
+pub fn parse_runc_state(text: &str) -> Option<RecordedState> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
     let id = v["id"].as_str()?.to_string();
-    let init_pid = v["init_process_pid"].as_u64()? as u32;
-    let start = v["init_process_start"].as_u64().or_else(|| v["init_process_start"].as_str()?.parse().ok());
-    let init_alive = init_pid != 0 && process_start_time(init_pid).is_some_and(|t| start.is_none_or(|s| s == t));
+    // A pid that does not fit is no pid (truncated, it would name another process).
+    let init_pid = u32::try_from(v["init_process_pid"].as_u64()?).ok()?;
+    let init_start = v["init_process_start"].as_u64().or_else(|| v["init_process_start"].as_str()?.parse().ok());
     let paths = &v["cgroup_paths"];
-    let pids_cgroup = paths["pids"].as_str().or_else(|| paths[""].as_str()).map(PathBuf::from);
-    Some(ContainerState { id, init_pid, init_alive, pids_cgroup })
+    let cgroup = paths["pids"].as_str().or_else(|| paths[""].as_str()).map(str::to_string);
+    Some(RecordedState { id, init_pid, init_start, cgroup })
 }
 
 /// Parses crun's `status` file (`/run/crun/<id>/status`: `pid`,
 /// `process-start-time`, `cgroup-path` relative to the cgroup mount).
-fn read_crun_status(path: &Path) -> Option<ContainerState> {
-    let text = fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let id = path.parent()?.file_name()?.to_string_lossy().into_owned();
-    let init_pid = v["pid"].as_u64()? as u32;
-    let start = v["process-start-time"].as_u64();
-    let init_alive = init_pid != 0 && process_start_time(init_pid).is_some_and(|t| start.is_none_or(|s| s == t));
-    let pids_cgroup = v["cgroup-path"].as_str().map(|rel| {
-        let rel = rel.trim_start_matches('/');
-        pids_v1_mount().or_else(cgroup2_mount).unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")).join(rel)
-    });
-    Some(ContainerState { id, init_pid, init_alive, pids_cgroup })
+pub fn parse_crun_status(text: &str, id: &str) -> Option<RecordedState> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let init_pid = u32::try_from(v["pid"].as_u64()?).ok()?;
+    let init_start = v["process-start-time"].as_u64();
+    let cgroup = v["cgroup-path"].as_str().map(|rel| rel.trim_start_matches('/').to_string());
+    Some(RecordedState { id: id.to_string(), init_pid, init_start, cgroup })
 }
 
-/// Field 22 of /proc/PID/stat (start time in clock ticks), robust to
-/// spaces and parentheses in comm.
+/// Reads runc's `state.json`; checks the init is the same process runc
+/// started by comparing its start time with `/proc/PID/stat`.
+fn read_state(path: &Path) -> Option<ContainerState> {
+    let s = parse_runc_state(&read_bounded(path, STATE_FILE_MAX)?)?;
+    Some(ContainerState { init_alive: s.init_alive(), pids_cgroup: s.cgroup.map(PathBuf::from), id: s.id, init_pid: s.init_pid })
+}
+
+/// Reads crun's `status` file; its cgroup is placed under the pids
+/// controller's mount.
+fn read_crun_status(path: &Path) -> Option<ContainerState> {
+    let id = path.parent()?.file_name()?.to_string_lossy().into_owned();
+    let s = parse_crun_status(&read_bounded(path, STATE_FILE_MAX)?, &id)?;
+    let pids_cgroup = s
+        .cgroup
+        .as_deref()
+        .map(|rel| pids_v1_mount().or_else(cgroup2_mount).unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")).join(rel));
+    Some(ContainerState { init_alive: s.init_alive(), pids_cgroup, id: s.id, init_pid: s.init_pid })
+}
+
 fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time_from_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 of a `/proc/PID/stat` line (start time in clock ticks), robust
+/// to spaces and parentheses in comm.
+pub fn start_time_from_stat(stat: &str) -> Option<u64> {
     let after_comm = &stat[stat.rfind(')')? + 2..];
     // after_comm starts at field 3 (state); start time is field 22.
     after_comm.split_whitespace().nth(19)?.parse().ok()
@@ -659,6 +704,16 @@ mod tests {
         assert!(process_start_time(std::process::id()).is_some());
         let t = ProcHost::default().thread_count().unwrap();
         assert!(t.threads > 0 && t.threads_max > t.threads);
+    }
+
+    #[test]
+    fn state_files_parse_without_the_filesystem() {
+        let s = parse_runc_state(r#"{"id":"c1","init_process_pid":7,"init_process_start":"99","cgroup_paths":{"":"/sys/fs/cgroup/c1"}}"#).unwrap();
+        assert_eq!(s, RecordedState { id: "c1".into(), init_pid: 7, init_start: Some(99), cgroup: Some("/sys/fs/cgroup/c1".into()) });
+        // A pid that does not fit a pid is not truncated into another one.
+        assert!(parse_runc_state(r#"{"id":"c1","init_process_pid":4294967297}"#).is_none());
+        let s = parse_crun_status(r#"{"pid":7,"process-start-time":99,"cgroup-path":"/kubepods/c1"}"#, "c1").unwrap();
+        assert_eq!(s.cgroup.as_deref(), Some("kubepods/c1"));
     }
 
     #[test]
