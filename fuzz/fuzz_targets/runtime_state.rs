@@ -10,5 +10,5 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     parse_runc_state(&text);
     parse_crun_status(&text, "c1");
-    start_time_from_stat(&text);
+    start_time_from_stat(data);
 });

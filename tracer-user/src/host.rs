@@ -557,14 +557,16 @@ fn read_crun_status(path: &Path) -> Option<ContainerState> {
 }
 
 fn process_start_time(pid: u32) -> Option<u64> {
-    start_time_from_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    start_time_from_stat(&fs::read(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Field 22 of a `/proc/PID/stat` line (start time in clock ticks), robust
-/// to spaces and parentheses in comm.
-pub fn start_time_from_stat(stat: &str) -> Option<u64> {
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    // after_comm starts at field 3 (state); start time is field 22.
+/// to spaces, parentheses and bytes that are not UTF-8 in comm (a process
+/// names itself).
+pub fn start_time_from_stat(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    // What follows comm is ASCII: from field 3 (state); start time is field 22.
+    let after_comm = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
@@ -714,6 +716,21 @@ mod tests {
         assert!(parse_runc_state(r#"{"id":"c1","init_process_pid":4294967297}"#).is_none());
         let s = parse_crun_status(r#"{"pid":7,"process-start-time":99,"cgroup-path":"/kubepods/c1"}"#, "c1").unwrap();
         assert_eq!(s.cgroup.as_deref(), Some("kubepods/c1"));
+    }
+
+    #[test]
+    fn a_stat_line_gives_its_start_time_whatever_comm_holds() {
+        let fields = " S 1 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 5512 1000 10";
+        assert_eq!(start_time_from_stat(format!("4242 (a) b (c)){fields}").as_bytes()), Some(5512));
+        // A comm that is not UTF-8 (read as text, the file was unreadable
+        // and the container's init taken for dead).
+        let mut stat = b"4242 (\xff\xfe)".to_vec();
+        stat.extend_from_slice(fields.as_bytes());
+        assert_eq!(start_time_from_stat(&stat), Some(5512));
+        // Found by the runtime_state fuzz target: slicing two bytes past
+        // the ')' panicked inside a multi-byte character or past the end.
+        assert_eq!(start_time_from_stat("4242 (a)\u{fffd} 1".as_bytes()), None);
+        assert_eq!(start_time_from_stat(b"4242 (a)"), None);
     }
 
     #[test]
