@@ -257,8 +257,9 @@ fn closed_events(header: &EventHeader, e: &TcpClosedEvent) -> Vec<Event> {
         info,
         established_ts_ns: e.established_ts_ns,
         first_response_ts_ns: (e.flags & probe_sock::RESPONSE_SEEN != 0).then_some(e.first_rx_ts_ns),
-        // bytes_acked counts the SYN.
-        request_bytes: e.bytes_acked.saturating_sub(1) + u64::from(e.unacked),
+        // bytes_acked counts the SYN. Saturating: the counters are the
+        // kernel's, and a wrapped sum is no byte count.
+        request_bytes: e.bytes_acked.saturating_sub(1).saturating_add(u64::from(e.unacked)),
         request_acked: e.unacked == 0,
         request_unacked: u64::from(e.unacked),
         // bytes_received counts the pod's FIN.
@@ -345,7 +346,7 @@ fn decode_one(header: &EventHeader, bytes: &[u8]) -> Option<Body> {
             Body::SyscallFailed {
                 syscall: syscall_name(e.syscall).to_string(),
                 nstype: e.nstype,
-                errno: (-e.ret) as i32,
+                errno: e.ret.wrapping_neg() as i32,
             }
         }
         kind::PROC_EXIT => {
@@ -522,6 +523,22 @@ pub(crate) mod tests {
         assert_eq!(close.first_response_ts_ns, Some(11_000_007));
         assert_eq!(close.http_status(), Some(500));
         assert!(decode(&closed_record(1, 1, 2, b"")[..60]).is_none(), "a short record is rejected");
+    }
+
+    #[test]
+    fn a_closed_record_with_counters_at_their_limit_does_not_overflow() {
+        // Found by the event_decode fuzz target: an overflow panicked in
+        // builds with overflow checks and wrapped in release builds.
+        let mut raw = closed_record(1, 1, 2, b"");
+        let at = core::mem::offset_of!(TcpClosedEvent, bytes_acked);
+        raw[at..at + 8].copy_from_slice(&u64::MAX.to_ne_bytes());
+        let at = core::mem::offset_of!(TcpClosedEvent, unacked);
+        raw[at..at + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let Body::TcpClosed(c) = decode(&raw).unwrap().pop().unwrap().body else { panic!() };
+        assert_eq!(c.request_bytes, u64::MAX);
+        // A return value with no negation (i64::MIN) is no errno either.
+        let failed = SyscallFailedEvent { header: EventHeader { kind: kind::SYSCALL_FAILED, ..Default::default() }, ret: i64::MIN, ..Default::default() };
+        assert!(decode(&bytes_of(&failed)).is_some());
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - `enrich`: the stage between `diagnose` and `output` that adds pod and
 //!   container names and picks a verdict's Kubernetes Event;
 //! - `output`: JSON lines and one-sentence text;
+//! - `replay`: a recording read back and diagnosed (`replay`);
 //! - `k8s`: the Kubernetes adapter (cgroup paths, the API server's pods and
 //!   services, posting Events);
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod kernel;
 pub mod node;
 pub mod output;
+pub mod replay;
 pub mod run;
 pub(crate) mod throttle;
 

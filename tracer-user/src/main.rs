@@ -3,7 +3,7 @@
 
 use std::{
     fs::File,
-    io::{BufRead, BufReader},
+    io::BufReader,
     process::ExitCode,
 };
 
@@ -13,10 +13,10 @@ use tracer_user::{
     check,
     cli::{Cli, Command, ReplayArgs},
     diagnose::{Aggregator, probe::ProbeSettings},
-    events::Event,
     host::ProcHost,
     node::ProcNode,
-    output::{Clock, Format, Output, RecordingHeader, text},
+    output::{Clock, Format, Output},
+    replay::Recording,
     run::{daemon, run},
 };
 
@@ -70,39 +70,11 @@ fn replay(args: ReplayArgs) -> Result<()> {
         ..Default::default()
     };
     let mut agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
-    let mut lines = BufReader::new(file).lines().enumerate().peekable();
+    let recording = Recording::new(BufReader::new(file), args.file.display().to_string());
     // A recording starts with its boot's clock; older ones are placed by
     // this boot's.
-    let header = match lines.peek() {
-        Some((_, Ok(first))) => serde_json::from_str::<RecordingHeader>(first).ok(),
-        _ => None,
-    };
-    let clock = match &header {
-        Some(h) => {
-            lines.next();
-            Clock::recorded(h)
-        }
-        None => Clock::now(),
-    };
+    let clock = recording.header.as_ref().map_or_else(Clock::now, Clock::recorded);
     let mut out = Output::stdout(Format::auto(args.format), clock);
-    let mut last_ts = 0;
-    for (n, line) in lines {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let ev: Event = serde_json::from_str(&line)
-            .with_context(|| format!("{} line {} is not a recorded event", args.file.display(), n + 1))?;
-        last_ts = ev.ts_ns;
-        for r in agg.handle(&ev) {
-            out.report(&r)?;
-        }
-    }
-    for r in agg.finish(last_ts) {
-        out.report(&r)?;
-    }
-    let summary = agg.summary();
-    let text = text::replay_summary(&summary)?;
-    out.record("summary", summary, &text)?;
+    tracer_user::replay::replay(recording, &mut agg, &mut out)?;
     Ok(())
 }

@@ -39,12 +39,18 @@ enum Task {
     },
     /// Build probe-tracer (the eBPF object is built by its build script).
     Build,
-    /// All tests: unit tests, bare-machine e2e, VM e2e.
+    /// All tests: unit tests, fuzz targets, bare-machine e2e, VM e2e.
     Test {
         #[arg(long)]
         skip_vm: bool,
         #[arg(long)]
         skip_bare: bool,
+        /// Skip the fuzz stage (cargo-fuzz targets, a short run each).
+        #[arg(long)]
+        skip_fuzz: bool,
+        /// How long each fuzz target runs in the fuzz stage.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        fuzz_seconds: u64,
         /// How many kernels' VMs run at once: each guest's emulation keeps
         /// about a core busy, so more than one pays only on a machine with
         /// cores to spare (docs/testing.md).
@@ -52,6 +58,13 @@ enum Task {
         vm_jobs: u64,
         #[command(flatten)]
         vm: VmArgs,
+    },
+    /// The fuzz stage of `test` alone: every cargo-fuzz target (fuzz/)
+    /// built and run from its seeds.
+    Fuzz {
+        /// How long each target runs.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
     },
     /// The e2e tests inside a Debian kernel under QEMU.
     VmTest {
@@ -137,7 +150,17 @@ fn run_task(task: Task) -> Result<()> {
     match task {
         Task::Setup { kernels } => setup::setup(&kernels),
         Task::Build => build(),
-        Task::Test { skip_vm, skip_bare, vm_jobs, vm } => test(skip_vm, skip_bare, vm_jobs as usize, &vm),
+        Task::Test { skip_vm, skip_bare, skip_fuzz, fuzz_seconds, vm_jobs, vm } => {
+            test(skip_vm, skip_bare, (!skip_fuzz).then_some(fuzz_seconds), vm_jobs as usize, &vm)
+        }
+        Task::Fuzz { seconds } => {
+            let (passed, failed) = fuzz(seconds)?;
+            eprintln!("xtask: {passed} fuzz targets without a finding, {failed} with one");
+            if failed > 0 {
+                bail!("a fuzz target found a crash");
+            }
+            Ok(())
+        }
         Task::VmTest { vm, filter } => {
             let counts = vm_test(&vm, &filter)?;
             eprintln!("xtask: {} passed, {} failed", counts.0, counts.1);
@@ -227,7 +250,7 @@ fn captured(cmd: &mut Command) -> Result<(bool, String)> {
     Ok((out.status.success(), text))
 }
 
-fn test(skip_vm: bool, skip_bare: bool, vm_jobs: usize, vm: &VmArgs) -> Result<()> {
+fn test(skip_vm: bool, skip_bare: bool, fuzz_seconds: Option<u64>, vm_jobs: usize, vm: &VmArgs) -> Result<()> {
     let mut totals = (0u64, 0u64);
     let mut stages: Vec<(String, bool)> = Vec::new();
     let mut add = |t: (u64, u64)| {
@@ -244,8 +267,22 @@ fn test(skip_vm: bool, skip_bare: bool, vm_jobs: usize, vm: &VmArgs) -> Result<(
         if !ok {
             bail!("unit tests failed");
         }
-        build()?;
         let mut failed = Vec::new();
+        if let Some(seconds) = fuzz_seconds {
+            let (ok, counts) = match fuzz(seconds) {
+                Ok(counts) => (counts.1 == 0, counts),
+                Err(e) => {
+                    eprintln!("xtask: {e:#}");
+                    (false, (0, 1))
+                }
+            };
+            add(counts);
+            stages.push(("fuzz".into(), ok));
+            if !ok {
+                failed.push("fuzz".to_string());
+            }
+        }
+        build()?;
         if !skip_bare {
             step("e2e tests on this machine's kernel (tracepoints only; vm_only_ tests skipped)");
             let (ok, text) = captured(
@@ -332,6 +369,85 @@ fn test(skip_vm: bool, skip_bare: bool, vm_jobs: usize, vm: &VmArgs) -> Result<(
     // The plain closing line CI reads.
     println!("xtask: {} passed, {} failed", totals.0, totals.1);
     result
+}
+
+/// The fuzz stage: the cargo-fuzz targets (fuzz/) built once and each run
+/// for `seconds` from its seed corpus, two at a time (this machine's
+/// cores). Returns (targets without a finding, targets with one).
+fn fuzz(seconds: u64) -> Result<(u64, u64)> {
+    let dir = root().join("fuzz");
+    let target_dir = root().join("target/fuzz");
+    // Nightly (coverage instrumentation), no sanitizer (Rust is memory
+    // safe: what is looked for is panics, hangs and runaway allocation),
+    // unoptimised (half the build's CPU time of an optimised one).
+    let cargo_fuzz = |sub: &str| {
+        let mut c = Command::new("cargo");
+        c.current_dir(&dir).args(["+nightly", "fuzz", sub]);
+        c
+    };
+    step("fuzz targets: building (nightly, unoptimised, no sanitizer)");
+    let started = std::time::Instant::now();
+    run(cargo_fuzz("build").args(["--dev", "-s", "none", "--target-dir"]).arg(&target_dir))
+        .context("building the fuzz targets (they need the nightly toolchain and cargo-fuzz: cargo xtask setup; or --skip-fuzz)")?;
+    eprintln!("    built in {:.0} s", started.elapsed().as_secs_f64());
+    let list = cmd::output(&mut cargo_fuzz("list"))?;
+    let targets: Vec<String> = String::from_utf8_lossy(&list.stdout).split_whitespace().map(str::to_string).collect();
+    step(&format!("fuzz targets: {} for {seconds} s each, two at a time", targets.len()));
+    let bins = target_dir.join("x86_64-unknown-linux-gnu/debug");
+    let results = on_each(&targets, 2, |t| -> Result<(bool, String)> {
+        let corpus = target_dir.join("corpus").join(t);
+        let artifacts = target_dir.join("artifacts").join(t);
+        std::fs::create_dir_all(&corpus)?;
+        std::fs::create_dir_all(&artifacts)?;
+        // New inputs go to the scratch corpus; the committed seeds are only read.
+        let out = Command::new(bins.join(t))
+            .arg(format!("-max_total_time={seconds}"))
+            // An input that takes seconds is a hang; a gigabyte, a runaway allocation.
+            .args(["-timeout=5", "-rss_limit_mb=1024"])
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg(&corpus)
+            .arg(dir.join("corpus").join(t))
+            .output()
+            .with_context(|| format!("cannot start the fuzz target {t}"))?;
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        Ok((out.status.success(), log))
+    });
+    let mut counts = (0, 0);
+    for (t, result) in targets.iter().zip(results) {
+        let (ok, log) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                counts.1 += 1;
+                eprintln!("xtask: fuzz {t}: {e:#}");
+                continue;
+            }
+        };
+        if ok {
+            counts.0 += 1;
+            let done = log.lines().rev().find(|l| l.starts_with("Done ")).unwrap_or("done");
+            eprintln!("xtask: fuzz {t}: no finding ({})", done.trim_start_matches("Done ").to_lowercase());
+            continue;
+        }
+        counts.1 += 1;
+        // The panic and libFuzzer's verdict, without the stack.
+        let lines: Vec<&str> = log.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains("panicked at") {
+                eprintln!("    {l}");
+                if let Some(message) = lines.get(i + 1) {
+                    eprintln!("    {message}");
+                }
+            } else if l.contains("ERROR: libFuzzer") || l.contains("SUMMARY: libFuzzer") {
+                eprintln!("    {l}");
+            }
+        }
+        let input = log.lines().find_map(|l| l.split("Test unit written to ").nth(1)).map(str::trim);
+        eprintln!("xtask: fuzz {t}: FOUND A CRASH{}", input.map(|i| format!("; input {i}")).unwrap_or_default());
+        if let Some(i) = input {
+            eprintln!("    reproduce: (cd fuzz && cargo +nightly fuzz run --dev -s none --target-dir ../target/fuzz {t} {i})");
+        }
+    }
+    Ok(counts)
 }
 
 /// The hook mode each kernel gave each hook, from the `check` every VM run

@@ -17,11 +17,14 @@ const APT_PACKAGES: &[&str] = &[
     "containerd", "iptables", "curl", "golang-go", "bpftrace", "ruby", "jq", "prometheus",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The newest cargo-fuzz; it builds with rustc 1.95.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn setup(kernels: &[String]) -> Result<()> {
     apt()?;
     rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     virtme_ng()?;
     let packages = if kernels.is_empty() { default_kernel_packages()? } else { kernels.to_vec() };
     for pkg in packages {
@@ -33,7 +36,7 @@ pub fn setup(kernels: &[String]) -> Result<()> {
         eprintln!("xtask: no newer runc ({e:#}); the suite's newer-runc stage will be skipped");
     }
     step("setup complete");
-    for (name, args) in [("rustc", "--version"), ("bpf-linker", "--version"), ("vng", "--version"), ("qemu-system-x86_64", "--version")] {
+    for (name, args) in [("rustc", "--version"), ("bpf-linker", "--version"), ("cargo-fuzz", "--version"), ("vng", "--version"), ("qemu-system-x86_64", "--version")] {
         let v = stdout(Command::new(name).arg(args)).unwrap_or_else(|e| format!("unavailable: {e}"));
         eprintln!("    {name}: {}", v.lines().next().unwrap_or(""));
     }
@@ -102,6 +105,21 @@ fn bpf_linker() -> Result<()> {
         .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features"])
         .arg(format!("llvm-{major},no-llvm-linking"))
         .env("RUSTFLAGS", rustflags))
+}
+
+/// cargo-fuzz for the fuzz stage of `cargo xtask test`. The stage builds
+/// with the nightly toolchain beside the stable one (libFuzzer's coverage
+/// instrumentation); setup does not download toolchains.
+fn cargo_fuzz() -> Result<()> {
+    if !succeeds(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
+        eprintln!("    no nightly toolchain: the fuzz stage of `cargo xtask test` needs one (or --skip-fuzz)");
+    }
+    if succeeds(Command::new("cargo-fuzz").arg("--version")) {
+        step("cargo-fuzz already installed");
+        return Ok(());
+    }
+    step(&format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"));
+    run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]))
 }
 
 fn virtme_ng() -> Result<()> {
