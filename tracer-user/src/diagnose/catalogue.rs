@@ -82,7 +82,7 @@ pub(crate) const KINDS: &[Kind] = &[
     // needs the pod's spec).
     verdict("probe_near_timeout", Probe, "ProbeNearTimeout", Some("probe_type")),
     Kind { name: "tcp_attempt", class: Attempt, subject: Probe },
-    // An exec probe's runtime call (diagnose/exec.rs).
+    // An exec probe's runtime call (diagnose/exec/).
     verdict("fork_failed", Container, "ExecProbeForkFailed", Some("errno_name")),
     verdict("setns_failed", Container, "ExecProbeSetnsFailed", Some("errno_name")),
     verdict("runc_init_died", Container, "ExecProbeRuncInitDied", None),
@@ -97,7 +97,7 @@ pub(crate) const KINDS: &[Kind] = &[
     Kind { name: "container_stopped", class: Record, subject: Container },
     // The OOM killer (diagnose/oom.rs).
     verdict("oom_kill", Container, "ContainerOOMKilled", Some("constraint")),
-    // The runtime's latency over an interval (diagnose/exec.rs).
+    // The runtime's latency over an interval (diagnose/exec/latency.rs).
     verdict("runtime_slow", Node, "ContainerRuntimeSlow", None),
     // The tracer's own state (run.rs, throttle.rs): a source's reports are
     // being rate-limited; the kernel lost events (verdicts meanwhile carry
