@@ -114,6 +114,8 @@ fn runc_exec_failures_are_diagnosed_one_story_each() {
     let message = stories[0]["message"].as_str().unwrap();
     assert!(message.starts_with("crun exec into container pt-crun failed"), "{message}");
     assert!(!message.contains("setns"), "{message}");
+    // Its child wrote crun's error and exited 1: reported, not a death.
+    assert!(with(&out, "runc_init_died", "pt-crun").is_empty(), "{}", out.dump());
 
     // The crun container stopped before the tracer started: from crun's
     // state, once when the tracer read the runtimes' state and once as the

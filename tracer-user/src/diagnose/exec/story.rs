@@ -151,7 +151,11 @@ impl<H: HostView> ExecCorrelator<H> {
         // its parents noticing. A stage that exited with a code after runc
         // wrote its error (missing binary, permission denied, bad cwd) did
         // not die: it reported, and runc's error is the cause.
-        let reported = |d: &&Death| runtime_error.is_some() && d.status.signal == 0 && d.signal_before.is_none();
+        // crun has no init protocol: its child writes its own error and
+        // exits with a code, which crun passes on; only a signal kills it.
+        let writes_own_errors = inv.started.comm == "crun";
+        let reported =
+            |d: &&Death| (runtime_error.is_some() || writes_own_errors) && d.status.signal == 0 && d.signal_before.is_none();
         if let Some(d) = inv.deaths.iter().filter(|d| !reported(d)).min_by_key(|d| d.ev.ts_ns) {
             let how = match (d.status.signal, d.signal_before) {
                 (0, Some(sig)) => format!("died after {} (exit code {})", signal_name(sig), d.status.code),
@@ -202,7 +206,15 @@ impl<H: HostView> ExecCorrelator<H> {
             Some(_) => String::new(),
             None => " (runc still running)".to_string(),
         };
-        let story = if causes.is_empty() {
+        let reporter = inv.deaths.iter().find(|d| reported(d));
+        let story = if let (true, Some(d)) = (causes.is_empty(), reporter) {
+            format!(
+                "{runtime} {sub}{target} failed{exit}: its child {} (pid {}) exited with code {} after writing {runtime}'s own error \
+                 (a missing binary, a bad working directory, a permission: the kubelet's probe message carries its text); \
+                 no fork or namespace join failed",
+                d.ev.comm, d.ev.pid, d.status.code
+            )
+        } else if causes.is_empty() {
             format!("{runtime} {sub}{target} failed{exit}; no fork, setns or init failure was seen (see {runtime}'s own error)")
         } else {
             format!("{runtime} {sub}{target} failed{exit}: {}", causes.join("; "))
