@@ -25,7 +25,7 @@
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
 
 pub(crate) mod audit;
-pub(crate) mod cgroup_cpu;
+pub mod cgroup_cpu;
 pub mod check;
 pub mod cli;
 pub mod diagnose;
