@@ -195,14 +195,18 @@ impl<H: HostView> ExecCorrelator<H> {
             inv.started.comm,
             ago.map(|s| format!(" {s} s earlier")).unwrap_or_default()
         );
-        Some(
-            common(Report::new("exec_into_stopped_container", anchor), inv)
-                .with("evidence", evidence)
-                .with("init_pid", json!(init_pid))
-                .with("cause", cause)
-                .message(message)
-                .grouped(),
-        )
+        let mut r = common(Report::new("exec_into_stopped_container", anchor), inv)
+            .with("evidence", evidence)
+            .with("init_pid", json!(init_pid))
+            .with("cause", cause)
+            .message(message)
+            .grouped();
+        // The runtime by the name it was started as: crun re-executes
+        // itself from a memfd, and before 6.x the kernel names such a
+        // process after the descriptor ("4").
+        r.pid = inv.started.pid;
+        r.comm = inv.started.comm.clone();
+        Some(r)
     }
 }
 
