@@ -16,8 +16,7 @@ use crate::{
     diagnose::{
         Report,
         catalogue::{self, Subject},
-        exec::{CommandDone, shown_argv},
-        probe::CpuWindow,
+        exec::{CommandDone, cpu_over_life, shown_argv},
     },
     host::HostView,
     k8s::{
@@ -104,13 +103,7 @@ impl<H: HostView> Enricher<H> {
         if !self.first_near_timeout_in_a_minute(key, ended_ns) {
             return None;
         }
-        let cpu = match &done.cpu_at_start {
-            Some((cgroup, before)) => match self.host.cpu_reading(cgroup, ended_ns) {
-                Some(after) => CpuWindow::between(cgroup, before, &after),
-                None => CpuWindow::Unmeasured("cgroup_gone", Some(cgroup.path.clone())),
-            },
-            None => CpuWindow::Unmeasured("no_reading_at_the_start", None),
-        };
+        let cpu = cpu_over_life(&self.host, done.cpu_at_start.as_ref(), ended_ns);
         let share = done.runtime_ms * 100 / timeout_ms.max(1);
         let why = cpu.explanation().unwrap_or_else(|| cpu.ruled_out());
         let message = format!(

@@ -57,6 +57,18 @@ pub(super) struct Kill {
 
 const SIGKILL: i32 = 9;
 
+/// The container's CPU over a command's life: from the counters read when
+/// it started to its cgroup's counters at `end_ns`.
+pub(crate) fn cpu_over_life<H: HostView>(host: &H, at_start: Option<&(ServingCgroup, CpuReading)>, end_ns: u64) -> CpuWindow {
+    match at_start {
+        Some((cgroup, before)) => match host.cpu_reading(cgroup, end_ns) {
+            Some(after) => CpuWindow::between(cgroup, before, &after),
+            None => CpuWindow::Unmeasured("cgroup_gone", Some(cgroup.path.clone())),
+        },
+        None => CpuWindow::Unmeasured("no_reading_at_the_start", None),
+    }
+}
+
 /// A command line as a sentence shows it: 200 characters at most.
 pub(crate) fn shown_argv(argv: &[String]) -> String {
     let shown = argv.join(" ");
@@ -162,14 +174,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let killed_after_ms = k.ts_ns.saturating_sub(x.started.ts_ns) / 1_000_000;
         let shown = shown_argv(&x.argv);
         let target = container_phrase(inv.command.container.as_deref());
-        // The command's life, from the counters at its start to now.
-        let cpu = match &x.cpu_at_start {
-            Some((cgroup, before)) => match self.host.cpu_reading(cgroup, ev.ts_ns) {
-                Some(after) => CpuWindow::between(cgroup, before, &after),
-                None => CpuWindow::Unmeasured("cgroup_gone", Some(cgroup.path.clone())),
-            },
-            None => CpuWindow::Unmeasured("no_reading_at_the_start", None),
-        };
+        let cpu = cpu_over_life(&self.host, x.cpu_at_start.as_ref(), ev.ts_ns);
         let why = match cpu.explanation() {
             Some(limits) => format!("; {limits}"),
             None => format!("; {}", cpu.ruled_out()),

@@ -49,7 +49,7 @@ mod stopped;
 mod story;
 
 pub use argv::{RuncCommand, known_subcommand, parse_exec_args, parse_runc_args};
-pub(crate) use command::shown_argv;
+pub(crate) use command::{cpu_over_life, shown_argv};
 pub use command::CommandDone;
 pub use names::{ExitStatus, errno_name, namespace_name, signal_name};
 
