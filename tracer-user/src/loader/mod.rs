@@ -264,7 +264,10 @@ impl Tracer {
         if e.looked_at.is_none_or(|t| now.duration_since(t) >= EVICTIONS_EVERY) {
             e.looked_at = Some(now);
             match self.lru_shortfall() {
-                Ok(shortfall) => e.observe(shortfall),
+                Ok(shortfall) => {
+                    e.unknown = false;
+                    e.observe(shortfall);
+                }
                 Err(err) => {
                     tracing::debug!("tracking map evictions unknown: {err:#}");
                     e.unknown = true;
