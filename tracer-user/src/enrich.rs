@@ -10,11 +10,10 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use serde_json::json;
 
 use crate::{
     diagnose::{
-        Report,
+        Connection, ProbeNamed, ProbeOfSpec, Report,
         catalogue::{self, Subject},
         exec::{CommandDone, cpu_over_life, shown_argv},
     },
@@ -50,11 +49,8 @@ impl<H: HostView> Enricher<H> {
     /// (from the pod's spec, so only with the API server): a warning before
     /// the kubelet starts failing it, at most once a minute per probe.
     pub fn near_timeout(&mut self, r: &Report, now_ns: u64) -> Option<Report> {
-        if r.kind != "tcp_attempt" || r.field_str("outcome") != Some("established") {
-            return None;
-        }
-        let response_ms = r.fields.get("response_ms")?.as_u64()?;
-        let (ip, port) = (r.ip("daddr")?, u16::try_from(r.fields.get("dport")?.as_u64()?).ok()?);
+        let (answer, conn) = (r.answer.as_ref()?, r.connection.as_ref()?);
+        let (response_ms, ip, port) = (answer.response_ms, conn.daddr, conn.dport);
         let dir = self.dir.read().ok()?;
         let pod = dir.pod_by_ip(ip)?.clone();
         // The tightest of the probes on that port is the one near failing.
@@ -68,7 +64,7 @@ impl<H: HostView> Enricher<H> {
             return None;
         }
         let share = response_ms * 100 / timeout_ms.max(1);
-        let mut w = Report { kind: "probe_near_timeout", grouped: false, ..r.clone() };
+        let mut w = Report { kind: "probe_near_timeout", grouped: false, answer: None, ..r.clone() };
         w.fields.remove("outcome");
         w.fields.remove("state");
         let mut message = format!(
@@ -76,10 +72,8 @@ impl<H: HostView> Enricher<H> {
              fails it past {timeout_ms} ms; raise timeoutSeconds or find what slows the answer",
             spec.probe_type, spec.container, spec.timeout_s
         );
-        if r.field_str("cpu_measured") == Some("sampled")
-            && let Some(m) = r.message.split_once("; slow: ").map(|(_, m)| m)
-        {
-            message.push_str(&format!(" ({m})"));
+        if let Some(limits) = &answer.slow_because {
+            message.push_str(&format!(" ({limits})"));
         }
         w.message = message;
         Some(w.with("answer_share_pct", share))
@@ -145,55 +139,47 @@ impl<H: HostView> Enricher<H> {
         // Uncatalogued kinds (none are emitted) are looked up as containers.
         let subject = r.catalogued().map_or(Subject::Container, |k| k.subject);
         if subject == Subject::Probe {
-            if let Some(ip) = r.ip("daddr") {
-                pod = dir.pod_by_ip(ip).map(|p| (**p).clone());
+            if let Some(conn) = &r.connection {
+                pod = dir.pod_by_ip(conn.daddr).map(|p| (**p).clone());
             }
             // The serving container's cgroup, where the verdict measured it.
-            if let Some(path) = r.field_str("cgroup") {
+            if let Some(path) = r.workload.cgroup.get() {
                 let ids = ContainerRef::from_cgroup_path(path);
-                for (key, value) in [("pod_uid", ids.pod_uid), ("container_id", ids.container_id)] {
-                    if let Some(v) = value {
-                        r.fields.entry(key.to_string()).or_insert(json!(v));
-                    }
-                }
+                r.workload.pod_uid.fill(ids.pod_uid);
+                r.workload.container_id.fill(ids.container_id);
             }
             // That container, or the one an exec probe ran in.
-            if let Some(c) = r.field_str("container_id").and_then(|id| dir.container(id)) {
+            if let Some(c) = r.workload.container_id.get().and_then(|id| dir.container(id)) {
                 container = Some(c.name.clone());
                 pod = pod.or_else(|| Some((*c.pod).clone()));
             }
-            if let (Some(ip), Some(port)) = (r.ip("daddr"), r.fields.get("dport").and_then(|p| p.as_u64())) {
-                add_probe_spec(r, dir.probes_at(ip, port as u16));
+            if let Some(conn) = r.connection {
+                add_probe_spec(r, &conn, dir.probes_at(conn.daddr, conn.dport));
             }
-            if let Some(svc) = r.fields.get("ipvs_vport").and_then(|v| v.as_u64()).and_then(|p| dir.service_by_nodeport(p as u16)) {
-                r.fields.insert("ipvs_service".into(), json!(format!("{}/{}", svc.namespace, svc.name)));
+            if let Some(svc) = r.ipvs.and_then(|v| dir.service_by_nodeport(v.ipvs_vport)) {
+                r.kubernetes.ipvs_service = Some(format!("{}/{}", svc.namespace, svc.name));
             }
         } else if subject == Subject::Container {
             let ids = self.container_ref(r);
-            if r.fields.get("pod_uid").is_none_or(|v| v.is_null()) && ids.pod_uid.is_some() {
-                r.fields.insert("pod_uid".into(), json!(ids.pod_uid));
-            }
-            let container_id = r.field_str("container_id").map(str::to_string).or(ids.container_id);
+            r.workload.pod_uid.fill(ids.pod_uid);
+            let container_id = r.workload.container_id.get().cloned().or(ids.container_id);
             let mut exec_probes: &[ProbeSpec] = &[];
             if let Some(c) = container_id.as_deref().and_then(|id| dir.container(id)) {
                 pod = Some((*c.pod).clone());
                 container = Some(c.name.clone());
                 exec_probes = dir.exec_probes_of(&c.pod.uid, &c.name);
-            } else if let Some(p) = r.field_str("pod_uid").and_then(|uid| dir.pod_by_uid(uid)) {
+            } else if let Some(p) = r.workload.pod_uid.get().and_then(|uid| dir.pod_by_uid(uid)) {
                 pod = Some((**p).clone());
             }
-            if let Some(command) = r.fields.get("command").and_then(|c| c.as_array()) {
-                let argv: Vec<&str> = command.iter().filter_map(|a| a.as_str()).collect();
-                let spec = exec_probes.iter().find(|s| s.command.iter().map(String::as_str).eq(argv.iter().copied()));
+            if let Some(argv) = &r.command {
+                let spec = exec_probes.iter().find(|s| &s.command == argv);
                 name_the_probe(r, spec);
             }
         }
         if let Some(p) = &pod {
-            r.fields.insert("pod".into(), json!(p.name));
-            r.fields.insert("namespace".into(), json!(p.namespace));
-            if let Some(c) = &container {
-                r.fields.insert("container".into(), json!(c));
-            }
+            r.kubernetes.pod = Some(p.name.clone());
+            r.kubernetes.namespace = Some(p.namespace.clone());
+            r.kubernetes.container.clone_from(&container);
             let c = container.as_ref().map(|c| format!(", container {c}")).unwrap_or_default();
             r.message.push_str(&format!(" [pod {}/{}{c}]", p.namespace, p.name));
         }
@@ -202,8 +188,8 @@ impl<H: HostView> Enricher<H> {
         if r.grouped {
             return None;
         }
-        let first_cause = r.fields.get("causes").and_then(|c| c.get(0)).and_then(|c| c.as_str());
-        let reason = first_cause.and_then(catalogue::event_reason).or_else(|| catalogue::event_reason(r.kind))?;
+        let first_cause = r.causes.as_ref().and_then(|c| c.first());
+        let reason = first_cause.and_then(|c| catalogue::event_reason(c)).or_else(|| catalogue::event_reason(r.kind))?;
         let target = match (pod, subject) {
             (Some(pod), _) => EventTarget::Pod { pod, container },
             (None, Subject::Node) => EventTarget::Node,
@@ -214,19 +200,15 @@ impl<H: HostView> Enricher<H> {
 
     /// Pod UID and container ID from the report's cgroup (path or id).
     fn container_ref(&self, r: &Report) -> ContainerRef {
-        let path = r.field_str("cgroup").map(str::to_string).or_else(|| {
-            let id = r.fields.get("cgroup_id")?.as_u64()?;
-            self.host.cgroup_path(id)
-        });
+        let path = r.workload.cgroup.get().cloned().or_else(|| self.host.cgroup_path(*r.workload.cgroup_id.get()?));
         path.map(|p| ContainerRef::from_cgroup_path(&p)).unwrap_or_default()
     }
 }
 
 /// Which of the pod's probes a probe report is: the one on its port (of
 /// several, the one whose timeout the probe's elapsed time is nearest).
-fn add_probe_spec(r: &mut Report, specs: &[ProbeSpec]) {
-    let elapsed = r.fields.get("elapsed_ms").and_then(|v| v.as_u64()).unwrap_or(0);
-    let spec = specs.iter().min_by_key(|s| (u64::from(s.timeout_s) * 1000).abs_diff(elapsed));
+fn add_probe_spec(r: &mut Report, conn: &Connection, specs: &[ProbeSpec]) {
+    let spec = specs.iter().min_by_key(|s| (u64::from(s.timeout_s) * 1000).abs_diff(conn.elapsed_ms));
     name_the_probe(r, spec);
 }
 
@@ -236,16 +218,17 @@ fn add_probe_spec(r: &mut Report, specs: &[ProbeSpec]) {
 fn name_the_probe(r: &mut Report, spec: Option<&ProbeSpec>) {
     let Some(spec) = spec else {
         if r.is_verdict() {
-            r.fields.insert("probe_type".into(), json!(null));
-            r.fields.insert("timeout_s".into(), json!(null));
+            r.probe = ProbeNamed::NoMatch;
         }
         return;
     };
-    r.fields.insert("probe_type".into(), json!(spec.probe_type));
-    r.fields.insert("probe_container".into(), json!(spec.container));
-    r.fields.insert("timeout_s".into(), json!(spec.timeout_s));
-    r.fields.insert("period_s".into(), json!(spec.period_s));
-    r.fields.insert("failure_threshold".into(), json!(spec.failure_threshold));
+    r.probe = ProbeNamed::Spec(ProbeOfSpec {
+        probe_type: spec.probe_type,
+        container: spec.container.clone(),
+        timeout_s: spec.timeout_s,
+        period_s: spec.period_s,
+        failure_threshold: spec.failure_threshold,
+    });
     if r.is_verdict() {
         r.message.push_str(&format!(
             " [{} probe of container {}: timeoutSeconds {}, periodSeconds {}, failureThreshold {}]",
@@ -258,6 +241,7 @@ fn name_the_probe(r: &mut Report, spec: Option<&ProbeSpec>) {
 mod tests {
     use super::*;
     use crate::{
+        diagnose::{Answer, IpvsPath, Slot},
         events::{Body, Event, HookMode},
         host::StaticHost,
     };
@@ -274,14 +258,27 @@ mod tests {
         Report::new(kind, &ev).message("it failed".into())
     }
 
+    /// A prober's connection to 10.200.1.2:`dport`.
+    fn to_pod(mut r: Report, dport: u16, elapsed_ms: u64) -> Report {
+        let (saddr, daddr) = ([10, 0, 0, 1].into(), [10, 200, 1, 2].into());
+        r.connection = Some(Connection { saddr, sport: 40000, daddr, dport, elapsed_ms });
+        r
+    }
+
+    fn in_container(mut r: Report, id: String) -> Report {
+        r.workload.container_id = Slot::Known(id);
+        r
+    }
+
     #[test]
     fn diverted_synack_names_the_pod_and_the_nodeport_service() {
         let e = Enricher::new(directory(), StaticHost::default());
-        let mut r = report("synack_diverted").with_ip("daddr", [10, 200, 1, 2].into()).with("ipvs_vport", 31055);
+        let mut r = to_pod(report("synack_diverted"), 8080, 0);
+        r.ipvs = Some(IpvsPath { ipvs_vip: [192, 168, 0, 1].into(), ipvs_vport: 31055, ipvs_rip: None, ipvs_rport: None });
         let event = e.enrich(&mut r).unwrap();
-        assert_eq!(r.fields["pod"], "web-7d9f8b6c5-x2x4q");
-        assert_eq!(r.fields["namespace"], "shop");
-        assert_eq!(r.fields["ipvs_service"], "shop/checkout");
+        assert_eq!(r.to_json()["pod"], "web-7d9f8b6c5-x2x4q");
+        assert_eq!(r.to_json()["namespace"], "shop");
+        assert_eq!(r.to_json()["ipvs_service"], "shop/checkout");
         assert!(r.message.ends_with("[pod shop/web-7d9f8b6c5-x2x4q]"), "{}", r.message);
         assert_eq!(event.reason, "ProbeSynAckDiverted");
         assert!(matches!(event.target, EventTarget::Pod { ref pod, .. } if pod.uid == "0a1b2c3d-1111-2222-3333-444455556666"));
@@ -290,73 +287,74 @@ mod tests {
     #[test]
     fn exec_verdict_is_found_by_container_id_and_oom_by_cgroup_path() {
         let e = Enricher::new(directory(), StaticHost::default());
-        let mut r = report("fork_failed").with("container_id", "ab".repeat(32));
+        let mut r = in_container(report("fork_failed"), "ab".repeat(32));
         let event = e.enrich(&mut r).unwrap();
-        assert_eq!((r.fields["pod"].as_str(), r.fields["container"].as_str()), (Some("web-7d9f8b6c5-x2x4q"), Some("app")));
+        assert_eq!((r.to_json()["pod"].as_str(), r.to_json()["container"].as_str()), (Some("web-7d9f8b6c5-x2x4q"), Some("app")));
         assert_eq!(event.reason, "ExecProbeForkFailed");
 
         let path = format!("/sys/fs/cgroup/kubepods.slice/kubepods-pod0a1b2c3d_1111_2222_3333_444455556666.slice/cri-containerd-{}.scope", "ab".repeat(32));
-        let mut r = report("oom_kill").with("cgroup", path);
+        let mut r = report("oom_kill");
+        r.workload.cgroup = Slot::Known(path);
         e.enrich(&mut r).unwrap();
-        assert_eq!(r.fields["pod_uid"], "0a1b2c3d-1111-2222-3333-444455556666");
-        assert_eq!(r.fields["container"], "app");
+        assert_eq!(r.to_json()["pod_uid"], "0a1b2c3d-1111-2222-3333-444455556666");
+        assert_eq!(r.to_json()["container"], "app");
     }
 
     #[test]
     fn a_failed_runc_story_is_one_event_named_after_its_first_cause() {
         let e = Enricher::new(directory(), StaticHost::default());
-        let mut cause = report("fork_failed").with("container_id", "ab".repeat(32)).grouped();
+        let mut cause = in_container(report("fork_failed"), "ab".repeat(32)).grouped();
         assert!(e.enrich(&mut cause).is_none());
-        assert_eq!(cause.fields["pod"], "web-7d9f8b6c5-x2x4q", "grouped verdicts are still named");
-        let mut story = report("runc_failed")
-            .with("container_id", "ab".repeat(32))
-            .with("causes", json!(["fork_failed", "runc_init_died"]));
+        assert_eq!(cause.to_json()["pod"], "web-7d9f8b6c5-x2x4q", "grouped verdicts are still named");
+        let mut story = in_container(report("runc_failed"), "ab".repeat(32));
+        story.causes = Some(vec!["fork_failed", "runc_init_died"]);
         assert_eq!(e.enrich(&mut story).unwrap().reason, "ExecProbeForkFailed");
     }
 
     #[test]
     fn a_probe_verdict_names_the_probe_in_the_pods_spec() {
         let e = Enricher::new(directory(), StaticHost::default());
-        let mut r = report("probe_no_response").with_ip("daddr", [10, 200, 1, 2].into()).with("dport", 8080).with("elapsed_ms", 1000);
+        let mut r = to_pod(report("probe_no_response"), 8080, 1000);
         e.enrich(&mut r).unwrap();
-        assert_eq!((r.fields["probe_type"].as_str(), r.fields["timeout_s"].as_u64()), (Some("liveness"), Some(1)));
-        assert_eq!((r.fields["period_s"].as_u64(), r.fields["failure_threshold"].as_u64()), (Some(10), Some(3)));
+        assert_eq!((r.to_json()["probe_type"].as_str(), r.to_json()["timeout_s"].as_u64()), (Some("liveness"), Some(1)));
+        assert_eq!((r.to_json()["period_s"].as_u64(), r.to_json()["failure_threshold"].as_u64()), (Some(10), Some(3)));
         assert!(r.message.contains("[liveness probe of container app: timeoutSeconds 1"), "{}", r.message);
     }
 
     #[test]
     fn an_exec_verdict_names_the_exec_probe_whose_command_it_ran() {
         let e = Enricher::new(directory(), StaticHost::default());
-        let timeout = |argv: &[&str]| report("exec_probe_timeout").with("container_id", "ab".repeat(32)).with("command", json!(argv));
+        let timeout = |argv: &[&str]| {
+            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            in_container(report("exec_probe_timeout"), "ab".repeat(32)).with_command(&argv)
+        };
         let mut r = timeout(&["/bin/sh", "-c", "test -e /tmp/ready"]);
         let event = e.enrich(&mut r).unwrap();
         assert_eq!(event.reason, "ExecProbeTimeout");
-        assert_eq!((r.fields["probe_type"].as_str(), r.fields["timeout_s"].as_u64()), (Some("readiness"), Some(5)));
-        assert_eq!((r.fields["period_s"].as_u64(), r.fields["failure_threshold"].as_u64()), (Some(15), Some(2)));
+        assert_eq!((r.to_json()["probe_type"].as_str(), r.to_json()["timeout_s"].as_u64()), (Some("readiness"), Some(5)));
+        assert_eq!((r.to_json()["period_s"].as_u64(), r.to_json()["failure_threshold"].as_u64()), (Some(15), Some(2)));
         assert!(r.message.contains("[readiness probe of container app: timeoutSeconds 5, periodSeconds 15, failureThreshold 2]"), "{}", r.message);
         // Another command in the same container (a `kubectl exec`, say) is
         // no probe of the spec's: the timeout is unknown.
         let mut r = timeout(&["/bin/sh", "-c", "test -e /tmp/ready", "extra"]);
         e.enrich(&mut r);
-        assert!(r.fields["probe_type"].is_null() && r.fields["timeout_s"].is_null(), "{:?}", r.fields);
-        assert_eq!(r.fields["pod"], "web-7d9f8b6c5-x2x4q");
+        assert!(r.to_json()["probe_type"].is_null() && r.to_json()["timeout_s"].is_null(), "{:?}", r.to_json());
+        assert_eq!(r.to_json()["pod"], "web-7d9f8b6c5-x2x4q");
     }
 
     #[test]
     fn an_answer_past_80_percent_of_the_timeout_is_a_warning_once_a_minute() {
         let mut e = Enricher::new(directory(), StaticHost::default());
         let attempt = |ms: u64| {
-            report("tcp_attempt")
-                .with_ip("daddr", [10, 200, 1, 2].into())
-                .with("dport", 8080)
-                .with("outcome", "established")
-                .with("response_ms", ms)
+            let mut r = to_pod(report("tcp_attempt"), 8080, ms).with("outcome", "established").with("response_ms", ms);
+            r.answer = Some(Answer { response_ms: ms, slow_because: None });
+            r
         };
         assert!(e.near_timeout(&attempt(700), 0).is_none(), "70 % is fine");
         let w = e.near_timeout(&attempt(850), 1).unwrap();
         assert_eq!(w.kind, "probe_near_timeout");
         assert!(w.is_verdict());
-        assert_eq!(w.fields["answer_share_pct"], 85);
+        assert_eq!(w.to_json()["answer_share_pct"], 85);
         assert!(w.message.contains("liveness probe of container app answered in 850 ms, 85 % of its timeoutSeconds (1)"), "{}", w.message);
         assert!(e.near_timeout(&attempt(900), 30_000_000_000).is_none(), "once a minute");
         assert!(e.near_timeout(&attempt(900), 61_000_000_001).is_some());
@@ -369,12 +367,13 @@ mod tests {
     fn an_exec_probe_command_past_80_percent_of_its_timeout_is_a_warning() {
         let mut e = Enricher::new(directory(), StaticHost::default());
         let done = |argv: &[&str], ms: u64, ts_ns: u64| {
-            let mut report = report("probe_near_timeout").with("container_id", "ab".repeat(32)).with("command", json!(argv)).with("runtime_ms", ms);
+            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            let mut report = in_container(report("probe_near_timeout"), "ab".repeat(32)).with_command(&argv).with("runtime_ms", ms);
             report.ts_ns = ts_ns;
             CommandDone {
                 report,
                 container_id: "ab".repeat(32),
-                argv: argv.iter().map(|a| a.to_string()).collect(),
+                argv,
                 runtime_ms: ms,
                 cpu_at_start: None,
             }
@@ -384,18 +383,18 @@ mod tests {
         assert!(e.exec_near_timeout(done(&probe, 3900, 1)).is_none(), "78 % is fine");
         let mut w = e.exec_near_timeout(done(&probe, 4300, 2)).unwrap();
         assert_eq!(w.kind, "probe_near_timeout");
-        assert_eq!(w.fields["answer_share_pct"], 86);
-        assert_eq!((w.fields["probe_type"].as_str(), w.fields["timeout_s"].as_u64()), (Some("readiness"), Some(5)));
+        assert_eq!(w.to_json()["answer_share_pct"], 86);
+        assert_eq!((w.to_json()["probe_type"].as_str(), w.to_json()["timeout_s"].as_u64()), (Some("readiness"), Some(5)));
         assert!(
             w.message.starts_with("the readiness exec probe of container app (`/bin/sh -c test -e /tmp/ready`) took 4300 ms from the runtime's start to the command's exit, 86 % of its timeoutSeconds (5)"),
             "{}",
             w.message
         );
         assert!(w.message.contains("its container's CPU in the window is unknown"), "{}", w.message);
-        assert_eq!(w.fields["cpu_measured"], "no_reading_at_the_start");
+        assert_eq!(w.to_json()["cpu_measured"], "no_reading_at_the_start");
         // Enrichment names the pod (by the container ID) and posts it on it.
         let event = e.enrich(&mut w).unwrap();
-        assert_eq!((w.fields["pod"].as_str(), w.fields["container"].as_str()), (Some("web-7d9f8b6c5-x2x4q"), Some("app")));
+        assert_eq!((w.to_json()["pod"].as_str(), w.to_json()["container"].as_str()), (Some("web-7d9f8b6c5-x2x4q"), Some("app")));
         assert_eq!(event.reason, "ProbeNearTimeout");
         assert!(e.exec_near_timeout(done(&probe, 4900, 30_000_000_000)).is_none(), "once a minute");
         assert!(e.exec_near_timeout(done(&probe, 4900, 61_000_000_002)).is_some());
@@ -408,9 +407,9 @@ mod tests {
     #[test]
     fn unknown_pods_get_no_names_and_no_event() {
         let e = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticHost::default());
-        let mut r = report("probe_timeout").with_ip("daddr", [10, 200, 1, 2].into());
+        let mut r = to_pod(report("probe_timeout"), 8080, 0);
         assert!(e.enrich(&mut r).is_none());
-        assert!(r.fields.get("pod").is_none());
+        assert!(r.to_json().get("pod").is_none());
         assert_eq!(r.message, "it failed");
         // A slow runtime is the node's problem.
         let mut r = report("runtime_slow");

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::{
     cli::{DaemonArgs, RunArgs, Switch},
     diagnose::{
-        Aggregator, KernelSummary, Report,
+        Aggregator, KernelSummary, Report, Slot,
         catalogue::{Class, Subject},
         probe::ProbeSettings,
     },
@@ -532,7 +532,7 @@ impl Sink {
         let now = Clock::monotonic_now_ns();
         let verdict = r.is_verdict();
         if verdict && self.loss.incomplete(now) {
-            r.fields.insert("incomplete".into(), json!(true));
+            r.incomplete = true;
             r.message.push_str(text::INCOMPLETE);
         }
         if let Some(m) = &self.metrics {
@@ -565,16 +565,15 @@ impl Sink {
                     }
                     // The first held-back report's identity (pid, cgroup,
                     // addresses), so enrichment names the pod.
-                    let mut t = Report { kind: "throttled", fields: Default::default(), grouped: false, ..r.clone() }
+                    let mut t = Report::on_same_process("throttled", &r)
                         .with("source", source.clone())
                         .with("throttled_kind", r.kind);
-                    if r.cgroup_id != 0 {
-                        t = t.with("cgroup_id", r.cgroup_id);
+                    if let Some(c) = &r.connection {
+                        t = t.with("daddr", c.daddr.to_string());
                     }
-                    for key in ["cgroup", "container_id", "pod_uid", "daddr"] {
-                        if let Some(v) = r.fields.get(key) {
-                            t.fields.insert(key.into(), v.clone());
-                        }
+                    t.workload = r.workload.clone();
+                    if r.cgroup_id != 0 {
+                        t.workload.cgroup_id = Slot::Known(r.cgroup_id);
                     }
                     t.message = text::throttled(&source, r.kind);
                     self.enricher.enrich(&mut t);
@@ -595,7 +594,10 @@ impl Sink {
 /// happens in one, the node for node-wide reports.
 fn source_of(r: &Report) -> String {
     match r.catalogued().map(|k| k.subject) {
-        Some(Subject::Probe) => format!("pod address {}", r.field_str("daddr").unwrap_or("?")),
+        Some(Subject::Probe) => match &r.connection {
+            Some(c) => format!("pod address {}", c.daddr),
+            None => "pod address ?".to_string(),
+        },
         Some(Subject::Node) => format!("node ({})", r.kind),
         Some(Subject::Container) | None if r.cgroup_id != 0 => format!("cgroup {}", r.cgroup_id),
         Some(Subject::Container) | None => format!("pid {}", r.pid),

@@ -6,6 +6,7 @@ pub(crate) mod catalogue;
 pub mod exec;
 pub mod oom;
 pub mod probe;
+mod report;
 #[cfg(test)]
 mod soak;
 
@@ -16,100 +17,10 @@ use std::{
 };
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::events::{Body, Event};
 
-/// One line of output: a verdict or a record, with the fields every kind
-/// shares and kind-specific ones in `fields`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// `synack_diverted`, `probe_timeout`, ...: a row of [`catalogue::KINDS`].
-    pub kind: &'static str,
-    /// CLOCK_MONOTONIC ns of the event that decided it; rendered as `ts`.
-    #[serde(skip)]
-    pub ts_ns: u64,
-    pub pid: u32,
-    pub comm: String,
-    /// Kind-specific fields, flattened into the JSON object.
-    #[serde(flatten)]
-    pub fields: Map<String, Value>,
-    /// The one sentence a person on call reads.
-    pub message: String,
-    /// Part of a story told by a later report (`runc_failed`): JSON output
-    /// writes it, text output leaves it to the story.
-    #[serde(skip)]
-    pub grouped: bool,
-    /// The addresses given to [`Report::with_ip`], typed: `fields` holds
-    /// their text for the JSON, enrichment reads them from here.
-    #[serde(skip)]
-    pub(crate) ips: Vec<(String, IpAddr)>,
-    /// The cgroup of the event that decided it: the source a flood is
-    /// throttled by (run.rs).
-    #[serde(skip)]
-    pub cgroup_id: u64,
-}
-
-impl Report {
-    pub fn new(kind: &'static str, ev: &Event) -> Self {
-        // Unit tests run in the release profile (sharing the e2e build), so
-        // the check is on for them as for debug builds.
-        if cfg!(any(test, debug_assertions)) {
-            assert!(catalogue::find(kind).is_some(), "report kind {kind} is not in diagnose/catalogue.rs");
-        }
-        Self {
-            kind,
-            ts_ns: ev.ts_ns,
-            pid: ev.pid,
-            comm: ev.comm.clone(),
-            fields: Map::new(),
-            message: String::new(),
-            grouped: false,
-            ips: Vec::new(),
-            cgroup_id: ev.cgroup_id,
-        }
-    }
-
-    pub fn grouped(mut self) -> Self {
-        self.grouped = true;
-        self
-    }
-
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.fields.insert(key.to_string(), value.into());
-        self
-    }
-
-    pub fn with_ip(mut self, key: &str, ip: IpAddr) -> Self {
-        self.ips.retain(|(k, _)| k != key);
-        self.ips.push((key.to_string(), ip));
-        self.with(key, ip.to_string())
-    }
-
-    /// An address set with [`Report::with_ip`].
-    pub(crate) fn ip(&self, key: &str) -> Option<IpAddr> {
-        self.ips.iter().find(|(k, _)| k == key).map(|(_, ip)| *ip)
-    }
-
-    pub fn message(mut self, message: String) -> Self {
-        self.message = message;
-        self
-    }
-
-    /// This report's row in the catalogue.
-    pub(crate) fn catalogued(&self) -> Option<&'static catalogue::Kind> {
-        catalogue::find(self.kind)
-    }
-
-    /// Verdicts say something failed; other reports are records.
-    pub fn is_verdict(&self) -> bool {
-        self.catalogued().is_some_and(catalogue::Kind::is_verdict)
-    }
-
-    pub fn field_str(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).and_then(Value::as_str)
-    }
-}
+pub use report::{Answer, Connection, IpvsPath, KubeNames, ProbeNamed, ProbeOfSpec, Report, Slot, Workload};
 
 /// A map whose oldest entries can be dropped: see [`bound_oldest`].
 pub(crate) trait AgedMap<V> {
@@ -319,7 +230,7 @@ pub struct Summary {
     pub(crate) attempts: probe::DestinationStats,
     pub(crate) in_flight: u64,
     pub(crate) runtime_invocations: RuntimeInvocations,
-    pub(crate) runtime_latency: Value,
+    pub(crate) runtime_latency: BTreeMap<String, exec::LatencyStats>,
     pub(crate) verdicts: BTreeMap<&'static str, u64>,
     pub(crate) destinations: Vec<DestinationSummary>,
     /// What the kernel side counted; `run` and `daemon` only (a replay has
@@ -372,7 +283,7 @@ mod tests {
             attempts: stats.clone(),
             in_flight: 1,
             runtime_invocations: RuntimeInvocations { judged: 4, failed: 1, in_flight: 0 },
-            runtime_latency: serde_json::json!({ "count": 0 }),
+            runtime_latency: BTreeMap::from([("exec".to_string(), exec::LatencyStats { count: 0, p50_ms: 0.0, p99_ms: 0.0, max_ms: 0.0 })]),
             verdicts: BTreeMap::from([("probe_refused", 1), ("synack_diverted", 2)]),
             destinations: vec![DestinationSummary { daddr: [10, 200, 1, 2].into(), dport: 8080, stats }],
             kernel,
@@ -386,7 +297,7 @@ mod tests {
         assert_eq!(
             replayed,
             r#"{"events":9,"attempts":{"established":3,"refused":1,"timeout":0,"diverted":2,"no_response":0,"http_error":0,"dropped_by_pod":0},"in_flight":1,"#.to_string()
-                + r#""runtime_invocations":{"judged":4,"failed":1,"in_flight":0},"runtime_latency":{"count":0},"#
+                + r#""runtime_invocations":{"judged":4,"failed":1,"in_flight":0},"runtime_latency":{"exec":{"count":0,"p50_ms":0.0,"p99_ms":0.0,"max_ms":0.0}},"#
                 + r#""verdicts":{"probe_refused":1,"synack_diverted":2},"#
                 + r#""destinations":[{"daddr":"10.200.1.2","dport":8080,"established":3,"refused":1,"timeout":0,"diverted":2,"no_response":0,"http_error":0,"dropped_by_pod":0}]}"#
         );

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use super::Report;
+use super::{Report, Slot, Workload};
 use crate::{
     events::{Body, Event, OomKill, Role},
     host::{HostView, MemoryUsage},
@@ -142,8 +142,14 @@ fn verdict(p: Pending, exit: Option<(&Event, i32)>) -> Report {
     r.pid = p.kill.victim_pid;
     r.comm = comm;
     let signal = exit.map(|(_, code)| code & 0x7f).filter(|s| *s != 0).map(super::exec::signal_name);
-    r.with("victim_pid", p.kill.victim_pid)
-        .with("cgroup", json!(cgroup_path))
+    let workload = Workload {
+        container_id: Slot::of(container_id),
+        pod_uid: Slot::of(pod_uid),
+        cgroup: Slot::of(cgroup_path),
+        ..Default::default()
+    };
+    r.with_workload(workload)
+        .with("victim_pid", p.kill.victim_pid)
         .with("constraint", constraint)
         .with("memory_usage_bytes", json!(p.memory.as_ref().map(|m| m.usage_bytes)))
         .with("memory_peak_bytes", json!(p.memory.as_ref().and_then(|m| m.peak_bytes)))
@@ -152,8 +158,6 @@ fn verdict(p: Pending, exit: Option<(&Event, i32)>) -> Report {
         .with("anon_rss_kb", p.kill.anon_rss_kb)
         .with("file_rss_kb", p.kill.file_rss_kb)
         .with("runtime_component", runtime_component)
-        .with("pod_uid", json!(pod_uid))
-        .with("container_id", json!(container_id))
         .with("exit_signal", json!(signal))
         .with("triggered_by_pid", p.oom.pid)
         .with("triggered_by_comm", p.oom.comm.clone())
@@ -203,12 +207,12 @@ mod tests {
         let r = c.handle(&exit(2, 50, "memhog")).unwrap().remove(0);
         assert_eq!(r.kind, "oom_kill");
         assert_eq!((r.pid, r.comm.as_str()), (50, "memhog"));
-        assert_eq!(r.fields["constraint"], "cgroup");
-        assert_eq!(r.fields["memory_limit_bytes"], 16 << 20);
-        assert_eq!(r.fields["pod_uid"], "0a1b2c3d-1111-2222-3333-444455556666");
-        assert_eq!(r.fields["container_id"], "ab".repeat(32));
-        assert_eq!(r.fields["exit_signal"], "SIGKILL");
-        assert_eq!(r.fields["runtime_component"], false);
+        assert_eq!(r.to_json()["constraint"], "cgroup");
+        assert_eq!(r.to_json()["memory_limit_bytes"], 16 << 20);
+        assert_eq!(r.to_json()["pod_uid"], "0a1b2c3d-1111-2222-3333-444455556666");
+        assert_eq!(r.to_json()["container_id"], "ab".repeat(32));
+        assert_eq!(r.to_json()["exit_signal"], "SIGKILL");
+        assert_eq!(r.to_json()["runtime_component"], false);
         assert!(r.message.contains("used 16.0 MiB of its 16.0 MiB limit"), "{}", r.message);
     }
 
@@ -219,7 +223,7 @@ mod tests {
         // No exit seen: reported after the wait, with the tracepoint's comm.
         assert!(c.expire(1_000).is_empty());
         let r = c.expire(1 + EXIT_WAIT_NS).remove(0);
-        assert_eq!(r.fields["runtime_component"], true);
+        assert_eq!(r.to_json()["runtime_component"], true);
         assert!(r.message.contains("stay Terminating"), "{}", r.message);
         assert!(c.finish().is_empty());
     }
@@ -233,7 +237,7 @@ mod tests {
         let mut c = OomCorrelator::new(host);
         c.handle(&ev(1, 50, "memhog", kill(50, "")));
         let r = c.handle(&exit(2, 50, "memhog")).unwrap().remove(0);
-        assert_eq!(r.fields["constraint"], "cgroup");
+        assert_eq!(r.to_json()["constraint"], "cgroup");
         assert!(r.message.contains("hit its 32.0 MiB limit"), "{}", r.message);
     }
 
@@ -245,6 +249,6 @@ mod tests {
         assert!(c.handle(&other).is_none());
         c.handle(&ev(1, 50, "a", kill(50, "a")));
         let r = c.finish().remove(0);
-        assert_eq!(r.fields["constraint"], "unknown");
+        assert_eq!(r.to_json()["constraint"], "unknown");
     }
 }

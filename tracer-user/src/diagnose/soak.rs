@@ -118,5 +118,5 @@ fn a_signal_to_an_earlier_holder_of_a_pid_is_not_blamed_for_its_reuse() {
     // Two hours later pid 5000 is another container's init, and exits.
     let r = agg.handle(&exit(2 * 3600 * S, 5000, "sleep", 9, 1, 1, Role::Container));
     let exit = r.iter().find(|r| r.kind == "container_init_exit" || r.kind == "container_stopped").expect("init exit");
-    assert!(exit.fields["killed_by_pid"].is_null(), "{exit:?}");
+    assert!(exit.to_json()["killed_by_pid"].is_null(), "{exit:?}");
 }

@@ -189,10 +189,9 @@ pub fn report_json(r: &Report, clock: &Clock) -> Value {
     let mut obj = Map::new();
     obj.insert("kind".into(), json!(r.kind));
     obj.insert("ts".into(), json!(clock.rfc3339(r.ts_ns)));
-    obj.insert("pid".into(), json!(r.pid));
-    obj.insert("comm".into(), json!(r.comm));
-    obj.extend(r.fields.clone());
-    obj.insert("message".into(), json!(r.message));
+    if let Value::Object(rest) = r.to_json() {
+        obj.extend(rest.into_iter().filter(|(k, _)| k != "kind"));
+    }
     Value::Object(obj)
 }
 

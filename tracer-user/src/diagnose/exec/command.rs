@@ -157,7 +157,7 @@ impl<H: HostView> ExecCorrelator<H> {
             "{} exec into {target} started its command, but {}; the exec itself succeeded, and the command's own error (a shell's \"can't fork\") names no limit",
             inv.started.comm, r.message
         );
-        Some(r.with("exec_command", true).with("command", json!(x.argv)).message(message))
+        Some(r.with("exec_command", true).with_command(&x.argv).message(message))
     }
 
     /// The command an exec started exited: killed with SIGKILL by what
@@ -189,7 +189,7 @@ impl<H: HostView> ExecCorrelator<H> {
         );
         Some(
             cpu.add_counters_to(common(Report::new("exec_probe_timeout", ev), &inv))
-                .with("command", json!(x.argv))
+                .with_command(&x.argv)
                 .with("runtime_ms", runtime_ms)
                 .with("killed_after_ms", killed_after_ms)
                 .with("killed_by_pid", k.pid)
@@ -237,7 +237,7 @@ impl<H: HostView> ExecCorrelator<H> {
         );
         Some(
             common(Report::new("exec_probe_output_held", ev), &inv)
-                .with("command", json!(x.argv))
+                .with_command(&x.argv)
                 .with("exit_code", status.code)
                 .with("runtime_ms", runtime_ms)
                 .with("held_by_pid", h.pid)
@@ -259,7 +259,7 @@ impl<H: HostView> ExecCorrelator<H> {
         let Some(container_id) = x.command.container.clone() else { return };
         let inv = x.invocation(ev.ts_ns);
         let report = common(Report::new("probe_near_timeout", ev), &inv)
-            .with("command", json!(x.argv))
+            .with_command(&x.argv)
             .with("exit_code", status.code)
             .with("runtime_ms", runtime_ms);
         self.commands_done.push(CommandDone { report, container_id, argv: x.argv, runtime_ms, cpu_at_start: x.cpu_at_start });

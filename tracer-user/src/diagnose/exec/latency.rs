@@ -26,21 +26,29 @@ impl LatencyWindow {
         self.slowest.truncate(3);
     }
 
-    /// `{subcommand: {count, p50_ms, p99_ms, max_ms}}`.
-    fn stats(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        for (sub, durations) in &self.by_subcommand {
+    /// Percentiles per subcommand.
+    pub(super) fn stats(&self) -> BTreeMap<String, LatencyStats> {
+        let stats = |durations: &Vec<u64>| {
             let mut d = durations.clone();
             d.sort_unstable();
-            map.insert(sub.clone(), json!({
-                "count": d.len(),
-                "p50_ms": ms(percentile(&d, 50)),
-                "p99_ms": ms(percentile(&d, 99)),
-                "max_ms": ms(*d.last().unwrap_or(&0)),
-            }));
-        }
-        serde_json::Value::Object(map)
+            LatencyStats {
+                count: d.len(),
+                p50_ms: ms(percentile(&d, 50)),
+                p99_ms: ms(percentile(&d, 99)),
+                max_ms: ms(*d.last().unwrap_or(&0)),
+            }
+        };
+        self.by_subcommand.iter().map(|(sub, d)| (sub.clone(), stats(d))).collect()
     }
+}
+
+/// One subcommand's durations in a window (or the whole run).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LatencyStats {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 /// Durations kept per subcommand.
@@ -65,7 +73,7 @@ impl<H: HostView> ExecCorrelator<H> {
     }
 
     /// Runtime latency over the whole run, for the summary.
-    pub fn latency_summary(&self) -> serde_json::Value {
+    pub fn latency_summary(&self) -> BTreeMap<String, LatencyStats> {
         self.total.stats()
     }
 
@@ -147,7 +155,7 @@ impl<H: HostView> ExecCorrelator<H> {
             Report::new("runtime_slow", &anchor)
                 .with("threshold_ms", ms(threshold))
                 .with("interval_ms", ms(now_ns.saturating_sub(window.started_ns.min(now_ns))))
-                .with("latency", window.stats())
+                .with("latency", serde_json::to_value(window.stats()).unwrap_or_default())
                 .with("slowest", slowest)
                 .with("backlog", backlog.len())
                 .message(message),

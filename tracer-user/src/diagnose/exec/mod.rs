@@ -33,7 +33,7 @@ use std::{
 
 use serde_json::json;
 
-use super::{Report, probe::CpuWindow};
+use super::{Report, Slot, Workload, probe::CpuWindow};
 use crate::{
     cgroup_cpu::{CpuReading, ServingCgroup},
     events::{Body, Event, ExecInfo, Role},
@@ -51,6 +51,7 @@ mod story;
 pub use argv::{RuncCommand, known_subcommand, parse_exec_args, parse_runc_args};
 pub(crate) use command::{cpu_over_life, shown_argv};
 pub use command::CommandDone;
+pub use latency::LatencyStats;
 pub use names::{ExitStatus, errno_name, namespace_name, signal_name};
 
 // The child modules `use super::*`: what they share is named here.

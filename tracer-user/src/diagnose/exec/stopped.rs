@@ -79,13 +79,16 @@ impl<H: HostView> ExecCorrelator<H> {
         let state_cgroup = state.and_then(|s| s.pids_cgroup).map(|p| p.to_string_lossy().into_owned());
         let cgroup = state_cgroup.or(cgroup);
         let pod_uid = cgroup.as_deref().and_then(|c| ContainerRef::from_cgroup_path(c).pod_uid);
-        let r = Report::new(kind, ev).with("container_id", json!(container)).with("pod_uid", json!(pod_uid));
-        let r = status.fields(r);
+        let workload = Workload {
+            container_id: Slot::of(container),
+            cgroup_id: Slot::Known(ev.cgroup_id),
+            pod_uid: Slot::of(pod_uid),
+            cgroup: Slot::of(cgroup),
+        };
+        let r = status.fields(Report::new(kind, ev).with_workload(workload));
         Some(
             r.with("killed_by_pid", json!(killer.as_ref().map(|k| k.0)))
                 .with("killed_by_comm", json!(killer.as_ref().map(|k| k.1.clone())))
-                .with("cgroup", json!(cgroup))
-                .with("cgroup_id", ev.cgroup_id)
                 .message(message),
         )
     }
@@ -154,11 +157,15 @@ impl<H: HostView> ExecCorrelator<H> {
             "container {} is stopped but the runtime still holds it: {cause}{since} and its state still names that init; every exec probe into it fails with \"cannot exec in a stopped state\" (under containerd's shim the shim refuses by itself, so no runc runs): restart the pod and find out why its init died",
             state.id
         );
+        let workload = Workload {
+            container_id: Slot::Known(state.id.clone()),
+            pod_uid: Slot::of(pod_uid),
+            cgroup: Slot::of(cgroup.clone()),
+            ..Default::default()
+        };
         Report::new("exec_into_stopped_container", &anchor)
+            .with_workload(workload)
             .with("evidence", evidence)
-            .with("container_id", state.id.clone())
-            .with("pod_uid", json!(pod_uid))
-            .with("cgroup", json!(cgroup))
             .with("container_cgroup", json!(cgroup))
             .with("init_pid", state.init_pid)
             .with("runtime_pid", json!(null))

@@ -220,9 +220,8 @@ impl<H: HostView> ExecCorrelator<H> {
             format!("{runtime} {sub}{target} failed{exit}: {}", causes.join("; "))
         };
         let anchor = end.map_or(&inv.started, |(e, _)| e);
-        let mut story_report = common(Report::new("runc_failed", anchor), &inv)
-            .with("causes", json!(verdicts.iter().map(|v| v.kind).collect::<Vec<_>>()))
-            .with("runtime_error", json!(runtime_error));
+        let mut story_report = common(Report::new("runc_failed", anchor), &inv).with("runtime_error", json!(runtime_error));
+        story_report.causes = Some(verdicts.iter().map(|v| v.kind).collect());
         if let Some((_, s)) = end {
             story_report = s.fields(story_report);
         }
@@ -239,15 +238,18 @@ impl<H: HostView> ExecCorrelator<H> {
 pub(super) fn common(r: Report, inv: &Invocation) -> Report {
     let cgroup = inv.state.as_ref().and_then(|s| s.pids_cgroup.as_ref()).map(|p| p.to_string_lossy().into_owned());
     let pod_uid = cgroup.as_deref().and_then(|c| ContainerRef::from_cgroup_path(c).pod_uid);
-    r.with("container_id", json!(inv.command.container))
+    let workload = Workload {
+        container_id: Slot::of(inv.command.container.clone()),
+        cgroup_id: Slot::Known(inv.started.cgroup_id),
+        pod_uid: Slot::of(pod_uid),
+        cgroup: Slot::of(cgroup.clone()),
+    };
+    r.with_workload(workload)
         .with("args_truncated", inv.command.args_truncated)
         .with("runtime", inv.started.comm.clone())
         .with("runtime_pid", inv.started.pid)
         .with("subcommand", json!(inv.command.subcommand))
-        .with("cgroup_id", inv.started.cgroup_id)
-        .with("pod_uid", json!(pod_uid))
         .with("container_cgroup", json!(cgroup))
-        .with("cgroup", json!(cgroup))
 }
 
 /// Whose limit a pids cgroup is: the container's own, its pod's (an
@@ -279,8 +281,9 @@ pub(super) fn fork_failed(inv: &Invocation, f: &ForkFailure) -> (Report, String)
         .with("count", f.count);
     let max_text = |l: &PidsLimit| l.max.map_or("max".to_string(), |m| m.to_string());
     if let Some(l) = &f.pids {
+        // `cgroup` names the limit that was full.
+        r.workload.cgroup = Slot::Known(l.cgroup.clone());
         r = r
-            .with("cgroup", l.cgroup.clone())
             .with("pids_current", l.current)
             .with("pids_max", json!(l.max));
         let scope = limit_scope(&l.cgroup, inv);
@@ -303,7 +306,8 @@ pub(super) fn fork_failed(inv: &Invocation, f: &ForkFailure) -> (Report, String)
             };
         }
     } else {
-        r = r.with("cgroup", json!(null)).with("pids_current", json!(null)).with("pids_max", json!(null));
+        r.workload.cgroup = Slot::Unknown;
+        r = r.with("pids_current", json!(null)).with("pids_max", json!(null));
     }
     if let Some(t) = f.threads {
         // Node-wide limit: relevant when it is (nearly) reached.

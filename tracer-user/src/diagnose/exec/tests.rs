@@ -59,22 +59,22 @@ fn pids_limit_fork_failure_names_the_cgroup_and_counts_retries() {
     let reports = run_all(exhausted_host(), &recorded());
     let f = only(&reports, "fork_failed")[0];
     assert_eq!(f.comm, "runc:[2:INIT]");
-    assert_eq!(f.fields["syscall"], "clone3");
-    assert_eq!(f.fields["errno"], 11);
-    assert_eq!(f.fields["errno_name"], "EAGAIN");
-    assert_eq!(f.fields["count"], 20);
-    assert_eq!(f.fields["pids_current"], 1);
-    assert_eq!(f.fields["pids_max"], 1);
-    assert_eq!(f.fields["container_id"], "pt-probe");
+    assert_eq!(f.to_json()["syscall"], "clone3");
+    assert_eq!(f.to_json()["errno"], 11);
+    assert_eq!(f.to_json()["errno_name"], "EAGAIN");
+    assert_eq!(f.to_json()["count"], 20);
+    assert_eq!(f.to_json()["pids_current"], 1);
+    assert_eq!(f.to_json()["pids_max"], 1);
+    assert_eq!(f.to_json()["container_id"], "pt-probe");
     assert!(f.message.contains("pids limit of cgroup /sys/fs/cgroup/pids/pt-probe is exhausted"), "{}", f.message);
     // threads-max is far away: not mentioned.
     assert!(!f.fields.contains_key("threads_max"));
 
     let died = only(&reports, "runc_init_died")[0];
     assert_eq!(died.pid, f.pid);
-    assert_eq!(died.fields["signal_before"], "SIGABRT");
-    assert_eq!(died.fields["exit_code"], 2);
-    assert_eq!(died.fields["caused_by"], "clone3 returned EAGAIN (pids.current 1 = pids.max 1 in /sys/fs/cgroup/pids/pt-probe)");
+    assert_eq!(died.to_json()["signal_before"], "SIGABRT");
+    assert_eq!(died.to_json()["exit_code"], 2);
+    assert_eq!(died.to_json()["caused_by"], "clone3 returned EAGAIN (pids.current 1 = pids.max 1 in /sys/fs/cgroup/pids/pt-probe)");
     assert!(died.message.contains("read init-p: connection reset by peer"));
 
     let story = only(&reports, "runc_failed")[0];
@@ -91,13 +91,13 @@ fn setns_failure_names_the_namespace_and_errno() {
     let reports = run_all(exhausted_host(), &recorded());
     let s = only(&reports, "setns_failed")[0];
     assert_eq!(s.comm, "runc:[1:CHILD]");
-    assert_eq!(s.fields["namespace_type"], "net");
-    assert_eq!(s.fields["errno_name"], "EINVAL");
-    assert_eq!(s.fields["subcommand"], "run");
-    assert_eq!(s.fields["container_id"], "pt-netns");
+    assert_eq!(s.to_json()["namespace_type"], "net");
+    assert_eq!(s.to_json()["errno_name"], "EINVAL");
+    assert_eq!(s.to_json()["subcommand"], "run");
+    assert_eq!(s.to_json()["container_id"], "pt-netns");
     let died = only(&reports, "runc_init_died")[1];
-    assert_eq!(died.fields["stage"], "runc:[1:CHILD]");
-    assert_eq!(died.fields["exit_code"], 1);
+    assert_eq!(died.to_json()["stage"], "runc:[1:CHILD]");
+    assert_eq!(died.to_json()["exit_code"], 1);
 }
 
 #[test]
@@ -105,13 +105,13 @@ fn killed_container_init_then_exec_into_it() {
     let reports = run_all(exhausted_host(), &recorded());
     let exit = only(&reports, "container_init_exit")[0];
     assert_eq!(exit.comm, "sleep");
-    assert_eq!(exit.fields["container_id"], "pt-stopped");
-    assert_eq!(exit.fields["signal"], "SIGKILL");
-    assert_eq!(exit.fields["killed_by_comm"], "bash");
+    assert_eq!(exit.to_json()["container_id"], "pt-stopped");
+    assert_eq!(exit.to_json()["signal"], "SIGKILL");
+    assert_eq!(exit.to_json()["killed_by_comm"], "bash");
     let stopped = only(&reports, "exec_into_stopped_container")[0];
-    assert_eq!(stopped.fields["container_id"], "pt-stopped");
-    assert_eq!(stopped.fields["evidence"], "observed");
-    assert_eq!(stopped.fields["init_pid"], exit.pid);
+    assert_eq!(stopped.to_json()["container_id"], "pt-stopped");
+    assert_eq!(stopped.to_json()["evidence"], "observed");
+    assert_eq!(stopped.to_json()["init_pid"], exit.pid);
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn exec_into_a_container_stopped_before_the_tracer_started() {
     let reports = run_all(host.clone(), &events);
     let stopped = only(&reports, "exec_into_stopped_container");
     assert_eq!(stopped.len(), 1);
-    assert_eq!(stopped[0].fields["evidence"], "state");
+    assert_eq!(stopped[0].to_json()["evidence"], "state");
     assert!(stopped[0].message.contains("pid 4242"));
 
     // Same, but the container is alive: a failure with no known cause.
@@ -242,7 +242,7 @@ fn node_wide_thread_limit_is_named_when_reached() {
     ];
     let reports = run_all(host, &events);
     let f = only(&reports, "fork_failed")[0];
-    assert_eq!(f.fields["threads_max"], 10_000);
+    assert_eq!(f.to_json()["threads_max"], 10_000);
     assert!(f.message.contains("kernel.threads-max"), "{}", f.message);
 }
 
@@ -296,14 +296,14 @@ fn slow_runtime_calls_raise_runtime_slow_with_percentiles() {
     }
     let r = c.tick(t + 10_000 * MS).expect("runtime_slow");
     assert_eq!(r.kind, "runtime_slow");
-    assert_eq!(r.fields["latency"]["state"]["count"], 23);
-    assert_eq!(r.fields["latency"]["state"]["p99_ms"], 1500.0);
-    assert_eq!(r.fields["latency"]["state"]["p50_ms"], 20.0);
-    assert_eq!(r.fields["slowest"][0]["ms"], 1500.0);
+    assert_eq!(r.to_json()["latency"]["state"]["count"], 23);
+    assert_eq!(r.to_json()["latency"]["state"]["p99_ms"], 1500.0);
+    assert_eq!(r.to_json()["latency"]["state"]["p50_ms"], 20.0);
+    assert_eq!(r.to_json()["slowest"][0]["ms"], 1500.0);
     assert!(r.message.contains("PLEG is not healthy"), "{}", r.message);
     // The next interval is quiet.
     assert!(c.tick(t + 30_000 * MS).is_none());
-    assert_eq!(c.latency_summary()["state"]["count"], 23);
+    assert_eq!(c.latency_summary()["state"].count, 23);
 }
 
 #[test]
@@ -319,7 +319,7 @@ fn fast_runtime_calls_are_not_slow_and_a_stuck_call_is() {
     assert!(c.tick(32_000 * MS).is_none(), "opens the interval");
     assert!(c.tick(33_000 * MS).is_none(), "once per interval");
     let r = c.tick(45_000 * MS).expect("stuck call");
-    assert_eq!(r.fields["backlog"], 1);
+    assert_eq!(r.to_json()["backlog"], 1);
     assert!(r.message.contains("1 runc calls still running"), "{}", r.message);
 }
 
@@ -448,11 +448,11 @@ fn runc_reporting_a_missing_binary_is_not_an_init_death() {
     let reports = run_all(host, &events);
     assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["runc_failed"], "{reports:?}");
     let story = reports[0].clone();
-    assert_eq!(story.fields["container_id"], ID);
-    assert_eq!(story.fields["pod_uid"], POD);
-    assert_eq!(story.fields["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
+    assert_eq!(story.to_json()["container_id"], ID);
+    assert_eq!(story.to_json()["pod_uid"], POD);
+    assert_eq!(story.to_json()["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
     assert!(story.message.contains("runc reported: exec failed: unable to start container process: exec: \"/bin/nonexistent\""), "{}", story.message);
-    assert!(story.fields["runtime_error"].as_str().unwrap().contains("no such file or directory"));
+    assert!(story.to_json()["runtime_error"].as_str().unwrap().contains("no such file or directory"));
 
     // Only an older exec's error in the file: not this call's cause.
     let stale = StaticHost {
@@ -470,7 +470,7 @@ fn runc_reporting_a_missing_binary_is_not_an_init_death() {
     let reports = run_all(host, &events);
     let died = only(&reports, "runc_init_died");
     assert_eq!(died.len(), 1, "{reports:?}");
-    assert_eq!(died[0].fields["pod_uid"], POD);
+    assert_eq!(died[0].to_json()["pod_uid"], POD);
 }
 
 fn init_exit(ts: u64, pid: u32) -> Event {
@@ -485,16 +485,16 @@ fn a_stopped_container_the_shim_still_holds_is_reported_without_any_runc() {
     c.handle(&ev(S, 1, "bash", Body::Signal { sig: 9, errno: 0, code: 0, result: 0, target_pid: 4242, target_comm: "sleep".into() }));
     let out = c.handle(&init_exit(S + 1, 4242));
     assert_eq!(out[0].kind, "container_init_exit");
-    assert_eq!(out[0].fields["pod_uid"], POD);
+    assert_eq!(out[0].to_json()["pod_uid"], POD);
     assert!(c.expire(2 * S).iter().all(|r| r.kind != "exec_into_stopped_container"), "within the grace");
     let held = c.expire(7 * S);
     let r = only(&held, "exec_into_stopped_container");
     assert_eq!(r.len(), 1, "{held:?}");
-    assert_eq!(r[0].fields["evidence"], "observed");
-    assert_eq!(r[0].fields["container_id"], ID);
-    assert_eq!(r[0].fields["pod_uid"], POD);
-    assert_eq!(r[0].fields["init_pid"], 4242);
-    assert!(r[0].fields["cgroup"].as_str().unwrap().ends_with(ID));
+    assert_eq!(r[0].to_json()["evidence"], "observed");
+    assert_eq!(r[0].to_json()["container_id"], ID);
+    assert_eq!(r[0].to_json()["pod_uid"], POD);
+    assert_eq!(r[0].to_json()["init_pid"], 4242);
+    assert!(r[0].to_json()["cgroup"].as_str().unwrap().ends_with(ID));
     assert!(r[0].message.contains("killed by SIGKILL by bash"), "{}", r[0].message);
     assert!(c.expire(20 * S).is_empty(), "once");
 
@@ -508,8 +508,8 @@ fn a_stopped_container_the_shim_still_holds_is_reported_without_any_runc() {
     let r = c.expire(S);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].kind, "exec_into_stopped_container");
-    assert_eq!(r[0].fields["evidence"], "state");
-    assert_eq!(r[0].fields["pod_uid"], POD);
+    assert_eq!(r[0].to_json()["evidence"], "state");
+    assert_eq!(r[0].to_json()["pod_uid"], POD);
     assert!(c.expire(20 * S).is_empty());
 }
 
@@ -527,20 +527,20 @@ fn fork_failure_under(limit: PidsLimit) -> Report {
 #[test]
 fn the_runtimes_own_fork_failing_names_the_runtimes_cgroup_and_tasksmax() {
     let f = fork_failure_under(PidsLimit { cgroup: "/sys/fs/cgroup/pids/system.slice/containerd.service".into(), current: 12, max: Some(12) });
-    assert_eq!(f.fields["limit_scope"], "runtime");
-    assert_eq!(f.fields["cgroup"], "/sys/fs/cgroup/pids/system.slice/containerd.service");
-    assert_eq!(f.fields["container_id"], ID);
-    assert_eq!(f.fields["pod_uid"], POD);
+    assert_eq!(f.to_json()["limit_scope"], "runtime");
+    assert_eq!(f.to_json()["cgroup"], "/sys/fs/cgroup/pids/system.slice/containerd.service");
+    assert_eq!(f.to_json()["container_id"], ID);
+    assert_eq!(f.to_json()["pod_uid"], POD);
     assert!(f.message.contains("the container runtime's cgroup (containerd.service) is at its pids limit"), "{}", f.message);
     assert!(f.message.contains("TasksMax"), "{}", f.message);
     assert!(!f.message.contains("podPidsLimit"), "{}", f.message);
 
     let pod = format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}");
     let f = fork_failure_under(PidsLimit { cgroup: pod.clone(), current: 5, max: Some(5) });
-    assert_eq!(f.fields["limit_scope"], "pod");
+    assert_eq!(f.to_json()["limit_scope"], "pod");
     assert!(f.message.contains(&format!("the pod's pids limit is exhausted (pids.current 5 = pids.max 5 in {pod})")), "{}", f.message);
     let f = fork_failure_under(PidsLimit { cgroup: format!("{pod}/{ID}"), current: 1, max: Some(1) });
-    assert_eq!(f.fields["limit_scope"], "container");
+    assert_eq!(f.to_json()["limit_scope"], "container");
 }
 
 #[test]
@@ -554,11 +554,11 @@ fn a_runc_inside_a_container_is_not_the_runtime() {
     assert_eq!(c.in_flight(), 0);
     assert_eq!(c.settings.runtime_roots.len(), before, "its --root is not searched");
     assert!(c.handle(&exit(2, 100, "runc", 1 << 8)).is_empty());
-    assert!(c.latency_summary().as_object().unwrap().is_empty());
+    assert!(c.latency_summary().is_empty());
     // The node's runc with a made-up subcommand: judged, labelled "other".
     let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
     runc_call(&mut c, 1, 200, "zzz-label-2", 5);
-    assert_eq!(c.latency_summary().as_object().unwrap().keys().collect::<Vec<_>>(), ["other"]);
+    assert_eq!(c.latency_summary().keys().collect::<Vec<_>>(), ["other"]);
     assert_eq!(c.take_durations()[0].0, "other");
 }
 
@@ -592,13 +592,13 @@ fn an_exec_commands_own_failed_fork_is_the_probes_failure_not_the_runtimes() {
         let f = &reports[0];
         assert!(!f.grouped);
         assert_eq!((f.pid, f.comm.as_str()), (101, "sh"));
-        assert_eq!(f.fields["exec_command"], true);
-        assert_eq!(f.fields["container_id"], ID);
-        assert_eq!(f.fields["pod_uid"], POD);
-        assert_eq!(f.fields["limit_scope"], "pod");
-        assert_eq!(f.fields["cgroup"], pod);
-        assert_eq!(f.fields["container_cgroup"], format!("{pod}/{ID}"));
-        assert_eq!((f.fields["pids_current"].as_u64(), f.fields["pids_max"].as_u64()), (Some(7), Some(7)));
+        assert_eq!(f.to_json()["exec_command"], true);
+        assert_eq!(f.to_json()["container_id"], ID);
+        assert_eq!(f.to_json()["pod_uid"], POD);
+        assert_eq!(f.to_json()["limit_scope"], "pod");
+        assert_eq!(f.to_json()["cgroup"], pod);
+        assert_eq!(f.to_json()["container_cgroup"], format!("{pod}/{ID}"));
+        assert_eq!((f.to_json()["pids_current"].as_u64(), f.to_json()["pids_max"].as_u64()), (Some(7), Some(7)));
         assert!(f.message.starts_with(&format!("runc exec into container {ID} started its command, but sh (pid 101)")), "{}", f.message);
         assert!(f.message.contains(&format!("(pids.current 7 = pids.max 7 in {pod})")), "{}", f.message);
     }
@@ -631,19 +631,19 @@ fn an_exec_command_the_shim_kills_at_the_timeout_is_exec_probe_timeout() {
     let runc = &events[0];
     let kill = events.iter().find(|e| matches!(e.body, Body::Signal { .. })).unwrap();
     assert_eq!((t.pid, t.comm.as_str()), (sleep.pid, "sleep"));
-    assert_eq!(t.fields["command"], json!(["/bin/sleep", "30"]));
-    assert_eq!(t.fields["container_id"], ID);
-    assert_eq!(t.fields["pod_uid"], POD);
-    assert_eq!(t.fields["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
-    assert_eq!(t.fields["subcommand"], "exec");
-    assert_eq!(t.fields["runtime_pid"], runc.pid);
-    assert_eq!((t.fields["killed_by_comm"].as_str(), t.fields["killed_by_pid"].as_u64()), (Some("containerd-shim"), Some(kill.pid as u64)));
-    assert_eq!(t.fields["signal"], "SIGKILL");
+    assert_eq!(t.to_json()["command"], json!(["/bin/sleep", "30"]));
+    assert_eq!(t.to_json()["container_id"], ID);
+    assert_eq!(t.to_json()["pod_uid"], POD);
+    assert_eq!(t.to_json()["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
+    assert_eq!(t.to_json()["subcommand"], "exec");
+    assert_eq!(t.to_json()["runtime_pid"], runc.pid);
+    assert_eq!((t.to_json()["killed_by_comm"].as_str(), t.to_json()["killed_by_pid"].as_u64()), (Some("containerd-shim"), Some(kill.pid as u64)));
+    assert_eq!(t.to_json()["signal"], "SIGKILL");
     // From runc's start: killed after the 1 s timeout (and ctr's call).
-    let killed_after = t.fields["killed_after_ms"].as_u64().unwrap();
+    let killed_after = t.to_json()["killed_after_ms"].as_u64().unwrap();
     assert_eq!(killed_after, (kill.ts_ns - runc.ts_ns) / 1_000_000);
     assert!((1000..2000).contains(&killed_after), "{killed_after}");
-    assert!(t.fields["runtime_ms"].as_u64().unwrap() >= killed_after);
+    assert!(t.to_json()["runtime_ms"].as_u64().unwrap() >= killed_after);
     assert!(
         t.message.starts_with(&format!(
             "the exec probe's command `/bin/sleep 30` (pid {}) in container {ID} was killed with SIGKILL by containerd-shim (pid {}) {killed_after} ms after runc exec started it",
@@ -654,7 +654,7 @@ fn an_exec_command_the_shim_kills_at_the_timeout_is_exec_probe_timeout() {
     );
     assert!(t.message.contains("timeoutSeconds"), "{}", t.message);
     // No counters were read when the command started.
-    assert_eq!(t.fields["cpu_measured"], "no_reading_at_the_start");
+    assert_eq!(t.to_json()["cpu_measured"], "no_reading_at_the_start");
     assert!(t.message.ends_with("its container's CPU in the window is unknown (no reading at the start)"), "{}", t.message);
 }
 
@@ -688,13 +688,13 @@ fn an_exec_probe_timeout_says_what_the_containers_cpu_limit_did_over_the_command
     };
     let reports = run_all(throttled(11, 10, 950_000), &events);
     let t = only(&reports, "exec_probe_timeout")[0];
-    assert_eq!(t.fields["cpu_measured"], "sampled");
-    assert_eq!((t.fields["cpu_throttled_periods"].as_u64(), t.fields["cpu_periods"].as_u64()), (Some(10), Some(11)));
-    assert_eq!(t.fields["cpu_throttled_ms"], 950);
-    assert_eq!(t.fields["cpu_limit"], 0.1);
-    assert_eq!(t.fields["cpu_window_ms"], (exit - sleep + 1_000_000) / 1_000_000);
+    assert_eq!(t.to_json()["cpu_measured"], "sampled");
+    assert_eq!((t.to_json()["cpu_throttled_periods"].as_u64(), t.to_json()["cpu_periods"].as_u64()), (Some(10), Some(11)));
+    assert_eq!(t.to_json()["cpu_throttled_ms"], 950);
+    assert_eq!(t.to_json()["cpu_limit"], 0.1);
+    assert_eq!(t.to_json()["cpu_window_ms"], (exit - sleep + 1_000_000) / 1_000_000);
     // The verdict's cgroup stays the one the runtime put the container in.
-    assert_eq!(t.fields["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
+    assert_eq!(t.to_json()["cgroup"], format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}/{ID}"));
     assert!(t.message.contains("its container was CPU-throttled in 10 of 11 periods") && t.message.contains("at a limit of 0.1 CPU"), "{}", t.message);
     // Unthrottled: the limits are ruled out.
     let reports = run_all(throttled(11, 0, 0), &events);
@@ -769,9 +769,9 @@ fn an_exec_command_whose_output_a_leftover_process_holds_is_named_with_it() {
     let reports = run_all(host(vec![(holder.clone(), 77)]), &events);
     assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["exec_probe_output_held"], "{reports:?}");
     let h = &reports[0];
-    assert_eq!((h.pid, h.fields["command"].clone(), h.fields["exit_code"].as_i64()), (sleep, json!(["/bin/sleep", "30"]), Some(0)));
-    assert_eq!((h.fields["held_by_pid"].as_u64(), h.fields["held_by_comm"].as_str(), h.fields["held_fd"].as_u64()), (Some(4242), Some("sleep"), Some(1)));
-    assert_eq!((h.fields["container_id"].as_str(), h.fields["pod_uid"].as_str()), (Some(ID), Some(POD)));
+    assert_eq!((h.pid, h.to_json()["command"].clone(), h.to_json()["exit_code"].as_i64()), (sleep, json!(["/bin/sleep", "30"]), Some(0)));
+    assert_eq!((h.to_json()["held_by_pid"].as_u64(), h.to_json()["held_by_comm"].as_str(), h.to_json()["held_fd"].as_u64()), (Some(4242), Some("sleep"), Some(1)));
+    assert_eq!((h.to_json()["container_id"].as_str(), h.to_json()["pod_uid"].as_str()), (Some(ID), Some(POD)));
     assert!(
         h.message.starts_with(&format!("the exec probe's command `/bin/sleep 30` (pid {sleep}) in container {ID} exited with code 0"))
             && h.message.contains("but sleep (pid 4242) it left running still holds its output")
@@ -808,8 +808,8 @@ fn a_slow_exec_command_ending_by_itself_is_kept_to_be_judged_against_its_timeout
     assert_eq!(d.runtime_ms, (exit.ts_ns - runc.ts_ns) / 1_000_000);
     assert!(d.runtime_ms > 1000, "{}", d.runtime_ms);
     assert_eq!((d.report.kind, d.report.pid), ("probe_near_timeout", exit.pid));
-    assert_eq!(d.report.fields["pod_uid"], POD);
-    assert_eq!(d.report.fields["exit_code"], 0);
+    assert_eq!(d.report.to_json()["pod_uid"], POD);
+    assert_eq!(d.report.to_json()["exit_code"], 0);
     assert!(c.take_commands_done().is_empty(), "taken once");
 }
 
@@ -847,8 +847,8 @@ fn crun_without_log_its_setns_tries_are_never_the_cause() {
 
     // The missing binary: crun failed, and no setns try is named.
     let stories = only(&reports, "runc_failed");
-    let missing = stories.iter().find(|r| r.fields["exit_code"] == 255).expect("the missing binary's story");
-    assert_eq!(missing.fields["container_id"], "pt-crun");
+    let missing = stories.iter().find(|r| r.to_json()["exit_code"] == 255).expect("the missing binary's story");
+    assert_eq!(missing.to_json()["container_id"], "pt-crun");
     assert!(missing.message.starts_with("crun exec into container pt-crun failed"), "{}", missing.message);
     assert!(!missing.message.contains("setns"), "{}", missing.message);
     // crun's child wrote its own error and exited with a code: no death.
@@ -857,16 +857,16 @@ fn crun_without_log_its_setns_tries_are_never_the_cause() {
     // The command's fork at the pids limit: the probe's failure, crun's exec.
     let fork = only(&reports, "fork_failed");
     assert_eq!(fork.len(), 1, "{reports:?}");
-    assert_eq!(fork[0].fields["exec_command"], true);
-    assert_eq!(fork[0].fields["container_id"], "pt-crun");
-    assert_eq!(fork[0].fields["pids_max"], 1);
+    assert_eq!(fork[0].to_json()["exec_command"], true);
+    assert_eq!(fork[0].to_json()["container_id"], "pt-crun");
+    assert_eq!(fork[0].to_json()["pids_max"], 1);
     assert!(fork[0].message.starts_with("crun exec into container pt-crun started its command"), "{}", fork[0].message);
 
     // The stopped container, from crun's state: named after crun.
     let stopped = only(&reports, "exec_into_stopped_container");
     assert_eq!(stopped.len(), 1, "{reports:?}");
-    assert_eq!(stopped[0].fields["evidence"], "state");
-    assert_eq!(stopped[0].fields["init_pid"], 30_069);
+    assert_eq!(stopped[0].to_json()["evidence"], "state");
+    assert_eq!(stopped[0].to_json()["init_pid"], 30_069);
     assert!(stopped[0].message.starts_with("crun exec into stopped container pt-crun-stopped"), "{}", stopped[0].message);
     assert_eq!(stories.len(), 2, "the missing binary and the stopped container: {reports:?}");
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::{
     cgroup_cpu::{CpuReading, ServingCgroup, same_life},
-    diagnose::Report,
+    diagnose::{Report, Slot},
     node::NodeView,
 };
 
@@ -179,7 +179,11 @@ impl CpuWindow {
             Self::Measured(m) => Some(&m.cgroup),
             Self::Unmeasured(_, c) => c.as_ref(),
         };
-        self.add_counters_to(cgroup.into_iter().fold(r, |r, c| r.with("cgroup", json!(c))))
+        let mut r = self.add_counters_to(r);
+        if let Some(c) = cgroup {
+            r.workload.cgroup = Slot::Known(c.clone());
+        }
+        r
     }
 
     /// The same without `cgroup`, for verdicts that name it already.

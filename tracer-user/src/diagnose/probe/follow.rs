@@ -9,7 +9,7 @@ use super::{
     verdicts::{tuple_text, who},
 };
 use crate::{
-    diagnose::Report,
+    diagnose::{Answer, Report},
     events::{Event, IpvsConn, TcpClose, TcpInfo},
     node::NodeView,
 };
@@ -88,14 +88,18 @@ impl<N: NodeView> ProbeCorrelator<N> {
         let record = if phases.slow() { Some(self.attempt_record_always(&a, ev, outcome)) } else { self.attempt_record(&a, ev, outcome) };
         out.extend(record.map(|r| {
             let mut message = format!("{} {} {}: {}", who(&a), tuple_text(&a), outcome.as_str(), phases.text());
-            let r = phases.add_to(r);
+            let mut r = phases.add_to(r);
+            let answered_in = phases.response_ms.filter(|_| outcome == Outcome::Established);
             if !phases.slow() {
+                r.answer = answered_in.map(|response_ms| Answer { response_ms, slow_because: None });
                 return r.message(message);
             }
             let cpu = self.cpu_window(&a, ev);
-            if let Some(limits) = cpu.explanation() {
+            let slow_because = cpu.explanation();
+            if let Some(limits) = &slow_because {
                 message.push_str(&format!("; slow: {limits}"));
             }
+            r.answer = answered_in.map(|response_ms| Answer { response_ms, slow_because });
             cpu.add_to(r).message(message)
         }));
         out

@@ -77,24 +77,24 @@ fn observed_diversion_gives_exactly_one_verdict_with_ipvs_fields() {
     assert_eq!(d.kind, "synack_diverted");
     assert_eq!(d.comm, "kubelet");
     assert_eq!(d.pid, 4242);
-    assert_eq!(d.field_str("saddr"), Some("10.200.0.1"));
-    assert_eq!(d.fields["sport"], 31055);
-    assert_eq!(d.field_str("daddr"), Some("10.200.1.2"));
-    assert_eq!(d.fields["dport"], 8080);
-    assert_eq!(d.field_str("ipvs_vip"), Some("10.200.0.1"));
-    assert_eq!(d.fields["ipvs_vport"], 31055);
-    assert_eq!(d.field_str("ipvs_rip"), Some("10.200.2.2"));
-    assert_eq!(d.fields["ipvs_rport"], 80);
+    assert_eq!(d.to_json()["saddr"].as_str(), Some("10.200.0.1"));
+    assert_eq!(d.to_json()["sport"], 31055);
+    assert_eq!(d.to_json()["daddr"].as_str(), Some("10.200.1.2"));
+    assert_eq!(d.to_json()["dport"], 8080);
+    assert_eq!(d.to_json()["ipvs_vip"].as_str(), Some("10.200.0.1"));
+    assert_eq!(d.to_json()["ipvs_vport"], 31055);
+    assert_eq!(d.to_json()["ipvs_rip"].as_str(), Some("10.200.2.2"));
+    assert_eq!(d.to_json()["ipvs_rport"], 80);
     assert_eq!(d.field_str("evidence"), Some("observed"));
-    assert_eq!(d.fields["sport_in_nodeport_range"], true);
-    assert_eq!(d.fields["sport_reserved"], false);
+    assert_eq!(d.to_json()["sport_in_nodeport_range"], true);
+    assert_eq!(d.to_json()["sport_reserved"], false);
     assert_eq!(d.field_str("fix"), Some("sysctl -w net.ipv4.ip_local_reserved_ports=30000-32767"));
     assert!(d.message.contains("IPVS virtual service 10.200.0.1:31055"), "{}", d.message);
     // Emitted when IPVS took the SYN-ACK, not when the prober gave up.
     assert_eq!(d.ts_ns, MS);
     let attempt = reports.iter().find(|r| r.kind == "tcp_attempt").unwrap();
     assert_eq!(attempt.field_str("outcome"), Some("diverted"));
-    assert_eq!(attempt.fields["syn_retransmits"], 1);
+    assert_eq!(attempt.to_json()["syn_retransmits"], 1);
     assert_eq!(c.destinations()[&(ip("10.200.1.2"), 8080)].diverted, 1);
     assert_eq!(c.in_flight(), 0);
 }
@@ -134,10 +134,10 @@ fn a_healthy_probe_sent_as_one_record_is_an_established_attempt() {
     let r = &reports[0];
     assert_eq!(r.field_str("outcome"), Some("established"));
     assert_eq!(r.comm, "kubelet");
-    assert_eq!(r.fields.get("elapsed_ms"), Some(&serde_json::json!(6)));
-    assert_eq!(r.fields["http_status"], 200);
-    assert_eq!((&r.fields["request_bytes"], &r.fields["response_bytes"]), (&100.into(), &120.into()));
-    assert_eq!((&r.fields["response_ms"], &r.fields["closed_by"]), (&2.into(), &"prober".into()));
+    assert_eq!(r.to_json().get("elapsed_ms"), Some(&serde_json::json!(6)));
+    assert_eq!(r.to_json()["http_status"], 200);
+    assert_eq!((&r.to_json()["request_bytes"], &r.to_json()["response_bytes"]), (&100.into(), &120.into()));
+    assert_eq!((&r.to_json()["response_ms"], &r.to_json()["closed_by"]), (&2.into(), &"prober".into()));
     assert_eq!(c.in_flight(), 0);
     assert_eq!(c.destinations()[&(ip("10.200.1.2"), 8080)].established, 1);
 }
@@ -172,11 +172,11 @@ fn a_probe_the_application_never_answers_is_no_response_on_the_applications_side
     let v = verdicts(&reports);
     assert_eq!(v.len(), 1, "{reports:#?}");
     assert_eq!(v[0].kind, "probe_no_response");
-    assert_eq!((&v[0].fields["request_bytes"], &v[0].fields["request_acked"]), (&96.into(), &true.into()));
-    assert_eq!((&v[0].fields["connect_ms"], &v[0].fields["elapsed_ms"]), (&1.into(), &1001.into()));
-    assert_eq!(v[0].fields["closed_by"], "prober");
+    assert_eq!((&v[0].to_json()["request_bytes"], &v[0].to_json()["request_acked"]), (&96.into(), &true.into()));
+    assert_eq!((&v[0].to_json()["connect_ms"], &v[0].to_json()["elapsed_ms"]), (&1.into(), &1001.into()));
+    assert_eq!(v[0].to_json()["closed_by"], "prober");
     assert!(v[0].message.contains("reached the pod's socket") && v[0].message.contains("not the network"), "{}", v[0].message);
-    assert_eq!(reports.iter().find(|r| r.kind == "tcp_attempt").unwrap().fields["outcome"], "no_response");
+    assert_eq!(reports.iter().find(|r| r.kind == "tcp_attempt").unwrap().to_json()["outcome"], "no_response");
     assert_eq!(c.destinations()[&(ip("10.200.1.2"), 8080)].no_response, 1);
 }
 
@@ -186,7 +186,7 @@ fn a_request_the_pod_never_acknowledged_is_blamed_on_the_path() {
     let v = run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 96, 0, 0)));
     let v = verdicts(&v);
     assert_eq!(v[0].kind, "probe_no_response");
-    assert_eq!(v[0].fields["request_acked"], false);
+    assert_eq!(v[0].to_json()["request_acked"], false);
     assert!(v[0].message.contains("never acknowledged") && v[0].message.contains("drops"), "{}", v[0].message);
 }
 
@@ -199,7 +199,7 @@ fn an_http_error_status_is_a_verdict_with_the_status_and_time() {
     let v = verdicts(&reports);
     assert_eq!(v.len(), 1, "{reports:#?}");
     assert_eq!(v[0].kind, "probe_http_error");
-    assert_eq!((&v[0].fields["http_status"], &v[0].fields["response_ms"]), (&503.into(), &2.into()));
+    assert_eq!((&v[0].to_json()["http_status"], &v[0].to_json()["response_ms"]), (&503.into(), &2.into()));
     assert!(v[0].message.contains("answered HTTP 503 after 2 ms"), "{}", v[0].message);
 }
 
@@ -211,7 +211,7 @@ fn a_pod_that_resets_or_closes_before_answering_gets_its_own_verdict() {
         let v = verdicts(&reports);
         assert_eq!(v.len(), 1, "{reports:#?}");
         assert_eq!(v[0].kind, kind);
-        assert_eq!((&v[0].fields["after_ms"], &v[0].fields["closed_by"]), (&1000.into(), &"pod".into()));
+        assert_eq!((&v[0].to_json()["after_ms"], &v[0].to_json()["closed_by"]), (&1000.into(), &"pod".into()));
     }
 }
 
@@ -226,7 +226,7 @@ fn a_tcp_probe_and_a_late_answer_are_healthy() {
     late.response_head = Some(b"HTTP/1.1 200 OK\r\n".to_vec());
     let reports = run(&mut c, &connected_then(late));
     assert!(verdicts(&reports).is_empty(), "{reports:#?}");
-    assert_eq!(reports[0].fields["response_ms"], 899);
+    assert_eq!(reports[0].to_json()["response_ms"], 899);
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn a_connected_probe_waits_for_its_close_and_is_recorded_if_it_never_comes() {
     assert_eq!(c.in_flight(), 1);
     let reports = c.expire(200_000 * MS, 180_000 * MS);
     assert_eq!(reports.len(), 1, "{reports:#?}");
-    assert_eq!((reports[0].kind, &reports[0].fields["outcome"]), ("tcp_attempt", &"established".into()));
+    assert_eq!((reports[0].kind, &reports[0].to_json()["outcome"]), ("tcp_attempt", &"established".into()));
 }
 
 #[test]
@@ -253,7 +253,7 @@ fn a_connected_probe_whose_request_is_retransmitted_is_no_timeout_when_it_never_
     assert!(run(&mut c, &events).is_empty());
     let reports = c.finish(20_000 * MS);
     assert!(verdicts(&reports).is_empty(), "{reports:#?}");
-    assert_eq!(reports[0].fields["outcome"], "established");
+    assert_eq!(reports[0].to_json()["outcome"], "established");
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn a_refused_probe_names_what_the_pods_namespace_listens_on() {
     ]);
     let v = verdicts(&reports);
     assert_eq!(v[0].kind, "probe_refused");
-    assert_eq!(v[0].fields["listeners"], serde_json::json!(["127.0.0.1:8080"]));
+    assert_eq!(v[0].to_json()["listeners"], serde_json::json!(["127.0.0.1:8080"]));
     assert!(v[0].message.contains("listens on 127.0.0.1:8080 only") && v[0].message.contains("bind 0.0.0.0"), "{}", v[0].message);
     let node = StaticNode { listeners: vec![(pod, vec![listening("0.0.0.0", 8081)])], ..Default::default() };
     let mut c = correlator(following(), node);
@@ -308,7 +308,7 @@ fn reset_gives_probe_refused() {
     let v = verdicts(&reports);
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].kind, "probe_refused");
-    assert_eq!(v[0].fields["dport"], 8081);
+    assert_eq!(v[0].to_json()["dport"], 8081);
 }
 
 #[test]
@@ -323,8 +323,8 @@ fn no_answer_gives_probe_timeout_with_retransmits() {
     let v = verdicts(&reports);
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].kind, "probe_timeout");
-    assert_eq!(v[0].fields["syn_retransmits"], 2);
-    assert_eq!(v[0].fields["elapsed_ms"], 3500);
+    assert_eq!(v[0].to_json()["syn_retransmits"], 2);
+    assert_eq!(v[0].to_json()["elapsed_ms"], 3500);
 }
 
 #[test]
@@ -339,7 +339,7 @@ fn without_ipvs_hook_a_timeout_on_an_ipvs_port_is_an_inferred_diversion() {
     assert_eq!(v.len(), 1, "{reports:#?}");
     assert_eq!(v[0].kind, "synack_diverted");
     assert_eq!(v[0].field_str("evidence"), Some("inferred"));
-    assert_eq!(v[0].field_str("ipvs_rip"), Some("10.200.2.2"));
+    assert_eq!(v[0].to_json()["ipvs_rip"].as_str(), Some("10.200.2.2"));
 }
 
 #[test]
@@ -358,12 +358,12 @@ fn reserved_port_is_reported_and_other_ports_get_a_targeted_fix() {
     let node = StaticNode { reserved: PortRanges::parse("31055").unwrap(), ..Default::default() };
     let mut c = correlator(ProbeSettings::default(), node);
     let v: Vec<Report> = run(&mut c, &hijacked_probe()).into_iter().filter(|r| r.is_verdict()).collect();
-    assert_eq!(v[0].fields["sport_reserved"], true);
+    assert_eq!(v[0].to_json()["sport_reserved"], true);
 
     let settings = ProbeSettings { nodeport_range: 30000..=30100, ..Default::default() };
     let mut c = correlator(settings, StaticNode::default());
     let v: Vec<Report> = run(&mut c, &hijacked_probe()).into_iter().filter(|r| r.is_verdict()).collect();
-    assert_eq!(v[0].fields["sport_in_nodeport_range"], false);
+    assert_eq!(v[0].to_json()["sport_in_nodeport_range"], false);
     assert_eq!(v[0].field_str("fix"), Some("sysctl -w net.ipv4.ip_local_reserved_ports=31055"));
 }
 
@@ -377,8 +377,8 @@ fn tracepoint_connect_without_port_is_completed_by_later_events() {
         softirq(1, Body::TcpState(tcp(SK, 45004, 8080, 2, 7))),
     ]);
     let v = verdicts(&reports);
-    assert_eq!(v[0].fields["sport"], 45004);
-    assert_eq!(v[0].field_str("saddr"), Some("10.200.0.1"));
+    assert_eq!(v[0].to_json()["sport"], 45004);
+    assert_eq!(v[0].to_json()["saddr"].as_str(), Some("10.200.0.1"));
 }
 
 #[test]
@@ -412,7 +412,7 @@ fn finish_reports_attempts_still_waiting_as_timeouts() {
     let reports = c.finish(2000 * MS);
     let v = verdicts(&reports);
     assert_eq!(v.len(), 1, "the young attempt is not judged yet");
-    assert_eq!(v[0].fields["still_pending"], true);
+    assert_eq!(v[0].to_json()["still_pending"], true);
     assert_eq!(c.in_flight(), 1);
 }
 
@@ -476,7 +476,7 @@ fn a_probe_stalled_by_its_containers_cpu_limit_says_so_first() {
     let reports = sampled_run(throttled_node(90), &events);
     let v = verdicts(&reports);
     assert_eq!(v.len(), 1, "{reports:#?}");
-    let f = &v[0].fields;
+    let f = &v[0].to_json();
     assert_eq!(f["cpu_throttled_ms"], 900, "{f:?}");
     assert_eq!((&f["cpu_throttled_periods"], &f["cpu_limit"], &f["cpu_window_ms"]), (&10.into(), &0.01.into(), &1000.into()));
     assert_eq!((&f["cgroup"], &f["cpu_measured"]), (&"/kubepods/burstable/pod0a1b/c1".into(), &"sampled".into()));
@@ -493,14 +493,14 @@ fn a_stalled_probe_whose_container_was_not_throttled_is_not_blamed_on_it() {
     }
     let reports = sampled_run(throttled_node(0), &events);
     let v = verdicts(&reports);
-    assert_eq!(v[0].fields["cpu_throttled_ms"], 0);
+    assert_eq!(v[0].to_json()["cpu_throttled_ms"], 0);
     let m = &v[0].message;
     assert!(!m.contains("CPU-throttled in") && m.contains("not held back by its limits (0 ms"), "{m}");
     // Without a sample before the probe, the window is not guessed.
     let reports = run(&mut correlator(following(), throttled_node(90)), &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)));
     let v = verdicts(&reports);
-    assert!(v[0].fields["cpu_throttled_ms"].is_null());
-    assert_eq!(v[0].fields["cpu_measured"], "no_sample_before_the_probe");
+    assert!(v[0].to_json()["cpu_throttled_ms"].is_null());
+    assert_eq!(v[0].to_json()["cpu_measured"], "no_sample_before_the_probe");
 }
 
 // Dropped packets, as the kfree_skb hook sends them: reason values and
@@ -580,12 +580,12 @@ fn a_syn_dropped_by_a_firewall_in_the_pods_namespace_says_where() {
     let v = only_verdict(&reports);
     assert_eq!(v.kind, "probe_timeout");
     assert_eq!(
-        v.fields["drops"],
+        v.to_json()["drops"],
         serde_json::json!([{"direction": "to_pod", "reason": "NETFILTER_DROP", "location": "nft_do_chain", "count": 2, "netns": "pod", "interface": "eth0"}])
     );
     assert!(v.message.contains("the SYN was dropped (2 times) by netfilter (NETFILTER_DROP in nft_do_chain) on eth0 in the pod's network namespace (10.200.1.2)"), "{}", v.message);
     assert!(v.message.contains("check the iptables/nftables rules in the pod's namespace"), "{}", v.message);
-    assert_eq!(v.fields["listen_queue"], serde_json::Value::Null);
+    assert_eq!(v.to_json()["listen_queue"], serde_json::Value::Null);
 }
 
 /// Strict rp_filter on the node's interface the pod's reply comes back
@@ -608,7 +608,8 @@ fn a_syn_ack_dropped_by_strict_rp_filter_names_the_interface_and_the_sysctl() {
     let mut c = correlator(with_drops(ProbeSettings::default()), node);
     let reports = run(&mut c, &rp_filtered(Some(16), Some(2)));
     let v = only_verdict(&reports);
-    let drops = v.fields["drops"].as_array().unwrap();
+    let json = v.to_json();
+    let drops = json["drops"].as_array().unwrap();
     assert_eq!(drops.len(), 2, "{drops:?}");
     assert_eq!(
         drops[0],
@@ -629,8 +630,8 @@ fn before_5_17_an_rp_filter_drop_is_told_by_its_place_and_the_interfaces_mode() 
     let mut c = correlator(with_drops(ProbeSettings::default()), node);
     let reports = run(&mut c, &rp_filtered(None, None));
     let v = only_verdict(&reports);
-    assert_eq!(v.fields["drops"][0]["reason"], serde_json::Value::Null);
-    assert_eq!(v.fields["drops"][0]["location"], "ip_rcv_finish_core");
+    assert_eq!(v.to_json()["drops"][0]["reason"], serde_json::Value::Null);
+    assert_eq!(v.to_json()["drops"][0]["location"], "ip_rcv_finish_core");
     let m = &v.message;
     assert!(m.contains("most likely by reverse-path filtering (in ip_rcv_finish_core; this kernel gives no reason) on veth-ptrp"), "{m}");
     assert!(m.contains("net.ipv4.conf.veth-ptrp.rp_filter=2"), "{m}");
@@ -670,9 +671,9 @@ fn a_syn_turned_away_by_a_full_accept_queue_is_told_from_the_pods_counters() {
     let mut c = correlator(with_drops(ProbeSettings::default()), node);
     let v = only_verdict(&run(&mut c, &unanswered(45013, vec![]))).clone();
     assert_eq!(v.kind, "probe_timeout");
-    assert_eq!(v.fields["drops"], serde_json::json!([]));
+    assert_eq!(v.to_json()["drops"], serde_json::json!([]));
     assert_eq!(
-        v.fields["listen_queue"],
+        v.to_json()["listen_queue"],
         serde_json::json!({"listener": "10.200.1.2:8080", "waiting": 2, "probe_waiting": false, "listen_overflows": 3})
     );
     let m = &v.message;
@@ -694,7 +695,7 @@ fn a_connection_the_application_never_accepts_is_not_blamed_on_a_slow_answer() {
     let reports = run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)));
     let v = only_verdict(&reports);
     assert_eq!(v.kind, "probe_no_response");
-    assert_eq!(v.fields["listen_queue"]["probe_waiting"], true);
+    assert_eq!(v.to_json()["listen_queue"]["probe_waiting"], true);
     let m = &v.message;
     assert!(m.contains("the application never accepted the connection: it waits in the accept queue of the listener on 10.200.1.2:8080 (1 waiting in all)"), "{m}");
     assert!(m.contains("net.core.somaxconn") && !m.contains("is stalled, not the network"), "{m}");
@@ -733,8 +734,8 @@ fn a_handshake_turned_away_by_a_full_accept_queue_names_the_overflow() {
     let mut c = correlator(with_drops(following()), node.clone());
     let v = only_verdict(&run(&mut c, &overflowed_handshake(Some(40)))).clone();
     assert_eq!(v.kind, "probe_no_response");
-    assert_eq!((&v.fields["drops"][0]["reason"], &v.fields["drops"][0]["count"]), (&"TCP_LISTEN_OVERFLOW".into(), &3.into()));
-    assert_eq!(v.fields["drops"][1]["reason"], "TCP_INVALID_SYN");
+    assert_eq!((&v.to_json()["drops"][0]["reason"], &v.to_json()["drops"][0]["count"]), (&"TCP_LISTEN_OVERFLOW".into(), &3.into()));
+    assert_eq!(v.to_json()["drops"][1]["reason"], "TCP_INVALID_SYN");
     let m = &v.message;
     assert!(m.contains("the request was dropped (3 times) by the kernel (TCP_LISTEN_OVERFLOW in tcp_v4_rcv) on eth0 in the pod's network namespace"), "{m}");
     assert!(m.contains("the application's listen queue is full") && m.contains("has a full accept queue: 2 connections"), "{m}");
@@ -770,7 +771,8 @@ fn a_diverted_probe_is_never_also_reported_as_dropped() {
     };
     let no_drops = |reports: &[Report]| {
         for r in reports {
-            let d = r.fields.get("drops");
+            let json = r.to_json();
+            let d = json.get("drops");
             assert!(d.is_none() || d == Some(&serde_json::json!([])), "{r:#?}");
             assert!(!r.message.contains("dropped"), "{}", r.message);
         }
@@ -787,7 +789,7 @@ fn a_diverted_probe_is_never_also_reported_as_dropped() {
     let mut events = with_echoes(hijacked_probe());
     events.remove(1);
     let reports = run(&mut c, &events);
-    assert_eq!(only_verdict(&reports).fields["evidence"], "inferred");
+    assert_eq!(only_verdict(&reports).to_json()["evidence"], "inferred");
     no_drops(&reports);
 
     // Diverted, and then connected after all (a later SYN-ACK got

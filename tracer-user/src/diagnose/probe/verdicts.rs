@@ -7,7 +7,7 @@ use tracer_common::tcp_state::{TCP_CLOSE, TCP_ESTABLISHED};
 
 use super::{Attempt, DestinationStats, Outcome, ProbeCorrelator, cpu_window, drops, phases::Phases};
 use crate::{
-    diagnose::Report,
+    diagnose::{Connection, IpvsPath, Report},
     events::{Event, tcp_state_name},
     node::{IpvsService, ListenQueue, Listener, NodeView},
 };
@@ -160,10 +160,14 @@ impl<N: NodeView> ProbeCorrelator<N> {
     fn base(&self, kind: &'static str, a: &Attempt, ev: &Event) -> Report {
         let mut r = Report::new(kind, &a.started);
         r.ts_ns = ev.ts_ns;
-        r.with_ip("saddr", a.tuple.saddr)
-            .with("sport", a.tuple.sport)
-            .with_ip("daddr", a.tuple.daddr)
-            .with("dport", a.tuple.dport)
+        r.connection = Some(Connection {
+            saddr: a.tuple.saddr,
+            sport: a.tuple.sport,
+            daddr: a.tuple.daddr,
+            dport: a.tuple.dport,
+            elapsed_ms: ev.ts_ns.saturating_sub(a.started.ts_ns) / 1_000_000,
+        });
+        r
     }
 
     pub(super) fn attempt_record(&self, a: &Attempt, ev: &Event, outcome: Outcome) -> Option<Report> {
@@ -215,21 +219,14 @@ impl<N: NodeView> ProbeCorrelator<N> {
         };
         let mut r = self
             .base("synack_diverted", a, ev)
-            .with_ip("ipvs_vip", *vip)
-            .with("ipvs_vport", vport)
             .with("evidence", evidence)
             .with("sport_in_nodeport_range", in_range)
             .with("sport_reserved", reserved)
             .with("fix", fix.clone());
+        r.ipvs = Some(IpvsPath { ipvs_vip: *vip, ipvs_vport: vport, ipvs_rip: real.map(|r| r.0), ipvs_rport: real.map(|r| r.1) });
         let real_text = match real {
-            Some((rip, rport)) => {
-                r = r.with_ip("ipvs_rip", rip).with("ipvs_rport", rport);
-                format!("{rip}:{rport}")
-            }
-            None => {
-                r = r.with("ipvs_rip", serde_json::Value::Null).with("ipvs_rport", serde_json::Value::Null);
-                "no real server".to_string()
-            }
+            Some((rip, rport)) => format!("{rip}:{rport}"),
+            None => "no real server".to_string(),
         };
         let how = if evidence == "observed" { "was taken" } else { "was most likely taken" };
         let why = if in_range {
