@@ -85,7 +85,7 @@ const EPERM_TEXT: &str = "Operation not permitted";
 pub fn explain(hooks: &[HookStatus], facts: &KernelFacts) -> Vec<Unavailable> {
     let mut found: Vec<Unavailable> = Vec::new();
     for h in hooks {
-        for f in h.tried.iter().filter(|f| !f.turned_off) {
+        for f in h.tried.iter().filter(|f| !f.turned_off()) {
             let tracing = matches!(f.mode, Mode::Fentry | Mode::Fexit | Mode::BtfTracepoint);
             let (mechanism, cause, reason) = if tracing && f.error.contains(EPERM_TEXT) {
                 ("fentry/fexit".to_string(), "tracing_programs_refused", tracing_refused_reason(facts))
