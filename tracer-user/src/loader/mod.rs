@@ -110,13 +110,13 @@ pub const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
 const EPERM_TEXT: &str = "Operation not permitted";
 
 impl Cause {
-    /// The cause of a refusal whose error is `error`, one of the loader's
-    /// own texts.
-    fn of_error(error: &str) -> Self {
-        if error.contains(EPERM_TEXT) {
-            Cause::PermissionDenied
-        } else if error.contains(KPROBE_PMU) {
+    /// The cause of `mode`'s refusal whose error is `error`, one of the
+    /// loader's own texts (a kprobe's names the PMU it could not read).
+    fn of_error(mode: Mode, error: &str) -> Self {
+        if mode == Mode::Kprobe && error.contains(KPROBE_PMU) {
             Cause::NoKprobePmu
+        } else if error.contains(EPERM_TEXT) {
+            Cause::PermissionDenied
         } else {
             Cause::Other
         }
@@ -126,7 +126,7 @@ impl Cause {
 impl Failure {
     pub fn refused(mode: Mode, target: impl Into<String>, error: impl Into<String>) -> Self {
         let error = error.into();
-        Self { mode, target: target.into(), cause: Cause::of_error(&error), error }
+        Self { mode, target: target.into(), cause: Cause::of_error(mode, &error), error }
     }
 
     /// What the kernel said when `mode` was tried; the ip_vs problem

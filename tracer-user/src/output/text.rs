@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::{
     audit::Finding,
-    check::Unavailable,
+    check::{KPROBE_PMU, KernelFacts, Refusal, Unavailable},
     diagnose::Summary,
     kernel::info::KernelInfo,
     loader::HookStatus,
@@ -144,10 +144,41 @@ pub fn hooks_section(hooks: &[HookStatus], notes: &[String], unavailable: &[Unav
             if without > 0 {
                 effect.push(format!("{without} hook{} not attached", plural(without)));
             }
-            text.push_str(&format!("\n  {:<13} {}; {}", u.mechanism, u.reason, effect.join(", ")));
+            text.push_str(&format!("\n  {:<13} {}; {}", u.mechanism(), unavailable_reason(&u.cause), effect.join(", ")));
         }
     }
     text
+}
+
+/// Why `check` finds a mechanism unavailable, in a sentence (its text, and
+/// the `reason` of its JSON).
+pub fn unavailable_reason(cause: &Refusal) -> String {
+    match cause {
+        Refusal::TracingProgramsRefused(facts) => tracing_refused_reason(facts),
+        Refusal::IpVsNotLoaded => "the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs): IPVS diversions are inferred from \
+                                   /proc/net/ip_vs, all a node needs whose kube-proxy does not use IPVS"
+            .to_string(),
+        Refusal::NoKprobePmu => format!("no kprobe PMU: {KPROBE_PMU} is missing (a kernel built without CONFIG_KPROBES)"),
+        Refusal::Other { mode, error } => format!("the kernel refused {mode}: {error}"),
+    }
+}
+
+/// Why fentry/fexit programs are refused at load: the policies of this
+/// kernel that can forbid them.
+pub fn tracing_refused_reason(facts: &KernelFacts) -> String {
+    let mut why = Vec::new();
+    if facts.lockdown != "none" && facts.lockdown != "unknown" {
+        why.push(format!("lockdown is {}", facts.lockdown));
+    }
+    if facts.bpf_lsm {
+        why.push("the BPF LSM is active".to_string());
+    }
+    let policy = if why.is_empty() {
+        "a security policy of this kernel forbids them".to_string()
+    } else {
+        format!("{}, either of which can forbid them", why.join(" and "))
+    };
+    format!("refused at load even for root (EPERM): {policy}")
 }
 
 fn plural(n: usize) -> &'static str {
