@@ -13,7 +13,7 @@ use crate::{
     cli::CheckArgs,
     host::ProcHost,
     kernel::info::KernelInfo,
-    loader::{Group, HookStatus, LoadOptions, Mode, Tracer},
+    loader::{Cause, Group, HookStatus, LoadOptions, Mode, Tracer},
     node::ProcNode,
     output::{Clock, Format, Output},
     output::text::{self, cost_notes},
@@ -39,7 +39,7 @@ impl CheckStatus {
 }
 
 /// The kernel facts that explain a refused mechanism.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelFacts {
     /// The bracketed lockdown mode (`none`, `integrity`, `confidentiality`, `unknown`).
     pub lockdown: String,
@@ -49,7 +49,7 @@ pub struct KernelFacts {
     pub kprobe_pmu: bool,
 }
 
-pub const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+pub use crate::loader::KPROBE_PMU;
 
 impl KernelFacts {
     pub fn probe(info: &KernelInfo) -> Self {
@@ -62,22 +62,92 @@ impl KernelFacts {
     }
 }
 
-/// One mechanism this kernel refused, with the hooks that wanted it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Unavailable {
-    /// What was refused, as `check` names it: `fentry/fexit`, `kprobe`, `ipvs`, ...
-    pub mechanism: String,
-    /// Machine-readable cause: `tracing_programs_refused`, `no_kprobe_pmu`,
+/// Why this kernel refused a mechanism, with the facts that explain it;
+/// [`text::unavailable_reason`] says it in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// fentry/fexit (and tp_btf) programs refused at load, even for root
+    /// (EPERM).
+    TracingProgramsRefused(KernelFacts),
+    /// No kprobe PMU: a kernel built without CONFIG_KPROBES.
+    NoKprobePmu,
+    /// The ip_vs module is not loaded: IPVS diversions are inferred.
+    IpVsNotLoaded,
+    /// Anything else the kernel refused, with the loader's error.
+    Other { mode: Mode, error: String },
+}
+
+impl Refusal {
+    /// The JSON `cause`: `tracing_programs_refused`, `no_kprobe_pmu`,
     /// `ip_vs_not_loaded`, `other`.
-    pub cause: &'static str,
-    /// Why, in a sentence.
-    pub reason: String,
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::TracingProgramsRefused(_) => "tracing_programs_refused",
+            Refusal::NoKprobePmu => "no_kprobe_pmu",
+            Refusal::IpVsNotLoaded => "ip_vs_not_loaded",
+            Refusal::Other { .. } => "other",
+        }
+    }
+
+    /// What was refused, as `check` names it: `fentry/fexit`, `kprobe`, `ipvs`, ...
+    pub fn mechanism(&self) -> String {
+        match self {
+            Refusal::TracingProgramsRefused(_) => "fentry/fexit".to_string(),
+            Refusal::NoKprobePmu => "kprobe".to_string(),
+            Refusal::IpVsNotLoaded => "ipvs".to_string(),
+            Refusal::Other { mode, .. } => mode.to_string(),
+        }
+    }
+}
+
+impl PartialEq<&str> for Refusal {
+    fn eq(&self, code: &&str) -> bool {
+        self.code() == *code
+    }
+}
+
+/// One mechanism this kernel refused, with the hooks that wanted it. In
+/// JSON: `mechanism`, `cause` (its code), `reason` (in a sentence),
+/// `hooks`, `errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    pub cause: Refusal,
     pub hooks: Vec<&'static str>,
     /// The loader's distinct raw errors.
     pub errors: Vec<String>,
 }
 
-const EPERM_TEXT: &str = "Operation not permitted";
+impl Unavailable {
+    pub fn mechanism(&self) -> String {
+        self.cause.mechanism()
+    }
+
+    /// Why, in a sentence.
+    pub fn reason(&self) -> String {
+        text::unavailable_reason(&self.cause)
+    }
+}
+
+impl Serialize for Unavailable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Record<'a> {
+            mechanism: String,
+            cause: &'static str,
+            reason: String,
+            hooks: &'a [&'static str],
+            errors: &'a [String],
+        }
+        Record {
+            mechanism: self.mechanism(),
+            cause: self.cause.code(),
+            reason: self.reason(),
+            hooks: &self.hooks,
+            errors: &self.errors,
+        }
+        .serialize(serializer)
+    }
+}
 
 /// Groups every hook's failed attempts by cause: one entry per refused
 /// mechanism, however many hooks tried it. Mechanisms the user turned off
@@ -85,31 +155,19 @@ const EPERM_TEXT: &str = "Operation not permitted";
 pub fn explain(hooks: &[HookStatus], facts: &KernelFacts) -> Vec<Unavailable> {
     let mut found: Vec<Unavailable> = Vec::new();
     for h in hooks {
-        for f in h.tried.iter().filter(|f| !f.turned_off) {
+        for f in h.tried.iter().filter(|f| !f.turned_off()) {
             let tracing = matches!(f.mode, Mode::Fentry | Mode::Fexit | Mode::BtfTracepoint);
-            let (mechanism, cause, reason) = if tracing && f.error.contains(EPERM_TEXT) {
-                ("fentry/fexit".to_string(), "tracing_programs_refused", tracing_refused_reason(facts))
-            } else if f.mode == Mode::Kprobe && f.error.contains("ip_vs module is not loaded") {
-                (
-                    "ipvs".to_string(),
-                    "ip_vs_not_loaded",
-                    "the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs): IPVS diversions are inferred from \
-                     /proc/net/ip_vs, all a node needs whose kube-proxy does not use IPVS"
-                        .to_string(),
-                )
-            } else if f.mode == Mode::Kprobe && (!facts.kprobe_pmu || f.error.contains(KPROBE_PMU)) {
-                (
-                    "kprobe".to_string(),
-                    "no_kprobe_pmu",
-                    format!("no kprobe PMU: {KPROBE_PMU} is missing (a kernel built without CONFIG_KPROBES)"),
-                )
-            } else {
-                (f.mode.to_string(), "other", format!("the kernel refused {}: {}", f.mode, f.error))
+            let kprobe = f.mode == Mode::Kprobe;
+            let cause = match f.cause {
+                Cause::PermissionDenied if tracing => Refusal::TracingProgramsRefused(facts.clone()),
+                Cause::IpvsNotLoaded if kprobe => Refusal::IpVsNotLoaded,
+                c if kprobe && (!facts.kprobe_pmu || c == Cause::NoKprobePmu) => Refusal::NoKprobePmu,
+                _ => Refusal::Other { mode: f.mode, error: f.error.clone() },
             };
-            let entry = match found.iter_mut().find(|u| u.mechanism == mechanism && u.reason == reason) {
+            let entry = match found.iter_mut().find(|u| u.cause == cause) {
                 Some(u) => u,
                 None => {
-                    found.push(Unavailable { mechanism, cause, reason, hooks: Vec::new(), errors: Vec::new() });
+                    found.push(Unavailable { cause, hooks: Vec::new(), errors: Vec::new() });
                     found.last_mut().expect("just pushed")
                 }
             };
@@ -122,22 +180,6 @@ pub fn explain(hooks: &[HookStatus], facts: &KernelFacts) -> Vec<Unavailable> {
         }
     }
     found
-}
-
-fn tracing_refused_reason(facts: &KernelFacts) -> String {
-    let mut why = Vec::new();
-    if facts.lockdown != "none" && facts.lockdown != "unknown" {
-        why.push(format!("lockdown is {}", facts.lockdown));
-    }
-    if facts.bpf_lsm {
-        why.push("the BPF LSM is active".to_string());
-    }
-    let policy = if why.is_empty() {
-        "a security policy of this kernel forbids them".to_string()
-    } else {
-        format!("{}, either of which can forbid them", why.join(" and "))
-    };
-    format!("refused at load even for root (EPERM): {policy}")
 }
 
 /// Runs the check, prints it, and says which exit status it earned. The
@@ -198,7 +240,10 @@ pub fn check(args: CheckArgs) -> Result<CheckStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{loader::Failure, output::text::hooks_section};
+    use crate::{
+        loader::Failure,
+        output::text::{hooks_section, tracing_refused_reason},
+    };
 
     const EPERM: &str = "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: : Operation not permitted (os error 1)";
     const NO_PMU: &str = "`/sys/bus/event_source/devices/kprobe/type`: No such file or directory (os error 2)";
@@ -224,7 +269,7 @@ mod tests {
             hook(
                 "ipvs_conn_new",
                 Some(Mode::Inferred),
-                vec![Failure::refused(Mode::Kprobe, "ip_vs_conn_new", "the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs)")],
+                vec![Failure::ipvs_not_loaded(Mode::Kprobe, "ip_vs_conn_new")],
             ),
             hook(
                 "fork_failed",
@@ -240,15 +285,15 @@ mod tests {
     fn each_refused_mechanism_is_explained_once_in_words() {
         let (hooks, facts) = bare_618();
         let u = explain(&hooks, &facts);
-        let names: Vec<&str> = u.iter().map(|u| u.mechanism.as_str()).collect();
+        let names: Vec<String> = u.iter().map(|u| u.mechanism()).collect();
         assert_eq!(names, ["fentry/fexit", "kprobe", "ipvs"]);
         assert_eq!(u[0].hooks, ["tcp_connect", "tcp_rcv_state_process", "fork_failed", "setns_failed"]);
-        assert!(u[0].reason.contains("lockdown is integrity and the BPF LSM is active"), "{}", u[0].reason);
-        assert!(u[0].reason.contains("EPERM"), "{}", u[0].reason);
+        assert!(u[0].reason().contains("lockdown is integrity and the BPF LSM is active"), "{}", u[0].reason());
+        assert!(u[0].reason().contains("EPERM"), "{}", u[0].reason());
         // The raw errors are kept, each once.
         assert_eq!(u[0].errors.len(), 2, "{:?}", u[0].errors);
         assert_eq!(u[1].cause, "no_kprobe_pmu");
-        assert!(u[1].reason.contains("/sys/bus/event_source/devices/kprobe is missing"), "{}", u[1].reason);
+        assert!(u[1].reason().contains("/sys/bus/event_source/devices/kprobe is missing"), "{}", u[1].reason());
         assert_eq!(u[1].hooks, ["tcp_connect", "tcp_rcv_state_process"]);
         assert_eq!(u[2].cause, "ip_vs_not_loaded");
         assert_eq!(u[2].hooks, ["ipvs_conn_new"]);
@@ -276,7 +321,7 @@ mod tests {
         let hooks = vec![hook("x", Some(Mode::Tracepoint), vec![Failure::refused(Mode::Kprobe, "f", "Invalid argument (os error 22)")])];
         let u = explain(&hooks, &KernelFacts { lockdown: "none".into(), bpf_lsm: false, kprobe_pmu: true });
         assert_eq!(u[0].cause, "other");
-        assert!(u[0].reason.contains("Invalid argument"), "{}", u[0].reason);
+        assert!(u[0].reason().contains("Invalid argument"), "{}", u[0].reason());
     }
 
     #[test]

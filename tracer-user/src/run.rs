@@ -187,7 +187,7 @@ fn probe_settings(args: &RunArgs, tracer: &Tracer, daemon: bool) -> ProbeSetting
         // The daemon counts every attempt's outcome without printing it.
         attempt_records: !args.verdicts_only || daemon,
         follows_close: true,
-        responses_observed: tracer.hook_mode("tcp_recvmsg").is_some(),
+        responses_observed: tracer.sees(crate::loader::Sees::Responses),
         drop_names: crate::diagnose::probe::DropNames {
             reasons: std::sync::Arc::new(tracer.drop_reasons.clone()),
             host_netns: crate::node::own_netns(),

@@ -8,7 +8,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, RawTracePoint, TracePoint},
 };
 
-use super::{Attach, Failure, HeldLink, HookSpec, HookStatus, LoadOptions, Mode};
+use super::{Attach, Failure, HeldLink, HookSpec, HookStatus, IpvsProblem, LoadOptions, Mode, Sees};
 use crate::kernel::tracefs::{self};
 
 pub(super) fn attach_hook(
@@ -16,7 +16,7 @@ pub(super) fn attach_hook(
     spec: &HookSpec,
     btf: Option<&Btf>,
     earlier: &[HookStatus],
-    ipvs_problem: Option<&str>,
+    ipvs_problem: Option<&IpvsProblem>,
     opts: &LoadOptions,
 ) -> (HookStatus, Option<(Attach, HeldLink)>) {
     let mut status =
@@ -27,12 +27,15 @@ pub(super) fn attach_hook(
             continue;
         }
         // Listed, so that the hook report says why it is not attached.
-        if let Attach::Tracepoint { category: "syscalls", name, .. } = *candidate
+        if let Attach::Tracepoint { category, name, .. } = *candidate
+            && candidate.is_syscall_tracepoint()
             && !opts.syscall_tracepoints
         {
-            status.tried.push(Failure::syscall_tracepoint_off(format!("syscalls:{name}")));
+            status.tried.push(Failure::syscall_tracepoint_off(format!("{category}:{name}")));
             continue;
         }
+        // The row's programs read ip_vs's structs, which this kernel lacks.
+        let ipvs_problem = ipvs_problem.filter(|_| spec.sees == Some(Sees::IpvsConnections) && candidate.has_program());
         let (mode, target, result) = match *candidate {
             Attach::Fentry { program, function } => {
                 (Mode::Fentry, function.to_string(), attach_fentry(ebpf, program, function, btf).map(Some))
@@ -42,9 +45,9 @@ pub(super) fn attach_hook(
                 (Mode::Fexit, function, result.map(Some))
             }
             Attach::Kprobe { program, function } => {
-                let result = match (function, ipvs_problem) {
-                    ("ip_vs_conn_new", Some(problem)) => Err(anyhow!("{problem}")),
-                    _ => attach_kprobe(ebpf, program, function).map(Some),
+                let result = match ipvs_problem {
+                    Some(problem) => Err(anyhow::Error::new(problem.clone())),
+                    None => attach_kprobe(ebpf, program, function).map(Some),
                 };
                 (Mode::Kprobe, function.to_string(), result)
             }
@@ -81,7 +84,7 @@ pub(super) fn attach_hook(
                 status.target = Some(target);
                 return (status, link.map(|l| (*candidate, l)));
             }
-            Err(e) => status.tried.push(Failure::refused(mode, target, format!("{e:#}"))),
+            Err(e) => status.tried.push(Failure::from_error(mode, target, &e)),
         }
     }
     (status, None)

@@ -18,13 +18,30 @@ use crate::kernel::{
     tracefs::Format,
 };
 
-/// The hook that sees a followed probe's response.
-pub(super) const RESPONSE_HOOK: &str = "tcp_recvmsg";
+/// Why the programs that read the ip_vs module's structs cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpvsProblem {
+    /// The module is not loaded: no IPVS on this node (yet).
+    NotLoaded,
+    /// Its BTF lacks what the programs read.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for IpvsProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpvsProblem::NotLoaded => f.write_str("the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs)"),
+            IpvsProblem::Unreadable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for IpvsProblem {}
 
 /// Fills the offsets the programs need. Returns why the IPVS hook cannot
 /// work, if it cannot (module not loaded, or its BTF lacks the struct), and
 /// why a response's first bytes cannot be read from page fragments.
-pub(super) fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<String>, Option<String>)> {
+pub(super) fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config, Option<IpvsProblem>, Option<String>)> {
     let mut config = Config::MISSING;
     let (mut ipvs_problem, mut fragments_problem) = (None, None);
     if groups.contains(&Group::Probe) {
@@ -67,10 +84,10 @@ pub(super) fn build_config(btf: &KernelBtf, groups: &[Group]) -> Result<(Config,
             }
         }
         match btf.module("ip_vs") {
-            None => ipvs_problem = Some("the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs)".to_string()),
+            None => ipvs_problem = Some(IpvsProblem::NotLoaded),
             Some(ipvs) => match ipvs_param_offsets(&ipvs) {
                 Ok(off) => config.ipvs = off,
-                Err(e) => ipvs_problem = Some(format!("{e:#}")),
+                Err(e) => ipvs_problem = Some(IpvsProblem::Unreadable(format!("{e:#}"))),
             },
         }
     }

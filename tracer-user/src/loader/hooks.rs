@@ -27,6 +27,8 @@ pub enum Attach {
     /// (`__x64_sys_clone` on x86_64).
     FexitSyscall { program: &'static str, syscall: &'static str },
     Kprobe { program: &'static str, function: &'static str },
+    /// A classic tracepoint; in the [`SYSCALLS`] category it is a syscall
+    /// tracepoint (see [`Attach::is_syscall_tracepoint`]).
     Tracepoint { program: &'static str, category: &'static str, name: &'static str },
     RawTracepoint { program: &'static str, name: &'static str },
     /// A raw tracepoint with BTF-typed arguments (`tp_btf`).
@@ -56,6 +58,40 @@ impl Attach {
             Attach::Inferred { .. } => Some(Mode::Inferred),
         }
     }
+
+    /// A `syscalls:` tracepoint: while one is attached, every task's
+    /// syscalls take the kernel's slow path (see [`SYSCALL_TRACEPOINTS_OFF`]).
+    pub fn is_syscall_tracepoint(&self) -> bool {
+        matches!(self, Attach::Tracepoint { category: SYSCALLS, .. })
+    }
+
+    /// Whether this candidate attaches a program of the hook's own (not
+    /// another hook's, and not userspace inference).
+    pub fn has_program(&self) -> bool {
+        !matches!(self, Attach::Via { .. } | Attach::CoveredBy { .. } | Attach::Inferred { .. })
+    }
+}
+
+/// The tracepoint category of syscall entries and exits.
+pub const SYSCALLS: &str = "syscalls";
+
+/// What a hook lets the rest of the tracer see, when one of its own
+/// programs is attached (not when it goes `Via` another hook's program or
+/// is `Inferred`). The loader tells the kernel side, and `run` the
+/// diagnosis, from these rather than from hook names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sees {
+    /// A connect as `tcp_connect` is called (`setting::CONNECT_HOOKED`).
+    Connects,
+    /// A followed probe's response bytes (`setting::RESPONSE_HOOKED`,
+    /// `ProbeSettings::responses_observed`); the page-fragment limitation
+    /// is reported on this hook.
+    Responses,
+    /// IPVS connections as they are made, as opposed to inferred from the
+    /// IPVS table afterwards (`setting::IPVS_HOOKED`, `ipvs_observed`).
+    /// Its kprobe reads the ip_vs module's structs: without the module's
+    /// BTF it is not tried.
+    IpvsConnections,
 }
 
 pub struct HookSpec {
@@ -66,6 +102,33 @@ pub struct HookSpec {
     pub candidates: &'static [Attach],
     /// Without it the group cannot work: loading fails.
     pub required: bool,
+    /// What it lets the tracer see beyond the states its group needs.
+    pub sees: Option<Sees>,
+    /// The hook this one is the helper half of: reports name that one only.
+    pub half_of: Option<&'static str>,
+}
+
+impl HookSpec {
+    /// Fields most rows leave alone.
+    const PLAIN: HookSpec =
+        HookSpec { name: "", groups: &[], candidates: &[], required: false, sees: None, half_of: None };
+
+    /// The row of the hook named `name`.
+    pub fn named(name: &str) -> Option<&'static HookSpec> {
+        HOOKS.iter().find(|h| h.name == name)
+    }
+
+    /// The candidate that attaches with `mode` (a row has at most one per
+    /// mechanism); `None` when `mode` came from another hook (`Via`,
+    /// `CoveredBy`).
+    pub fn candidate(&self, mode: Mode) -> Option<&'static Attach> {
+        self.candidates.iter().find(|c| c.mode() == Some(mode))
+    }
+
+    /// Whether a hook of this row that got `mode` runs a program of its own.
+    pub fn own_program(&self, mode: Option<Mode>) -> bool {
+        mode.and_then(|m| self.candidate(m)).is_some_and(Attach::has_program)
+    }
 }
 
 pub const HOOKS: &[HookSpec] = &[
@@ -78,6 +141,7 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Tracepoint { program: "tp_inet_sock_set_state", category: "sock", name: "inet_sock_set_state" },
         ],
         required: true,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "tcp_connect",
@@ -88,6 +152,8 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Via { hook: "tcp_state" },
         ],
         required: true,
+        sees: Some(Sees::Connects),
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "tcp_rcv_state_process",
@@ -98,6 +164,7 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Via { hook: "tcp_state" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         // Every read from a TCP socket (tcp_recvmsg, after each segment it
@@ -111,6 +178,8 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::RawTracepoint { program: "raw_tp_tcp_rcv_space_adjust", name: "tcp_rcv_space_adjust" },
         ],
         required: false,
+        sees: Some(Sees::Responses),
+        ..HookSpec::PLAIN
     },
     HookSpec {
         // Every packet the kernel frees as dropped: a tracked probe's
@@ -123,6 +192,7 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Tracepoint { program: "tp_kfree_skb", category: "skb", name: "kfree_skb" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "tcp_retransmit",
@@ -132,6 +202,7 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Tracepoint { program: "tp_tcp_retransmit_skb", category: "tcp", name: "tcp_retransmit_skb" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "tcp_receive_reset",
@@ -145,6 +216,7 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Tracepoint { program: "tp_tcp_receive_reset", category: "tcp", name: "tcp_receive_reset" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "ipvs_conn_new",
@@ -154,6 +226,8 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Inferred { source: "/proc/net/ip_vs" },
         ],
         required: false,
+        sees: Some(Sees::IpvsConnections),
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "runtime_exec",
@@ -163,6 +237,7 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Tracepoint { program: "tp_sched_process_exec", category: "sched", name: "sched_process_exec" },
         ],
         required: true,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "runtime_fork",
@@ -172,51 +247,57 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Tracepoint { program: "tp_sched_process_fork", category: "sched", name: "sched_process_fork" },
         ],
         required: true,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "clone_failed",
         groups: &[Group::Exec],
         candidates: &[
             Attach::FexitSyscall { program: "fexit_sys_clone", syscall: "clone" },
-            Attach::Tracepoint { program: "tp_sys_exit_clone", category: "syscalls", name: "sys_exit_clone" },
+            Attach::Tracepoint { program: "tp_sys_exit_clone", category: SYSCALLS, name: "sys_exit_clone" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "clone3_failed",
         groups: &[Group::Exec],
         candidates: &[
             Attach::FexitSyscall { program: "fexit_sys_clone3", syscall: "clone3" },
-            Attach::Tracepoint { program: "tp_sys_exit_clone3", category: "syscalls", name: "sys_exit_clone3" },
+            Attach::Tracepoint { program: "tp_sys_exit_clone3", category: SYSCALLS, name: "sys_exit_clone3" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "fork_failed",
         groups: &[Group::Exec],
         candidates: &[
             Attach::FexitSyscall { program: "fexit_sys_fork", syscall: "fork" },
-            Attach::Tracepoint { program: "tp_sys_exit_fork", category: "syscalls", name: "sys_exit_fork" },
+            Attach::Tracepoint { program: "tp_sys_exit_fork", category: SYSCALLS, name: "sys_exit_fork" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "vfork_failed",
         groups: &[Group::Exec],
         candidates: &[
             Attach::FexitSyscall { program: "fexit_sys_vfork", syscall: "vfork" },
-            Attach::Tracepoint { program: "tp_sys_exit_vfork", category: "syscalls", name: "sys_exit_vfork" },
+            Attach::Tracepoint { program: "tp_sys_exit_vfork", category: SYSCALLS, name: "sys_exit_vfork" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "setns_failed",
         groups: &[Group::Exec],
         candidates: &[
             Attach::FexitSyscall { program: "fexit_sys_setns", syscall: "setns" },
-            Attach::Tracepoint { program: "tp_sys_exit_setns", category: "syscalls", name: "sys_exit_setns" },
+            Attach::Tracepoint { program: "tp_sys_exit_setns", category: SYSCALLS, name: "sys_exit_setns" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         // The tracepoint fallback's half that remembers the namespace type;
@@ -225,9 +306,11 @@ pub const HOOKS: &[HookSpec] = &[
         groups: &[Group::Exec],
         candidates: &[
             Attach::CoveredBy { hook: "setns_failed", modes: &[Mode::Fexit] },
-            Attach::Tracepoint { program: "tp_sys_enter_setns", category: "syscalls", name: "sys_enter_setns" },
+            Attach::Tracepoint { program: "tp_sys_enter_setns", category: SYSCALLS, name: "sys_enter_setns" },
         ],
         required: false,
+        half_of: Some("setns_failed"),
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "process_exit",
@@ -238,6 +321,7 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Tracepoint { program: "tp_sched_process_exit", category: "sched", name: "sched_process_exit" },
         ],
         required: true,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "fatal_signal",
@@ -247,12 +331,14 @@ pub const HOOKS: &[HookSpec] = &[
             Attach::Tracepoint { program: "tp_signal_generate", category: "signal", name: "signal_generate" },
         ],
         required: false,
+        ..HookSpec::PLAIN
     },
     HookSpec {
         name: "oom_kill",
         groups: &[Group::Node],
         candidates: &[Attach::Tracepoint { program: "tp_mark_victim", category: "oom", name: "mark_victim" }],
         required: true,
+        ..HookSpec::PLAIN
     },
 ];
 

@@ -28,11 +28,12 @@ mod config;
 mod hooks;
 
 use attach::{attach_hook, relink};
-use config::{RESPONSE_HOOK, build_config, fill_comms, prober_comms};
+use config::{build_config, fill_comms, prober_comms};
 // Only the tests below name it.
 #[cfg(test)]
 use config::comm_key;
-pub use hooks::{Attach, Group, HOOKS, HookSpec, SYSCALL_TRACEPOINTS_OFF};
+pub use config::IpvsProblem;
+pub use hooks::{Attach, Group, HOOKS, HookSpec, SYSCALL_TRACEPOINTS_OFF, SYSCALLS, Sees};
 
 
 /// The eBPF object, built from `tracer-ebpf` by this crate's build script.
@@ -78,19 +79,78 @@ pub struct Failure {
     pub mode: Mode,
     pub target: String,
     pub error: String,
+    /// Why, as far as the loader can tell (`check` explains it in words).
+    #[serde(skip)]
+    pub cause: Cause,
+}
+
+/// Why a mechanism did not give a hook its attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
     /// Not tried because the user turned the mechanism off
     /// (`--syscall-tracepoints off`), as opposed to refused by the kernel.
-    #[serde(skip)]
-    pub turned_off: bool,
+    TurnedOff,
+    /// The kernel refused the program with EPERM (even for root: a
+    /// security policy such as lockdown or the BPF LSM).
+    PermissionDenied,
+    /// The kernel has no kprobe PMU ([`KPROBE_PMU`] is missing).
+    NoKprobePmu,
+    /// The program reads the ip_vs module's structs and the module is not
+    /// loaded: not tried.
+    IpvsNotLoaded,
+    /// Anything else: the error says what.
+    Other,
+}
+
+/// Where the kernel's kprobe PMU lives; aya reads its `type` to attach a kprobe.
+pub const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+
+/// How an errno of EPERM reads in the loader's errors (aya keeps the
+/// `io::Error`'s text; an fexit error joins two attempts' texts).
+const EPERM_TEXT: &str = "Operation not permitted";
+
+impl Cause {
+    /// The cause of `mode`'s refusal whose error is `error`, one of the
+    /// loader's own texts (a kprobe's names the PMU it could not read).
+    fn of_error(mode: Mode, error: &str) -> Self {
+        if mode == Mode::Kprobe && error.contains(KPROBE_PMU) {
+            Cause::NoKprobePmu
+        } else if error.contains(EPERM_TEXT) {
+            Cause::PermissionDenied
+        } else {
+            Cause::Other
+        }
+    }
 }
 
 impl Failure {
     pub fn refused(mode: Mode, target: impl Into<String>, error: impl Into<String>) -> Self {
-        Self { mode, target: target.into(), error: error.into(), turned_off: false }
+        let error = error.into();
+        Self { mode, target: target.into(), cause: Cause::of_error(mode, &error), error }
+    }
+
+    /// What the kernel said when `mode` was tried; the ip_vs problem
+    /// (an [`IpvsProblem`] in the chain) is told from its type.
+    fn from_error(mode: Mode, target: String, e: &anyhow::Error) -> Self {
+        match e.downcast_ref::<IpvsProblem>() {
+            Some(IpvsProblem::NotLoaded) => Self::ipvs_not_loaded(mode, target),
+            _ => Self::refused(mode, target, format!("{e:#}")),
+        }
+    }
+
+    /// Not tried: the ip_vs module is not loaded.
+    pub fn ipvs_not_loaded(mode: Mode, target: impl Into<String>) -> Self {
+        Self { mode, target: target.into(), error: IpvsProblem::NotLoaded.to_string(), cause: Cause::IpvsNotLoaded }
     }
 
     pub fn syscall_tracepoint_off(target: impl Into<String>) -> Self {
-        Self { mode: Mode::Tracepoint, target: target.into(), error: SYSCALL_TRACEPOINTS_OFF.into(), turned_off: true }
+        Self { mode: Mode::Tracepoint, target: target.into(), error: SYSCALL_TRACEPOINTS_OFF.into(), cause: Cause::TurnedOff }
+    }
+
+    /// Not tried because the user turned the mechanism off, as opposed to
+    /// refused by the kernel.
+    pub fn turned_off(&self) -> bool {
+        self.cause == Cause::TurnedOff
     }
 }
 
@@ -107,6 +167,30 @@ pub struct HookStatus {
     /// What the attached hook cannot do on this kernel, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limitation: Option<String>,
+}
+
+impl HookStatus {
+    /// Its row in the hook table ([`HOOKS`]).
+    pub fn spec(&self) -> Option<&'static HookSpec> {
+        HookSpec::named(self.hook)
+    }
+
+    /// Whether it lets the tracer see `what` on this kernel: its row says
+    /// it does, and one of its own programs is attached.
+    pub fn sees(&self, what: Sees) -> bool {
+        self.spec().is_some_and(|s| s.sees == Some(what) && s.own_program(self.mode))
+    }
+
+    /// Attached to a `syscalls:` tracepoint of its own.
+    pub fn on_syscall_tracepoint(&self) -> bool {
+        self.mode.and_then(|m| self.spec()?.candidate(m)).is_some_and(Attach::is_syscall_tracepoint)
+    }
+
+    /// The helper half of another hook (`half_of`): reports that list
+    /// hooks by what they cost or miss name the other one only.
+    pub fn is_helper(&self) -> bool {
+        self.spec().is_some_and(|s| s.half_of.is_some())
+    }
 }
 
 pub struct LoadOptions {
@@ -169,12 +253,12 @@ impl Tracer {
         let mut hooks: Vec<HookStatus> = Vec::new();
         let (mut links, mut attached) = (Vec::new(), Vec::new());
         for spec in HOOKS.iter().filter(|h| h.groups.iter().any(|g| opts.groups.contains(g))) {
-            let (mut status, link) = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_deref(), opts);
+            let (mut status, link) = attach_hook(&mut ebpf, spec, aya_btf.as_ref(), &hooks, ipvs_problem.as_ref(), opts);
             if let (Some((how, link)), Some(target)) = (link, &status.target) {
                 attached.push((how, target.clone()));
                 links.push(link);
             }
-            if spec.name == RESPONSE_HOOK && status.mode.is_some() {
+            if status.sees(Sees::Responses) {
                 status.limitation = fragments_problem.as_ref().map(|why| format!("http_status is not read: {why}"));
             }
             if spec.required && status.mode.is_none() {
@@ -184,12 +268,11 @@ impl Tracer {
             hooks.push(status);
         }
 
-        let connect_hooked = matches!(mode_of(&hooks, "tcp_connect"), Some(Mode::Fentry | Mode::Kprobe));
         let mut settings: Array<_, u32> =
             Array::try_from(ebpf.map_mut("SETTINGS").context("map SETTINGS missing")?)?;
-        settings.set(setting::CONNECT_HOOKED, connect_hooked as u32, 0)?;
-        settings.set(setting::IPVS_HOOKED, ipvs_observed(&hooks) as u32, 0)?;
-        settings.set(setting::RESPONSE_HOOKED, mode_of(&hooks, RESPONSE_HOOK).is_some() as u32, 0)?;
+        settings.set(setting::CONNECT_HOOKED, sees(&hooks, Sees::Connects) as u32, 0)?;
+        settings.set(setting::IPVS_HOOKED, sees(&hooks, Sees::IpvsConnections) as u32, 0)?;
+        settings.set(setting::RESPONSE_HOOKED, sees(&hooks, Sees::Responses) as u32, 0)?;
 
         if std::env::var_os("PROBE_TRACER_VERIFIER_STATS").is_some() {
             // For whoever changes a program: how much the verifier walked
@@ -228,10 +311,15 @@ impl Tracer {
         mode_of(&self.hooks, hook)
     }
 
+    /// Whether an attached hook lets the tracer see `what` (see [`Sees`]).
+    pub fn sees(&self, what: Sees) -> bool {
+        sees(&self.hooks, what)
+    }
+
     /// Whether IPVS connections are seen as they are made (the kprobe), as
     /// opposed to inferred from the IPVS table afterwards.
     pub fn ipvs_observed(&self) -> bool {
-        ipvs_observed(&self.hooks)
+        self.sees(Sees::IpvsConnections)
     }
 
     /// The event ring buffer; call once.
@@ -461,10 +549,10 @@ fn mode_of(hooks: &[HookStatus], hook: &str) -> Option<Mode> {
     hooks.iter().find(|h| h.hook == hook).and_then(|h| h.mode)
 }
 
-/// One definition for the kernel side (whether to keep the reply-tuple map)
-/// and the correlator (observed or inferred diversions).
-fn ipvs_observed(hooks: &[HookStatus]) -> bool {
-    mode_of(hooks, "ipvs_conn_new") == Some(Mode::Kprobe)
+/// One definition for the kernel side (the settings) and the correlator
+/// (`run`'s probe settings): whether an attached hook sees `what`.
+fn sees(hooks: &[HookStatus], what: Sees) -> bool {
+    hooks.iter().any(|h| h.sees(what))
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
@@ -550,6 +638,53 @@ mod tests {
         let long = comm_key("a-very-long-process-name");
         assert_eq!(&long[..15], b"a-very-long-pro");
         assert_eq!(long[15], 0);
+    }
+
+    #[test]
+    fn a_hooks_mode_names_its_candidate_and_half_of_names_a_hook() {
+        // HookStatus::sees and on_syscall_tracepoint find the candidate a
+        // hook got by its mode: one candidate per mode, and, where the
+        // answer matters (a row that sees something, or has a syscall
+        // tracepoint), no mode it could also get through another hook.
+        for spec in HOOKS {
+            let own: Vec<Mode> = spec.candidates.iter().filter_map(Attach::mode).collect();
+            for m in &own {
+                assert_eq!(own.iter().filter(|o| *o == m).count(), 1, "{}: several candidates give {m}", spec.name);
+            }
+            let matters = spec.sees.is_some() || spec.candidates.iter().any(Attach::is_syscall_tracepoint);
+            for c in spec.candidates.iter().filter(|_| matters) {
+                let borrowed: Vec<Mode> = match c {
+                    Attach::Via { hook } => HookSpec::named(hook).unwrap().candidates.iter().filter_map(Attach::mode).collect(),
+                    Attach::CoveredBy { modes, .. } => modes.to_vec(),
+                    _ => Vec::new(),
+                };
+                assert!(borrowed.iter().all(|m| !own.contains(m)), "{}: {c:?} gives one of its own modes", spec.name);
+            }
+            if let Some(other) = spec.half_of {
+                assert!(HookSpec::named(other).is_some(), "{} is half of {other}", spec.name);
+            }
+        }
+    }
+
+    #[test]
+    fn what_a_hook_sees_needs_its_own_program() {
+        let status = |hook: &'static str, mode: Mode| HookStatus {
+            hook,
+            group: Group::Probe,
+            mode: Some(mode),
+            target: Some("t".into()),
+            tried: Vec::new(),
+            limitation: None,
+        };
+        assert!(status("tcp_connect", Mode::Kprobe).sees(Sees::Connects));
+        assert!(!status("tcp_connect", Mode::BtfTracepoint).sees(Sees::Connects), "via tcp_state");
+        assert!(status("ipvs_conn_new", Mode::Kprobe).sees(Sees::IpvsConnections));
+        assert!(!status("ipvs_conn_new", Mode::Inferred).sees(Sees::IpvsConnections));
+        assert!(status("tcp_recvmsg", Mode::RawTracepoint).sees(Sees::Responses));
+        assert!(!status("tcp_state", Mode::RawTracepoint).sees(Sees::Responses));
+        assert!(status("setns_enter", Mode::Tracepoint).on_syscall_tracepoint());
+        assert!(!status("oom_kill", Mode::Tracepoint).on_syscall_tracepoint());
+        assert!(status("setns_enter", Mode::Tracepoint).is_helper());
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use crate::{
     audit::Finding,
-    check::Unavailable,
+    check::{KPROBE_PMU, KernelFacts, Refusal, Unavailable},
     diagnose::Summary,
     kernel::info::KernelInfo,
-    loader::{HookStatus, Mode},
+    loader::HookStatus,
 };
 
 /// The `tracer_started` record's text: the kernel, the probers, one line
@@ -29,18 +29,17 @@ pub fn started(release: &str, comms: &[String], hooks: &[HookStatus], notes: &[S
 /// kernel's slow path (measured on a 6.18 node: a null syscall 25-33 %
 /// slower, a fork+exec storm ~2.5 % slower); fexit has no such cost.
 pub fn cost_notes(hooks: &[HookStatus]) -> Vec<String> {
-    let is_syscall_tracepoint = |t: &str| t.starts_with("syscalls:");
-    // setns_enter is setns_failed's other half: naming it adds nothing.
-    let named = |h: &&HookStatus| h.hook != "setns_enter";
+    // A helper half (setns_enter is setns_failed's): naming it adds nothing.
+    let named = |h: &&HookStatus| !h.is_helper();
     let using: Vec<&str> = hooks
         .iter()
-        .filter(|h| h.mode == Some(Mode::Tracepoint) && h.target.as_deref().is_some_and(is_syscall_tracepoint))
+        .filter(|h| h.on_syscall_tracepoint())
         .filter(named)
         .map(|h| h.hook)
         .collect();
     let turned_off: Vec<&str> = hooks
         .iter()
-        .filter(|h| h.mode.is_none() && h.tried.iter().any(|f| f.turned_off))
+        .filter(|h| h.mode.is_none() && h.tried.iter().any(|f| f.turned_off()))
         .filter(named)
         .map(|h| h.hook)
         .collect();
@@ -98,9 +97,9 @@ fn hook_text(h: &HookStatus) -> String {
 /// A hook's line: its mechanism, and the better ones this kernel refused
 /// (explained once below the list).
 fn hook_line(h: &HookStatus) -> String {
-    let refused: BTreeSet<String> = h.tried.iter().filter(|f| !f.turned_off).map(|f| f.mode.to_string()).collect();
+    let refused: BTreeSet<String> = h.tried.iter().filter(|f| !f.turned_off()).map(|f| f.mode.to_string()).collect();
     let refused = refused.into_iter().collect::<Vec<_>>().join(", ");
-    let turned_off = h.tried.iter().any(|f| f.turned_off);
+    let turned_off = h.tried.iter().any(|f| f.turned_off());
     match (&h.mode, &h.target) {
         (Some(mode), Some(target)) if refused.is_empty() => format!("{mode} ({target})"),
         (Some(mode), Some(target)) => format!("{mode} ({target}); {refused} unavailable"),
@@ -145,10 +144,41 @@ pub fn hooks_section(hooks: &[HookStatus], notes: &[String], unavailable: &[Unav
             if without > 0 {
                 effect.push(format!("{without} hook{} not attached", plural(without)));
             }
-            text.push_str(&format!("\n  {:<13} {}; {}", u.mechanism, u.reason, effect.join(", ")));
+            text.push_str(&format!("\n  {:<13} {}; {}", u.mechanism(), unavailable_reason(&u.cause), effect.join(", ")));
         }
     }
     text
+}
+
+/// Why `check` finds a mechanism unavailable, in a sentence (its text, and
+/// the `reason` of its JSON).
+pub fn unavailable_reason(cause: &Refusal) -> String {
+    match cause {
+        Refusal::TracingProgramsRefused(facts) => tracing_refused_reason(facts),
+        Refusal::IpVsNotLoaded => "the ip_vs module is not loaded (no /sys/kernel/btf/ip_vs): IPVS diversions are inferred from \
+                                   /proc/net/ip_vs, all a node needs whose kube-proxy does not use IPVS"
+            .to_string(),
+        Refusal::NoKprobePmu => format!("no kprobe PMU: {KPROBE_PMU} is missing (a kernel built without CONFIG_KPROBES)"),
+        Refusal::Other { mode, error } => format!("the kernel refused {mode}: {error}"),
+    }
+}
+
+/// Why fentry/fexit programs are refused at load: the policies of this
+/// kernel that can forbid them.
+pub fn tracing_refused_reason(facts: &KernelFacts) -> String {
+    let mut why = Vec::new();
+    if facts.lockdown != "none" && facts.lockdown != "unknown" {
+        why.push(format!("lockdown is {}", facts.lockdown));
+    }
+    if facts.bpf_lsm {
+        why.push("the BPF LSM is active".to_string());
+    }
+    let policy = if why.is_empty() {
+        "a security policy of this kernel forbids them".to_string()
+    } else {
+        format!("{}, either of which can forbid them", why.join(" and "))
+    };
+    format!("refused at load even for root (EPERM): {policy}")
 }
 
 fn plural(n: usize) -> &'static str {
@@ -236,7 +266,7 @@ pub fn replay_summary(s: &Summary) -> serde_json::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::{Failure, Group};
+    use crate::loader::{Failure, Group, Mode};
 
     fn hook(hook: &'static str, mode: Mode, target: &str) -> HookStatus {
         HookStatus { hook, group: Group::Exec, mode: Some(mode), target: Some(target.into()), tried: Vec::new(), limitation: None }
