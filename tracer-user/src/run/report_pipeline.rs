@@ -142,60 +142,82 @@ impl ReportPipeline {
         Ok(())
     }
 
+    /// A report on its way out: marked incomplete after a loss, counted,
+    /// then (an attempt) warned about near its timeout and written only if
+    /// attempts are printed, or (anything else) let through the per-source
+    /// rate limit; then enriched, posted and written.
     pub(super) fn emit(&mut self, mut r: Report) -> Result<()> {
         let now = Clock::monotonic_now_ns();
+        self.mark_incomplete(&mut r, now);
+        self.count(&r);
+        let attempt = r.catalogued().is_some_and(|k| k.class == Class::Attempt);
+        if attempt {
+            self.warn_near_timeout(&r, now)?;
+            if !self.print_attempts {
+                return Ok(());
+            }
+        } else if !self.admit(&r, now)? {
+            return Ok(());
+        }
+        self.publish(r)
+    }
+
+    /// A verdict within STALE_ATTEMPT_NS of lost events says it may be
+    /// incomplete.
+    fn mark_incomplete(&self, r: &mut Report, now: u64) {
         let verdict = r.is_verdict();
         if verdict && self.loss.incomplete(now) {
             r.fields.insert("incomplete".into(), json!(true));
             r.message.push_str(text::INCOMPLETE);
         }
+    }
+
+    /// The metrics count every report, throttled or not, printed or not.
+    fn count(&self, r: &Report) {
         if let Some(m) = &self.metrics {
-            m.report(&r);
+            m.report(r);
         }
-        let attempt = r.catalogued().is_some_and(|k| k.class == Class::Attempt);
-        // A slow answer that the pod's spec says is near its timeout: a
-        // warning, whether attempts are printed or not.
-        if attempt && let Some(warning) = self.enricher.near_timeout(&r, now) {
+    }
+
+    /// A slow answer that the pod's spec says is near its timeout: a
+    /// warning, whether attempts are printed or not.
+    fn warn_near_timeout(&mut self, r: &Report, now: u64) -> Result<()> {
+        if let Some(warning) = self.enricher.near_timeout(r, now) {
             self.emit(warning)?;
         }
-        if attempt && !self.print_attempts {
-            return Ok(());
-        }
-        // Counted above; printed, enriched and posted within a per-source
-        // budget, so one container's flood cannot drown the rest.
-        if !attempt {
-            let source = source_of(&r);
-            match self.limiter.admit(&source, now) {
-                Admit::Pass => {}
-                Admit::Dropped => {
-                    if let Some(m) = &self.metrics {
-                        m.throttled();
-                    }
-                    return Ok(());
-                }
-                Admit::ThrottlingStarted => {
-                    if let Some(m) = &self.metrics {
-                        m.throttled();
-                    }
-                    // The first held-back report's identity (pid, cgroup,
-                    // addresses), so enrichment names the pod.
-                    let mut t = Report { kind: "throttled", fields: Default::default(), grouped: false, ..r.clone() }
-                        .with("source", source.clone())
-                        .with("throttled_kind", r.kind);
-                    if r.cgroup_id != 0 {
-                        t = t.with("cgroup_id", r.cgroup_id);
-                    }
-                    for key in ["cgroup", "container_id", "pod_uid", "daddr"] {
-                        if let Some(v) = r.fields.get(key) {
-                            t.fields.insert(key.into(), v.clone());
-                        }
-                    }
-                    t.message = text::throttled(&source, r.kind);
-                    self.enricher.enrich(&mut t);
-                    return self.out.report(&t);
-                }
+        Ok(())
+    }
+
+    /// Whether `r` is within its source's budget, so one container's flood
+    /// cannot drown the rest. The first report held back is written as a
+    /// `throttled` record instead; the others only counted.
+    fn admit(&mut self, r: &Report, now: u64) -> Result<bool> {
+        let source = source_of(r);
+        match self.limiter.admit(&source, now) {
+            Admit::Pass => Ok(true),
+            Admit::Dropped => {
+                self.count_throttled();
+                Ok(false)
+            }
+            Admit::ThrottlingStarted => {
+                self.count_throttled();
+                let mut t = throttled_record(r, source);
+                self.enricher.enrich(&mut t);
+                self.out.report(&t)?;
+                Ok(false)
             }
         }
+    }
+
+    fn count_throttled(&self) {
+        if let Some(m) = &self.metrics {
+            m.throttled();
+        }
+    }
+
+    /// Pod names added, the Kubernetes Event posted (--emit-events), the
+    /// report written.
+    fn publish(&mut self, mut r: Report) -> Result<()> {
         let event = self.enricher.enrich(&mut r);
         if let (Some(poster), Some(event)) = (&self.poster, event) {
             poster.post(event);
@@ -214,6 +236,25 @@ fn source_of(r: &Report) -> String {
         Some(Subject::Container) | None if r.cgroup_id != 0 => format!("cgroup {}", r.cgroup_id),
         Some(Subject::Container) | None => format!("pid {}", r.pid),
     }
+}
+
+/// The `throttled` record that stands for `r` and the reports from `source`
+/// held back after it. It keeps the first held-back report's identity (pid,
+/// cgroup, addresses), so enrichment names the pod.
+fn throttled_record(r: &Report, source: String) -> Report {
+    let mut t = Report { kind: "throttled", fields: Default::default(), grouped: false, ..r.clone() }
+        .with("source", source.clone())
+        .with("throttled_kind", r.kind);
+    if r.cgroup_id != 0 {
+        t = t.with("cgroup_id", r.cgroup_id);
+    }
+    for key in ["cgroup", "container_id", "pod_uid", "daddr"] {
+        if let Some(v) = r.fields.get(key) {
+            t.fields.insert(key.into(), v.clone());
+        }
+    }
+    t.message = text::throttled(&source, r.kind);
+    t
 }
 
 #[cfg(test)]
