@@ -164,7 +164,7 @@ fn poll_ring(tracer: &mut Tracer) -> Result<AsyncFd<RingBuf<MapData>>> {
     let ring = tracer.take_ring_buffer()?;
     // SAFETY: the ring buffer owns its fd and moves into the AsyncFd, so the
     // fd stays open for as long as it is registered.
-    unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))
+    unsafe { AsyncFd::register(ring) }.context("cannot poll the ring buffer")
 }
 
 /// `--record`: the file, its header written.
