@@ -23,6 +23,8 @@
 //! - `k8s`: the Kubernetes adapter (cgroup paths, the API server's pods and
 //!   services, posting Events);
 //! - `metrics`: Prometheus metrics and /healthz for `daemon`.
+//! - `run`: the `run` and `daemon` session: the event loop, and the report
+//!   pipeline from a ring-buffer record to a written report.
 
 pub(crate) mod audit;
 pub mod cgroup_cpu;

@@ -15,7 +15,7 @@ use tracer_user::{
     diagnose::{Aggregator, probe::ProbeSettings},
     host::ProcHost,
     node::ProcNode,
-    output::{Clock, Format, Output},
+    output::{Clock, Format, Output, text},
     replay::Recording,
     run::{daemon, run},
 };
@@ -39,9 +39,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the cause chain joined, no backtrace.
             // A closed stderr loses the sentence, not the exit status.
-            tracer_user::output::warn(&format!("{e:#}"));
+            tracer_user::output::warn(&text::error(&e));
             ExitCode::FAILURE
         }
     }

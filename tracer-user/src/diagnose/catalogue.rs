@@ -99,7 +99,7 @@ pub(crate) const KINDS: &[Kind] = &[
     verdict("oom_kill", Container, "ContainerOOMKilled", Some("constraint")),
     // The runtime's latency over an interval (diagnose/exec/latency.rs).
     verdict("runtime_slow", Node, "ContainerRuntimeSlow", None),
-    // The tracer's own state (run.rs, throttle.rs): a source's reports are
+    // The tracer's own state (run/report_pipeline.rs, throttle.rs): a source's reports are
     // being rate-limited; the kernel lost events (verdicts meanwhile carry
     // `incomplete: true`).
     Kind { name: "throttled", class: Record, subject: Container },

@@ -62,7 +62,7 @@ pub struct Report {
     #[serde(skip)]
     pub answer: Option<Answer>,
     /// The cgroup of the event that decided it: the source a flood is
-    /// throttled by (run.rs).
+    /// throttled by (run/report_pipeline.rs).
     #[serde(skip)]
     pub cgroup_id: u64,
 }

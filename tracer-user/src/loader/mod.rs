@@ -307,10 +307,6 @@ impl Tracer {
         Ok(())
     }
 
-    pub fn hook_mode(&self, hook: &str) -> Option<Mode> {
-        mode_of(&self.hooks, hook)
-    }
-
     /// Whether an attached hook lets the tracer see `what` (see [`Sees`]).
     pub fn sees(&self, what: Sees) -> bool {
         sees(&self.hooks, what)
@@ -543,10 +539,6 @@ impl Evictions {
 /// A `name:\tvalue` line of an fdinfo file.
 fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
-}
-
-fn mode_of(hooks: &[HookStatus], hook: &str) -> Option<Mode> {
-    hooks.iter().find(|h| h.hook == hook).and_then(|h| h.mode)
 }
 
 /// One definition for the kernel side (the settings) and the correlator

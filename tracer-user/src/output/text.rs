@@ -1,6 +1,6 @@
 //! Every sentence a person reads that is not a verdict's (verdicts say
 //! theirs in `diagnose`): the start, the hooks and what they cost, lost
-//! events, throttling, the summary.
+//! events, throttling, the summary, a failed command's error.
 
 use std::collections::BTreeSet;
 
@@ -261,6 +261,12 @@ pub fn summary(s: &Summary) -> String {
 /// The `summary` record's text for `replay`: the summary itself.
 pub fn replay_summary(s: &Summary) -> serde_json::Result<String> {
     Ok(format!("summary: {}", serde_json::to_string(s)?))
+}
+
+/// The line a failed command leaves on stderr: the error's cause chain
+/// joined into one sentence, no backtrace.
+pub fn error(e: &anyhow::Error) -> String {
+    format!("{e:#}")
 }
 
 #[cfg(test)]
