@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracer_user::node::{parse_netstat, parse_proc_ip_vs, parse_tcp_listener_inodes, parse_tcp_table};
+use tracer_user::network::{parse_netstat, parse_proc_ip_vs, parse_tcp_listener_inodes, parse_tcp_table};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

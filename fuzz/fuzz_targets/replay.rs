@@ -5,9 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use tracer_user::{
-    diagnose::{Aggregator, exec::ExecSettings, probe::ProbeSettings},
-    host::StaticHost,
-    node::StaticNode,
+    diagnose::{Correlators, exec::ExecSettings, probe::ProbeSettings},
+    processes::StaticProcesses,
+    network::StaticNetwork,
     output::{Clock, Format, Output},
     replay::{Recording, replay},
 };
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         let recording = Recording::new(data, "fuzz");
         let clock = recording.header.as_ref().map_or_else(Clock::now, Clock::recorded);
         let mut out = Output::to_writer(format, clock, Box::new(std::io::sink()));
-        let mut agg = Aggregator::new(settings.clone(), StaticNode::default(), ExecSettings::default(), StaticHost::default());
+        let mut agg = Correlators::new(settings.clone(), StaticNetwork::default(), ExecSettings::default(), StaticProcesses::default());
         let _ = replay(recording, &mut agg, &mut out);
     }
 });

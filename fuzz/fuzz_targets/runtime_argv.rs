@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use tracer_user::{
     diagnose::exec::{parse_exec_args, parse_runc_args},
     events::{ExecInfo, Role},
-    host::StaticHost,
+    processes::StaticProcesses,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         args: args.clone(),
         args_truncated: true,
     };
-    let mut host = StaticHost::default();
+    let mut host = StaticProcesses::default();
     host.cmdlines.insert(2, args);
     assert_eq!(parse_exec_args(&info, 2, &comm, &host), cmd);
 });

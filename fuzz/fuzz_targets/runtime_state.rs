@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracer_user::host::{parse_crun_status, parse_runc_state, start_time_from_stat};
+use tracer_user::processes::{parse_crun_status, parse_runc_state, start_time_from_stat};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

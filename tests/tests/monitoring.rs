@@ -9,7 +9,7 @@ use std::{fs, path::PathBuf, process::Command};
 use tests::monitoring::{dashboard_usage, rule_test_series, rules_usage, served, unserved, yaml_documents};
 use tracer_user::{
     diagnose::Report,
-    events::{Body, Event, HookMode},
+    events::{Body, Event},
     loader::{Group, HookStatus, KernelCounters, Mode},
     metrics::Metrics,
 };
@@ -114,7 +114,7 @@ fn the_dashboard_parses_and_has_the_panels_issue_29_lists() {
 /// The metrics code, fed one of everything, as the daemon would serve it.
 fn metrics_page() -> String {
     let m = Metrics::new();
-    let ev = Event { ts_ns: 1, pid: 1, tid: 1, comm: "runc".into(), cgroup_id: 0, mode: HookMode::Tracepoint, body: Body::Fork { child_tid: 2 } };
+    let ev = Event { ts_ns: 1, pid: 1, tid: 1, comm: "runc".into(), cgroup_id: 0, mode: Mode::Tracepoint, body: Body::Fork { child_tid: 2 } };
     m.report(&Report::new("fork_failed", &ev).with("errno_name", "EAGAIN"));
     m.report(&Report::new("tcp_attempt", &ev).with("outcome", "refused"));
     m.established(3);

@@ -8,8 +8,8 @@ use std::{fs, ops::RangeInclusive};
 use serde::Serialize;
 
 use crate::{
-    host::{HostView, PidsLimit, ThreadCount},
-    node::{IpvsService, NodeView, PortRanges, ephemeral_port_range},
+    processes::{ProcessFacts, PidsLimit, ThreadCount},
+    network::{IpvsService, NetworkFacts, PortRanges, ephemeral_port_range},
 };
 
 /// Processes of the container runtime whose pids limit matters: when they
@@ -76,7 +76,7 @@ pub struct AuditInputs {
 
 /// Reads the inputs from the node this runs on (its network namespace's
 /// sysctls and IPVS table).
-pub fn gather(node: &impl NodeView, host: &impl HostView) -> AuditInputs {
+pub fn gather(node: &impl NetworkFacts, host: &impl ProcessFacts) -> AuditInputs {
     let mut runtime = Vec::new();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };

@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::node;
+use crate::network;
 
 /// The cgroup of the process serving a probe's destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,12 +168,12 @@ const FDS_MAX: usize = 65_536;
 /// The cgroup of a process that holds the socket listening on `port` for
 /// `addr` in the network namespace that owns `addr`.
 pub fn serving(addr: IpAddr, port: u16) -> Option<ServingCgroup> {
-    let ns_dir = node::namespace_dir(addr)?;
+    let ns_dir = network::namespace_dir(addr)?;
     let netns = fs::read_link(ns_dir.join("ns/net")).ok()?;
     let mut inodes = Vec::new();
     for table in ["net/tcp", "net/tcp6"] {
         let text = fs::read_to_string(ns_dir.join(table)).unwrap_or_default();
-        inodes.extend(node::parse_tcp_listener_inodes(&text).into_iter().filter(|(l, _)| {
+        inodes.extend(network::parse_tcp_listener_inodes(&text).into_iter().filter(|(l, _)| {
             l.port == port && (l.addr == addr || l.addr.is_unspecified())
         }));
     }
@@ -187,7 +187,7 @@ pub fn serving(addr: IpAddr, port: u16) -> Option<ServingCgroup> {
         if fs::read_link(dir.join("ns/net")).ok()? != netns {
             return None;
         }
-        node::fd_holding(&dir, "socket", &wanted, FDS_MAX).map(|_| pid)
+        network::fd_holding(&dir, "socket", &wanted, FDS_MAX).map(|_| pid)
     })?;
     cgroup_of_pid(pid)
 }

@@ -11,10 +11,10 @@ use serde_json::json;
 use crate::{
     audit,
     cli::CheckArgs,
-    host::ProcHost,
+    processes::LiveProcesses,
     kernel::info::KernelInfo,
     loader::{Cause, Group, HookStatus, LoadOptions, Mode, Tracer},
-    node::ProcNode,
+    network::LiveNetwork,
     output::{Clock, Format, Output},
     output::text::{self, cost_notes},
 };
@@ -189,7 +189,7 @@ pub fn check(args: CheckArgs) -> Result<CheckStatus> {
     let info = KernelInfo::probe();
     let facts = KernelFacts::probe(&info);
     let mut out = Output::stdout(Format::auto(args.format), Clock::now());
-    let findings = audit::audit(&audit::gather(&ProcNode, &ProcHost::default()), &args.nodeport_range);
+    let findings = audit::audit(&audit::gather(&LiveNetwork, &LiveProcesses::default()), &args.nodeport_range);
     let mut cannot_trace = info.blocker();
     let hooks = match &cannot_trace {
         Some(_) => Vec::new(),

@@ -17,7 +17,7 @@ use crate::{
         catalogue::{self, Subject},
         exec::{CommandDone, cpu_over_life, shown_argv},
     },
-    host::HostView,
+    processes::ProcessFacts,
     k8s::{
         cgroup::ContainerRef,
         client::{EventRequest, EventTarget},
@@ -25,7 +25,7 @@ use crate::{
     },
 };
 
-pub struct Enricher<H: HostView> {
+pub struct Enricher<H: ProcessFacts> {
     dir: Arc<RwLock<Directory>>,
     host: H,
     /// When each probe last got a `probe_near_timeout`.
@@ -40,7 +40,7 @@ const NEAR_TIMEOUT_EVERY_NS: u64 = 60_000_000_000;
 /// Probes remembered for that, at most.
 const NEAR_TIMEOUT_MAX: usize = 4096;
 
-impl<H: HostView> Enricher<H> {
+impl<H: ProcessFacts> Enricher<H> {
     pub fn new(dir: Arc<RwLock<Directory>>, host: H) -> Self {
         Self { dir, host, near_timeout_said: HashMap::new() }
     }
@@ -242,8 +242,8 @@ mod tests {
     use super::*;
     use crate::{
         diagnose::{Answer, IpvsPath, Slot},
-        events::{Body, Event, HookMode},
-        host::StaticHost,
+        events::{Body, Event, Mode},
+        processes::StaticProcesses,
     };
 
     fn directory() -> Arc<RwLock<Directory>> {
@@ -254,7 +254,7 @@ mod tests {
     }
 
     fn report(kind: &'static str) -> Report {
-        let ev = Event { ts_ns: 1, pid: 10, tid: 10, comm: "kubelet".into(), cgroup_id: 0, mode: HookMode::Tracepoint, body: Body::Fork { child_tid: 1 } };
+        let ev = Event { ts_ns: 1, pid: 10, tid: 10, comm: "kubelet".into(), cgroup_id: 0, mode: Mode::Tracepoint, body: Body::Fork { child_tid: 1 } };
         Report::new(kind, &ev).message("it failed".into())
     }
 
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn diverted_synack_names_the_pod_and_the_nodeport_service() {
-        let e = Enricher::new(directory(), StaticHost::default());
+        let e = Enricher::new(directory(), StaticProcesses::default());
         let mut r = to_pod(report("synack_diverted"), 8080, 0);
         r.ipvs = Some(IpvsPath { ipvs_vip: [192, 168, 0, 1].into(), ipvs_vport: 31055, ipvs_rip: None, ipvs_rport: None });
         let event = e.enrich(&mut r).unwrap();
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn exec_verdict_is_found_by_container_id_and_oom_by_cgroup_path() {
-        let e = Enricher::new(directory(), StaticHost::default());
+        let e = Enricher::new(directory(), StaticProcesses::default());
         let mut r = in_container(report("fork_failed"), "ab".repeat(32));
         let event = e.enrich(&mut r).unwrap();
         assert_eq!((r.to_json()["pod"].as_str(), r.to_json()["container"].as_str()), (Some("web-7d9f8b6c5-x2x4q"), Some("app")));
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_failed_runc_story_is_one_event_named_after_its_first_cause() {
-        let e = Enricher::new(directory(), StaticHost::default());
+        let e = Enricher::new(directory(), StaticProcesses::default());
         let mut cause = in_container(report("fork_failed"), "ab".repeat(32)).grouped();
         assert!(e.enrich(&mut cause).is_none());
         assert_eq!(cause.to_json()["pod"], "web-7d9f8b6c5-x2x4q", "grouped verdicts are still named");
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn a_probe_verdict_names_the_probe_in_the_pods_spec() {
-        let e = Enricher::new(directory(), StaticHost::default());
+        let e = Enricher::new(directory(), StaticProcesses::default());
         let mut r = to_pod(report("probe_no_response"), 8080, 1000);
         e.enrich(&mut r).unwrap();
         assert_eq!((r.to_json()["probe_type"].as_str(), r.to_json()["timeout_s"].as_u64()), (Some("liveness"), Some(1)));
@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn an_exec_verdict_names_the_exec_probe_whose_command_it_ran() {
-        let e = Enricher::new(directory(), StaticHost::default());
+        let e = Enricher::new(directory(), StaticProcesses::default());
         let timeout = |argv: &[&str]| {
             let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
             in_container(report("exec_probe_timeout"), "ab".repeat(32)).with_command(&argv)
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn an_answer_past_80_percent_of_the_timeout_is_a_warning_once_a_minute() {
-        let mut e = Enricher::new(directory(), StaticHost::default());
+        let mut e = Enricher::new(directory(), StaticProcesses::default());
         let attempt = |ms: u64| {
             let mut r = to_pod(report("tcp_attempt"), 8080, ms).with("outcome", "established").with("response_ms", ms);
             r.answer = Some(Answer { response_ms: ms, slow_because: None });
@@ -359,13 +359,13 @@ mod tests {
         assert!(e.near_timeout(&attempt(900), 30_000_000_000).is_none(), "once a minute");
         assert!(e.near_timeout(&attempt(900), 61_000_000_001).is_some());
         // Without the pod's spec (no API server) the timeout is unknown: no guess.
-        let mut bare = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticHost::default());
+        let mut bare = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticProcesses::default());
         assert!(bare.near_timeout(&attempt(5000), 0).is_none());
     }
 
     #[test]
     fn an_exec_probe_command_past_80_percent_of_its_timeout_is_a_warning() {
-        let mut e = Enricher::new(directory(), StaticHost::default());
+        let mut e = Enricher::new(directory(), StaticProcesses::default());
         let done = |argv: &[&str], ms: u64, ts_ns: u64| {
             let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
             let mut report = in_container(report("probe_near_timeout"), "ab".repeat(32)).with_command(&argv).with("runtime_ms", ms);
@@ -400,13 +400,13 @@ mod tests {
         assert!(e.exec_near_timeout(done(&probe, 4900, 61_000_000_002)).is_some());
         // Another command (a `kubectl exec`), or no API server: no timeout known, no guess.
         assert!(e.exec_near_timeout(done(&["/bin/sleep", "9"], 9000, 0)).is_none());
-        let mut bare = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticHost::default());
+        let mut bare = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticProcesses::default());
         assert!(bare.exec_near_timeout(done(&probe, 4900, 0)).is_none());
     }
 
     #[test]
     fn unknown_pods_get_no_names_and_no_event() {
-        let e = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticHost::default());
+        let e = Enricher::new(Arc::new(RwLock::new(Directory::default())), StaticProcesses::default());
         let mut r = to_pod(report("probe_timeout"), 8080, 0);
         assert!(e.enrich(&mut r).is_none());
         assert!(r.to_json().get("pod").is_none());

@@ -7,6 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::loader::Mode;
 use tracer_common::{
     ARGS_LEN, DropEvent, EventHeader, ExecEvent, NO_FIELD, ExitEvent, ForkEvent, IpvsConnEvent, OomKillEvent, RX_HEAD_LEN, SignalEvent,
     SyscallFailedEvent, TcpClosedEvent, TcpEvent, Tuple, AF_INET6, hook_mode, kind, probe_sock, read_record, role, syscall,
@@ -22,43 +24,21 @@ pub struct Event {
     pub tid: u32,
     pub comm: String,
     pub cgroup_id: u64,
-    pub mode: HookMode,
+    /// The mechanism its hook got.
+    pub mode: Mode,
     #[serde(flatten)]
     pub body: Body,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HookMode {
-    Tracepoint,
-    RawTracepoint,
-    Kprobe,
-    Fentry,
-    Fexit,
-    BtfTracepoint,
-}
-
-impl HookMode {
-    fn from_raw(raw: u8) -> Self {
-        match raw {
-            hook_mode::FENTRY => Self::Fentry,
-            hook_mode::FEXIT => Self::Fexit,
-            hook_mode::KPROBE => Self::Kprobe,
-            hook_mode::RAW_TRACEPOINT => Self::RawTracepoint,
-            hook_mode::BTF_TRACEPOINT => Self::BtfTracepoint,
-            _ => Self::Tracepoint,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tracepoint => "tracepoint",
-            Self::RawTracepoint => "raw_tracepoint",
-            Self::Kprobe => "kprobe",
-            Self::Fentry => "fentry",
-            Self::Fexit => "fexit",
-            Self::BtfTracepoint => "btf_tracepoint",
-        }
+/// The mechanism of the program that sent a record, from its header.
+fn mode_from_raw(raw: u8) -> Mode {
+    match raw {
+        hook_mode::FENTRY => Mode::Fentry,
+        hook_mode::FEXIT => Mode::Fexit,
+        hook_mode::KPROBE => Mode::Kprobe,
+        hook_mode::RAW_TRACEPOINT => Mode::RawTracepoint,
+        hook_mode::BTF_TRACEPOINT => Mode::BtfTracepoint,
+        _ => Mode::Tracepoint,
     }
 }
 
@@ -278,7 +258,7 @@ fn event(header: &EventHeader, body: Body) -> Event {
         tid: header.tid,
         comm: c_string(&header.comm),
         cgroup_id: header.cgroup_id,
-        mode: HookMode::from_raw(header.hook_mode),
+        mode: mode_from_raw(header.hook_mode),
         body,
     }
 }
@@ -570,7 +550,7 @@ pub(crate) mod tests {
         let ev = only(decode(&bytes_of(&raw)));
         assert_eq!(ev.comm, "kubelet");
         assert_eq!(ev.pid, 42);
-        assert_eq!(ev.mode, HookMode::Fentry);
+        assert_eq!(ev.mode, Mode::Fentry);
         let Body::TcpConnect(info) = ev.body else { panic!("wrong body {ev:?}") };
         assert_eq!(info.saddr, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(info.sport, 31055);
@@ -617,7 +597,7 @@ pub(crate) mod tests {
     #[test]
     fn events_round_trip_through_json() {
         let ev = Event {
-            ts_ns: 1, pid: 2, tid: 2, comm: "runc".into(), cgroup_id: 9, mode: HookMode::Tracepoint,
+            ts_ns: 1, pid: 2, tid: 2, comm: "runc".into(), cgroup_id: 9, mode: Mode::Tracepoint,
             body: Body::SyscallFailed { syscall: "clone3".into(), nstype: 0, errno: 11 },
         };
         let json = serde_json::to_string(&ev).unwrap();

@@ -12,9 +12,9 @@ use clap::{CommandFactory, Parser};
 use tracer_user::{
     check,
     cli::{Cli, Command, ReplayArgs},
-    diagnose::{Aggregator, probe::ProbeSettings},
-    host::ProcHost,
-    node::ProcNode,
+    diagnose::{Correlators, probe::ProbeSettings},
+    processes::LiveProcesses,
+    network::LiveNetwork,
     output::{Clock, Format, Output, text},
     replay::Recording,
     run::{daemon, run},
@@ -64,11 +64,11 @@ fn replay(args: ReplayArgs) -> Result<()> {
             reasons: std::sync::Arc::new(
                 tracer_user::kernel::btf::KernelBtf::load().map(|b| b.drop_reasons()).unwrap_or_default(),
             ),
-            host_netns: tracer_user::node::own_netns(),
+            host_netns: tracer_user::network::own_netns(),
         },
         ..Default::default()
     };
-    let mut agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), ProcHost::default());
+    let mut agg = Correlators::new(settings, LiveNetwork, args.diagnose.exec_settings(), LiveProcesses::default());
     let recording = Recording::new(BufReader::new(file), args.file.display().to_string());
     // A recording starts with its boot's clock; older ones are placed by
     // this boot's.

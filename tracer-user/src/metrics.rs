@@ -364,7 +364,7 @@ fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Body, Event, HookMode};
+    use crate::events::{Body, Event, Mode};
 
     #[tokio::test]
     async fn failing_accepts_back_off_instead_of_spinning() {
@@ -421,7 +421,7 @@ mod tests {
     #[test]
     fn verdicts_and_outcomes_are_counted_with_reasons() {
         let m = Metrics::new();
-        let ev = Event { ts_ns: 1, pid: 1, tid: 1, comm: "runc".into(), cgroup_id: 0, mode: HookMode::Tracepoint, body: Body::Fork { child_tid: 2 } };
+        let ev = Event { ts_ns: 1, pid: 1, tid: 1, comm: "runc".into(), cgroup_id: 0, mode: Mode::Tracepoint, body: Body::Fork { child_tid: 2 } };
         m.report(&Report::new("fork_failed", &ev).with("errno_name", "EAGAIN"));
         m.report(&Report::new("tcp_attempt", &ev).with("outcome", "established"));
         let counters = |ringbuf_full, missed_runs| KernelCounters { ringbuf_full, map_full: 0, ringbuf_high_water: 0, missed_runs, map_evictions: Some(0) };

@@ -6,10 +6,10 @@ use std::io::{BufRead, Read};
 use anyhow::{Context, Result, anyhow};
 
 use crate::{
-    diagnose::Aggregator,
+    diagnose::Correlators,
     events::Event,
-    host::HostView,
-    node::NodeView,
+    processes::ProcessFacts,
+    network::NetworkFacts,
     output::{Output, RecordingHeader},
 };
 
@@ -95,9 +95,9 @@ impl<R: BufRead> Iterator for Recording<R> {
 
 /// Runs every event of `recording` through `agg`, then its end, writing
 /// the reports and the summary to `out`.
-pub fn replay<R: BufRead, N: NodeView, H: HostView + Clone>(
+pub fn replay<R: BufRead, N: NetworkFacts, H: ProcessFacts + Clone>(
     recording: Recording<R>,
-    agg: &mut Aggregator<N, H>,
+    agg: &mut Correlators<N, H>,
     out: &mut Output,
 ) -> Result<()> {
     let mut last_ts = 0;

@@ -72,7 +72,7 @@ pub const MAX_DESTINATIONS: usize = 4096;
 
 /// All correlators behind one `handle`: what `run`, `daemon` and `replay`
 /// feed events into.
-pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView + Clone> {
+pub struct Correlators<N: crate::network::NetworkFacts, H: crate::processes::ProcessFacts + Clone> {
     pub probe: probe::ProbeCorrelator<N>,
     pub exec: exec::ExecCorrelator<H>,
     pub oom: oom::OomCorrelator<H>,
@@ -88,7 +88,7 @@ pub struct Aggregator<N: crate::node::NodeView, H: crate::host::HostView + Clone
     retired_at_ns: Option<u64>,
 }
 
-impl<N: crate::node::NodeView, H: crate::host::HostView + Clone> Aggregator<N, H> {
+impl<N: crate::network::NetworkFacts, H: crate::processes::ProcessFacts + Clone> Correlators<N, H> {
     pub fn new(probe_settings: probe::ProbeSettings, node: N, exec_settings: exec::ExecSettings, host: H) -> Self {
         Self {
             probe: probe::ProbeCorrelator::new(probe_settings, node),

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{Report, Slot, Workload};
 use crate::{
     events::{Body, Event, OomKill, Role},
-    host::{HostView, MemoryUsage},
+    processes::{ProcessFacts, MemoryUsage},
     k8s::cgroup::ContainerRef,
 };
 
@@ -34,12 +34,12 @@ struct Pending {
     cgroup: Option<String>,
 }
 
-pub struct OomCorrelator<H: HostView> {
+pub struct OomCorrelator<H: ProcessFacts> {
     host: H,
     pending: HashMap<u32, Pending>,
 }
 
-impl<H: HostView> OomCorrelator<H> {
+impl<H: ProcessFacts> OomCorrelator<H> {
     pub fn new(host: H) -> Self {
         Self { host, pending: HashMap::new() }
     }
@@ -167,10 +167,10 @@ fn verdict(p: Pending, exit: Option<(&Event, i32)>) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{events::HookMode, host::StaticHost};
+    use crate::{events::Mode, processes::StaticProcesses};
 
     fn ev(ts_ns: u64, pid: u32, comm: &str, body: Body) -> Event {
-        Event { ts_ns, pid, tid: pid, comm: comm.into(), cgroup_id: 9, mode: HookMode::Tracepoint, body }
+        Event { ts_ns, pid, tid: pid, comm: comm.into(), cgroup_id: 9, mode: Mode::Tracepoint, body }
     }
 
     fn kill(victim: u32, comm: &str) -> Body {
@@ -188,12 +188,12 @@ mod tests {
         ev(ts, pid, comm, Body::Exit { exit_code: 9, ns_pid: pid, ppid: 1, group_dead: true, ns_level: 0, role: Role::OomVictim })
     }
 
-    fn limited_host() -> StaticHost {
+    fn limited_host() -> StaticProcesses {
         let path = format!(
             "/sys/fs/cgroup/kubepods.slice/kubepods-pod0a1b2c3d_1111_2222_3333_444455556666.slice/cri-containerd-{}.scope",
             "ab".repeat(32)
         );
-        StaticHost {
+        StaticProcesses {
             memory: Some(MemoryUsage { cgroup: path, usage_bytes: 1 << 20, peak_bytes: Some(16 << 20), limit_bytes: Some(16 << 20), oom_kills: None }),
             ..Default::default()
         }
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn without_a_peak_the_cgroup_oom_counter_decides() {
-        let host = StaticHost {
+        let host = StaticProcesses {
             memory: Some(MemoryUsage { cgroup: "/sys/fs/cgroup/pt-oom".into(), usage_bytes: 24_576, peak_bytes: None, limit_bytes: Some(32 << 20), oom_kills: Some(1) }),
             ..Default::default()
         };
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn unrelated_exits_are_not_taken() {
-        let mut c = OomCorrelator::new(StaticHost::default());
+        let mut c = OomCorrelator::new(StaticProcesses::default());
         assert!(c.handle(&exit(1, 7, "x")).is_none());
         let other = ev(1, 7, "x", Body::Fork { child_tid: 8 });
         assert!(c.handle(&other).is_none());

@@ -302,10 +302,10 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Body, HookMode};
+    use crate::events::{Body, Mode};
 
     fn report(kind: &'static str) -> Report {
-        let ev = Event { ts_ns: 1, pid: 7, tid: 7, comm: "kubelet".into(), cgroup_id: 3, mode: HookMode::Tracepoint, body: Body::Fork { child_tid: 8 } };
+        let ev = Event { ts_ns: 1, pid: 7, tid: 7, comm: "kubelet".into(), cgroup_id: 3, mode: Mode::Tracepoint, body: Body::Fork { child_tid: 8 } };
         Report::new(kind, &ev)
     }
 

@@ -1,21 +1,21 @@
 //! Weeks of uptime in a unit test: 10,000 container lifecycles (runc
 //! create, the init, a kill, its exit), pod-IP churn (every container a new
 //! address probed), signals to pids that never exit and reused pids, all
-//! through the Aggregator with its housekeeping; every map stays bounded.
+//! through the Correlators with its housekeeping; every map stays bounded.
 
 use std::net::IpAddr;
 
 use super::*;
 use crate::{
-    events::{Body, Event, ExecInfo, HookMode, Role, TcpInfo},
-    host::StaticHost,
-    node::StaticNode,
+    events::{Body, Event, ExecInfo, Mode, Role, TcpInfo},
+    processes::StaticProcesses,
+    network::StaticNetwork,
 };
 
 const S: u64 = 1_000_000_000;
 
 fn ev(ts_ns: u64, pid: u32, comm: &str, body: Body) -> Event {
-    Event { ts_ns, pid, tid: pid, comm: comm.into(), cgroup_id: 7, mode: HookMode::Tracepoint, body }
+    Event { ts_ns, pid, tid: pid, comm: comm.into(), cgroup_id: 7, mode: Mode::Tracepoint, body }
 }
 
 fn exec(ts: u64, pid: u32, comm: &str, role: Role, ns_pid: u32, ns_level: u32, args: &[String]) -> Event {
@@ -74,7 +74,7 @@ fn lifecycle(i: u32, t: u64) -> Vec<Event> {
 
 #[test]
 fn ten_thousand_container_lifecycles_and_pod_ip_churn_keep_every_map_bounded() {
-    let mut agg = Aggregator::new(probe::ProbeSettings::default(), StaticNode::default(), exec::ExecSettings::default(), StaticHost::default());
+    let mut agg = Correlators::new(probe::ProbeSettings::default(), StaticNetwork::default(), exec::ExecSettings::default(), StaticProcesses::default());
     let mut most: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut verdicts = 0;
     for i in 0..10_000u32 {
@@ -113,7 +113,7 @@ fn ten_thousand_container_lifecycles_and_pod_ip_churn_keep_every_map_bounded() {
 
 #[test]
 fn a_signal_to_an_earlier_holder_of_a_pid_is_not_blamed_for_its_reuse() {
-    let mut agg = Aggregator::new(probe::ProbeSettings::default(), StaticNode::default(), exec::ExecSettings::default(), StaticHost::default());
+    let mut agg = Correlators::new(probe::ProbeSettings::default(), StaticNetwork::default(), exec::ExecSettings::default(), StaticProcesses::default());
     agg.handle(&signal(S, 77, 5000));
     // Two hours later pid 5000 is another container's init, and exits.
     let r = agg.handle(&exit(2 * 3600 * S, 5000, "sleep", 9, 1, 1, Role::Container));

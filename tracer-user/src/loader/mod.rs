@@ -12,7 +12,7 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracer_common::{
     COUNTED_LRU_MAPS, DestKey, ProbeSlot, ProbeSock, ProberComms, ReplyKey, counter,
     probe_sock, setting, tracked_map,
@@ -39,8 +39,9 @@ pub use hooks::{Attach, Group, HOOKS, HookSpec, SYSCALL_TRACEPOINTS_OFF, SYSCALL
 /// The eBPF object, built from `tracer-ebpf` by this crate's build script.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
-/// How a hook ended up attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+/// How a hook ended up attached (the attach mechanism): in `check`, in
+/// `--force-mode`, and on every event its program sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Fentry,

@@ -208,11 +208,11 @@ mod tests {
     }
 
     use super::*;
-    use crate::events::{Body, Event, HookMode};
+    use crate::events::{Body, Event, Mode};
 
     #[test]
     fn json_report_has_the_contract_fields_in_order() {
-        let ev = Event { ts_ns: 5, pid: 7, tid: 7, comm: "kubelet".into(), cgroup_id: 0, mode: HookMode::Kprobe, body: Body::Fork { child_tid: 1 } };
+        let ev = Event { ts_ns: 5, pid: 7, tid: 7, comm: "kubelet".into(), cgroup_id: 0, mode: Mode::Kprobe, body: Body::Fork { child_tid: 1 } };
         let r = Report::new("probe_refused", &ev).with("sport", 40000).message("m".into());
         let v = report_json(&r, &Clock::now());
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(escape_controls("a\\x1b", false), "a\\\\x1b", "a literal backslash cannot forge an escape");
         assert_eq!(escape_controls("one\ntwo\x1b", true), "one\ntwo\\x1b");
 
-        let ev = Event { ts_ns: 5, pid: 7, tid: 7, comm: "evil\x1b[2J".into(), cgroup_id: 0, mode: HookMode::Kprobe, body: Body::Fork { child_tid: 1 } };
+        let ev = Event { ts_ns: 5, pid: 7, tid: 7, comm: "evil\x1b[2J".into(), cgroup_id: 0, mode: Mode::Kprobe, body: Body::Fork { child_tid: 1 } };
         let r = Report::new("fork_failed", &ev).message("fork failed in evil\x1b[2J (container \x1b]8;;http://x\x07id)".into());
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

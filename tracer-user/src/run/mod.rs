@@ -15,19 +15,19 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     cli::{DaemonArgs, RunArgs, Switch},
-    diagnose::{Aggregator, KernelSummary, probe::ProbeSettings},
+    diagnose::{Correlators, KernelSummary, probe::ProbeSettings},
     throttle::{LossTracker, RateLimiter},
     metrics::Metrics,
     kernel::info::KernelInfo,
     loader::{HookStatus, LoadOptions, Sees, Tracer},
-    host::ProcHost,
+    processes::LiveProcesses,
     enrich::Enricher,
     k8s::{
         background::Background,
         client::{EventPoster, EventResults},
         directory::Directory,
     },
-    node::ProcNode,
+    network::LiveNetwork,
     output::{Clock, Format, Output, text},
 };
 
@@ -96,9 +96,9 @@ async fn session(args: RunArgs, metrics: Option<Arc<Metrics>>) -> Result<()> {
     if established_in_kernel {
         tracer.count_established_in_kernel()?;
     }
-    let host = ProcHost::default();
+    let host = LiveProcesses::default();
     let settings = probe_settings(&args, &tracer, metrics.is_some());
-    let agg = Aggregator::new(settings, ProcNode, args.diagnose.exec_settings(), host.clone());
+    let agg = Correlators::new(settings, LiveNetwork, args.diagnose.exec_settings(), host.clone());
     let mut kubernetes = Kubernetes::start(background).await;
     let enricher = Enricher::new(kubernetes.directory.clone(), host);
     // Loading parsed the kernel's BTF twice (ours and aya's): tens of MiB
@@ -187,7 +187,7 @@ fn probe_settings(args: &RunArgs, tracer: &Tracer, daemon: bool) -> ProbeSetting
         responses_observed: tracer.sees(Sees::Responses),
         drop_names: crate::diagnose::probe::DropNames {
             reasons: std::sync::Arc::new(tracer.drop_reasons.clone()),
-            host_netns: crate::node::own_netns(),
+            host_netns: crate::network::own_netns(),
         },
         ..Default::default()
     }

@@ -15,16 +15,16 @@ use serde_json::json;
 use super::STALE_ATTEMPT_NS;
 use crate::{
     diagnose::{
-        Aggregator, Report, Slot,
+        Correlators, Report, Slot,
         catalogue::{Class, Subject},
     },
     enrich::Enricher,
     events,
-    host::ProcHost,
+    processes::LiveProcesses,
     k8s::client::EventPoster,
     loader::Tracer,
     metrics::Metrics,
-    node::ProcNode,
+    network::LiveNetwork,
     output::{Clock, Output, text},
     throttle::{Admit, LossTracker, RateLimiter},
 };
@@ -33,14 +33,14 @@ use crate::{
 /// recorded if asked, diagnosed, then each report marked, counted,
 /// rate-limited, enriched, posted and written.
 pub(super) struct ReportPipeline {
-    pub(super) agg: Aggregator<ProcNode, ProcHost>,
+    pub(super) agg: Correlators<LiveNetwork, LiveProcesses>,
     pub(super) out: Output,
     pub(super) recorder: Option<BufWriter<File>>,
     pub(super) undecodable: u64,
     pub(super) metrics: Option<Arc<Metrics>>,
     /// Print attempt records (`tcp_attempt`; not with --verdicts-only).
     pub(super) print_attempts: bool,
-    pub(super) enricher: Enricher<ProcHost>,
+    pub(super) enricher: Enricher<LiveProcesses>,
     /// Set with --emit-events.
     pub(super) poster: Option<EventPoster>,
     /// Per-source limit on what is printed, enriched and posted.
@@ -279,9 +279,9 @@ mod tests {
     fn test_pipeline() -> (ReportPipeline, Arc<std::sync::Mutex<Vec<u8>>>, Arc<Metrics>) {
         let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
         let metrics = Metrics::new();
-        let host = ProcHost::default();
+        let host = LiveProcesses::default();
         let pipeline = ReportPipeline {
-            agg: Aggregator::new(ProbeSettings::default(), ProcNode, Default::default(), host.clone()),
+            agg: Correlators::new(ProbeSettings::default(), LiveNetwork, Default::default(), host.clone()),
             out: Output::to_writer(Format::Json, Clock::now(), Box::new(Shared(buf.clone()))),
             recorder: None,
             undecodable: 0,
@@ -303,7 +303,7 @@ mod tests {
             tid: 9,
             comm: "runc:[2:INIT]".into(),
             cgroup_id,
-            mode: crate::events::HookMode::Tracepoint,
+            mode: crate::events::Mode::Tracepoint,
             body: crate::events::Body::Fork { child_tid: 10 },
         };
         Report::new("fork_failed", &ev).with("errno_name", "EAGAIN").message("fork failed".into())

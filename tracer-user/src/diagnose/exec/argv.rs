@@ -90,7 +90,7 @@ fn bundle_id(path: &str) -> Option<String> {
 /// Parses an exec's argv, completing it from `/proc/PID/cmdline` when the
 /// kernel's copy was cut short. A cut argv's last string is incomplete and
 /// is dropped rather than taken for (a prefix of) the container ID.
-pub fn parse_exec_args<H: HostView>(info: &ExecInfo, pid: u32, comm: &str, host: &H) -> RuncCommand {
+pub fn parse_exec_args<H: ProcessFacts>(info: &ExecInfo, pid: u32, comm: &str, host: &H) -> RuncCommand {
     if !info.args_truncated {
         return parse_runc_args(&info.args, comm);
     }

@@ -59,7 +59,7 @@ const SIGKILL: i32 = 9;
 
 /// The container's CPU over a command's life: from the counters read when
 /// it started to its cgroup's counters at `end_ns`.
-pub(crate) fn cpu_over_life<H: HostView>(host: &H, at_start: Option<&(ServingCgroup, CpuReading)>, end_ns: u64) -> CpuWindow {
+pub(crate) fn cpu_over_life<H: ProcessFacts>(host: &H, at_start: Option<&(ServingCgroup, CpuReading)>, end_ns: u64) -> CpuWindow {
     match at_start {
         Some((cgroup, before)) => match host.cpu_reading(cgroup, end_ns) {
             Some(after) => CpuWindow::between(cgroup, before, &after),
@@ -105,7 +105,7 @@ impl ExecCommand {
         }
     }
 }
-impl<H: HostView> ExecCorrelator<H> {
+impl<H: ProcessFacts> ExecCorrelator<H> {
     /// Remembers the command an `exec` started in its container.
     pub(super) fn note_exec_command(&mut self, ev: &Event, info: &ExecInfo, l: Lingering) {
         if info.role != Role::Container || l.command.subcommand.as_deref() != Some("exec") {

@@ -66,7 +66,7 @@ fn percentile(sorted: &[u64], p: usize) -> u64 {
 fn ms(ns: u64) -> f64 {
     (ns as f64 / 1e6 * 10.0).round() / 10.0
 }
-impl<H: HostView> ExecCorrelator<H> {
+impl<H: ProcessFacts> ExecCorrelator<H> {
     /// Durations of runc calls that ended since the last call.
     pub fn take_durations(&mut self) -> Vec<(String, u64)> {
         std::mem::take(&mut self.recent)
@@ -148,7 +148,7 @@ impl<H: HostView> ExecCorrelator<H> {
             tid: 0,
             comm: "runc".into(),
             cgroup_id: 0,
-            mode: crate::events::HookMode::Tracepoint,
+            mode: crate::events::Mode::Tracepoint,
             body: Body::Fork { child_tid: 0 },
         };
         Some(

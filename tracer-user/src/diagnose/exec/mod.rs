@@ -37,7 +37,7 @@ use super::{Report, Slot, Workload, probe::CpuWindow};
 use crate::{
     cgroup_cpu::{CpuReading, ServingCgroup},
     events::{Body, Event, ExecInfo, Role},
-    host::{ContainerState, DEFAULT_RUNTIME_ROOTS, HostView, PidsLimit, ThreadCount},
+    processes::{ContainerState, DEFAULT_RUNTIME_ROOTS, ProcessFacts, PidsLimit, ThreadCount},
     k8s::cgroup::ContainerRef,
 };
 
@@ -149,7 +149,7 @@ struct Lingering {
 const KEEP_NS: u64 = 3600 * 1_000_000_000;
 const MAX_KEPT: usize = 8192;
 
-pub struct ExecCorrelator<H: HostView> {
+pub struct ExecCorrelator<H: ProcessFacts> {
     settings: ExecSettings,
     host: H,
     invocations: HashMap<u32, Invocation>,
@@ -181,7 +181,7 @@ pub struct ExecCorrelator<H: HostView> {
     pub failed: u64,
 }
 
-impl<H: HostView> ExecCorrelator<H> {
+impl<H: ProcessFacts> ExecCorrelator<H> {
     pub fn new(settings: ExecSettings, host: H) -> Self {
         Self {
             settings,

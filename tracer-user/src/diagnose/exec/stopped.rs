@@ -14,7 +14,7 @@ pub(super) struct InitExit {
     /// Whether the runtime still holding it was checked (after the grace).
     pub(super) checked: bool,
 }
-impl<H: HostView> ExecCorrelator<H> {
+impl<H: ProcessFacts> ExecCorrelator<H> {
     /// Remembers which container a `runc run`/`create` init belongs to.
     pub(super) fn note_container_init(&mut self, ev: &Event, info: &ExecInfo, command: &RuncCommand) {
         let creates = matches!(command.subcommand.as_deref(), Some("run" | "create"));
@@ -146,7 +146,7 @@ impl<H: HostView> ExecCorrelator<H> {
             tid: state.init_pid,
             comm: comm.to_string(),
             cgroup_id: 0,
-            mode: crate::events::HookMode::Tracepoint,
+            mode: crate::events::Mode::Tracepoint,
             body: Body::Fork { child_tid: 0 },
         };
         let since = match ago {

@@ -47,7 +47,7 @@ pub(super) struct Death {
     /// runtime abort ends as exit code 2 after SIGABRT.
     pub(super) signal_before: Option<i32>,
 }
-impl<H: HostView> ExecCorrelator<H> {
+impl<H: ProcessFacts> ExecCorrelator<H> {
     pub(super) fn on_syscall_failed(&mut self, ev: &Event, syscall: &str, nstype: i32, errno: i32) {
         let Some(&root) = self.members.get(&ev.pid) else { return };
         let Some(inv) = self.invocations.get_mut(&root) else { return };

@@ -5,8 +5,8 @@
 
 use super::*;
 use crate::{
-    events::HookMode,
-    host::{ContainerState, StaticHost},
+    events::Mode,
+    processes::{ContainerState, StaticProcesses},
 };
 
 const RECORDED: &str = include_str!("runc_bare_6.18.jsonl");
@@ -15,15 +15,15 @@ fn recorded() -> Vec<Event> {
     RECORDED.lines().map(|l| serde_json::from_str(l).expect("recorded event")).collect()
 }
 
-fn exhausted_host() -> StaticHost {
-    StaticHost {
+fn exhausted_host() -> StaticProcesses {
+    StaticProcesses {
         pids: Some(PidsLimit { cgroup: "/sys/fs/cgroup/pids/pt-probe".into(), current: 1, max: Some(1) }),
         threads: Some(ThreadCount { threads: 300, threads_max: 200_000 }),
         ..Default::default()
     }
 }
 
-fn run_all(host: StaticHost, events: &[Event]) -> Vec<Report> {
+fn run_all(host: StaticProcesses, events: &[Event]) -> Vec<Report> {
     let mut c = ExecCorrelator::new(ExecSettings::default(), host);
     let mut out: Vec<Report> = events.iter().flat_map(|e| c.handle(e)).collect();
     let last = events.last().map_or(0, |e| e.ts_ns);
@@ -126,7 +126,7 @@ fn successful_and_non_exec_invocations_say_nothing() {
 }
 
 fn ev(ts_ns: u64, pid: u32, comm: &str, body: Body) -> Event {
-    Event { ts_ns, pid, tid: pid, comm: comm.into(), cgroup_id: 7, mode: HookMode::Tracepoint, body }
+    Event { ts_ns, pid, tid: pid, comm: comm.into(), cgroup_id: 7, mode: Mode::Tracepoint, body }
 }
 
 fn runc_exec(ts: u64, pid: u32, args: &[&str]) -> Event {
@@ -152,7 +152,7 @@ fn exit(ts: u64, pid: u32, comm: &str, raw: i32) -> Event {
 
 #[test]
 fn exec_into_a_container_stopped_before_the_tracer_started() {
-    let host = StaticHost {
+    let host = StaticProcesses {
         containers: vec![ContainerState { id: "c9".into(), init_pid: 4242, init_alive: false, pids_cgroup: None }],
         ..Default::default()
     };
@@ -164,7 +164,7 @@ fn exec_into_a_container_stopped_before_the_tracer_started() {
     assert!(stopped[0].message.contains("pid 4242"));
 
     // Same, but the container is alive: a failure with no known cause.
-    let alive = StaticHost {
+    let alive = StaticProcesses {
         containers: vec![ContainerState { id: "c9".into(), init_pid: 4242, init_alive: true, pids_cgroup: None }],
         ..Default::default()
     };
@@ -216,7 +216,7 @@ fn failed_tries_of_a_runtime_that_then_succeeds_are_no_verdict() {
 fn setns_tries_are_no_cause_when_the_runtimes_own_error_names_another() {
     let run = |error: &str| {
         let log = "/run/bundle/log.json";
-        let host = StaticHost { runtime_logs: [(log.to_string(), format!("{{\"level\":\"error\",\"msg\":\"{error}\"}}"))].into(), ..Default::default() };
+        let host = StaticProcesses { runtime_logs: [(log.to_string(), format!("{{\"level\":\"error\",\"msg\":\"{error}\"}}"))].into(), ..Default::default() };
         let mut c = ExecCorrelator::new(ExecSettings { slow_threshold_ns: u64::MAX / 2, ..Default::default() }, host);
         let mut out = Vec::new();
         out.extend(c.handle(&runc_exec(1_000, 100, &["crun", "--log", log, "exec", "c1", "/bin/nonexistent"])));
@@ -234,7 +234,7 @@ fn setns_tries_are_no_cause_when_the_runtimes_own_error_names_another() {
 
 #[test]
 fn node_wide_thread_limit_is_named_when_reached() {
-    let host = StaticHost { threads: Some(ThreadCount { threads: 9_990, threads_max: 10_000 }), ..Default::default() };
+    let host = StaticProcesses { threads: Some(ThreadCount { threads: 9_990, threads_max: 10_000 }), ..Default::default() };
     let events = [
         runc_exec(1, 100, &["runc", "exec", "c1", "true"]),
         ev(2, 100, "runc", Body::SyscallFailed { syscall: "clone".into(), nstype: 0, errno: 11 }),
@@ -273,7 +273,7 @@ fn names_for_people() {
     assert_eq!(ExitStatus::from_raw(2 << 8).describe(), "exited with code 2");
 }
 
-fn runc_call(c: &mut ExecCorrelator<StaticHost>, start: u64, pid: u32, sub: &str, took: u64) -> Vec<Report> {
+fn runc_call(c: &mut ExecCorrelator<StaticProcesses>, start: u64, pid: u32, sub: &str, took: u64) -> Vec<Report> {
     let mut out = c.handle(&runc_exec(start, pid, &["runc", sub, "c1"]));
     out.extend(c.handle(&exit(start + took, pid, "runc", 0)));
     out
@@ -282,7 +282,7 @@ fn runc_call(c: &mut ExecCorrelator<StaticHost>, start: u64, pid: u32, sub: &str
 #[test]
 fn slow_runtime_calls_raise_runtime_slow_with_percentiles() {
     const MS: u64 = 1_000_000;
-    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticProcesses::default());
     let mut t = 1_000 * MS;
     // 20 fast `runc state` calls, then 3 that take 1.5 s (a stuck runtime).
     for i in 0..20 {
@@ -309,7 +309,7 @@ fn slow_runtime_calls_raise_runtime_slow_with_percentiles() {
 #[test]
 fn fast_runtime_calls_are_not_slow_and_a_stuck_call_is() {
     const MS: u64 = 1_000_000;
-    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticProcesses::default());
     for i in 0..50 {
         runc_call(&mut c, 1_000 * MS + i * 50 * MS, 100 + i as u32, "exec", 30 * MS);
     }
@@ -325,7 +325,7 @@ fn fast_runtime_calls_are_not_slow_and_a_stuck_call_is() {
 
 #[test]
 fn a_container_stopped_by_the_runtime_is_a_record() {
-    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticProcesses::default());
     c.handle(&runc_exec(1, 100, &["runc", "delete", "-f", "c1"]));
     c.handle(&ev(2, 100, "runc", Body::Signal { sig: 9, errno: 0, code: 0, result: 0, target_pid: 40, target_comm: "sleep".into() }));
     let out = c.handle(&ev(3, 40, "sleep", Body::Exit { exit_code: 9, ns_pid: 1, ppid: 1, group_dead: true, ns_level: 1, role: Role::Untracked }));
@@ -337,7 +337,7 @@ fn a_container_stopped_by_the_runtime_is_a_record() {
 #[test]
 fn pid_one_of_a_namespace_no_runtime_made_is_no_container() {
     // `unshare --pid --fork prober` on the host: its pid 1 exits 1.
-    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticProcesses::default());
     let out = c.handle(&ev(1, 50, "kubelet", Body::Exit { exit_code: 1, ns_pid: 1, ppid: 1, group_dead: true, ns_level: 1, role: Role::Untracked }));
     assert!(out.is_empty(), "{out:?}");
 }
@@ -395,7 +395,7 @@ fn containerds_command_line_fits_and_a_cut_one_never_loses_the_id() {
     let argv = shim_argv();
     let len: usize = argv.iter().map(|a| a.len() + 1).sum();
     assert!(len > 400 && len < tracer_common::ARGS_LEN, "{len}");
-    let host = StaticHost::default();
+    let host = StaticProcesses::default();
     let full = parse_exec_args(&kernel_copy(&argv, tracer_common::ARGS_LEN), 100, "runc", &host);
     assert_eq!((full.container.as_deref(), full.args_truncated), (Some(ID), false));
     assert_eq!(full.log, Some(format!("{}/log.json", bundle())));
@@ -412,7 +412,7 @@ fn containerds_command_line_fits_and_a_cut_one_never_loses_the_id() {
     let cut = kernel_copy(&argv, 60);
     let c = parse_exec_args(&cut, 100, "runc", &host);
     assert_eq!((c.container, c.args_truncated), (None, true));
-    let live = StaticHost { cmdlines: [(100, argv.clone())].into(), ..Default::default() };
+    let live = StaticProcesses { cmdlines: [(100, argv.clone())].into(), ..Default::default() };
     let c = parse_exec_args(&cut, 100, "runc", &live);
     assert_eq!((c.container.as_deref(), c.args_truncated), (Some(ID), false));
     // A direct runc with a short ID is unaffected.
@@ -427,7 +427,7 @@ fn shim_exec(ts: u64, pid: u32) -> Event {
 #[test]
 fn runc_reporting_a_missing_binary_is_not_an_init_death() {
     let log = format!("{}/log.json", bundle());
-    let host = StaticHost {
+    let host = StaticProcesses {
         containers: vec![pod_state(true)],
         runtime_logs: [(
             log,
@@ -455,7 +455,7 @@ fn runc_reporting_a_missing_binary_is_not_an_init_death() {
     assert!(story.to_json()["runtime_error"].as_str().unwrap().contains("no such file or directory"));
 
     // Only an older exec's error in the file: not this call's cause.
-    let stale = StaticHost {
+    let stale = StaticProcesses {
         containers: vec![pod_state(true)],
         runtime_logs: [(format!("{}/log.json", bundle()), "{\"level\":\"error\",\"msg\":\"old\",\"time\":\"2000-01-01T00:00:00Z\"}".into())].into(),
         ..Default::default()
@@ -465,7 +465,7 @@ fn runc_reporting_a_missing_binary_is_not_an_init_death() {
     assert_eq!(only(&reports, "runc_failed")[0].fields["runtime_error"], serde_json::Value::Null);
 
     // A real death (SIGABRT) stays runc_init_died, even with a log line.
-    let host = StaticHost { containers: vec![pod_state(true)], runtime_logs: [(format!("{}/log.json", bundle()), "{\"level\":\"error\",\"msg\":\"read init-p: connection reset by peer\"}".into())].into(), ..Default::default() };
+    let host = StaticProcesses { containers: vec![pod_state(true)], runtime_logs: [(format!("{}/log.json", bundle()), "{\"level\":\"error\",\"msg\":\"read init-p: connection reset by peer\"}".into())].into(), ..Default::default() };
     let events = [shim_exec(1, 100), ev(2, 100, "runc", Body::Fork { child_tid: 101 }), exit(3, 101, "runc:[2:INIT]", 6), exit(4, 100, "runc", 1 << 8)];
     let reports = run_all(host, &events);
     let died = only(&reports, "runc_init_died");
@@ -481,7 +481,7 @@ fn init_exit(ts: u64, pid: u32) -> Event {
 fn a_stopped_container_the_shim_still_holds_is_reported_without_any_runc() {
     const S: u64 = 1_000_000_000;
     let settings = ExecSettings { scan_runtime_state: false, ..Default::default() };
-    let mut c = ExecCorrelator::new(settings.clone(), StaticHost { containers: vec![pod_state(false)], ..Default::default() });
+    let mut c = ExecCorrelator::new(settings.clone(), StaticProcesses { containers: vec![pod_state(false)], ..Default::default() });
     c.handle(&ev(S, 1, "bash", Body::Signal { sig: 9, errno: 0, code: 0, result: 0, target_pid: 4242, target_comm: "sleep".into() }));
     let out = c.handle(&init_exit(S + 1, 4242));
     assert_eq!(out[0].kind, "container_init_exit");
@@ -499,12 +499,12 @@ fn a_stopped_container_the_shim_still_holds_is_reported_without_any_runc() {
     assert!(c.expire(20 * S).is_empty(), "once");
 
     // Deleted (or restarted) within the grace: the runtime noticed; nothing.
-    let mut c = ExecCorrelator::new(settings, StaticHost { containers: vec![pod_state(true)], ..Default::default() });
+    let mut c = ExecCorrelator::new(settings, StaticProcesses { containers: vec![pod_state(true)], ..Default::default() });
     c.handle(&init_exit(S, 4242));
     assert!(c.expire(10 * S).is_empty());
 
     // The tracer started after the death: from the runtime's state, once.
-    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost { containers: vec![pod_state(false)], ..Default::default() });
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticProcesses { containers: vec![pod_state(false)], ..Default::default() });
     let r = c.expire(S);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].kind, "exec_into_stopped_container");
@@ -514,7 +514,7 @@ fn a_stopped_container_the_shim_still_holds_is_reported_without_any_runc() {
 }
 
 fn fork_failure_under(limit: PidsLimit) -> Report {
-    let host = StaticHost { containers: vec![pod_state(true)], pids: Some(limit), ..Default::default() };
+    let host = StaticProcesses { containers: vec![pod_state(true)], pids: Some(limit), ..Default::default() };
     let events = [
         shim_exec(1, 100),
         ev(2, 100, "runc", Body::SyscallFailed { syscall: "clone".into(), nstype: 0, errno: 11 }),
@@ -547,7 +547,7 @@ fn the_runtimes_own_fork_failing_names_the_runtimes_cgroup_and_tasksmax() {
 fn a_runc_inside_a_container_is_not_the_runtime() {
     // issue 27 item 3: a tenant's binary named runc, in a container's
     // namespaces (hostPID: same pid level, another mount namespace).
-    let host = StaticHost { foreign_pids: vec![100], ..Default::default() };
+    let host = StaticProcesses { foreign_pids: vec![100], ..Default::default() };
     let mut c = ExecCorrelator::new(ExecSettings::default(), host);
     let before = c.settings.runtime_roots.len();
     c.handle(&runc_exec(1, 100, &["runc", "--root", "/tmp/tenant", "zzz-label-1", "c1"]));
@@ -556,7 +556,7 @@ fn a_runc_inside_a_container_is_not_the_runtime() {
     assert!(c.handle(&exit(2, 100, "runc", 1 << 8)).is_empty());
     assert!(c.latency_summary().is_empty());
     // The node's runc with a made-up subcommand: judged, labelled "other".
-    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticHost::default());
+    let mut c = ExecCorrelator::new(ExecSettings::default(), StaticProcesses::default());
     runc_call(&mut c, 1, 200, "zzz-label-2", 5);
     assert_eq!(c.latency_summary().keys().collect::<Vec<_>>(), ["other"]);
     assert_eq!(c.take_durations()[0].0, "other");
@@ -568,7 +568,7 @@ fn an_exec_commands_own_failed_fork_is_the_probes_failure_not_the_runtimes() {
     // hit its pids limit: "sh: can't fork". Its fork fails once before and
     // once after runc exits; one verdict, with the pod's numbers, no story.
     let pod = format!("/sys/fs/cgroup/pids/kubepods/burstable/pod{POD}");
-    let host = StaticHost {
+    let host = StaticProcesses {
         containers: vec![pod_state(true)],
         pids: Some(PidsLimit { cgroup: pod.clone(), current: 7, max: Some(7) }),
         ..Default::default()
@@ -622,7 +622,7 @@ fn exec_timeout_recorded() -> Vec<Event> {
 
 #[test]
 fn an_exec_command_the_shim_kills_at_the_timeout_is_exec_probe_timeout() {
-    let host = StaticHost { containers: vec![pod_state(true)], ..Default::default() };
+    let host = StaticProcesses { containers: vec![pod_state(true)], ..Default::default() };
     let events = exec_timeout_recorded();
     let reports = run_all(host, &events);
     assert_eq!(reports.iter().map(|r| r.kind).collect::<Vec<_>>(), ["exec_probe_timeout"], "{reports:?}");
@@ -681,7 +681,7 @@ fn an_exec_probe_timeout_says_what_the_containers_cpu_limit_did_over_the_command
         cpu_limit: Some(0.1),
         ..Default::default()
     };
-    let throttled = |periods: u64, throttled: u64, us: u64| StaticHost {
+    let throttled = |periods: u64, throttled: u64, us: u64| StaticProcesses {
         containers: vec![pod_state(true)],
         cpu: Some((cgroup.clone(), vec![reading(sleep - 1_000_000, 500, 40, 900_000), reading(exit, 500 + periods, 40 + throttled, 900_000 + us)])),
         ..Default::default()
@@ -704,7 +704,7 @@ fn an_exec_probe_timeout_says_what_the_containers_cpu_limit_did_over_the_command
 
 #[test]
 fn an_exec_command_killed_otherwise_or_ending_by_itself_is_no_timeout() {
-    let host = StaticHost { containers: vec![pod_state(true)], ..Default::default() };
+    let host = StaticProcesses { containers: vec![pod_state(true)], ..Default::default() };
     let events = exec_timeout_recorded();
     let at = events.iter().position(|e| matches!(e.body, Body::Signal { .. })).unwrap();
     let with_kill = |f: &dyn Fn(&mut Event)| {
@@ -759,8 +759,8 @@ fn an_exec_command_whose_output_a_leftover_process_holds_is_named_with_it() {
     // runc, which passes them on): the command may be gone before its exec
     // is handled. The container's cgroup comes from its state.
     let runc = events[0].pid;
-    let holder = crate::host::PipeHolder { pid: 4242, comm: "sleep".into(), fd: 1 };
-    let host = |holders: Vec<(crate::host::PipeHolder, u64)>| StaticHost {
+    let holder = crate::processes::PipeHolder { pid: 4242, comm: "sleep".into(), fd: 1 };
+    let host = |holders: Vec<(crate::processes::PipeHolder, u64)>| StaticProcesses {
         containers: vec![pod_state(true)],
         output_pipes: [(runc, vec![77])].into(),
         pipe_holders: holders,
@@ -796,7 +796,7 @@ fn a_slow_exec_command_ending_by_itself_is_kept_to_be_judged_against_its_timeout
     if let Body::Exit { exit_code, .. } = &mut events[at].body {
         *exit_code = 0;
     }
-    let host = StaticHost { containers: vec![pod_state(true)], ..Default::default() };
+    let host = StaticProcesses { containers: vec![pod_state(true)], ..Default::default() };
     let mut c = ExecCorrelator::new(ExecSettings::default(), host);
     let reports: Vec<Report> = events.iter().flat_map(|e| c.handle(e)).collect();
     assert!(reports.is_empty(), "{reports:?}");
@@ -823,14 +823,14 @@ fn a_slow_exec_command_ending_by_itself_is_kept_to_be_judged_against_its_timeout
 /// twice, each EINVAL, then forks the command.
 const CRUN: &str = include_str!("crun_bare_6.18.jsonl");
 
-fn crun_host() -> StaticHost {
+fn crun_host() -> StaticProcesses {
     let state = |id: &str, init_pid: u32, init_alive: bool| ContainerState {
         id: id.into(),
         init_pid,
         init_alive,
         pids_cgroup: Some(format!("/sys/fs/cgroup/pids/{id}").into()),
     };
-    StaticHost {
+    StaticProcesses {
         containers: vec![state("pt-crun", 29_990, true), state("pt-crun-stopped", 30_069, false)],
         pids: Some(PidsLimit { cgroup: "/sys/fs/cgroup/pids/pt-crun".into(), current: 4, max: Some(1) }),
         ..Default::default()
@@ -876,7 +876,7 @@ fn crun_without_log_its_setns_tries_are_never_the_cause() {
 #[test]
 fn a_setns_failure_the_process_forked_after_is_no_cause() {
     let run = |fork_after: bool| {
-        let mut c = ExecCorrelator::new(ExecSettings { slow_threshold_ns: u64::MAX / 2, ..Default::default() }, StaticHost::default());
+        let mut c = ExecCorrelator::new(ExecSettings { slow_threshold_ns: u64::MAX / 2, ..Default::default() }, StaticProcesses::default());
         let mut out = Vec::new();
         out.extend(c.handle(&runc_exec(1_000, 100, &["crun", "exec", "c1", "true"])));
         out.extend(c.handle(&ev(1_500, 100, "crun", Body::Fork { child_tid: 101 })));

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::{
     cgroup_cpu::{CpuReading, ServingCgroup, same_life},
     diagnose::{Report, Slot},
-    node::NodeView,
+    network::NetworkFacts,
 };
 
 pub const SAMPLE_PERIOD_NS: u64 = 100_000_000;
@@ -102,7 +102,7 @@ impl CpuSampler {
     }
 
     /// One sample of every probed container.
-    pub fn tick<N: NodeView>(&mut self, node: &N, now_ns: u64) {
+    pub fn tick<N: NetworkFacts>(&mut self, node: &N, now_ns: u64) {
         self.last_tick_ns = now_ns;
         self.targets.retain(|_, t| now_ns.saturating_sub(t.probed_ns) < IDLE_NS);
         for (&(addr, port), t) in &mut self.targets {
@@ -135,7 +135,7 @@ impl CpuSampler {
     /// The container's CPU from before `start_ns` to now (the verdict, at
     /// `end_ns`). A destination not looked up yet is looked up now, for
     /// the cgroup's name: its sampling starts with this verdict.
-    pub fn window<N: NodeView>(&mut self, node: &N, dest: Dest, start_ns: u64, end_ns: u64) -> CpuWindow {
+    pub fn window<N: NetworkFacts>(&mut self, node: &N, dest: Dest, start_ns: u64, end_ns: u64) -> CpuWindow {
         let Some(t) = self.targets.get_mut(&dest) else { return CpuWindow::Unmeasured("no_sampler", None) };
         if t.cgroup.is_none() && t.looked_ns.is_none() {
             t.looked_ns = Some(end_ns);
@@ -261,7 +261,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::node::StaticNode;
+    use crate::network::StaticNetwork;
 
     const S: u64 = 1_000_000_000;
     const MS: u64 = 1_000_000;
@@ -282,9 +282,9 @@ mod tests {
         }
     }
 
-    fn node(readings: Vec<CpuReading>) -> StaticNode {
+    fn node(readings: Vec<CpuReading>) -> StaticNetwork {
         let pod: IpAddr = [10, 200, 1, 2].into();
-        StaticNode { serving: vec![((pod, 8080), cgroup("/kubepods/pod1/c1"))], readings: vec![("/kubepods/pod1/c1".into(), readings)], ..Default::default() }
+        StaticNetwork { serving: vec![((pod, 8080), cgroup("/kubepods/pod1/c1"))], readings: vec![("/kubepods/pod1/c1".into(), readings)], ..Default::default() }
     }
 
     #[test]

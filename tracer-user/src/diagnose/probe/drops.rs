@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     events::{PacketDrop, TcpInfo},
-    node::NodeView,
+    network::NetworkFacts,
 };
 
 /// Drops kept for matching, at most, and for how long.
@@ -77,7 +77,7 @@ pub struct DropSummary {
 
 /// The probe's drops, grouped by kind: those that can explain a failure
 /// first, then the most frequent, then the earliest.
-pub(super) fn summarize(drops: &[PacketDrop], tuple: &TcpInfo, names: &DropNames, node: &impl NodeView) -> Vec<DropSummary> {
+pub(super) fn summarize(drops: &[PacketDrop], tuple: &TcpInfo, names: &DropNames, node: &impl NetworkFacts) -> Vec<DropSummary> {
     let pod_netns = if drops.is_empty() { None } else { node.netns_of(tuple.daddr) };
     let mut out: Vec<DropSummary> = Vec::new();
     for d in drops {
@@ -139,7 +139,7 @@ pub(super) struct DropContext {
 }
 
 impl DropContext {
-    pub(super) fn of(first: &DropSummary, pod: IpAddr, node: &impl NodeView) -> Self {
+    pub(super) fn of(first: &DropSummary, pod: IpAddr, node: &impl NetworkFacts) -> Self {
         let routing = first.reason.as_deref() == Some("IP_RPFILTER") || (first.reason.is_none() && route_input(&first.location));
         if !routing {
             return Self::default();

@@ -11,10 +11,10 @@ use super::{
 use crate::{
     diagnose::{Answer, Report},
     events::{Event, IpvsConn, TcpClose, TcpInfo},
-    node::NodeView,
+    network::NetworkFacts,
 };
 
-impl<N: NodeView> ProbeCorrelator<N> {
+impl<N: NetworkFacts> ProbeCorrelator<N> {
     pub(super) fn on_state(&mut self, ev: &Event, info: &TcpInfo) -> Vec<Report> {
         let Some(a) = self.attempts.get_mut(&info.skaddr) else { return Vec::new() };
         merge_tuple(&mut a.tuple, info);

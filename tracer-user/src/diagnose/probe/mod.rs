@@ -41,7 +41,7 @@ pub use cpu_window::{CpuSampler, CpuWindow, SAMPLE_PERIOD_NS};
 pub use drops::{DropNames, DropSummary};
 use crate::{
     events::{Body, Event, TcpInfo},
-    node::NodeView,
+    network::NetworkFacts,
 };
 
 use tracer_common::tcp_state::{TCP_ESTABLISHED, TCP_SYN_SENT};
@@ -153,7 +153,7 @@ impl DestinationStats {
     }
 }
 
-pub struct ProbeCorrelator<N: NodeView> {
+pub struct ProbeCorrelator<N: NetworkFacts> {
     settings: ProbeSettings,
     node: N,
     /// In-flight attempts by `struct sock` address.
@@ -174,7 +174,7 @@ pub struct ProbeCorrelator<N: NodeView> {
 /// kernel sends its record rather than counting it as healthy).
 pub const SLOW_ANSWER_MS: u64 = 500;
 
-impl<N: NodeView> ProbeCorrelator<N> {
+impl<N: NetworkFacts> ProbeCorrelator<N> {
     pub fn new(settings: ProbeSettings, node: N) -> Self {
         Self {
             settings,
@@ -222,7 +222,7 @@ impl<N: NodeView> ProbeCorrelator<N> {
         &self.destinations
     }
 
-    /// Takes a destination's counts out (pod-IP churn: Aggregator keeps
+    /// Takes a destination's counts out (pod-IP churn: Correlators keeps
     /// their sum).
     pub fn forget_destination(&mut self, key: &(IpAddr, u16)) -> Option<DestinationStats> {
         self.destinations.remove(key)

@@ -5,8 +5,8 @@ use tracer_common::tcp_state::{TCP_CLOSE, TCP_CLOSE_WAIT, TCP_FIN_WAIT1};
 
 use super::*;
 use crate::{
-    events::{HookMode, IpvsConn, TcpClose},
-    node::{IpvsService, ListenQueue, PortRanges, StaticNode},
+    events::{Mode, IpvsConn, TcpClose},
+    network::{IpvsService, ListenQueue, PortRanges, StaticNetwork},
 };
 
 const SK: u64 = 0xffff_8880_1234_5600;
@@ -21,7 +21,7 @@ fn tcp(skaddr: u64, sport: u16, dport: u16, old: u8, new: u8) -> TcpInfo {
 }
 
 fn ev(ts_ms: u64, comm: &str, body: Body) -> Event {
-    Event { ts_ns: ts_ms * MS, pid: 4242, tid: 4242, comm: comm.into(), cgroup_id: 1, mode: HookMode::Kprobe, body }
+    Event { ts_ns: ts_ms * MS, pid: 4242, tid: 4242, comm: comm.into(), cgroup_id: 1, mode: Mode::Kprobe, body }
 }
 
 fn kubelet(ts_ms: u64, body: Body) -> Event {
@@ -32,11 +32,11 @@ fn softirq(ts_ms: u64, body: Body) -> Event {
     ev(ts_ms, "swapper/0", body)
 }
 
-fn correlator(settings: ProbeSettings, node: StaticNode) -> ProbeCorrelator<StaticNode> {
+fn correlator(settings: ProbeSettings, node: StaticNetwork) -> ProbeCorrelator<StaticNetwork> {
     ProbeCorrelator::new(settings, node)
 }
 
-fn run(c: &mut ProbeCorrelator<StaticNode>, events: &[Event]) -> Vec<Report> {
+fn run(c: &mut ProbeCorrelator<StaticNetwork>, events: &[Event]) -> Vec<Report> {
     events.iter().flat_map(|e| c.handle(e)).collect()
 }
 
@@ -69,7 +69,7 @@ fn hijacked_probe() -> Vec<Event> {
 
 #[test]
 fn observed_diversion_gives_exactly_one_verdict_with_ipvs_fields() {
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork::default());
     let reports = run(&mut c, &hijacked_probe());
     let v = verdicts(&reports);
     assert_eq!(v.len(), 1, "{reports:#?}");
@@ -101,7 +101,7 @@ fn observed_diversion_gives_exactly_one_verdict_with_ipvs_fields() {
 
 #[test]
 fn healthy_probe_gives_no_verdict() {
-    let mut c = correlator(ProbeSettings::default(), StaticNode { services: vec![ipvs_service()], ..Default::default() });
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork { services: vec![ipvs_service()], ..Default::default() });
     let reports = run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
         softirq(1, Body::TcpSynSentRcv(tcp(SK, 45000, 8080, 2, 2))),
@@ -127,7 +127,7 @@ fn closed_probe(head: &[u8]) -> Vec<Event> {
 fn a_healthy_probe_sent_as_one_record_is_an_established_attempt() {
     // The kernel sends a connected probe's connect, ESTABLISHED and close
     // together.
-    let mut c = correlator(following(), StaticNode::default());
+    let mut c = correlator(following(), StaticNetwork::default());
     let reports = run(&mut c, &closed_probe(b"HTTP/1.1 200 OK\r\n"));
     assert!(verdicts(&reports).is_empty(), "{reports:#?}");
     assert_eq!(reports.len(), 1, "{reports:#?}");
@@ -167,7 +167,7 @@ fn close(newstate: u8, request: u64, unacked: u64, response: u64, sk_err: i32) -
 
 #[test]
 fn a_probe_the_application_never_answers_is_no_response_on_the_applications_side() {
-    let mut c = correlator(following(), StaticNode::default());
+    let mut c = correlator(following(), StaticNetwork::default());
     let reports = run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)));
     let v = verdicts(&reports);
     assert_eq!(v.len(), 1, "{reports:#?}");
@@ -182,7 +182,7 @@ fn a_probe_the_application_never_answers_is_no_response_on_the_applications_side
 
 #[test]
 fn a_request_the_pod_never_acknowledged_is_blamed_on_the_path() {
-    let mut c = correlator(following(), StaticNode::default());
+    let mut c = correlator(following(), StaticNetwork::default());
     let v = run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 96, 0, 0)));
     let v = verdicts(&v);
     assert_eq!(v[0].kind, "probe_no_response");
@@ -192,7 +192,7 @@ fn a_request_the_pod_never_acknowledged_is_blamed_on_the_path() {
 
 #[test]
 fn an_http_error_status_is_a_verdict_with_the_status_and_time() {
-    let mut c = correlator(following(), StaticNode::default());
+    let mut c = correlator(following(), StaticNetwork::default());
     let mut cl = close(TCP_CLOSE_WAIT, 96, 0, 140, 0);
     cl.response_head = Some(b"HTTP/1.1 503 Ser".to_vec());
     let reports = run(&mut c, &connected_then(cl));
@@ -206,7 +206,7 @@ fn an_http_error_status_is_a_verdict_with_the_status_and_time() {
 #[test]
 fn a_pod_that_resets_or_closes_before_answering_gets_its_own_verdict() {
     for (newstate, err, kind) in [(TCP_CLOSE, ECONNRESET, "probe_reset"), (TCP_CLOSE_WAIT, 0, "probe_closed")] {
-        let mut c = correlator(following(), StaticNode::default());
+        let mut c = correlator(following(), StaticNetwork::default());
         let reports = run(&mut c, &connected_then(close(newstate, 96, 0, 0, err)));
         let v = verdicts(&reports);
         assert_eq!(v.len(), 1, "{reports:#?}");
@@ -217,7 +217,7 @@ fn a_pod_that_resets_or_closes_before_answering_gets_its_own_verdict() {
 
 #[test]
 fn a_tcp_probe_and_a_late_answer_are_healthy() {
-    let mut c = correlator(following(), StaticNode::default());
+    let mut c = correlator(following(), StaticNetwork::default());
     // Nothing sent: a TCP probe, whoever closes.
     let reports = run(&mut c, &connected_then(close(TCP_CLOSE_WAIT, 0, 0, 0, 0)));
     assert!(verdicts(&reports).is_empty(), "{reports:#?}");
@@ -231,7 +231,7 @@ fn a_tcp_probe_and_a_late_answer_are_healthy() {
 
 #[test]
 fn a_connected_probe_waits_for_its_close_and_is_recorded_if_it_never_comes() {
-    let mut c = correlator(following(), StaticNode::default());
+    let mut c = correlator(following(), StaticNetwork::default());
     let mut events = connected_then(close(TCP_FIN_WAIT1, 0, 0, 0, 0));
     events.pop();
     assert!(run(&mut c, &events).is_empty());
@@ -245,7 +245,7 @@ fn a_connected_probe_waits_for_its_close_and_is_recorded_if_it_never_comes() {
 fn a_connected_probe_whose_request_is_retransmitted_is_no_timeout_when_it_never_closes() {
     // The kernel sends the owed connect before the retransmit and keeps
     // ESTABLISHED for the close record; the tracer stops first.
-    let mut c = correlator(following(), StaticNode::default());
+    let mut c = correlator(following(), StaticNetwork::default());
     let events = [
         kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
         softirq(300, Body::TcpRetransmit(tcp(SK, 45000, 8080, 1, 1))),
@@ -259,8 +259,8 @@ fn a_connected_probe_whose_request_is_retransmitted_is_no_timeout_when_it_never_
 #[test]
 fn a_refused_probe_names_what_the_pods_namespace_listens_on() {
     let pod = ip("10.200.1.2");
-    let listening = |addr: &str, port| crate::node::Listener { addr: ip(addr), port };
-    let node = StaticNode { listeners: vec![(pod, vec![listening("127.0.0.1", 8080)])], ..Default::default() };
+    let listening = |addr: &str, port| crate::network::Listener { addr: ip(addr), port };
+    let node = StaticNetwork { listeners: vec![(pod, vec![listening("127.0.0.1", 8080)])], ..Default::default() };
     let mut c = correlator(following(), node);
     let reports = run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
@@ -271,7 +271,7 @@ fn a_refused_probe_names_what_the_pods_namespace_listens_on() {
     assert_eq!(v[0].kind, "probe_refused");
     assert_eq!(v[0].to_json()["listeners"], serde_json::json!(["127.0.0.1:8080"]));
     assert!(v[0].message.contains("listens on 127.0.0.1:8080 only") && v[0].message.contains("bind 0.0.0.0"), "{}", v[0].message);
-    let node = StaticNode { listeners: vec![(pod, vec![listening("0.0.0.0", 8081)])], ..Default::default() };
+    let node = StaticNetwork { listeners: vec![(pod, vec![listening("0.0.0.0", 8081)])], ..Default::default() };
     let mut c = correlator(following(), node);
     let reports = run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 45000, 8080, 2, 2))),
@@ -285,7 +285,7 @@ fn a_refused_probe_names_what_the_pods_namespace_listens_on() {
 fn simultaneous_open_closed_before_established_ends_the_attempt() {
     // SYN-SENT -> SYN-RECV -> FIN-WAIT-1: the kernel stops tracking when the
     // socket leaves SYN-RECV, so this is the attempt's last event.
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork::default());
     let reports = run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 45003, 8080, 2, 2))),
         softirq(1, Body::TcpState(tcp(SK, 45003, 8080, 2, 3))),
@@ -299,7 +299,7 @@ fn simultaneous_open_closed_before_established_ends_the_attempt() {
 
 #[test]
 fn reset_gives_probe_refused() {
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork::default());
     let reports = run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 45001, 8081, 2, 2))),
         softirq(1, Body::TcpReset(tcp(SK, 45001, 8081, 2, 2))),
@@ -313,7 +313,7 @@ fn reset_gives_probe_refused() {
 
 #[test]
 fn no_answer_gives_probe_timeout_with_retransmits() {
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork::default());
     let reports = run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 45002, 8080, 2, 2))),
         softirq(1000, Body::TcpRetransmit(tcp(SK, 45002, 8080, 2, 2))),
@@ -330,7 +330,7 @@ fn no_answer_gives_probe_timeout_with_retransmits() {
 #[test]
 fn without_ipvs_hook_a_timeout_on_an_ipvs_port_is_an_inferred_diversion() {
     let settings = ProbeSettings { ipvs_observed: false, ..Default::default() };
-    let node = StaticNode { services: vec![ipvs_service()], reserved: PortRanges::default(), ..Default::default() };
+    let node = StaticNetwork { services: vec![ipvs_service()], reserved: PortRanges::default(), ..Default::default() };
     let mut c = correlator(settings, node);
     let mut events = hijacked_probe();
     events.remove(1); // No IPVS event on a tracepoint-only kernel.
@@ -345,7 +345,7 @@ fn without_ipvs_hook_a_timeout_on_an_ipvs_port_is_an_inferred_diversion() {
 #[test]
 fn inferred_mode_leaves_timeouts_on_other_ports_alone() {
     let settings = ProbeSettings { ipvs_observed: false, ..Default::default() };
-    let mut c = correlator(settings, StaticNode { services: vec![ipvs_service()], ..Default::default() });
+    let mut c = correlator(settings, StaticNetwork { services: vec![ipvs_service()], ..Default::default() });
     let reports = run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 45003, 8080, 2, 2))),
         kubelet(2000, Body::TcpState(tcp(SK, 45003, 8080, 2, 7))),
@@ -355,13 +355,13 @@ fn inferred_mode_leaves_timeouts_on_other_ports_alone() {
 
 #[test]
 fn reserved_port_is_reported_and_other_ports_get_a_targeted_fix() {
-    let node = StaticNode { reserved: PortRanges::parse("31055").unwrap(), ..Default::default() };
+    let node = StaticNetwork { reserved: PortRanges::parse("31055").unwrap(), ..Default::default() };
     let mut c = correlator(ProbeSettings::default(), node);
     let v: Vec<Report> = run(&mut c, &hijacked_probe()).into_iter().filter(|r| r.is_verdict()).collect();
     assert_eq!(v[0].to_json()["sport_reserved"], true);
 
     let settings = ProbeSettings { nodeport_range: 30000..=30100, ..Default::default() };
-    let mut c = correlator(settings, StaticNode::default());
+    let mut c = correlator(settings, StaticNetwork::default());
     let v: Vec<Report> = run(&mut c, &hijacked_probe()).into_iter().filter(|r| r.is_verdict()).collect();
     assert_eq!(v[0].to_json()["sport_in_nodeport_range"], false);
     assert_eq!(v[0].field_str("fix"), Some("sysctl -w net.ipv4.ip_local_reserved_ports=31055"));
@@ -369,7 +369,7 @@ fn reserved_port_is_reported_and_other_ports_get_a_targeted_fix() {
 
 #[test]
 fn tracepoint_connect_without_port_is_completed_by_later_events() {
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork::default());
     let reports = run(&mut c, &[
         // sock:inet_sock_set_state fires before the ephemeral port is bound.
         kubelet(0, Body::TcpConnect(TcpInfo { saddr: ip("0.0.0.0"), ..tcp(SK, 0, 8080, 7, 2) })),
@@ -383,7 +383,7 @@ fn tracepoint_connect_without_port_is_completed_by_later_events() {
 
 #[test]
 fn duplicate_connect_from_two_hooks_is_one_attempt() {
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork::default());
     run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 0, 8080, 7, 2))),
         kubelet(0, Body::TcpConnect(tcp(SK, 45005, 8080, 2, 2))),
@@ -393,7 +393,7 @@ fn duplicate_connect_from_two_hooks_is_one_attempt() {
 
 #[test]
 fn ipvs_conn_for_an_unrelated_tuple_is_ignored() {
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork::default());
     let mut events = hijacked_probe();
     if let Body::IpvsConn(conn) = &mut events[1].body {
         conn.cport = 9999;
@@ -404,7 +404,7 @@ fn ipvs_conn_for_an_unrelated_tuple_is_ignored() {
 
 #[test]
 fn finish_reports_attempts_still_waiting_as_timeouts() {
-    let mut c = correlator(ProbeSettings::default(), StaticNode::default());
+    let mut c = correlator(ProbeSettings::default(), StaticNetwork::default());
     run(&mut c, &[
         kubelet(0, Body::TcpConnect(tcp(SK, 45006, 8080, 2, 2))),
         kubelet(1500, Body::TcpConnect(tcp(SK + 64, 45007, 8080, 2, 2))),
@@ -422,7 +422,7 @@ fn healthy_probes_counted_in_the_kernel_add_only_what_is_new() {
     let other = (ip("10.200.1.3"), 8081);
     // One success came through the ring buffer (the count was full, or the
     // setting was not yet set), then the kernel counted the rest.
-    let mut c = correlator(ProbeSettings { attempt_records: false, ..following() }, StaticNode::default());
+    let mut c = correlator(ProbeSettings { attempt_records: false, ..following() }, StaticNetwork::default());
     run(&mut c, &closed_probe(b"HTTP/1.1 200 OK\r\n"));
     assert_eq!(c.kernel_established(&[(pod, 3)], 0), 3);
     // Counts are cumulative: a second read adds only the difference.
@@ -435,7 +435,7 @@ fn healthy_probes_counted_in_the_kernel_add_only_what_is_new() {
 
 /// A pod at a tiny CPU limit: its container's counters, sampled while it
 /// is probed, say it was throttled for most of the probe's window.
-fn throttled_node(throttled_per_tick_ms: u64) -> StaticNode {
+fn throttled_node(throttled_per_tick_ms: u64) -> StaticNetwork {
     use crate::cgroup_cpu::{CpuReading, ServingCgroup};
     let path = "/kubepods/burstable/pod0a1b/c1";
     let cgroup = ServingCgroup { pid: 77, path: path.into(), cpu_dir: path.into(), psi_dir: None, v1: true };
@@ -449,10 +449,10 @@ fn throttled_node(throttled_per_tick_ms: u64) -> StaticNode {
             ..Default::default()
         })
         .collect();
-    StaticNode { serving: vec![((ip("10.200.1.2"), 8080), cgroup)], readings: vec![(path.into(), readings)], ..Default::default() }
+    StaticNetwork { serving: vec![((ip("10.200.1.2"), 8080), cgroup)], readings: vec![(path.into(), readings)], ..Default::default() }
 }
 
-fn sampled_run(node: StaticNode, events: &[Event]) -> Vec<Report> {
+fn sampled_run(node: StaticNetwork, events: &[Event]) -> Vec<Report> {
     let mut c = correlator(following(), node);
     // An earlier probe to the pod started its sampling.
     c.kernel_established(&[((ip("10.200.1.2"), 8080), 1)], 0);
@@ -517,8 +517,8 @@ fn drop_names() -> DropNames {
     DropNames { reasons: std::sync::Arc::new(reasons.iter().map(|(v, n)| (*v, n.to_string())).collect()), host_netns: HOST_NS }
 }
 
-fn dropping_node() -> StaticNode {
-    StaticNode {
+fn dropping_node() -> StaticNetwork {
+    StaticNetwork {
         symbols: vec![
             (TCP_V4_RCV, "tcp_v4_rcv".into()),
             (NFT_DO_CHAIN, "nft_do_chain".into()),
@@ -604,7 +604,7 @@ fn rp_filtered(reason: Option<u32>, echo_reason: Option<u32>) -> Vec<Event> {
 
 #[test]
 fn a_syn_ack_dropped_by_strict_rp_filter_names_the_interface_and_the_sysctl() {
-    let node = StaticNode { rp_filter: vec![("veth-ptrp".into(), 1)], ..dropping_node() };
+    let node = StaticNetwork { rp_filter: vec![("veth-ptrp".into(), 1)], ..dropping_node() };
     let mut c = correlator(with_drops(ProbeSettings::default()), node);
     let reports = run(&mut c, &rp_filtered(Some(16), Some(2)));
     let v = only_verdict(&reports);
@@ -626,7 +626,7 @@ fn a_syn_ack_dropped_by_strict_rp_filter_names_the_interface_and_the_sysctl() {
 fn before_5_17_an_rp_filter_drop_is_told_by_its_place_and_the_interfaces_mode() {
     // No reason: the place (where input routing frees packets) and the
     // interface's strict mode tell.
-    let node = StaticNode { rp_filter: vec![("veth-ptrp".into(), 1)], ..dropping_node() };
+    let node = StaticNetwork { rp_filter: vec![("veth-ptrp".into(), 1)], ..dropping_node() };
     let mut c = correlator(with_drops(ProbeSettings::default()), node);
     let reports = run(&mut c, &rp_filtered(None, None));
     let v = only_verdict(&reports);
@@ -637,7 +637,7 @@ fn before_5_17_an_rp_filter_drop_is_told_by_its_place_and_the_interfaces_mode() 
     assert!(m.contains("net.ipv4.conf.veth-ptrp.rp_filter=2"), "{m}");
 
     // Or the namespace's counter, where the interface's mode is not known.
-    let node = StaticNode { tcp_ext: vec![(None, [("IPReversePathFilter".to_string(), 7)].into())], ..dropping_node() };
+    let node = StaticNetwork { tcp_ext: vec![(None, [("IPReversePathFilter".to_string(), 7)].into())], ..dropping_node() };
     let mut c = correlator(with_drops(ProbeSettings::default()), node);
     let m = only_verdict(&run(&mut c, &rp_filtered(None, None))).message.clone();
     assert!(m.contains("(IPReversePathFilter: 7 in that namespace)") && m.contains("rp_filter=2"), "{m}");
@@ -658,7 +658,7 @@ fn retransmitted_syns_the_pod_frees_say_its_syn_ack_is_lost_on_the_way_back() {
 }
 
 fn listen_queue(waiting: u32, probe_waiting: bool, overflows: u64) -> ((IpAddr, u16), ListenQueue) {
-    let listener = crate::node::Listener { addr: ip("10.200.1.2"), port: 8080 };
+    let listener = crate::network::Listener { addr: ip("10.200.1.2"), port: 8080 };
     ((ip("10.200.1.2"), 8080), ListenQueue { listener, waiting, probe_waiting, listen_overflows: Some(overflows) })
 }
 
@@ -667,7 +667,7 @@ fn listen_queue(waiting: u32, probe_waiting: bool, overflows: u64) -> ((IpAddr, 
 /// pod's counters are what tell.
 #[test]
 fn a_syn_turned_away_by_a_full_accept_queue_is_told_from_the_pods_counters() {
-    let node = StaticNode { listen_queues: vec![listen_queue(2, false, 3)], ..dropping_node() };
+    let node = StaticNetwork { listen_queues: vec![listen_queue(2, false, 3)], ..dropping_node() };
     let mut c = correlator(with_drops(ProbeSettings::default()), node);
     let v = only_verdict(&run(&mut c, &unanswered(45013, vec![]))).clone();
     assert_eq!(v.kind, "probe_timeout");
@@ -682,7 +682,7 @@ fn a_syn_turned_away_by_a_full_accept_queue_is_told_from_the_pods_counters() {
     assert!(m.contains("listen backlog") && m.contains("net.core.somaxconn") && m.contains("accept connections faster"), "{m}");
 
     // Connections waiting but no overflow counted: not the cause.
-    let node = StaticNode { listen_queues: vec![listen_queue(2, false, 0)], ..dropping_node() };
+    let node = StaticNetwork { listen_queues: vec![listen_queue(2, false, 0)], ..dropping_node() };
     let mut c = correlator(with_drops(ProbeSettings::default()), node);
     let m = only_verdict(&run(&mut c, &unanswered(45013, vec![]))).message.clone();
     assert!(m.contains("the pod is not answering") && !m.contains("accept queue"), "{m}");
@@ -690,7 +690,7 @@ fn a_syn_turned_away_by_a_full_accept_queue_is_told_from_the_pods_counters() {
 
 #[test]
 fn a_connection_the_application_never_accepts_is_not_blamed_on_a_slow_answer() {
-    let node = StaticNode { listen_queues: vec![listen_queue(1, true, 0)], ..Default::default() };
+    let node = StaticNetwork { listen_queues: vec![listen_queue(1, true, 0)], ..Default::default() };
     let mut c = correlator(following(), node);
     let reports = run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)));
     let v = only_verdict(&reports);
@@ -701,7 +701,7 @@ fn a_connection_the_application_never_accepts_is_not_blamed_on_a_slow_answer() {
     assert!(m.contains("net.core.somaxconn") && !m.contains("is stalled, not the network"), "{m}");
 
     // Accepted (a file owns it) and unanswered: the application is slow.
-    let node = StaticNode { listen_queues: vec![listen_queue(0, false, 0)], ..Default::default() };
+    let node = StaticNetwork { listen_queues: vec![listen_queue(0, false, 0)], ..Default::default() };
     let mut c = correlator(following(), node);
     let m = only_verdict(&run(&mut c, &connected_then(close(TCP_FIN_WAIT1, 96, 0, 0, 0)))).message.clone();
     assert!(m.contains("is stalled, not the network"), "{m}");
@@ -730,7 +730,7 @@ fn overflowed_handshake(reason: Option<u32>) -> Vec<Event> {
 
 #[test]
 fn a_handshake_turned_away_by_a_full_accept_queue_names_the_overflow() {
-    let node = StaticNode { listen_queues: vec![listen_queue(2, false, 9)], ..dropping_node() };
+    let node = StaticNetwork { listen_queues: vec![listen_queue(2, false, 9)], ..dropping_node() };
     let mut c = correlator(with_drops(following()), node.clone());
     let v = only_verdict(&run(&mut c, &overflowed_handshake(Some(40)))).clone();
     assert_eq!(v.kind, "probe_no_response");
@@ -785,7 +785,7 @@ fn a_diverted_probe_is_never_also_reported_as_dropped() {
 
     // Inferred from the IPVS table.
     let settings = with_drops(ProbeSettings { ipvs_observed: false, ..Default::default() });
-    let mut c = correlator(settings, StaticNode { services: vec![ipvs_service()], ..dropping_node() });
+    let mut c = correlator(settings, StaticNetwork { services: vec![ipvs_service()], ..dropping_node() });
     let mut events = with_echoes(hijacked_probe());
     events.remove(1);
     let reports = run(&mut c, &events);

@@ -9,10 +9,10 @@ use super::{Attempt, DestinationStats, Outcome, ProbeCorrelator, cpu_window, dro
 use crate::{
     diagnose::{Connection, IpvsPath, Report},
     events::{Event, tcp_state_name},
-    node::{IpvsService, ListenQueue, Listener, NodeView},
+    network::{IpvsService, ListenQueue, Listener, NetworkFacts},
 };
 
-impl<N: NodeView> ProbeCorrelator<N> {
+impl<N: NetworkFacts> ProbeCorrelator<N> {
     /// The attempt's dropped packets as a `drops` field, and the phrase
     /// for the most frequent.
     fn drops_of(&self, a: &Attempt, ev: &Event, connected: bool) -> (serde_json::Value, Option<String>) {

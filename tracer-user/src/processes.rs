@@ -78,7 +78,7 @@ pub struct MemoryUsage {
     pub oom_kills: Option<u64>,
 }
 
-pub trait HostView {
+pub trait ProcessFacts {
     /// The pids limit that applies to `pid` (or, once it is gone, to the
     /// cgroup `cgroup_id` or the container's recorded cgroup): the first
     /// level, walking up, that is exhausted, else the nearest one with a limit.
@@ -138,7 +138,7 @@ const PIPE_HOLDERS_MAX: usize = 4;
 
 /// `pipe:[12345]` (a descriptor's link in /proc) -> 12345.
 fn pipe_inode(link: &Path) -> Option<u64> {
-    crate::node::fd_link_inode(link, "pipe")
+    crate::network::fd_link_inode(link, "pipe")
 }
 
 /// The last error in a runtime's log text: runc and crun write JSON lines
@@ -171,13 +171,13 @@ pub const MAX_CGROUP_PATHS: usize = 65536;
 /// The real host: procfs, cgroupfs, runc state files. Clones share the
 /// cgroup path cache.
 #[derive(Default, Clone)]
-pub struct ProcHost {
+pub struct LiveProcesses {
     /// cgroup id -> path (None: not found), filled by walking the cgroup2
     /// tree once per miss; at most MAX_CGROUP_PATHS entries.
     cgroup_paths: Arc<Mutex<HashMap<u64, Option<String>>>>,
 }
 
-impl HostView for ProcHost {
+impl ProcessFacts for LiveProcesses {
     fn pids_limit(&self, pid: u32, cgroup_id: u64, container: Option<&ContainerState>) -> Option<PidsLimit> {
         let mut candidates: Vec<PathBuf> = Vec::new();
         if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) {
@@ -313,7 +313,7 @@ impl HostView for ProcHost {
         let mut holders = Vec::new();
         let Ok(procs) = fs::read_to_string(cgroup_dir.join("cgroup.procs")) else { return holders };
         for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()).filter(|p| *p != except).take(PIPE_PROCS_MAX) {
-            if let Some(fd) = crate::node::fd_holding(Path::new(&format!("/proc/{pid}")), "pipe", pipes, PIPE_FDS_MAX) {
+            if let Some(fd) = crate::network::fd_holding(Path::new(&format!("/proc/{pid}")), "pipe", pipes, PIPE_FDS_MAX) {
                 let comm = fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end().to_string()).unwrap_or_default();
                 holders.push(PipeHolder { pid, comm, fd });
                 if holders.len() >= PIPE_HOLDERS_MAX {
@@ -577,7 +577,7 @@ pub fn start_time_from_stat(stat: &[u8]) -> Option<u64> {
 
 /// Fixed answers for tests.
 #[derive(Debug, Clone, Default)]
-pub struct StaticHost {
+pub struct StaticProcesses {
     pub pids: Option<PidsLimit>,
     pub threads: Option<ThreadCount>,
     pub containers: Vec<ContainerState>,
@@ -597,7 +597,7 @@ pub struct StaticHost {
     pub pipe_holders: Vec<(PipeHolder, u64)>,
 }
 
-impl HostView for StaticHost {
+impl ProcessFacts for StaticProcesses {
     fn pids_limit(&self, _pid: u32, _cgroup_id: u64, _c: Option<&ContainerState>) -> Option<PidsLimit> {
         self.pids.clone()
     }
@@ -655,7 +655,7 @@ mod tests {
     fn pipe_links_give_their_inode() {
         assert_eq!(pipe_inode(Path::new("pipe:[4026532]")), Some(4026532));
         assert_eq!(pipe_inode(Path::new("socket:[4026532]")), None);
-        assert_eq!(crate::node::fd_link_inode(Path::new("socket:[4026532]"), "socket"), Some(4026532));
+        assert_eq!(crate::network::fd_link_inode(Path::new("socket:[4026532]"), "socket"), Some(4026532));
         assert_eq!(pipe_inode(Path::new("/dev/null")), None);
     }
 
@@ -664,7 +664,7 @@ mod tests {
         use std::process::{Command, Stdio};
         // This process's cgroup, wherever the machine mounts it.
         let Some(cgroup) = cgroup_cpu::cgroup_of_pid(std::process::id()) else { return };
-        let host = ProcHost::default();
+        let host = LiveProcesses::default();
         let mut child = Command::new("sleep").arg("30").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let pipes = host.output_pipes(child.id());
         assert_eq!(pipes.len(), 1, "stdout is a pipe, stderr /dev/null: {pipes:?}");
@@ -702,14 +702,14 @@ mod tests {
     fn memory_usage_of_this_process_is_readable() {
         // Whatever the hierarchy (v1, v2, hybrid), our own cgroup reports usage.
         let me = std::process::id();
-        let m = ProcHost::default().memory_usage(me, me, 0).expect("memory cgroup");
+        let m = LiveProcesses::default().memory_usage(me, me, 0).expect("memory cgroup");
         assert!(m.usage_bytes > 0, "{m:?}");
     }
 
     #[test]
     fn own_start_time_and_threads_are_readable() {
         assert!(process_start_time(std::process::id()).is_some());
-        let t = ProcHost::default().thread_count().unwrap();
+        let t = LiveProcesses::default().thread_count().unwrap();
         assert!(t.threads > 0 && t.threads_max > t.threads);
     }
 
@@ -764,7 +764,7 @@ mod tests {
             format!(r#"{{"id":"c1","init_process_pid":{me},"init_process_start":{start},"cgroup_paths":{{"pids":"/sys/fs/cgroup/pids/c1"}}}}"#),
         )
         .unwrap();
-        let host = ProcHost::default();
+        let host = LiveProcesses::default();
         let roots = vec![dir.clone()];
         let s = host.container_state(&roots, "c1").unwrap();
         assert!(s.init_alive);

@@ -1,6 +1,8 @@
-//! Facts about the node that explain a verdict: port ranges, reserved ports
-//! and the IPVS table. Read from procfs; behind a trait so the diagnosis
-//! logic can be tested with recorded values.
+//! Facts about the node's network that explain a probe verdict: port
+//! ranges, reserved ports, the IPVS table, listeners and accept queues per
+//! network namespace, rp_filter, and the cgroup serving a pod's port (with
+//! its CPU counters). Read from procfs; behind [`NetworkFacts`] so the
+//! diagnosis is tested with recorded values.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -103,7 +105,7 @@ impl std::fmt::Display for Listener {
 }
 
 /// What the diagnosis may ask about the node.
-pub trait NodeView {
+pub trait NetworkFacts {
     fn reserved_ports(&self) -> PortRanges;
     fn ipvs_services(&self) -> Vec<IpvsService>;
     /// The TCP listeners of the network namespace that owns `addr` (a pod's
@@ -155,13 +157,13 @@ fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::
 
 /// The live node, read from procfs on each call (calls are rare: once per
 /// failed probe).
-pub struct ProcNode;
+pub struct LiveNetwork;
 
 pub const RESERVED_PORTS_SYSCTL: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
 pub const PORT_RANGE_SYSCTL: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 pub const PROC_IP_VS: &str = "/proc/net/ip_vs";
 
-impl NodeView for ProcNode {
+impl NetworkFacts for LiveNetwork {
     fn reserved_ports(&self) -> PortRanges {
         fs::read_to_string(RESERVED_PORTS_SYSCTL)
             .ok()
@@ -473,7 +475,7 @@ pub fn ephemeral_port_range() -> Option<RangeInclusive<u16>> {
 
 /// A fixed view for tests and replays.
 #[derive(Debug, Clone, Default)]
-pub struct StaticNode {
+pub struct StaticNetwork {
     pub reserved: PortRanges,
     pub services: Vec<IpvsService>,
     /// The pod namespaces' listeners, by the pod's address.
@@ -493,7 +495,7 @@ pub struct StaticNode {
     pub rp_filter: Vec<(String, u8)>,
 }
 
-impl NodeView for StaticNode {
+impl NetworkFacts for StaticNetwork {
     fn reserved_ports(&self) -> PortRanges {
         self.reserved.clone()
     }
