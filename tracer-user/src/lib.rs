@@ -1,4 +1,4 @@
-//! probe-tracer userspace: loader, aggregator, CLI and outputs.
+//! probe-tracer userspace: loader, correlators, CLI and outputs.
 //!
 //! Layout:
 //! - `kernel`: what the running kernel offers (BTF offsets, tracepoint
@@ -12,10 +12,11 @@
 //!   statuses);
 //! - `audit`: `check`'s node audit (port ranges, IPVS NodePorts, pids and
 //!   thread limits) as pure functions of what it reads;
-//! - `node`: node facts the verdicts cite (sysctls, the IPVS table);
+//! - `network`: network facts the probe verdicts cite (sysctls, the IPVS
+//!   table, listeners and accept queues, rp_filter);
 //! - `cgroup_cpu`: a probed container's CPU throttling and pressure;
-//! - `host`: process facts the exec verdicts cite (pids cgroups,
-//!   threads-max, runc state files);
+//! - `processes`: process facts the exec and OOM verdicts cite (pids and
+//!   memory cgroups, threads-max, runc and crun state files);
 //! - `enrich`: the stage between `diagnose` and `output` that adds pod and
 //!   container names and picks a verdict's Kubernetes Event;
 //! - `output`: JSON lines and one-sentence text;

@@ -230,56 +230,15 @@ impl<N: NetworkFacts> ProbeCorrelator<N> {
 
     pub fn handle(&mut self, ev: &Event) -> Vec<Report> {
         match &ev.body {
-            Body::TcpConnect(info) => {
-                // The tracepoint and an fentry/kprobe can both report one
-                // connect during attach; keep the first.
-                let fresh = match self.attempts.get_mut(&info.skaddr) {
-                    Some(a) if a.tuple.daddr == info.daddr && a.tuple.dport == info.dport => {
-                        merge_tuple(&mut a.tuple, info);
-                        false
-                    }
-                    _ => true,
-                };
-                if fresh {
-                    self.cpu.note((info.daddr, info.dport), ev.ts_ns);
-                    let attempt = Attempt {
-                        started: ev.clone(),
-                        tuple: *info,
-                        syn_retransmits: 0,
-                        synack_seen: false,
-                        reset: false,
-                        diverted: false,
-                        established_ns: None,
-                        connected: false,
-                    };
-                    self.attempts.insert(info.skaddr, attempt);
+            Body::TcpConnect(info) => self.on_connect(ev, info),
+            Body::TcpRetransmit(info) => self.note(info, |a| {
+                if info.newstate == TCP_SYN_SENT {
+                    a.syn_retransmits += 1;
                 }
-                Vec::new()
-            }
-            Body::TcpRetransmit(info) => {
-                if let Some(a) = self.attempts.get_mut(&info.skaddr) {
-                    merge_tuple(&mut a.tuple, info);
-                    if info.newstate == TCP_SYN_SENT {
-                        a.syn_retransmits += 1;
-                    }
-                    a.connected |= info.newstate == TCP_ESTABLISHED;
-                }
-                Vec::new()
-            }
-            Body::TcpReset(info) => {
-                if let Some(a) = self.attempts.get_mut(&info.skaddr) {
-                    merge_tuple(&mut a.tuple, info);
-                    a.reset = true;
-                }
-                Vec::new()
-            }
-            Body::TcpSynSentRcv(info) => {
-                if let Some(a) = self.attempts.get_mut(&info.skaddr) {
-                    merge_tuple(&mut a.tuple, info);
-                    a.synack_seen = true;
-                }
-                Vec::new()
-            }
+                a.connected |= info.newstate == TCP_ESTABLISHED;
+            }),
+            Body::TcpReset(info) => self.note(info, |a| a.reset = true),
+            Body::TcpSynSentRcv(info) => self.note(info, |a| a.synack_seen = true),
             Body::IpvsConn(conn) => self.on_ipvs_conn(ev, conn),
             Body::TcpState(info) => self.on_state(ev, info),
             Body::TcpClosed(close) => self.on_closed(ev, close),
@@ -289,6 +248,40 @@ impl<N: NetworkFacts> ProbeCorrelator<N> {
             }
             _ => Vec::new(),
         }
+    }
+
+    fn on_connect(&mut self, ev: &Event, info: &TcpInfo) -> Vec<Report> {
+        // The tracepoint and an fentry/kprobe can both report one connect
+        // during attach; keep the first.
+        if let Some(a) = self.attempts.get_mut(&info.skaddr)
+            && a.tuple.daddr == info.daddr
+            && a.tuple.dport == info.dport
+        {
+            merge_tuple(&mut a.tuple, info);
+            return Vec::new();
+        }
+        self.cpu.note((info.daddr, info.dport), ev.ts_ns);
+        let attempt = Attempt {
+            started: ev.clone(),
+            tuple: *info,
+            syn_retransmits: 0,
+            synack_seen: false,
+            reset: false,
+            diverted: false,
+            established_ns: None,
+            connected: false,
+        };
+        self.attempts.insert(info.skaddr, attempt);
+        Vec::new()
+    }
+
+    /// What a record says of a followed attempt (no report on its own).
+    fn note(&mut self, info: &TcpInfo, update: impl FnOnce(&mut Attempt)) -> Vec<Report> {
+        if let Some(a) = self.attempts.get_mut(&info.skaddr) {
+            merge_tuple(&mut a.tuple, info);
+            update(a);
+        }
+        Vec::new()
     }
 
     /// Ends the run: attempts stuck in SYN-SENT long enough are timeouts.
