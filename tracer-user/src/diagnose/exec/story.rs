@@ -87,19 +87,8 @@ impl<H: ProcessFacts> ExecCorrelator<H> {
     pub(super) fn judge(&mut self, inv: Invocation, end: Option<(&Event, ExitStatus)>) -> Vec<Report> {
         self.finished += 1;
         let sub = inv.command.subcommand.clone().unwrap_or_else(|| "?".into());
-        // Latency maps and metric labels take known subcommands only: a
-        // binary named runc anywhere must not mint label values.
-        let label = known_subcommand(&sub).to_string();
         if let Some((e, _)) = end {
-            let took = e.ts_ns.saturating_sub(inv.started.ts_ns);
-            if self.interval.by_subcommand.is_empty() {
-                self.interval.started_ns = inv.started.ts_ns;
-            }
-            self.interval.add(&label, took, inv.started.pid, inv.command.container.clone());
-            self.total.add(&label, took, inv.started.pid, inv.command.container.clone());
-            if self.recent.len() < 100_000 {
-                self.recent.push((label.clone(), took));
-            }
+            self.record_duration(&inv, &sub, e.ts_ns.saturating_sub(inv.started.ts_ns));
         }
         let container = inv.command.container.clone();
         let runc_failed = end.is_some_and(|(_, s)| s.failed());
@@ -128,23 +117,8 @@ impl<H: ProcessFacts> ExecCorrelator<H> {
             causes.push(cause);
         }
         for s in setns_failures.iter().filter(|s| !s.recovered()) {
-            let ns = namespace_name(s.nstype);
-            let why = match s.errno {
-                22 => "the file it was given is not a namespace of that type (a torn-down pod sandbox leaves an empty placeholder behind)",
-                2 | 3 => "the process or namespace to join is gone",
-                1 => "not permitted (a user namespace or security module refused it)",
-                _ => "the kernel refused it",
-            };
-            let cause = format!("setns({ns}) returned {}", errno_name(s.errno));
-            let message = format!("{} (pid {}) could not join the container's {ns} namespace: {cause}: {why}", s.ev.comm, s.ev.pid);
-            verdicts.push(
-                common(Report::new("setns_failed", &s.ev), &inv)
-                    .with("errno", s.errno)
-                    .with("errno_name", errno_name(s.errno))
-                    .with("nstype", s.nstype)
-                    .with("namespace_type", ns)
-                    .message(message),
-            );
+            let (r, cause) = setns_failed(&inv, s);
+            verdicts.push(r);
             causes.push(cause);
         }
         // The first stage to die is the one that matters; later ones are
@@ -157,22 +131,8 @@ impl<H: ProcessFacts> ExecCorrelator<H> {
         let reported =
             |d: &&Death| (runtime_error.is_some() || writes_own_errors) && d.status.signal == 0 && d.signal_before.is_none();
         if let Some(d) = inv.deaths.iter().filter(|d| !reported(d)).min_by_key(|d| d.ev.ts_ns) {
-            let how = match (d.status.signal, d.signal_before) {
-                (0, Some(sig)) => format!("died after {} (exit code {})", signal_name(sig), d.status.code),
-                _ => d.status.describe().replacen("was killed", "died", 1).replacen("exited", "died", 1),
-            };
-            let because = causes.first().map(|c| format!(" after {c}")).unwrap_or_default();
-            let message = format!(
-                "runc init stage {} (pid {}) {how}{because}, before starting the container's command; runc reports this as \"read init-p: connection reset by peer\" (or an EOF from its init pipe)",
-                d.ev.comm, d.ev.pid
-            );
-            let r = common(Report::new("runc_init_died", &d.ev), &inv);
-            let r = d.status.fields(r)
-                .with("signal_before", json!(d.signal_before.map(signal_name)))
-                .with("stage", d.ev.comm.clone())
-                .with("caused_by", json!(causes.first()))
-                .message(message);
-            causes.push(format!("runc init {how}"));
+            let (r, cause) = init_died(&inv, d, causes.first());
+            causes.push(cause);
             verdicts.push(r);
         }
         if sub == "exec"
@@ -193,44 +153,115 @@ impl<H: ProcessFacts> ExecCorrelator<H> {
             return Vec::new();
         }
         self.failed += 1;
-        // The story: one line a person reads. Verdict lines are still
-        // written in JSON; text output shows the story instead of them.
-        let target = match (container.as_deref(), inv.command.args_truncated) {
-            (Some(c), _) => format!(" into container {c}"),
-            (None, true) => " into a container (its ID was past the argv the kernel copied)".to_string(),
-            (None, false) => String::new(),
-        };
-        let runtime = inv.started.comm.clone();
-        let exit = match end {
-            Some((_, s)) if s.failed() => format!(" ({})", s.describe().replace("exited with", "exit")),
-            Some(_) => String::new(),
-            None => " (runc still running)".to_string(),
-        };
         let reporter = inv.deaths.iter().find(|d| reported(d));
-        let story = if let (true, Some(d)) = (causes.is_empty(), reporter) {
-            format!(
-                "{runtime} {sub}{target} failed{exit}: its child {} (pid {}) exited with code {} after writing {runtime}'s own error \
-                 (a missing binary, a bad working directory, a permission: the kubelet's probe message carries its text); \
-                 no fork or namespace join failed",
-                d.ev.comm, d.ev.pid, d.status.code
-            )
-        } else if causes.is_empty() {
-            format!("{runtime} {sub}{target} failed{exit}; no fork, setns or init failure was seen (see {runtime}'s own error)")
-        } else {
-            format!("{runtime} {sub}{target} failed{exit}: {}", causes.join("; "))
-        };
-        let anchor = end.map_or(&inv.started, |(e, _)| e);
-        let mut story_report = common(Report::new("runc_failed", anchor), &inv).with("runtime_error", json!(runtime_error));
-        story_report.causes = Some(verdicts.iter().map(|v| v.kind).collect());
-        if let Some((_, s)) = end {
-            story_report = s.fields(story_report);
-        }
-        story_report.pid = inv.started.pid;
-        story_report.comm = inv.started.comm.clone();
+        let story = story(&inv, &sub, end, &causes, reporter, &verdicts, runtime_error);
         let mut out: Vec<Report> = verdicts.into_iter().map(|r| r.grouped()).collect();
-        out.push(story_report.message(story));
+        out.push(story);
         out
     }
+
+    /// A finished call's duration, for the latency summary and
+    /// `runtime_slow`.
+    fn record_duration(&mut self, inv: &Invocation, sub: &str, took: u64) {
+        // Latency maps and metric labels take known subcommands only: a
+        // binary named runc anywhere must not mint label values.
+        let label = known_subcommand(sub).to_string();
+        if self.interval.by_subcommand.is_empty() {
+            self.interval.started_ns = inv.started.ts_ns;
+        }
+        self.interval.add(&label, took, inv.started.pid, inv.command.container.clone());
+        self.total.add(&label, took, inv.started.pid, inv.command.container.clone());
+        if self.recent.len() < 100_000 {
+            self.recent.push((label, took));
+        }
+    }
+}
+
+/// The story (`runc_failed`): one line a person reads. Verdict lines are
+/// still written in JSON; text output shows the story instead of them.
+fn story(
+    inv: &Invocation,
+    sub: &str,
+    end: Option<(&Event, ExitStatus)>,
+    causes: &[String],
+    reporter: Option<&Death>,
+    verdicts: &[Report],
+    runtime_error: Option<String>,
+) -> Report {
+    let container = inv.command.container.clone();
+    let target = match (container.as_deref(), inv.command.args_truncated) {
+        (Some(c), _) => format!(" into container {c}"),
+        (None, true) => " into a container (its ID was past the argv the kernel copied)".to_string(),
+        (None, false) => String::new(),
+    };
+    let runtime = inv.started.comm.clone();
+    let exit = match end {
+        Some((_, s)) if s.failed() => format!(" ({})", s.describe().replace("exited with", "exit")),
+        Some(_) => String::new(),
+        None => " (runc still running)".to_string(),
+    };
+    let story = if let (true, Some(d)) = (causes.is_empty(), reporter) {
+        format!(
+            "{runtime} {sub}{target} failed{exit}: its child {} (pid {}) exited with code {} after writing {runtime}'s own error \
+             (a missing binary, a bad working directory, a permission: the kubelet's probe message carries its text); \
+             no fork or namespace join failed",
+            d.ev.comm, d.ev.pid, d.status.code
+        )
+    } else if causes.is_empty() {
+        format!("{runtime} {sub}{target} failed{exit}; no fork, setns or init failure was seen (see {runtime}'s own error)")
+    } else {
+        format!("{runtime} {sub}{target} failed{exit}: {}", causes.join("; "))
+    };
+    let anchor = end.map_or(&inv.started, |(e, _)| e);
+    let mut story_report = common(Report::new("runc_failed", anchor), inv).with("runtime_error", json!(runtime_error));
+    story_report.causes = Some(verdicts.iter().map(|v| v.kind).collect());
+    if let Some((_, s)) = end {
+        story_report = s.fields(story_report);
+    }
+    story_report.pid = inv.started.pid;
+    story_report.comm = inv.started.comm.clone();
+    story_report.message(story)
+}
+
+fn setns_failed(inv: &Invocation, s: &SetnsFailure) -> (Report, String) {
+    let ns = namespace_name(s.nstype);
+    let why = match s.errno {
+        22 => "the file it was given is not a namespace of that type (a torn-down pod sandbox leaves an empty placeholder behind)",
+        2 | 3 => "the process or namespace to join is gone",
+        1 => "not permitted (a user namespace or security module refused it)",
+        _ => "the kernel refused it",
+    };
+    let cause = format!("setns({ns}) returned {}", errno_name(s.errno));
+    let message = format!("{} (pid {}) could not join the container's {ns} namespace: {cause}: {why}", s.ev.comm, s.ev.pid);
+    let r = common(Report::new("setns_failed", &s.ev), inv)
+        .with("errno", s.errno)
+        .with("errno_name", errno_name(s.errno))
+        .with("nstype", s.nstype)
+        .with("namespace_type", ns)
+        .message(message);
+    (r, cause)
+}
+
+/// The first runc init stage to die (`runc_init_died`), after `first_cause`
+/// if something failed before it.
+fn init_died(inv: &Invocation, d: &Death, first_cause: Option<&String>) -> (Report, String) {
+    let how = match (d.status.signal, d.signal_before) {
+        (0, Some(sig)) => format!("died after {} (exit code {})", signal_name(sig), d.status.code),
+        _ => d.status.describe().replacen("was killed", "died", 1).replacen("exited", "died", 1),
+    };
+    let because = first_cause.map(|c| format!(" after {c}")).unwrap_or_default();
+    let message = format!(
+        "runc init stage {} (pid {}) {how}{because}, before starting the container's command; runc reports this as \"read init-p: connection reset by peer\" (or an EOF from its init pipe)",
+        d.ev.comm, d.ev.pid
+    );
+    let r = d
+        .status
+        .fields(common(Report::new("runc_init_died", &d.ev), inv))
+        .with("signal_before", json!(d.signal_before.map(signal_name)))
+        .with("stage", d.ev.comm.clone())
+        .with("caused_by", json!(first_cause))
+        .message(message);
+    (r, format!("runc init {how}"))
 }
 
 /// Fields every exec verdict carries: the container and its pod (from
