@@ -157,7 +157,7 @@ impl Metrics {
                 self.connections.get_or_create(&OutcomeLabels { outcome }).inc();
             }
             Some(Class::Verdict { metric_reason, .. }) => {
-                let reason = metric_reason.and_then(|k| r.field_str(k)).unwrap_or("").to_string();
+                let reason = metric_reason.and_then(|k| r.text_of(k)).unwrap_or("").to_string();
                 self.verdicts.get_or_create(&VerdictLabels { kind: r.kind.to_string(), reason }).inc();
             }
             Some(Class::Record) | None => {}

@@ -293,6 +293,15 @@ impl Report {
         self.fields.get(key).and_then(Value::as_str)
     }
 
+    /// A text field by its JSON name, wherever the report keeps it: the
+    /// catalogue names a verdict's metric `reason` field so.
+    pub(crate) fn text_of(&self, key: &str) -> Option<&str> {
+        match (key, &self.probe) {
+            ("probe_type", ProbeNamed::Spec(spec)) => Some(spec.probe_type),
+            _ => self.field_str(key),
+        }
+    }
+
     /// The JSON object the output writes (without `ts`).
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or_default()
@@ -332,5 +341,14 @@ mod tests {
         assert!(v["container_id"].is_null() && v.get("container_id").is_some());
         assert!(v.get("pod_uid").is_none() && v.get("incomplete").is_none());
         assert_eq!(v["causes"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn every_metric_reason_field_is_found_where_the_report_keeps_it() {
+        let spec = ProbeOfSpec { probe_type: "readiness", container: "app".into(), timeout_s: 1, period_s: 10, failure_threshold: 3 };
+        let mut r = report("probe_near_timeout").with("errno_name", "EAGAIN");
+        assert_eq!(r.text_of("probe_type"), None);
+        r.probe = ProbeNamed::Spec(spec);
+        assert_eq!((r.text_of("probe_type"), r.text_of("errno_name")), (Some("readiness"), Some("EAGAIN")));
     }
 }
