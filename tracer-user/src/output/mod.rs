@@ -183,8 +183,8 @@ pub fn warn(msg: &str) {
     let _ = writeln!(io::stderr(), "probe-tracer: {msg}");
 }
 
-/// The JSON contract: `kind`, `ts`, `pid`, `comm`, then the kind's fields,
-/// then `message`.
+/// The JSON contract: `kind`, `ts`, then the report as it serializes
+/// (`pid`, `comm`, its fields, `message`: see diagnose/report.rs).
 pub fn report_json(r: &Report, clock: &Clock) -> Value {
     let mut obj = Map::new();
     obj.insert("kind".into(), json!(r.kind));
