@@ -1,6 +1,7 @@
 //! probe-tracer userspace: loader, correlators, CLI and outputs.
 //!
 //! Layout:
+//! - `app`: the `probe-tracer` command (the binary is this and nothing else);
 //! - `kernel`: what the running kernel offers (BTF offsets, tracepoint
 //!   formats, privileges, lockdown) — the inputs to the loader;
 //! - `loader`: loads the eBPF object and attaches each hook with the best
@@ -27,22 +28,27 @@
 //! - `run`: the `run` and `daemon` session: the event loop, and the report
 //!   pipeline from a ring-buffer record to a written report.
 
-pub(crate) mod audit;
+// Public: what the binary (app), the e2e tests (tests/) and the fuzz
+// targets (fuzz/) use. The rest is the crate's own, so the compiler
+// reports what nothing uses.
+pub mod app;
 pub mod cgroup_cpu;
-pub mod check;
-pub mod cli;
 pub mod diagnose;
-mod enrich;
 pub mod events;
-pub mod processes;
 pub mod k8s;
 pub mod loader;
 pub mod metrics;
-pub mod kernel;
 pub mod network;
 pub mod output;
+pub mod processes;
 pub mod replay;
-pub mod run;
+
+pub(crate) mod audit;
+pub(crate) mod check;
+pub(crate) mod cli;
+mod enrich;
+pub(crate) mod kernel;
+pub(crate) mod run;
 pub(crate) mod throttle;
 
 /// The build script's filter of the eBPF build's output, tested here

@@ -40,10 +40,7 @@ impl KernelBtf {
         Btf::from_split_bytes(&bytes, &self.vmlinux).ok()
     }
 
-    pub fn vmlinux(&self) -> &Btf {
-        &self.vmlinux
-    }
-
+    #[cfg(test)]
     pub fn has_function(&self, name: &str) -> bool {
         has_function(&self.vmlinux, name)
     }
@@ -225,7 +222,8 @@ pub fn ipvs_param_offsets(ipvs: &Btf) -> Result<IpvsParamOffsets> {
     })
 }
 
-pub fn has_function(btf: &Btf, name: &str) -> bool {
+#[cfg(test)]
+fn has_function(btf: &Btf, name: &str) -> bool {
     btf.resolve_types_by_name(name)
         .map(|types| types.iter().any(|t| matches!(t, Type::Func(_))))
         .unwrap_or(false)
