@@ -10,12 +10,12 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-
 use crate::{
     diagnose::{
-        Connection, ProbeNamed, ProbeOfSpec, Report,
+        Connection, ProbeOfSpec, Report,
         catalogue::{self, Subject},
-        exec::{CommandDone, cpu_over_life, shown_argv},
+        exec::{CommandDone, cpu_over_life},
+        near_timeout,
     },
     processes::ProcessFacts,
     k8s::{
@@ -32,9 +32,6 @@ pub struct Enricher<H: ProcessFacts> {
     near_timeout_said: HashMap<(String, &'static str, u16), u64>,
 }
 
-/// A probe whose answer takes more than this share of its timeoutSeconds
-/// is near failing.
-const NEAR_TIMEOUT: f64 = 0.8;
 /// At most one `probe_near_timeout` per probe this often.
 const NEAR_TIMEOUT_EVERY_NS: u64 = 60_000_000_000;
 /// Probes remembered for that, at most.
@@ -50,33 +47,17 @@ impl<H: ProcessFacts> Enricher<H> {
     /// the kubelet starts failing it, at most once a minute per probe.
     pub fn near_timeout(&mut self, r: &Report, now_ns: u64) -> Option<Report> {
         let (answer, conn) = (r.answer.as_ref()?, r.connection.as_ref()?);
-        let (response_ms, ip, port) = (answer.response_ms, conn.daddr, conn.dport);
         let dir = self.dir.read().ok()?;
-        let pod = dir.pod_by_ip(ip)?.clone();
+        let pod_uid = dir.pod_by_ip(conn.daddr)?.uid.clone();
         // The tightest of the probes on that port is the one near failing.
-        let spec = dir.probes_at(ip, port).iter().min_by_key(|p| p.timeout_s)?.clone();
+        let spec = probe_of_spec(dir.probes_at(conn.daddr, conn.dport).iter().min_by_key(|p| p.timeout_s)?);
         drop(dir);
-        let timeout_ms = u64::from(spec.timeout_s) * 1000;
-        if (response_ms as f64) <= NEAR_TIMEOUT * timeout_ms as f64 {
+        if !near_timeout::is_near(answer.response_ms, &spec)
+            || !self.first_near_timeout_in_a_minute((pod_uid, spec.probe_type, conn.dport), now_ns)
+        {
             return None;
         }
-        if !self.first_near_timeout_in_a_minute((pod.uid.clone(), spec.probe_type, port), now_ns) {
-            return None;
-        }
-        let share = response_ms * 100 / timeout_ms.max(1);
-        let mut w = Report { kind: "probe_near_timeout", grouped: false, answer: None, ..r.clone() };
-        w.fields.remove("outcome");
-        w.fields.remove("state");
-        let mut message = format!(
-            "the {} probe of container {} answered in {response_ms} ms, {share} % of its timeoutSeconds ({}): the kubelet \
-             fails it past {timeout_ms} ms; raise timeoutSeconds or find what slows the answer",
-            spec.probe_type, spec.container, spec.timeout_s
-        );
-        if let Some(limits) = &answer.slow_because {
-            message.push_str(&format!(" ({limits})"));
-        }
-        w.message = message;
-        Some(w.with("answer_share_pct", share))
+        Some(near_timeout::slow_answer(r, answer, &spec))
     }
 
     /// An exec probe's command that exited by itself, but in more than
@@ -86,32 +67,15 @@ impl<H: ProcessFacts> Enricher<H> {
     pub fn exec_near_timeout(&mut self, done: CommandDone) -> Option<Report> {
         let dir = self.dir.read().ok()?;
         let c = dir.container(&done.container_id)?;
-        let spec = dir.exec_probes_of(&c.pod.uid, &c.name).iter().find(|s| s.command == done.argv)?.clone();
+        let spec = probe_of_spec(dir.exec_probes_of(&c.pod.uid, &c.name).iter().find(|s| s.command == done.argv)?);
         let key = (format!("{}/{}", c.pod.uid, c.name), spec.probe_type, 0);
         drop(dir);
-        let timeout_ms = u64::from(spec.timeout_s) * 1000;
-        if (done.runtime_ms as f64) <= NEAR_TIMEOUT * timeout_ms as f64 {
-            return None;
-        }
         let ended_ns = done.report.ts_ns;
-        if !self.first_near_timeout_in_a_minute(key, ended_ns) {
+        if !near_timeout::is_near(done.runtime_ms, &spec) || !self.first_near_timeout_in_a_minute(key, ended_ns) {
             return None;
         }
         let cpu = cpu_over_life(&self.host, done.cpu_at_start.as_ref(), ended_ns);
-        let share = done.runtime_ms * 100 / timeout_ms.max(1);
-        let why = cpu.explanation().unwrap_or_else(|| cpu.ruled_out());
-        let message = format!(
-            "the {} exec probe of container {} (`{}`) took {} ms from the runtime's start to the command's exit, {share} % of its \
-             timeoutSeconds ({}): the kubelet fails it past {timeout_ms} ms; raise timeoutSeconds or find what slows the command; {why}",
-            spec.probe_type,
-            spec.container,
-            shown_argv(&done.argv),
-            done.runtime_ms,
-            spec.timeout_s,
-        );
-        let mut w = cpu.add_counters_to(done.report).with("answer_share_pct", share).message(message);
-        name_the_probe(&mut w, Some(&spec));
-        Some(w)
+        Some(near_timeout::slow_command(done.report, &done.argv, done.runtime_ms, spec, &cpu))
     }
 
     /// Whether a probe's `probe_near_timeout` is the first in a minute
@@ -173,15 +137,11 @@ impl<H: ProcessFacts> Enricher<H> {
             }
             if let Some(argv) = &r.command {
                 let spec = exec_probes.iter().find(|s| &s.command == argv);
-                name_the_probe(r, spec);
+                r.name_probe(spec.map(probe_of_spec));
             }
         }
         if let Some(p) = &pod {
-            r.kubernetes.pod = Some(p.name.clone());
-            r.kubernetes.namespace = Some(p.namespace.clone());
-            r.kubernetes.container.clone_from(&container);
-            let c = container.as_ref().map(|c| format!(", container {c}")).unwrap_or_default();
-            r.message.push_str(&format!(" [pod {}/{}{c}]", p.namespace, p.name));
+            r.name_pod(&p.namespace, &p.name, container.clone());
         }
         // A story (`runc_failed`) is posted once, named after its first
         // cause; the verdicts it groups are not posted on their own.
@@ -209,31 +169,17 @@ impl<H: ProcessFacts> Enricher<H> {
 /// several, the one whose timeout the probe's elapsed time is nearest).
 fn add_probe_spec(r: &mut Report, conn: &Connection, specs: &[ProbeSpec]) {
     let spec = specs.iter().min_by_key(|s| (u64::from(s.timeout_s) * 1000).abs_diff(conn.elapsed_ms));
-    name_the_probe(r, spec);
+    r.name_probe(spec.map(probe_of_spec));
 }
 
-/// The probe's fields and a bracket naming it, from its spec; without one
-/// (no API server, or not a probe of the pod's spec) `probe_type` and
-/// `timeout_s` are null on a verdict: unknown, not guessed.
-fn name_the_probe(r: &mut Report, spec: Option<&ProbeSpec>) {
-    let Some(spec) = spec else {
-        if r.is_verdict() {
-            r.probe = ProbeNamed::NoMatch;
-        }
-        return;
-    };
-    r.probe = ProbeNamed::Spec(ProbeOfSpec {
+/// A probe of the pod's spec, as diagnosis names it.
+fn probe_of_spec(spec: &ProbeSpec) -> ProbeOfSpec {
+    ProbeOfSpec {
         probe_type: spec.probe_type,
         container: spec.container.clone(),
         timeout_s: spec.timeout_s,
         period_s: spec.period_s,
         failure_threshold: spec.failure_threshold,
-    });
-    if r.is_verdict() {
-        r.message.push_str(&format!(
-            " [{} probe of container {}: timeoutSeconds {}, periodSeconds {}, failureThreshold {}]",
-            spec.probe_type, spec.container, spec.timeout_s, spec.period_s, spec.failure_threshold
-        ));
     }
 }
 

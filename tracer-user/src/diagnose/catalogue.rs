@@ -78,7 +78,7 @@ pub(crate) const KINDS: &[Kind] = &[
     verdict("probe_http_error", Probe, "ProbeHTTPError", None),
     verdict("probe_reset", Probe, "ProbeConnectionReset", None),
     verdict("probe_closed", Probe, "ProbeConnectionClosed", None),
-    // Answered, but in more than 80 % of its timeoutSeconds (enrich.rs:
+    // Answered, but in more than 80 % of its timeoutSeconds (near_timeout.rs;
     // needs the pod's spec).
     verdict("probe_near_timeout", Probe, "ProbeNearTimeout", Some("probe_type")),
     Kind { name: "tcp_attempt", class: Attempt, subject: Probe },

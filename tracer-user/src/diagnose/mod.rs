@@ -4,6 +4,7 @@
 
 pub(crate) mod catalogue;
 pub mod exec;
+pub(crate) mod near_timeout;
 pub mod oom;
 pub mod probe;
 mod report;

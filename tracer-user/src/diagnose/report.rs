@@ -293,6 +293,35 @@ impl Report {
         self.fields.get(key).and_then(Value::as_str)
     }
 
+    /// Names the pod (and container) the report is about, in its fields
+    /// and at the end of its sentence.
+    pub(crate) fn name_pod(&mut self, namespace: &str, pod: &str, container: Option<String>) {
+        let c = container.as_ref().map(|c| format!(", container {c}")).unwrap_or_default();
+        self.message.push_str(&format!(" [pod {namespace}/{pod}{c}]"));
+        self.kubernetes.pod = Some(pod.to_string());
+        self.kubernetes.namespace = Some(namespace.to_string());
+        self.kubernetes.container = container;
+    }
+
+    /// Names the pod's probe this report is about; without one (no API
+    /// server, or not a probe of the pod's spec) `probe_type` and
+    /// `timeout_s` are null on a verdict: unknown, not guessed.
+    pub(crate) fn name_probe(&mut self, spec: Option<ProbeOfSpec>) {
+        let Some(spec) = spec else {
+            if self.is_verdict() {
+                self.probe = ProbeNamed::NoMatch;
+            }
+            return;
+        };
+        if self.is_verdict() {
+            self.message.push_str(&format!(
+                " [{} probe of container {}: timeoutSeconds {}, periodSeconds {}, failureThreshold {}]",
+                spec.probe_type, spec.container, spec.timeout_s, spec.period_s, spec.failure_threshold
+            ));
+        }
+        self.probe = ProbeNamed::Spec(spec);
+    }
+
     /// A text field by its JSON name, wherever the report keeps it: the
     /// catalogue names a verdict's metric `reason` field so.
     pub(crate) fn text_of(&self, key: &str) -> Option<&str> {
