@@ -67,7 +67,8 @@ const fn verdict(
 
 /// The catalogue.
 pub(crate) const KINDS: &[Kind] = &[
-    // A prober's TCP connection (diagnose/probe.rs).
+    // A prober's TCP connection: sentences in probe/verdicts.rs (drops in
+    // probe/drops.rs, the container's CPU in probe/cpu_window.rs).
     verdict("synack_diverted", Probe, "ProbeSynAckDiverted", Some("evidence")),
     verdict("probe_refused", Probe, "ProbeConnectionRefused", None),
     // With `drops` (where the kernel freed its packets, and why) and
@@ -82,14 +83,16 @@ pub(crate) const KINDS: &[Kind] = &[
     // needs the pod's spec).
     verdict("probe_near_timeout", Probe, "ProbeNearTimeout", Some("probe_type")),
     Kind { name: "tcp_attempt", class: Attempt, subject: Probe },
-    // An exec probe's runtime call (diagnose/exec/).
+    // An exec probe's runtime call: fork, setns, init and the story in
+    // exec/story.rs; a stopped container in exec/stopped.rs.
     verdict("fork_failed", Container, "ExecProbeForkFailed", Some("errno_name")),
     verdict("setns_failed", Container, "ExecProbeSetnsFailed", Some("errno_name")),
     verdict("runc_init_died", Container, "ExecProbeRuncInitDied", None),
     verdict("container_init_exit", Container, "ContainerInitExited", None),
     verdict("exec_into_stopped_container", Container, "ExecProbeContainerStopped", Some("evidence")),
     verdict("runc_failed", Container, "ExecProbeFailed", None),
-    // An exec's command the runtime killed at the exec's timeout.
+    // An exec's command the runtime killed at the exec's timeout
+    // (exec/command.rs, as is the next).
     verdict("exec_probe_timeout", Container, "ExecProbeTimeout", Some("killed_by_comm")),
     // An exec's command done, its output held open by what it left running
     // (the holder's comm is the tenant's: no label).
