@@ -7,4 +7,6 @@ pub mod background;
 pub mod cgroup;
 pub mod client;
 pub mod directory;
+pub mod events;
 pub mod pacing;
+pub mod watch;
