@@ -29,7 +29,8 @@ pub struct Report {
     /// The IPVS service that took a probe's SYN-ACK (`synack_diverted`).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub ipvs: Option<IpvsPath>,
-    /// The kind's own fields, read by nothing but the output (and tests).
+    /// The kind's own fields: written for the output; read elsewhere only
+    /// as text by their JSON name (the metric's `reason`, a story's cause).
     #[serde(flatten)]
     pub(crate) fields: Map<String, Value>,
     /// The command a runtime ran in the container (exec reports), as argv.
