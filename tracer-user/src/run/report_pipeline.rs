@@ -15,7 +15,7 @@ use serde_json::json;
 use super::STALE_ATTEMPT_NS;
 use crate::{
     diagnose::{
-        Correlators, Report, Slot,
+        Correlators, Report, Slot, Workload,
         catalogue::{Class, Subject},
     },
     enrich::Enricher,
@@ -249,10 +249,10 @@ fn throttled_record(r: &Report, source: String) -> Report {
     if let Some(c) = &r.connection {
         t = t.with("daddr", c.daddr.to_string());
     }
-    t.workload = r.workload.clone();
-    if r.cgroup_id != 0 {
-        t.workload.cgroup_id = Slot::Known(r.cgroup_id);
-    }
+    // The event's cgroup, not the workload's cgroup_id: the record names
+    // the source it throttles.
+    let cgroup_id = if r.cgroup_id != 0 { Slot::Known(r.cgroup_id) } else { Slot::Absent };
+    t.workload = Workload { cgroup_id, ..r.workload.clone() };
     t.message = text::throttled(&source, r.kind);
     t
 }
@@ -307,6 +307,18 @@ mod tests {
             body: crate::events::Body::Fork { child_tid: 10 },
         };
         Report::new("fork_failed", &ev).with("errno_name", "EAGAIN").message("fork failed".into())
+    }
+
+    #[test]
+    fn a_throttled_record_keeps_the_container_and_names_the_events_cgroup() {
+        let mut r = fork_failed(666);
+        r.workload = Workload { container_id: Slot::Known("ab".repeat(32)), cgroup_id: Slot::Known(5), ..Default::default() };
+        let t = throttled_record(&r, "cgroup 666".into()).to_json();
+        assert_eq!((&t["container_id"], &t["cgroup_id"]), (&serde_json::json!("ab".repeat(32)), &serde_json::json!(666)));
+        // Without the event's cgroup, none (as before typed reports).
+        let mut r = fork_failed(0);
+        r.workload.cgroup_id = Slot::Known(5);
+        assert!(throttled_record(&r, "pid 9".into()).to_json().get("cgroup_id").is_none());
     }
 
     fn lines(buf: &Arc<std::sync::Mutex<Vec<u8>>>) -> Vec<serde_json::Value> {
